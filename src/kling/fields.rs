@@ -1,0 +1,76 @@
+//! The catalogue of request fields across all Kling actions (contract §2.3–§2.8): name and JSON
+//! type. Which model accepts which field, and with what values, lives in `models`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Integer,
+    Boolean,
+    Number,
+    /// An http(s) URL given as a string.
+    Url,
+    /// An array of http(s) URLs.
+    UrlList,
+    /// `multi_prompt`: an array of `{prompt, duration_seconds}`.
+    MultiPrompt,
+    /// `kling_elements`: an array of element objects.
+    Elements,
+}
+
+impl FieldType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FieldType::String => "a string",
+            FieldType::Integer => "an integer",
+            FieldType::Boolean => "true or false",
+            FieldType::Number => "a number",
+            FieldType::Url => "a URL",
+            FieldType::UrlList => "a list of URLs",
+            FieldType::MultiPrompt => "a list of {prompt, duration_seconds} shots",
+            FieldType::Elements => "a list of element objects",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub ty: FieldType,
+}
+
+const fn f(name: &'static str, ty: FieldType) -> FieldSpec {
+    FieldSpec { name, ty }
+}
+
+/// Every request field any Kling action accepts.
+pub const FIELDS: &[FieldSpec] = &[
+    f("model", FieldType::String),
+    f("prompt", FieldType::String),
+    f("duration_seconds", FieldType::Integer),
+    f("aspect_ratio", FieldType::String),
+    f("output_resolution", FieldType::String),
+    f("enable_sound", FieldType::Boolean),
+    f("mode", FieldType::String),
+    f("negative_prompt", FieldType::String),
+    f("cfg_scale", FieldType::Number),
+    f("multi_shots", FieldType::Boolean),
+    f("multi_prompt", FieldType::MultiPrompt),
+    f("first_frame_image_url", FieldType::Url),
+    f("last_frame_image_url", FieldType::Url),
+    f("kling_elements", FieldType::Elements),
+    f("reference_image_urls", FieldType::UrlList),
+    f("reference_video_url", FieldType::Url),
+    f("reference_video_type", FieldType::String),
+    f("preserve_reference_video_audio", FieldType::Boolean),
+    f("source_image_url", FieldType::Url),
+    f("source_audio_url", FieldType::Url),
+    f("source_video_url", FieldType::Url),
+    f("source_task_id", FieldType::String),
+    f("character_orientation", FieldType::String),
+    f("background_source", FieldType::String),
+    f("callback_url", FieldType::Url),
+];
+
+pub fn field(name: &str) -> Option<&'static FieldSpec> {
+    FIELDS.iter().find(|f| f.name == name)
+}

@@ -1,0 +1,17 @@
+//! The request vocabulary of RunAPI's Kling endpoints, as data: endpoints, fields, per-model
+//! constraints and conditional rules (contract §2), and one validator that applies them.
+//!
+//! This module owns no I/O and knows nothing about manifests or HTTP. The manifest layer uses it
+//! (strictly) to reject a job before anything is spent; the simulator uses it (tolerantly) to
+//! answer 400/422 the way the real service does.
+
+mod endpoint;
+mod fields;
+pub(crate) mod models;
+mod o1;
+mod validate;
+
+pub use endpoint::{Endpoint, UnknownEndpoint};
+pub use fields::{FIELDS, FieldSpec, FieldType, field};
+pub use models::{Constraint, MODEL_NAMES, ModelSpec, model_spec, models_for};
+pub use validate::{Strictness, Violation, ViolationKind, accepts, is_present, validate};

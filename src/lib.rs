@@ -1,0 +1,16 @@
+//! kling-batch: run large batches of Kling video generations through the RunAPI HTTP API.
+//!
+//! Data flows one way: a manifest (YAML or CSV) is parsed and checked (`manifest`), expanded into
+//! jobs with stable ids and cost estimates (`plan`), each request checked against the Kling
+//! contract (`kling`) and priced (`pricing`), then shown (`report`). `app` maps commands to exit
+//! codes; `main` only calls it.
+
+pub mod app;
+pub mod cli;
+pub mod exit;
+pub mod kling;
+pub mod manifest;
+pub mod money;
+pub mod plan;
+pub mod pricing;
+pub mod report;

@@ -1,0 +1,202 @@
+//! Reading a manifest file: size cap, UTF-8, YAML or CSV by extension, then the checks.
+
+use super::csv_rows::read_prompt_file;
+use super::diagnostic::{Diagnostic, Origin, Problem};
+use super::spec::{Manifest, ManifestKind, Matrix, Sources};
+use super::yaml::Walker;
+use std::io::Read;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+/// Manifests (and CSV files they name) larger than this are refused before being read.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A manifest that cannot be used, with every problem found in it.
+#[derive(Debug, thiserror::Error)]
+#[error("{} problem{} in the manifest", .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
+pub struct ManifestError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads and checks the manifest at `path`.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("csv") => load_csv(path),
+        Some("yaml" | "yml") => load_yaml(path),
+        _ => Err(ManifestError {
+            diagnostics: Sources::default().resolve(vec![
+                Problem::new(
+                    Origin::File(path.to_path_buf()),
+                    "a manifest must be a .yaml, .yml or .csv file",
+                )
+                .hint("rename the file with the extension of its format"),
+            ]),
+        }),
+    }
+}
+
+fn load_yaml(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = read_capped(path).map_err(|p| ManifestError {
+        diagnostics: Sources::default().resolve(vec![p]),
+    })?;
+    let mut root: serde_yaml::Value = match serde_yaml::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(ManifestError {
+                diagnostics: vec![yaml_syntax(path, &e)],
+            });
+        }
+    };
+    if let Err(e) = root.apply_merge() {
+        return Err(ManifestError {
+            diagnostics: vec![yaml_syntax(path, &e)],
+        });
+    }
+    let mut walker = Walker {
+        problems: Vec::new(),
+        manifest_path: path,
+    };
+    let parts = walker.top(&root);
+    let sources = Sources::yaml(path.to_path_buf(), text);
+    if !walker.problems.is_empty() {
+        return Err(ManifestError {
+            diagnostics: sources.resolve(walker.problems),
+        });
+    }
+    Ok(Manifest {
+        name: parts.name,
+        path: path.to_path_buf(),
+        kind: ManifestKind::Yaml,
+        defaults: parts.defaults,
+        prompts: parts.prompts,
+        matrix: parts.matrix,
+        repeat: parts.repeat.unwrap_or(NonZeroU32::MIN),
+        limits: parts.limits,
+        pricing: parts.pricing,
+        on_unsupported: parts.on_unsupported,
+        sources,
+    })
+}
+
+fn load_csv(path: &Path) -> Result<Manifest, ManifestError> {
+    let (prompts, problems) = read_prompt_file(path, None);
+    let sources = Sources::default();
+    if !problems.is_empty() {
+        return Err(ManifestError {
+            diagnostics: sources.resolve(problems),
+        });
+    }
+    Ok(Manifest {
+        name: path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        path: path.to_path_buf(),
+        kind: ManifestKind::Csv,
+        defaults: Default::default(),
+        prompts,
+        matrix: Matrix::default(),
+        repeat: NonZeroU32::MIN,
+        limits: Default::default(),
+        pricing: Vec::new(),
+        on_unsupported: Default::default(),
+        sources,
+    })
+}
+
+/// A YAML parse error as a diagnostic, in plain words for the failures people meet.
+fn yaml_syntax(path: &Path, error: &serde_yaml::Error) -> Diagnostic {
+    let raw = error.to_string();
+    let (message, hint) = if raw.contains("repetition limit exceeded") {
+        (
+            "the YAML expands its aliases too many times (an alias bomb?)".to_string(),
+            "write the values out, or use fewer nested `*alias` references".to_string(),
+        )
+    } else if raw.contains("recursion limit exceeded") {
+        (
+            "the YAML is nested too deeply".to_string(),
+            "flatten the structure".to_string(),
+        )
+    } else {
+        let message = raw.split(" at line ").next().unwrap_or(&raw).to_string();
+        (
+            format!("not valid YAML: {message}"),
+            "check the indentation and quoting near this place".to_string(),
+        )
+    };
+    let location = error.location();
+    Diagnostic {
+        place: super::Place {
+            file: path.to_path_buf(),
+            line: location.as_ref().map(|l| l.line() as u64),
+            column: location.as_ref().map(|l| l.column() as u64),
+            column_name: None,
+        },
+        subject: None,
+        message,
+        hints: vec![hint],
+        occurrences: 1,
+    }
+}
+
+/// The text of `path`, refusing files over the size cap, folders and non-UTF-8 content.
+pub(crate) fn read_capped(path: &Path) -> Result<String, Problem> {
+    let origin = Origin::File(path.to_path_buf());
+    let file = std::fs::File::open(path).map_err(|e| {
+        let problem = Problem::new(
+            origin.clone(),
+            format!("cannot read {}: {}", path.display(), io_reason(&e)),
+        );
+        match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                problem.hint("check the path; relative paths start from the current folder")
+            }
+            _ => problem,
+        }
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Problem::new(origin.clone(), format!("cannot read {}: {e}", path.display())))?;
+    if meta.is_dir() {
+        return Err(Problem::new(
+            origin,
+            format!("{} is a folder, not a manifest file", path.display()),
+        ));
+    }
+    let too_large = || {
+        Problem::new(
+            origin.clone(),
+            format!("the file is larger than {} MiB", MAX_MANIFEST_BYTES >> 20),
+        )
+        .hint("split the sweep into several manifests")
+    };
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(|e| {
+        Problem::new(
+            origin.clone(),
+            format!("cannot read {}: {}", path.display(), io_reason(&e)),
+        )
+    })?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Problem::new(
+            origin,
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .hint("save it as UTF-8")
+    })
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,18 @@
+//! Manifests: YAML sweeps and CSV job lists, read in layers — text ▶ serde tree ▶ checked
+//! `Manifest` whose every value remembers its place — with all problems reported in one pass.
+
+mod csv_rows;
+mod diagnostic;
+mod load;
+mod locate;
+mod spec;
+mod suggest;
+mod values;
+mod yaml;
+
+pub use csv_rows::META_PREFIX;
+pub use diagnostic::{Diagnostic, Origin, Place, Problem};
+pub use load::{MAX_MANIFEST_BYTES, ManifestError, load};
+pub use spec::{FieldMap, Limits, Manifest, ManifestKind, Matrix, MatrixEntry, OnUnsupported, PromptEntry, Sourced};
+pub use suggest::did_you_mean;
+pub use yaml::endpoints_of;

@@ -1,0 +1,568 @@
+//! Manifest ▶ jobs. For each prompt entry, each combination of its template variables, each
+//! matrix combination and each sample: merge the request fields (matrix > prompt entry >
+//! defaults), check the request against the Kling contract, and name the job.
+
+use super::job::{JobId, JobSpec, request_hash, slug};
+use super::matrix::{Combination, combinations};
+use super::template::{Template, TemplateError};
+use crate::kling::{self, Endpoint, Strictness, Violation, ViolationKind, models_for};
+use crate::manifest::{
+    Diagnostic, Limits, Manifest, OnUnsupported, Origin, Problem, PromptEntry, Sourced, did_you_mean, endpoints_of,
+};
+use crate::pricing::PriceTable;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// The most jobs one manifest may expand to; larger sweeps are refused before anything is built.
+pub const MAX_JOBS: u64 = 1_000_000;
+/// Longest readable prefix of a job id taken from prompt text.
+const SLUG_LEN: usize = 32;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: Option<String>,
+    pub manifest: PathBuf,
+    pub jobs: Vec<JobSpec>,
+    /// The swept parameters, in the order the manifest introduces them.
+    pub swept: Vec<String>,
+    /// Things worth knowing that are not errors (defaults a model does not take, merged jobs).
+    pub notes: Vec<String>,
+    /// Matrix combinations left out under `on_unsupported: adapt`.
+    pub skipped: Vec<Skipped>,
+    #[serde(skip)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub prompt: String,
+    pub combination: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Defaults,
+    Prompt,
+    Matrix,
+}
+
+struct Field {
+    value: Value,
+    origin: Origin,
+    layer: Layer,
+}
+
+enum Outcome {
+    Job {
+        endpoint: Endpoint,
+        request: Map<String, Value>,
+        adapted: bool,
+    },
+    Skipped(String),
+    Invalid(Vec<Problem>),
+}
+
+/// Expands and checks every job of `manifest`, or reports every problem found.
+pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
+    let fail = |problems: Vec<Problem>| Err(manifest.sources.resolve(problems));
+    let table = PriceTable::with_overrides(manifest.pricing.clone());
+    let combos = match combinations(&manifest.matrix, MAX_JOBS) {
+        Ok(c) => c,
+        Err(p) => return fail(vec![p]),
+    };
+    let repeat = u64::from(manifest.repeat.get());
+    let total = manifest.prompts.iter().try_fold(0u64, |acc, p| {
+        let vars = p
+            .vars
+            .iter()
+            .try_fold(1u64, |n, (_, values)| n.checked_mul(values.len() as u64))?;
+        acc.checked_add(vars.checked_mul(combos.len() as u64)?.checked_mul(repeat)?)
+    });
+    match total {
+        Some(n) if n <= MAX_JOBS => {}
+        _ => {
+            let count = total.map_or("more than 2^64".to_string(), |n| n.to_string());
+            return fail(vec![
+                Problem::new(
+                    Origin::File(manifest.path.clone()),
+                    format!("the manifest expands to {count} jobs; the limit is {MAX_JOBS}"),
+                )
+                .hint("narrow the matrix or the variables, or split the sweep into several manifests"),
+            ]);
+        }
+    }
+
+    let swept = swept_names(manifest);
+    let mut problems = Vec::new();
+    let mut jobs: Vec<JobSpec> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut notes = Notes::default();
+    let mut seen: HashMap<JobId, (usize, bool)> = HashMap::new();
+
+    for (index, prompt) in manifest.prompts.iter().enumerate() {
+        let label = label_of(prompt);
+        let subject = format!("prompt `{label}`");
+        let Some(templates) = templates_of(prompt, &subject, &mut problems) else {
+            continue;
+        };
+        let mut produced = 0usize;
+        let mut first_skip: Option<String> = None;
+        for assignment in assignments(&prompt.vars) {
+            let values: BTreeMap<&str, &str> = assignment.iter().map(|(n, v)| (n.as_str(), v.value.as_str())).collect();
+            for combo in &combos {
+                let fields = merge(manifest, prompt, &templates, &values, combo);
+                match check(fields, manifest.on_unsupported, &subject, &mut notes) {
+                    Outcome::Invalid(p) => problems.extend(p),
+                    Outcome::Skipped(reason) => {
+                        skipped.push(Skipped {
+                            prompt: label.clone(),
+                            combination: describe(combo),
+                            reason: reason.clone(),
+                        });
+                        first_skip.get_or_insert(reason);
+                    }
+                    Outcome::Job {
+                        endpoint,
+                        request,
+                        adapted,
+                    } => {
+                        let hash = request_hash(endpoint, &request);
+                        let prefix = prompt.id.clone().unwrap_or_else(|| prefix_of(&request));
+                        let estimate = table.estimate(endpoint, &request);
+                        let mut params: BTreeMap<String, Value> = BTreeMap::new();
+                        // What was sent: a key left out under `adapt` has no value here.
+                        for (name, _) in &combo.values {
+                            let sent = match name.as_str() {
+                                "endpoint" => Some(Value::String(endpoint.as_str().into())),
+                                _ => request.get(name).cloned(),
+                            };
+                            params.extend(sent.map(|v| (name.clone(), v)));
+                        }
+                        for (name, value) in &assignment {
+                            params.insert(name.clone(), Value::String(value.value.clone()));
+                        }
+                        for sample in 1..=manifest.repeat.get() {
+                            let id = JobId::new(&prefix, &hash, sample);
+                            if let Some(&(other, other_adapted)) = seen.get(&id) {
+                                if adapted || other_adapted {
+                                    notes.merged += 1;
+                                    continue;
+                                }
+                                problems.push(duplicate(
+                                    prompt,
+                                    &subject,
+                                    &manifest.prompts[jobs[other].prompt_index],
+                                    &jobs[other],
+                                ));
+                                continue;
+                            }
+                            seen.insert(id.clone(), (jobs.len(), adapted));
+                            jobs.push(JobSpec {
+                                id,
+                                endpoint,
+                                request: request.clone(),
+                                prompt_index: index,
+                                label: label.clone(),
+                                params: params.clone(),
+                                meta: prompt.meta.clone(),
+                                sample,
+                                estimate: estimate.clone(),
+                            });
+                            produced += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if produced == 0
+            && let Some(reason) = first_skip
+        {
+            problems.push(
+                Problem::new(
+                    prompt.origin.clone(),
+                    "no matrix combination suits this prompt, so it makes no jobs",
+                )
+                .subject(subject)
+                .hint(format!("the first combination was skipped because {reason}")),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return fail(problems);
+    }
+    Ok(Plan {
+        name: manifest.name.clone(),
+        manifest: manifest.path.clone(),
+        jobs,
+        swept,
+        notes: notes.render(),
+        skipped,
+        limits: manifest.limits.clone(),
+    })
+}
+
+#[derive(Default)]
+struct Notes {
+    /// (field, model or endpoint) → jobs that did not get a default because their model lacks it.
+    dropped_defaults: BTreeMap<(String, String), usize>,
+    merged: usize,
+}
+
+impl Notes {
+    fn render(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .dropped_defaults
+            .iter()
+            .map(|((field, model), n)| {
+                format!("defaults.{field} is not sent to {n} job(s) on {model}, which does not take it")
+            })
+            .collect();
+        if self.merged > 0 {
+            out.push(format!(
+                "{} job(s) became identical once unsupported matrix keys were left out, and were merged",
+                self.merged
+            ));
+        }
+        out
+    }
+}
+
+fn swept_names(manifest: &Manifest) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |n: &str| {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_string());
+        }
+    };
+    for (axis, _) in &manifest.matrix.axes {
+        add(axis);
+    }
+    for entry in &manifest.matrix.include {
+        for key in entry.fields.keys() {
+            add(key);
+        }
+    }
+    for prompt in &manifest.prompts {
+        for (name, _) in &prompt.vars {
+            add(name);
+        }
+    }
+    names
+}
+
+fn label_of(prompt: &PromptEntry) -> String {
+    if let Some(id) = &prompt.id {
+        return id.clone();
+    }
+    let text = prompt.fields.get("prompt").and_then(|p| p.value.as_str()).unwrap_or("");
+    let mut short: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
+    if text.chars().count() > 40 {
+        short.push('…');
+    }
+    if short.is_empty() { "(no prompt)".into() } else { short }
+}
+
+fn prefix_of(request: &Map<String, Value>) -> String {
+    let text = request
+        .get("prompt")
+        .and_then(Value::as_str)
+        .or_else(|| request.get("multi_prompt")?.get(0)?.get("prompt")?.as_str())
+        .unwrap_or("");
+    slug(text, SLUG_LEN)
+}
+
+/// Parses the text fields of a templated entry; `None` if a template is unusable.
+fn templates_of(
+    prompt: &PromptEntry,
+    subject: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<BTreeMap<String, Template>> {
+    let mut templates = BTreeMap::new();
+    if prompt.vars.is_empty() {
+        return Some(templates);
+    }
+    let before = problems.len();
+    let names: Vec<&str> = prompt.vars.iter().map(|(n, _)| n.as_str()).collect();
+    let mut used: Vec<String> = Vec::new();
+    for (field, value) in &prompt.fields {
+        let Some(text) = value.value.as_str() else { continue };
+        match Template::parse(text) {
+            Ok(t) => {
+                for name in t.names() {
+                    if names.contains(&name) {
+                        used.push(name.to_string());
+                    } else {
+                        problems.push(
+                            Problem::new(
+                                value.origin.clone(),
+                                format!("{field} uses {{{name}}}, which is not among this entry's vars"),
+                            )
+                            .subject(subject)
+                            .maybe_hint(
+                                did_you_mean(name, names.iter().copied()).map(|s| format!("did you mean {{{s}}}?")),
+                            )
+                            .hint("write {{ and }} for literal braces"),
+                        );
+                    }
+                }
+                templates.insert(field.clone(), t);
+            }
+            Err(TemplateError::StrayBrace { offset }) => problems.push(
+                Problem::new(
+                    value.origin.clone(),
+                    format!(
+                        "{field} has a `{{` at character {} that does not start a {{variable}}",
+                        offset + 1
+                    ),
+                )
+                .subject(subject)
+                .hint("write {{ for a literal brace"),
+            ),
+        }
+    }
+    for (name, values) in &prompt.vars {
+        if !used.contains(name) {
+            let origin = values.first().map_or(prompt.origin.clone(), |v| v.origin.clone());
+            problems.push(
+                Problem::new(
+                    origin,
+                    format!("variable `{name}` is not used, so its values would make identical jobs"),
+                )
+                .subject(subject)
+                .hint(format!("write {{{name}}} in the prompt, or remove the variable")),
+            );
+        }
+    }
+    (problems.len() == before).then_some(templates)
+}
+
+/// Every combination of the variables' values (one empty assignment when there are none).
+fn assignments(vars: &[(String, Vec<Sourced<String>>)]) -> Vec<Vec<(String, Sourced<String>)>> {
+    let mut out: Vec<Vec<(String, Sourced<String>)>> = vec![Vec::new()];
+    for (name, values) in vars {
+        out = out
+            .iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut next = prefix.clone();
+                    next.push((name.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn merge(
+    manifest: &Manifest,
+    prompt: &PromptEntry,
+    templates: &BTreeMap<String, Template>,
+    values: &BTreeMap<&str, &str>,
+    combo: &Combination,
+) -> BTreeMap<String, Field> {
+    let mut fields = BTreeMap::new();
+    for (name, v) in &manifest.defaults {
+        fields.insert(
+            name.clone(),
+            Field {
+                value: v.value.clone(),
+                origin: v.origin.clone(),
+                layer: Layer::Defaults,
+            },
+        );
+    }
+    for (name, v) in &prompt.fields {
+        let value = match templates.get(name) {
+            Some(t) => Value::String(t.render(values)),
+            None => v.value.clone(),
+        };
+        fields.insert(
+            name.clone(),
+            Field {
+                value,
+                origin: v.origin.clone(),
+                layer: Layer::Prompt,
+            },
+        );
+    }
+    for (name, v) in &combo.values {
+        fields.insert(
+            name.clone(),
+            Field {
+                value: v.value.clone(),
+                origin: v.origin.clone(),
+                layer: Layer::Matrix,
+            },
+        );
+    }
+    // An explicit null unsets a field from a lower layer.
+    fields.retain(|_, f| !f.value.is_null());
+    fields
+}
+
+fn check(mut fields: BTreeMap<String, Field>, policy: OnUnsupported, subject: &str, notes: &mut Notes) -> Outcome {
+    let endpoint = match fields.remove("endpoint") {
+        Some(f) => f
+            .value
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Endpoint::TextToVideo),
+        None => Endpoint::TextToVideo,
+    };
+    let model = fields.get("model").and_then(|f| f.value.as_str()).map(str::to_string);
+    let known_model = !endpoint.takes_model() || model.as_deref().is_some_and(|m| models_for(endpoint).contains(&m));
+    if known_model {
+        let owner = model
+            .clone()
+            .filter(|_| endpoint.takes_model())
+            .unwrap_or_else(|| endpoint.to_string());
+        fields.retain(|name, f| {
+            let keep = f.layer != Layer::Defaults || kling::accepts(endpoint, model.as_deref(), name);
+            if !keep {
+                *notes.dropped_defaults.entry((name.clone(), owner.clone())).or_default() += 1;
+            }
+            keep
+        });
+    }
+    let mut adapted = false;
+    loop {
+        let request: Map<String, Value> = fields.iter().map(|(k, f)| (k.clone(), f.value.clone())).collect();
+        let violations = kling::validate(endpoint, &request, Strictness::Client);
+        if violations.is_empty() {
+            return Outcome::Job {
+                endpoint,
+                request,
+                adapted,
+            };
+        }
+        if policy == OnUnsupported::Adapt {
+            let from_matrix = |fields: &BTreeMap<String, Field>, name: &str| {
+                fields.get(name).is_some_and(|f| f.layer == Layer::Matrix)
+            };
+            let mut removed = false;
+            for v in &violations {
+                let Some(name) = v.field.as_deref() else { continue };
+                if from_matrix(&fields, name) && matches!(v.kind, ViolationKind::NotAccepted | ViolationKind::Forbidden)
+                {
+                    fields.remove(name);
+                    removed = true;
+                }
+            }
+            if removed {
+                adapted = true;
+                continue;
+            }
+            let from_matrix = |name: &str| from_matrix(&fields, name);
+            if let Some(v) = violations
+                .iter()
+                .find(|v| v.field.as_deref().is_some_and(from_matrix) || v.related.iter().any(|r| from_matrix(r)))
+            {
+                return Outcome::Skipped(v.message.clone());
+            }
+        }
+        let problems = violations
+            .iter()
+            .map(|v| to_problem(v, endpoint, &fields, subject))
+            .collect();
+        return Outcome::Invalid(problems);
+    }
+}
+
+fn to_problem(v: &Violation, endpoint: Endpoint, fields: &BTreeMap<String, Field>, subject: &str) -> Problem {
+    let field = v.field.as_deref().and_then(|name| fields.get(name));
+    // A missing field is reported at the prompt entry; anything else at the value at fault.
+    let origin = match field {
+        Some(f) => f.origin.clone(),
+        None => fields
+            .get("prompt")
+            .or_else(|| fields.values().find(|f| f.layer == Layer::Prompt))
+            .map_or_else(
+                || fields.values().next().map_or(Origin::yaml(""), |f| f.origin.clone()),
+                |f| f.origin.clone(),
+            ),
+    };
+    let mut problem = Problem::new(origin, v.message.clone()).subject(subject);
+    let value_text = field.and_then(|f| {
+        f.value
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| Some(f.value.to_string()))
+    });
+    match v.kind {
+        ViolationKind::Model => {
+            if let Some(model) = field.and_then(|f| f.value.as_str()) {
+                problem.message = format!("`{model}` is not a {endpoint} model");
+                let elsewhere = endpoints_of(model);
+                if let Some(e) = elsewhere.first() {
+                    problem = problem.hint(format!("{model} is a {e} model: set `endpoint: {e}`"));
+                } else if let Some(s) = did_you_mean(model, v.allowed.iter().map(String::as_str)) {
+                    problem = problem.hint(format!("did you mean `{s}`?"));
+                }
+                problem = problem.hint(format!("{endpoint} models: {}", v.allowed.join(", ")));
+            } else if field.is_none() {
+                problem = problem.hint("set `model:` under `defaults:` or in the prompt entry");
+            }
+        }
+        ViolationKind::NotAllowed | ViolationKind::Conditional if !v.allowed.is_empty() => {
+            if let Some(s) = value_text
+                .as_deref()
+                .and_then(|t| did_you_mean(t, v.allowed.iter().map(String::as_str)))
+            {
+                problem = problem.hint(format!("did you mean `{s}`?"));
+            }
+        }
+        ViolationKind::NotAccepted | ViolationKind::Forbidden => {
+            let name = v.field.as_deref().unwrap_or("");
+            problem = match field.map(|f| f.layer) {
+                Some(Layer::Matrix) => problem.hint(format!(
+                    "remove `{name}` from the matrix, or set `on_unsupported: adapt` to leave it out for models that do not take it"
+                )),
+                _ => problem.hint(format!("remove `{name}`, or choose a model that takes it")),
+            };
+        }
+        ViolationKind::WrongType => {
+            if let Some(Value::String(s)) = field.map(|f| &f.value)
+                && s.parse::<f64>().is_ok()
+            {
+                problem = problem.hint(format!("write {s} without quotes"));
+            }
+        }
+        _ => {}
+    }
+    problem
+}
+
+fn duplicate(prompt: &PromptEntry, subject: &str, other_prompt: &PromptEntry, other: &JobSpec) -> Problem {
+    let same_entry = std::ptr::eq(prompt, other_prompt);
+    let problem = Problem::new(
+        prompt.origin.clone(),
+        format!("makes the same request as job {}", other.id),
+    )
+    .subject(subject);
+    if same_entry {
+        problem.hint("two combinations of this entry send identical requests; check its vars and the matrix")
+    } else {
+        problem.hint(format!(
+            "it repeats prompt `{}`; to sample one request more than once, use `repeat:`",
+            other.label
+        ))
+    }
+}
+
+fn describe(combo: &Combination) -> String {
+    combo
+        .values
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.value.as_str().map_or_else(|| v.value.to_string(), str::to_string)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,13 @@
+//! Expansion: a validated manifest becomes the list of jobs it describes, each checked against the
+//! Kling contract, with a stable id and a cost estimate. Pure: no I/O, no clock, no randomness,
+//! so the same manifest content always gives the same plan.
+
+mod expand;
+mod job;
+mod matrix;
+mod template;
+
+pub use expand::{MAX_JOBS, Plan, Skipped, expand};
+pub use job::{JobId, JobSpec, canonical_json, slug};
+pub use matrix::{Combination, combinations};
+pub use template::{Template, TemplateError};
