@@ -199,7 +199,9 @@ fn check_field(
         return;
     };
     let ty = field(name).map_or(FieldType::String, |f| f.ty);
-    if let Some(v) = check_type(name, ty, value) {
+    // For a fixed set of values, "must be one of" says more than "must be a string".
+    let is_enum = matches!(constraint, Constraint::Enum(_));
+    if let Some(v) = check_type(name, ty, value).filter(|_| !is_enum) {
         out.push(v);
         return;
     }

@@ -77,7 +77,7 @@ pub fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> (Vec<Pr
             _ => match field(name) {
                 Some(spec) => Column::Field(spec.name, spec.ty),
                 None => {
-                    let p = unknown_key(origin, "column", name, request_field_names().chain(["id"]))
+                    let p = unknown_key(origin, "a known column", name, request_field_names().chain(["id"]))
                         .hint("columns are request fields, `id`, `endpoint`, or `meta.<name>` for your own notes");
                     problems.push(p);
                     Column::Unusable

@@ -18,8 +18,29 @@ pub struct ManifestError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Reads and checks the manifest at `path`.
+/// A manifest read as far as it could be, with the problems found on the way. Expansion can
+/// still run on it, so one pass reports the problems of both stages.
+#[derive(Debug)]
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Reads and checks the manifest at `path`; any problem is an error.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let loaded = read(path)?;
+    if loaded.problems.is_empty() {
+        Ok(loaded.manifest)
+    } else {
+        Err(ManifestError {
+            diagnostics: loaded.problems,
+        })
+    }
+}
+
+/// Reads the manifest at `path` as far as possible. An error means nothing usable was read
+/// (no file, not YAML at all); other problems travel in `Loaded::problems`.
+pub fn read(path: &Path) -> Result<Loaded, ManifestError> {
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("csv") => load_csv(path),
@@ -36,7 +57,7 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
     }
 }
 
-fn load_yaml(path: &Path) -> Result<Manifest, ManifestError> {
+fn load_yaml(path: &Path) -> Result<Loaded, ManifestError> {
     let text = read_capped(path).map_err(|p| ManifestError {
         diagnostics: Sources::default().resolve(vec![p]),
     })?;
@@ -59,12 +80,8 @@ fn load_yaml(path: &Path) -> Result<Manifest, ManifestError> {
     };
     let parts = walker.top(&root);
     let sources = Sources::yaml(path.to_path_buf(), text);
-    if !walker.problems.is_empty() {
-        return Err(ManifestError {
-            diagnostics: sources.resolve(walker.problems),
-        });
-    }
-    Ok(Manifest {
+    let problems = sources.resolve(walker.problems);
+    let manifest = Manifest {
         name: parts.name,
         path: path.to_path_buf(),
         kind: ManifestKind::Yaml,
@@ -76,18 +93,15 @@ fn load_yaml(path: &Path) -> Result<Manifest, ManifestError> {
         pricing: parts.pricing,
         on_unsupported: parts.on_unsupported,
         sources,
-    })
+    };
+    Ok(Loaded { manifest, problems })
 }
 
-fn load_csv(path: &Path) -> Result<Manifest, ManifestError> {
+fn load_csv(path: &Path) -> Result<Loaded, ManifestError> {
     let (prompts, problems) = read_prompt_file(path, None);
     let sources = Sources::default();
-    if !problems.is_empty() {
-        return Err(ManifestError {
-            diagnostics: sources.resolve(problems),
-        });
-    }
-    Ok(Manifest {
+    let problems = sources.resolve(problems);
+    let manifest = Manifest {
         name: path.file_stem().map(|s| s.to_string_lossy().into_owned()),
         path: path.to_path_buf(),
         kind: ManifestKind::Csv,
@@ -99,7 +113,8 @@ fn load_csv(path: &Path) -> Result<Manifest, ManifestError> {
         pricing: Vec::new(),
         on_unsupported: Default::default(),
         sources,
-    })
+    };
+    Ok(Loaded { manifest, problems })
 }
 
 /// A YAML parse error as a diagnostic, in plain words for the failures people meet.

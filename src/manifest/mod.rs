@@ -12,7 +12,7 @@ mod yaml;
 
 pub use csv_rows::META_PREFIX;
 pub use diagnostic::{Diagnostic, Origin, Place, Problem};
-pub use load::{MAX_MANIFEST_BYTES, ManifestError, load};
+pub use load::{Loaded, MAX_MANIFEST_BYTES, ManifestError, load, read};
 pub use spec::{FieldMap, Limits, Manifest, ManifestKind, Matrix, MatrixEntry, OnUnsupported, PromptEntry, Sourced};
 pub use suggest::did_you_mean;
 pub use yaml::endpoints_of;

@@ -140,13 +140,13 @@ impl Sources {
         }
     }
 
-    /// Resolves problems to diagnostics, merging repeats of one problem (same place, same message)
-    /// into one with a count, in the order first seen.
+    /// Resolves problems to diagnostics, merging repeats of one problem (same place, subject and
+    /// message) into one with a count, in the order first seen.
     pub fn resolve(&self, problems: Vec<Problem>) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = Vec::new();
-        let mut seen: BTreeMap<(Origin, String), usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(Origin, Option<String>, String), usize> = BTreeMap::new();
         for problem in problems {
-            let key = (problem.origin.clone(), problem.message.clone());
+            let key = (problem.origin.clone(), problem.subject.clone(), problem.message.clone());
             if let Some(&i) = seen.get(&key) {
                 out[i].occurrences += 1;
                 continue;

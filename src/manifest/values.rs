@@ -20,14 +20,14 @@ pub fn is_request_key(name: &str) -> bool {
     name == ENDPOINT_KEY || field(name).is_some()
 }
 
-/// A problem for an unknown key, with a did-you-mean over `candidates`.
+/// A problem for an unknown key ("`{key}` is not {what}"), with a did-you-mean over `candidates`.
 pub fn unknown_key<'a>(
     origin: Origin,
     what: &str,
     key: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Problem {
-    let problem = Problem::new(origin, format!("unknown {what} `{key}`"));
+    let problem = Problem::new(origin, format!("`{key}` is not {what}"));
     match did_you_mean(key, candidates) {
         Some(s) => problem.hint(format!("did you mean `{s}`?")),
         None => problem,

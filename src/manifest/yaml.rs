@@ -154,7 +154,7 @@ impl Walker<'_> {
                 other => {
                     let mut p = unknown_key(
                         Origin::yaml_key(other),
-                        "top-level key",
+                        "a top-level key",
                         other,
                         TOP_KEYS.iter().copied(),
                     );
@@ -204,7 +204,7 @@ impl Walker<'_> {
             let candidates = request_field_names().chain(extra.iter().copied());
             self.problem(unknown_key(
                 Origin::yaml_key(at),
-                &format!("field in {what}"),
+                &format!("a request field (in {what})"),
                 key,
                 candidates,
             ));
@@ -502,7 +502,12 @@ impl Walker<'_> {
                 }
                 _ => {
                     let candidates = request_field_names().chain(["exclude", "include"]);
-                    self.problem(unknown_key(Origin::yaml_key(&at), "matrix key", &key, candidates));
+                    self.problem(unknown_key(
+                        Origin::yaml_key(&at),
+                        "a request field or `exclude`/`include` (in matrix)",
+                        &key,
+                        candidates,
+                    ));
                 }
             }
         }
@@ -513,7 +518,7 @@ impl Walker<'_> {
                     self.problems.push(
                         unknown_key(
                             value.origin.clone(),
-                            "matrix axis in exclude",
+                            "an axis of the matrix (in matrix.exclude)",
                             key,
                             axes.iter().copied(),
                         )
@@ -572,7 +577,7 @@ impl Walker<'_> {
                 },
                 other => self.problem(unknown_key(
                     Origin::yaml_key(&at),
-                    "limit",
+                    "a limit",
                     other,
                     LIMIT_KEYS.iter().copied(),
                 )),
@@ -641,7 +646,7 @@ impl Walker<'_> {
                     )),
                     (unknown, _) => self.problem(unknown_key(
                         Origin::yaml_key(&at),
-                        "pricing key",
+                        "a pricing key",
                         unknown,
                         PRICING_KEYS.iter().copied(),
                     )),

@@ -474,8 +474,11 @@ fn check(mut fields: BTreeMap<String, Field>, policy: OnUnsupported, subject: &s
 
 fn to_problem(v: &Violation, endpoint: Endpoint, fields: &BTreeMap<String, Field>, subject: &str) -> Problem {
     let field = v.field.as_deref().and_then(|name| fields.get(name));
-    // A missing field is reported at the prompt entry; anything else at the value at fault.
-    let origin = match field {
+    // At the value at fault; for a missing field, at the value that made a rule require it, else
+    // at the prompt entry.
+    let trigger = v.related.iter().find_map(|name| fields.get(name));
+    let at = field.or(trigger);
+    let origin = match at {
         Some(f) => f.origin.clone(),
         None => fields
             .get("prompt")
@@ -484,6 +487,14 @@ fn to_problem(v: &Violation, endpoint: Endpoint, fields: &BTreeMap<String, Field
                 || fields.values().next().map_or(Origin::yaml(""), |f| f.origin.clone()),
                 |f| f.origin.clone(),
             ),
+    };
+    // A value from `defaults:` or the matrix is shared by many prompts: name the model instead.
+    let subject = match at.map(|f| f.layer) {
+        Some(Layer::Defaults | Layer::Matrix) => match fields.get("model").and_then(|f| f.value.as_str()) {
+            Some(model) if endpoint.takes_model() => format!("jobs on {model}"),
+            _ => format!("jobs on {endpoint}"),
+        },
+        _ => subject.to_string(),
     };
     let mut problem = Problem::new(origin, v.message.clone()).subject(subject);
     let value_text = field.and_then(|f| {
