@@ -75,6 +75,14 @@ impl Builder {
                     *awaiting_key = false;
                     let key = scalar_key.unwrap_or("<complex key>").to_string();
                     let full = join_key(path, &key);
+                    // The parser marks a block mapping's start after its first key; a mapping is
+                    // where its first key is.
+                    if let Some(start) = self.index.values.get_mut(path.as_str()) {
+                        let here = Self::pos(mark);
+                        if (here.line, here.column) < (start.line, start.column) {
+                            *start = here;
+                        }
+                    }
                     self.index.keys.entry(full.clone()).or_insert(Self::pos(mark));
                     *pending_key = Some((full, Self::pos(mark)));
                     None
@@ -187,6 +195,8 @@ mod tests {
         assert_eq!(index.find("defaults.model", false), Some(Pos { line: 2, column: 10 }));
         assert_eq!(index.find("defaults.model", true), Some(Pos { line: 2, column: 3 }));
         assert_eq!(index.find("prompts[1].id", false), Some(Pos { line: 5, column: 9 }));
+        assert_eq!(index.find("prompts[1]", false), Some(Pos { line: 5, column: 5 }));
+        assert_eq!(index.find("", false), Some(Pos { line: 1, column: 1 }));
         assert_eq!(
             index.find("prompts[1].vars.style[1]", false),
             Some(Pos { line: 6, column: 27 })

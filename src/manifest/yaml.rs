@@ -169,8 +169,11 @@ impl Walker<'_> {
         }
         if !saw_prompts {
             self.problem(
-                Problem::new(Origin::yaml(""), "the manifest has no prompts")
-                    .hint("add a `prompts:` list (or `prompts_csv: file.csv`) with at least one prompt"),
+                Problem::new(
+                    Origin::File(self.manifest_path.to_path_buf()),
+                    "the manifest has no prompts",
+                )
+                .hint("add a `prompts:` list (or `prompts_csv: file.csv`) with at least one prompt"),
             );
         }
         parts

@@ -100,7 +100,8 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
     let mut jobs: Vec<JobSpec> = Vec::new();
     let mut skipped = Vec::new();
     let mut notes = Notes::default();
-    let mut seen: HashMap<JobId, (usize, bool)> = HashMap::new();
+    // (request hash, sample) → (index in jobs, whether adaptation produced it)
+    let mut seen: HashMap<(String, u32), (usize, bool)> = HashMap::new();
 
     for (index, prompt) in manifest.prompts.iter().enumerate() {
         let label = label_of(prompt);
@@ -146,7 +147,7 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                         }
                         for sample in 1..=manifest.repeat.get() {
                             let id = JobId::new(&prefix, &hash, sample);
-                            if let Some(&(other, other_adapted)) = seen.get(&id) {
+                            if let Some(&(other, other_adapted)) = seen.get(&(hash.clone(), sample)) {
                                 if adapted || other_adapted {
                                     notes.merged += 1;
                                     continue;
@@ -159,7 +160,7 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                                 ));
                                 continue;
                             }
-                            seen.insert(id.clone(), (jobs.len(), adapted));
+                            seen.insert((hash.clone(), sample), (jobs.len(), adapted));
                             jobs.push(JobSpec {
                                 id,
                                 endpoint,
@@ -490,13 +491,15 @@ fn to_problem(v: &Violation, endpoint: Endpoint, fields: &BTreeMap<String, Field
     };
     // A value from `defaults:` or the matrix is shared by many prompts: name the model instead.
     let subject = match at.map(|f| f.layer) {
-        Some(Layer::Defaults | Layer::Matrix) => match fields.get("model").and_then(|f| f.value.as_str()) {
+        Some(Layer::Defaults | Layer::Matrix) if v.kind == ViolationKind::Model => None,
+        Some(Layer::Defaults | Layer::Matrix) => Some(match fields.get("model").and_then(|f| f.value.as_str()) {
             Some(model) if endpoint.takes_model() => format!("jobs on {model}"),
             _ => format!("jobs on {endpoint}"),
-        },
-        _ => subject.to_string(),
+        }),
+        _ => Some(subject.to_string()),
     };
-    let mut problem = Problem::new(origin, v.message.clone()).subject(subject);
+    let mut problem = Problem::new(origin, v.message.clone());
+    problem.subject = subject;
     let value_text = field.and_then(|f| {
         f.value
             .as_str()
@@ -509,7 +512,12 @@ fn to_problem(v: &Violation, endpoint: Endpoint, fields: &BTreeMap<String, Field
                 problem.message = format!("`{model}` is not a {endpoint} model");
                 let elsewhere = endpoints_of(model);
                 if let Some(e) = elsewhere.first() {
-                    problem = problem.hint(format!("{model} is a {e} model: set `endpoint: {e}`"));
+                    let article = if e.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    problem = problem.hint(format!("{model} is {article} {e} model: set `endpoint: {e}`"));
                 } else if let Some(s) = did_you_mean(model, v.allowed.iter().map(String::as_str)) {
                     problem = problem.hint(format!("did you mean `{s}`?"));
                 }
