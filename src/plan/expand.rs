@@ -523,7 +523,11 @@ fn to_problem(v: &Violation, endpoint: Endpoint, fields: &BTreeMap<String, Field
                 }
                 problem = problem.hint(format!("{endpoint} models: {}", v.allowed.join(", ")));
             } else if field.is_none() {
-                problem = problem.hint("set `model:` under `defaults:` or in the prompt entry");
+                let hint = match problem.origin {
+                    Origin::Csv { .. } => "add a `model` column",
+                    _ => "set `model:` under `defaults:` or in the prompt entry",
+                };
+                problem = problem.hint(hint);
             }
         }
         ViolationKind::NotAllowed | ViolationKind::Conditional if !v.allowed.is_empty() => {

@@ -1,0 +1,6 @@
+//! The integration suite: one test binary (one link) with a module per area.
+
+mod bad_manifests;
+mod common;
+mod plan_output;
+mod properties;
