@@ -5,6 +5,7 @@
 //! (strictly) to reject a job before anything is spent; the simulator uses it (tolerantly) to
 //! answer 400/422 the way the real service does.
 
+mod checks;
 mod endpoint;
 mod fields;
 pub(crate) mod models;

@@ -657,7 +657,11 @@ const EDIT_REFERENCE_RULES: &[Rule] = &[
     EDIT_RULES[4],
     EDIT_RULES[5],
     EDIT_RULES[6],
-    rule(&[], Then::Enum("enable_sound", &[Lit::Bool(false)])),
+    worded(
+        &[],
+        Then::Enum("enable_sound", &[Lit::Bool(false)]),
+        "enable_sound must be false on kling-v3-omni-reference edits",
+    ),
 ];
 
 const fn edit(model: &'static str, reference: bool) -> ModelSpec {

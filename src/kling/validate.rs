@@ -1,6 +1,7 @@
 //! Applies the model tables to one request body and reports every violation, in the wording the
 //! SDKs use (contract §2.2), so manifest errors and simulator 422s read the same.
 
+use super::checks::{check_constraint, check_type};
 use super::fields::{FieldType, field};
 use super::models::{Bespoke, Cond, Constraint, Lit, ModelSpec, Then, model_spec, models_for};
 use super::{Endpoint, o1};
@@ -57,7 +58,7 @@ impl Violation {
             related: Vec::new(),
         }
     }
-    fn with_allowed(mut self, allowed: Vec<String>) -> Self {
+    pub(crate) fn with_allowed(mut self, allowed: Vec<String>) -> Self {
         self.allowed = allowed;
         self
     }
@@ -210,160 +211,6 @@ fn check_field(
     }
 }
 
-fn check_type(name: &str, ty: FieldType, value: &Value) -> Option<Violation> {
-    let wrong = |what: &str| {
-        Some(Violation::new(
-            name,
-            ViolationKind::WrongType,
-            format!("{name} must be {what}"),
-        ))
-    };
-    match ty {
-        FieldType::String => (!value.is_string()).then(|| wrong("a string")).flatten(),
-        FieldType::Integer => (value.as_i64().is_none()).then(|| wrong("an integer")).flatten(),
-        FieldType::Boolean => (!value.is_boolean()).then(|| wrong("a boolean")).flatten(),
-        FieldType::Number => (!value.is_number()).then(|| wrong("a number")).flatten(),
-        FieldType::Url => match value.as_str() {
-            None => wrong("a URL string"),
-            Some(s) if !is_http_url(s) => wrong("an http(s) URL"),
-            Some(_) => None,
-        },
-        FieldType::UrlList => match value.as_array() {
-            Some(items) if items.iter().all(|i| i.as_str().is_some_and(is_http_url)) => None,
-            _ => wrong("a list of http(s) URLs"),
-        },
-        FieldType::MultiPrompt => check_multi_prompt(name, value),
-        FieldType::Elements => check_elements(name, value),
-    }
-}
-
-pub(crate) fn is_http_url(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
-    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !s.chars().any(char::is_whitespace))
-}
-
-/// Multi-shot items: `prompt` 1–500 characters and `duration_seconds` 1–12 (contract §2.3).
-fn check_multi_prompt(name: &str, value: &Value) -> Option<Violation> {
-    let Some(items) = value.as_array() else {
-        return Some(Violation::new(
-            name,
-            ViolationKind::WrongType,
-            format!("{name} must be a list of shots"),
-        ));
-    };
-    for (i, item) in items.iter().enumerate() {
-        let problem = match item.as_object() {
-            None => Some("must be a mapping with prompt and duration_seconds".to_string()),
-            Some(shot) => match (shot.get("prompt"), shot.get("duration_seconds")) {
-                (Some(Value::String(p)), _) if p.trim().is_empty() || p.chars().count() > 500 => {
-                    Some("prompt must be between 1 and 500 characters".into())
-                }
-                (Some(Value::String(_)), Some(d)) => match d.as_i64() {
-                    Some(1..=12) => None,
-                    Some(_) => Some("duration_seconds must be between 1 and 12".into()),
-                    None => Some("duration_seconds must be an integer".into()),
-                },
-                (Some(Value::String(_)), None) => Some("duration_seconds is required".into()),
-                _ => Some("prompt is required".into()),
-            },
-        };
-        if let Some(p) = problem {
-            let kind = if item.is_object() {
-                ViolationKind::NotAllowed
-            } else {
-                ViolationKind::WrongType
-            };
-            return Some(Violation::new(name, kind, format!("{name}[{i}].{p}")));
-        }
-    }
-    None
-}
-
-fn check_elements(name: &str, value: &Value) -> Option<Violation> {
-    let Some(items) = value.as_array() else {
-        return Some(Violation::new(
-            name,
-            ViolationKind::WrongType,
-            format!("{name} must be a list of elements"),
-        ));
-    };
-    for (i, item) in items.iter().enumerate() {
-        let named = item
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.trim().is_empty());
-        if !named {
-            return Some(Violation::new(
-                name,
-                ViolationKind::NotAllowed,
-                format!("{name}[{i}].name is required"),
-            ));
-        }
-    }
-    None
-}
-
-fn check_constraint(name: &str, constraint: Constraint, value: &Value) -> Option<Violation> {
-    match constraint {
-        Constraint::Any => None,
-        Constraint::Enum(allowed) => {
-            let ok = value.as_str().is_some_and(|s| allowed.contains(&s));
-            (!ok).then(|| {
-                Violation::new(
-                    name,
-                    ViolationKind::NotAllowed,
-                    format!("{name} must be one of: {}", allowed.join(", ")),
-                )
-                .with_allowed(allowed.iter().map(|s| s.to_string()).collect())
-            })
-        }
-        Constraint::Ints(allowed) => {
-            let ok = value.as_i64().is_some_and(|n| allowed.contains(&n));
-            let list: Vec<String> = allowed.iter().map(i64::to_string).collect();
-            (!ok).then(|| {
-                Violation::new(
-                    name,
-                    ViolationKind::NotAllowed,
-                    format!("{name} must be one of: {}", list.join(", ")),
-                )
-                .with_allowed(list)
-            })
-        }
-        Constraint::IntRange(min, max) => {
-            let ok = value.as_i64().is_some_and(|n| (min..=max).contains(&n));
-            (!ok).then(|| {
-                Violation::new(
-                    name,
-                    ViolationKind::NotAllowed,
-                    format!("{name} must be between {min} and {max}"),
-                )
-            })
-        }
-        Constraint::Chars(min, max) => {
-            let len = value.as_str().map_or(0, |s| s.chars().count());
-            (!(min..=max).contains(&len)).then(|| {
-                Violation::new(
-                    name,
-                    ViolationKind::NotAllowed,
-                    format!("{name} must be between {min} and {max} characters (it has {len})"),
-                )
-            })
-        }
-        Constraint::Items(min, max) => {
-            let len = value.as_array().map_or(0, Vec::len);
-            (!(min..=max).contains(&len)).then(|| {
-                let message = if max == usize::MAX {
-                    format!("{name} must contain at least {min} item(s)")
-                } else {
-                    format!("{name} must contain between {min} and {max} items")
-                };
-                Violation::new(name, ViolationKind::NotAllowed, message)
-            })
-        }
-    }
-}
-
 fn lit_matches(lit: &Lit, value: Option<&Value>) -> bool {
     match (lit, value) {
         (Lit::Str(s), Some(Value::String(v))) => v == s,
@@ -454,5 +301,157 @@ fn apply_then(then: &Then, message: Option<&str>, context: &str, body: &Map<Stri
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(endpoint: Endpoint, body: serde_json::Value, strictness: Strictness) -> Vec<String> {
+        let Value::Object(map) = body else {
+            panic!("body must be an object")
+        };
+        validate(endpoint, &map, strictness)
+            .into_iter()
+            .map(|v| v.message)
+            .collect()
+    }
+
+    fn client(endpoint: Endpoint, body: serde_json::Value) -> Vec<String> {
+        check(endpoint, body, Strictness::Client)
+    }
+
+    #[test]
+    fn minimal_requests_pass() {
+        assert!(client(Endpoint::TextToVideo, json!({"model": "kling-3.0", "prompt": "a lake"})).is_empty());
+        assert!(client(Endpoint::ExtendVideo, json!({"source_task_id": "t-1"})).is_empty());
+        let avatar = json!({"model": "kling-ai-avatar-pro", "prompt": "hi", "source_image_url": "https://x.io/a.png", "source_audio_url": "https://x.io/a.mp3"});
+        assert!(client(Endpoint::AiAvatar, avatar).is_empty());
+    }
+
+    #[test]
+    fn unknown_model_lists_the_models_sorted() {
+        let errors = client(Endpoint::MotionControl, json!({"model": "kling-9"}));
+        assert_eq!(errors, ["model must be one of: kling-3.0, kling-v2.6"]);
+        assert_eq!(
+            client(Endpoint::TextToVideo, json!({"prompt": "x"})),
+            ["model is required"]
+        );
+    }
+
+    #[test]
+    fn false_counts_as_present_for_forbidden_fields() {
+        let errors = client(
+            Endpoint::TextToVideo,
+            json!({"model": "kling-v3-turbo-text-to-video", "prompt": "a", "enable_sound": false}),
+        );
+        assert_eq!(
+            errors,
+            ["enable_sound is not allowed when model is kling-v3-turbo-text-to-video"]
+        );
+        // Null and blank values are dropped before sending, as the SDKs do.
+        let errors = client(
+            Endpoint::TextToVideo,
+            json!({"model": "kling-v3-turbo-text-to-video", "prompt": "a", "enable_sound": null, "negative_prompt": " "}),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn v26_sound_needs_pro_and_last_frame_needs_pro_and_five_seconds() {
+        let t2v = |body| client(Endpoint::TextToVideo, body);
+        assert_eq!(
+            t2v(json!({"model": "kling-v2.6", "prompt": "a", "enable_sound": true})),
+            ["enable_sound: true requires mode: pro on kling-v2.6"]
+        );
+        assert!(t2v(json!({"model": "kling-v2.6", "prompt": "a", "enable_sound": true, "mode": "pro"})).is_empty());
+        let i2v = json!({"model": "kling-v2.6", "prompt": "a", "first_frame_image_url": "https://x.io/a.png",
+                         "last_frame_image_url": "https://x.io/b.png", "mode": "pro", "duration_seconds": 10});
+        assert_eq!(
+            client(Endpoint::ImageToVideo, i2v),
+            ["last_frame_image_url on kling-v2.6 requires mode: pro and duration_seconds: 5"]
+        );
+    }
+
+    #[test]
+    fn edit_video_source_rules() {
+        let edit = |body| client(Endpoint::EditVideo, body);
+        assert_eq!(
+            edit(json!({"model": "kling-v3-omni-edit", "prompt": "a", "aspect_ratio": "auto"})),
+            ["one of source_video_url, source_task_id is required"]
+        );
+        let both = edit(
+            json!({"model": "kling-v3-omni-edit", "prompt": "a", "aspect_ratio": "auto", "source_video_url": "https://x.io/v.mp4", "source_task_id": "t"}),
+        );
+        assert_eq!(both, ["source_task_id is not allowed when source_video_url is present"]);
+        let wrong_ratio =
+            edit(json!({"model": "kling-v3-omni-edit", "prompt": "a", "aspect_ratio": "16:9", "source_task_id": "t"}));
+        assert_eq!(
+            wrong_ratio,
+            ["aspect_ratio must be one of: auto when reference_image_urls is absent"]
+        );
+        let with_refs = edit(
+            json!({"model": "kling-v3-omni-reference", "prompt": "a", "aspect_ratio": "auto", "source_task_id": "t",
+                                    "reference_image_urls": ["https://x.io/a.png"], "enable_sound": true}),
+        );
+        assert_eq!(
+            with_refs,
+            [
+                "aspect_ratio must be one of: 16:9, 9:16, 1:1 when reference_image_urls is present",
+                "enable_sound must be false on kling-v3-omni-reference edits"
+            ]
+        );
+    }
+
+    #[test]
+    fn multi_shot_items_are_checked() {
+        let body = json!({"model": "kling-3.0", "multi_shots": true, "enable_sound": true,
+                          "multi_prompt": [{"prompt": "a", "duration_seconds": 3}, {"prompt": "b", "duration_seconds": 13}]});
+        assert_eq!(
+            client(Endpoint::TextToVideo, body),
+            ["multi_prompt[1].duration_seconds must be between 1 and 12"]
+        );
+    }
+
+    #[test]
+    fn o1_reference_media_must_be_public_and_marked() {
+        let body = json!({"model": "kling-o1", "prompt": "<<<image_1>>> meets <<<image_3>>>",
+                          "reference_image_urls": ["https://127.0.0.1/a.png", "http://localhost/b.png", "https://x.io/c.gif"]});
+        let errors = client(Endpoint::TextToVideo, body);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("reference_image_urls[0] must be a public URL (127.0.0.1")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("reference_image_urls[1] must be a public URL (not localhost)")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("reference_image_urls[2] must end in .jpg, .jpeg, .png")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("<<<image_2>>> is missing")),
+            "{errors:?}"
+        );
+        let ok = json!({"model": "kling-o1", "prompt": "<<<image_1>>> waves", "reference_image_urls": ["https://x.io/a.png"]});
+        assert!(client(Endpoint::TextToVideo, ok).is_empty());
+    }
+
+    #[test]
+    fn server_strictness_ignores_undocumented_fields_only() {
+        let body = json!({"model": "kling-3.0", "prompt": "a", "mode": "pro", "something_new": 1});
+        assert_eq!(check(Endpoint::TextToVideo, body.clone(), Strictness::Client).len(), 2);
+        assert!(check(Endpoint::TextToVideo, body, Strictness::Server).is_empty());
+        let forbidden = json!({"model": "kling-3.0", "prompt": "a", "reference_video_url": "https://x.io/v.mp4"});
+        assert_eq!(check(Endpoint::TextToVideo, forbidden, Strictness::Server).len(), 1);
     }
 }

@@ -5,6 +5,7 @@ mod csv_rows;
 mod diagnostic;
 mod load;
 mod locate;
+mod sections;
 mod spec;
 mod suggest;
 mod values;

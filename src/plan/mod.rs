@@ -5,6 +5,7 @@
 mod expand;
 mod job;
 mod matrix;
+mod problems;
 mod template;
 
 pub use expand::{MAX_JOBS, Plan, Skipped, expand};

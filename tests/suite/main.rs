@@ -2,5 +2,6 @@
 
 mod bad_manifests;
 mod common;
+mod expansion;
 mod plan_output;
 mod properties;
