@@ -209,54 +209,8 @@ pub static MODELS: &[ModelSpec] = &[
         defaults: DEF_5,
         bespoke: Bespoke::O1References,
     },
-    ModelSpec {
-        endpoint: Endpoint::TextToVideo,
-        model: Some("kling-v2.1-master-text-to-video"),
-        fields: &[
-            ("prompt", Any),
-            ("duration_seconds", D5_10),
-            ("aspect_ratio", ASPECT),
-            ("enable_sound", Any),
-            ("negative_prompt", Any),
-            ("cfg_scale", Any),
-            ("callback_url", Any),
-        ],
-        required: &["prompt"],
-        forbidden: &[
-            "mode",
-            "reference_image_urls",
-            "reference_video_url",
-            "reference_video_type",
-            "preserve_reference_video_audio",
-        ],
-        rules: &[],
-        defaults: DEF_5,
-        bespoke: Bespoke::None,
-    },
-    ModelSpec {
-        endpoint: Endpoint::TextToVideo,
-        model: Some("kling-v2.5-turbo-text-to-video-pro"),
-        fields: &[
-            ("prompt", Any),
-            ("duration_seconds", D5_10),
-            ("aspect_ratio", ASPECT),
-            ("enable_sound", Any),
-            ("negative_prompt", Any),
-            ("cfg_scale", Any),
-            ("callback_url", Any),
-        ],
-        required: &["prompt"],
-        forbidden: &[
-            "mode",
-            "reference_image_urls",
-            "reference_video_url",
-            "reference_video_type",
-            "preserve_reference_video_audio",
-        ],
-        rules: &[],
-        defaults: DEF_5,
-        bespoke: Bespoke::None,
-    },
+    t2v_v2("kling-v2.1-master-text-to-video"),
+    t2v_v2("kling-v2.5-turbo-text-to-video-pro"),
     ModelSpec {
         endpoint: Endpoint::TextToVideo,
         model: Some("kling-v2.6"),
@@ -558,6 +512,34 @@ pub static MODELS: &[ModelSpec] = &[
     edit("kling-v3-omni-edit", false),
     edit("kling-v3-omni-reference", true),
 ];
+
+/// The v2.1-master and v2.5-turbo text-to-video models share one table.
+const fn t2v_v2(model: &'static str) -> ModelSpec {
+    ModelSpec {
+        endpoint: Endpoint::TextToVideo,
+        model: Some(model),
+        fields: &[
+            ("prompt", Any),
+            ("duration_seconds", D5_10),
+            ("aspect_ratio", ASPECT),
+            ("enable_sound", Any),
+            ("negative_prompt", Any),
+            ("cfg_scale", Any),
+            ("callback_url", Any),
+        ],
+        required: &["prompt"],
+        forbidden: &[
+            "mode",
+            "reference_image_urls",
+            "reference_video_url",
+            "reference_video_type",
+            "preserve_reference_video_audio",
+        ],
+        rules: &[],
+        defaults: DEF_5,
+        bespoke: Bespoke::None,
+    }
+}
 
 const fn i2v_v2(model: &'static str, last_frame: bool) -> ModelSpec {
     ModelSpec {
