@@ -33,6 +33,7 @@ where
     let outcome = match cli.command {
         Command::Plan { manifest, json } => plan_command(&manifest, json, stdout),
         Command::Validate { manifest } => validate_command(&manifest, stdout),
+        Command::Sim(args) => return crate::sim_command::run(args, stdout, stderr),
     };
     match outcome {
         Ok(exit) => exit,

@@ -32,4 +32,37 @@ pub enum Command {
         /// The manifest: a .yaml/.yml sweep or a .csv job list.
         manifest: PathBuf,
     },
+    /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Simulated seconds per real second (generation takes 30–120 simulated seconds).
+    #[arg(long, value_name = "X")]
+    pub time_scale: Option<f64>,
+    /// Seed for the fault draws.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// A YAML profile of settings and faults (see README); flags override it.
+    #[arg(long, value_name = "PROFILE")]
+    pub faults: Option<PathBuf>,
+    /// The one API key to accept [default: $RUNAPI_API_KEY, else sk-sim-local].
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Starting balance in cents.
+    #[arg(long, value_name = "CENTS")]
+    pub balance_cents: Option<u64>,
+    /// Size of each served video in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub video_bytes: Option<u64>,
+    /// Serve videos from a second port (a different origin from the API).
+    #[arg(long)]
+    pub separate_file_origin: bool,
+    /// Port for the video origin (with --separate-file-origin); 0 picks a free one.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub file_port: u16,
 }

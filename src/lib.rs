@@ -14,3 +14,5 @@ pub mod money;
 pub mod plan;
 pub mod pricing;
 pub mod report;
+pub mod sim;
+mod sim_command;

@@ -1,0 +1,345 @@
+//! The RunAPI routes: create and get for the six Kling actions, account balance, price schedules
+//! and quotes — with the contract's error bodies and headers (§3–§5, §7).
+
+use super::server::{ConnectionControl, Shared, error_response, signed_url};
+use super::state::{CreateRefusal, Status};
+use crate::kling::{Endpoint, Strictness, ViolationKind, models_for, validate};
+use crate::money::Money;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+pub const CREATE_ROUTE: &str = "POST /api/v1/kling/{action}";
+const MAX_HEADER_VALUE: usize = 512;
+
+/// Checks `Authorization: Bearer <key>` against the one key the simulator accepts.
+pub fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let expected = shared.lock().api_key.clone();
+    match given {
+        Some(key) if key == expected => Ok(()),
+        Some(_) => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid API key",
+        )),
+        None => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "API key is required: send Authorization: Bearer <key>",
+        )),
+    }
+}
+
+fn endpoint_of(action: &str) -> Result<Endpoint, Response> {
+    match action.parse::<Endpoint>() {
+        Ok(e) if e.as_str() == action => Ok(e),
+        _ => Err(error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No such action: kling/{action}"),
+        )),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(text) if text.len() <= MAX_HEADER_VALUE && text.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            let text = text.trim();
+            Ok((!text.is_empty()).then(|| text.to_string()))
+        }
+        _ => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{name} must be printable ASCII of at most {MAX_HEADER_VALUE} characters"),
+        )),
+    }
+}
+
+/// The request as the service checks it: a JSON object, valid for its action and model.
+fn checked_body(endpoint: Endpoint, raw: &[u8]) -> Result<Map<String, Value>, Response> {
+    let body = match serde_json::from_slice::<Value>(raw) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request body must be a JSON object",
+            ));
+        }
+    };
+    let violations = validate(endpoint, &body, Strictness::Server);
+    if violations.is_empty() {
+        return Ok(body);
+    }
+    let status = if violations.iter().any(|v| v.kind == ViolationKind::Model) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let message = violations
+        .iter()
+        .map(|v| v.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut response = error_response(status, "validation_error", message);
+    let details: Vec<Value> = violations
+        .iter()
+        .map(|v| json!({"field": v.field, "message": v.message}))
+        .collect();
+    if let Ok(body) = serde_json::to_vec(
+        &json!({"error": {"code": "validation_error", "message": violations[0].message, "details": details}}),
+    ) {
+        *response.body_mut() = axum::body::Body::from(body);
+    }
+    Err(response)
+}
+
+fn with_task_headers(mut response: Response, task_id: &str, client_request_id: Option<&str>) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(task_id) {
+        headers.insert("x-runapi-task-id", v);
+    }
+    if let Some(v) = client_request_id.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert("x-client-request-id", v);
+    }
+    response
+}
+
+pub async fn create(
+    State(shared): State<Arc<Shared>>,
+    Path(action): Path<String>,
+    connection: Option<axum::Extension<ConnectionControl>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    let endpoint = match endpoint_of(&action) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let (key, client) = match (
+        header_text(&headers, "idempotency-key"),
+        header_text(&headers, "x-client-request-id"),
+    ) {
+        (Ok(k), Ok(c)) => (k, c),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let body = match checked_body(endpoint, &raw) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = shared.clock.now();
+    let result = {
+        let mut state = shared.lock();
+        state.settle_due(now);
+        state.create(endpoint, &body, key.as_deref(), client.as_deref(), now)
+    };
+    let created = match result {
+        Ok(c) => c,
+        Err(CreateRefusal::Conflict) => {
+            return error_response(
+                StatusCode::CONFLICT,
+                "request_conflict",
+                "This Idempotency-Key was already used with a different request body",
+            );
+        }
+        Err(CreateRefusal::InsufficientCredits { needed, available }) => {
+            return error_response(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                format!("Insufficient credits: this task needs {needed}, the balance has {available} available"),
+            );
+        }
+    };
+    if created.drop_connection
+        && let Some(axum::Extension(control)) = connection
+    {
+        {
+            let mut state = shared.lock();
+            state.counters.dropped_connections += 1;
+            *state
+                .counters
+                .requests
+                .entry(CREATE_ROUTE.into())
+                .or_default()
+                .entry("dropped".into())
+                .or_default() += 1;
+        }
+        control.drop_now();
+        return std::future::pending().await;
+    }
+    let task = &created.task;
+    let url = (task.status(now) == Status::Completed).then(|| signed_url(&shared, &task.id));
+    let mut view = task.view(now, url);
+    view["task_replayed"] = json!(created.replayed);
+    with_task_headers(Json(view).into_response(), &task.id, client.as_deref())
+}
+
+pub async fn get_task(
+    State(shared): State<Arc<Shared>>,
+    Path((action, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    let endpoint = match endpoint_of(&action) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let now = shared.clock.now();
+    let task = {
+        let mut state = shared.lock();
+        state.settle_due(now);
+        state.counters.polls += 1;
+        state.task(&id).filter(|t| t.endpoint == endpoint).cloned()
+    };
+    let Some(task) = task else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", format!("Task {id} was not found"));
+    };
+    let url = (task.status(now) == Status::Completed).then(|| signed_url(&shared, &task.id));
+    with_task_headers(
+        Json(task.view(now, url)).into_response(),
+        &task.id,
+        task.client_request_id.as_deref(),
+    )
+}
+
+pub async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    Json(json!({"id": 1, "name": "Simulator", "email": "sim@localhost", "account": {"id": 1, "name": "Simulated account"}}))
+        .into_response()
+}
+
+pub async fn balance(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    let now = shared.clock.now();
+    let mut state = shared.lock();
+    state.settle_due(now);
+    let cents = |m: Money| m.micro_cents() / 1_000_000;
+    let available = cents(state.available());
+    let spent = cents(state.counters.billed);
+    Json(json!({
+        "balance_cents": available,
+        "paid_balance_cents": available,
+        "bonus_balance_cents": 0,
+        "spent_cents_today": spent,
+        "spent_cents_total": spent,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScheduleFilter {
+    service: Option<String>,
+    action: Option<String>,
+    model: Option<String>,
+}
+
+pub async fn price_schedules(State(shared): State<Arc<Shared>>, Query(filter): Query<ScheduleFilter>) -> Response {
+    let prices = shared.lock().prices().clone();
+    let mut schedules = Vec::new();
+    if filter.service.as_deref().is_none_or(|s| s == "kling") {
+        for endpoint in Endpoint::ALL {
+            if filter.action.as_deref().is_some_and(|a| a != endpoint.as_str()) {
+                continue;
+            }
+            let models: Vec<Option<&str>> = if endpoint.takes_model() {
+                models_for(endpoint).into_iter().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for model in models {
+                if filter.model.is_some() && filter.model.as_deref() != model {
+                    continue;
+                }
+                let mut request = Map::new();
+                if let Some(m) = model {
+                    request.insert("model".into(), json!(m));
+                }
+                let estimate = prices.estimate(endpoint, &request);
+                schedules.push(json!({
+                    "service": "kling",
+                    "action": endpoint.as_str(),
+                    "model": model,
+                    "pricing_status": "available",
+                    "catalog_status": "active",
+                    "currency": "USD",
+                    "billing_unit": "per_second",
+                    "billing_strategy": "flat",
+                    "unit_price_cents": estimate.per_second.cents(),
+                }));
+            }
+        }
+    }
+    Json(json!({"as_of": super::time_format::rfc3339(std::time::SystemTime::now()), "price_schedules": schedules}))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QuoteRequest {
+    service: String,
+    action: String,
+    model: Option<String>,
+    #[serde(default)]
+    params: Map<String, Value>,
+}
+
+pub async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<QuoteRequest>(&raw) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Expected {service, action, model?, params}",
+        );
+    };
+    if request.service != "kling" {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No such service: {}", request.service),
+        );
+    }
+    let endpoint = match endpoint_of(&request.action) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let mut params = request.params;
+    if let Some(model) = &request.model {
+        params.insert("model".into(), json!(model));
+    }
+    if let Err(r) = checked_body(endpoint, &serde_json::to_vec(&params).unwrap_or_default()) {
+        return r;
+    }
+    let estimate = shared.lock().prices().estimate(endpoint, &params);
+    Json(json!({"price_quote": {
+        "service": "kling",
+        "action": endpoint.as_str(),
+        "model": params.get("model"),
+        "pricing_status": "available",
+        "currency": "USD",
+        "reservation_amount_cents": estimate.cost.micro_cents().div_ceil(1_000_000),
+        "estimate_basis": "exact",
+        "as_of": super::time_format::rfc3339(std::time::SystemTime::now()),
+    }}))
+    .into_response()
+}

@@ -1,0 +1,113 @@
+//! Simulator settings and fault profiles. A profile is YAML (or JSON through the control route);
+//! every field is optional and defaults to "no fault".
+
+use serde::{Deserialize, Serialize};
+
+/// The key the simulator accepts when none is given (`--api-key`, else `RUNAPI_API_KEY`).
+pub const DEFAULT_API_KEY: &str = "sk-sim-local";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryAfterForm {
+    Seconds,
+    Date,
+    /// Seconds and HTTP-date in turn, so one run meets both.
+    #[default]
+    Alternate,
+}
+
+/// How long generation takes, in simulated seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum GenerationTime {
+    /// The public guidance: 30–120 s, longer for longer and higher-resolution clips.
+    #[default]
+    Realistic,
+    /// Uniform between two values, for benchmarks that want short, spread-out tasks.
+    Uniform { min_seconds: f64, max_seconds: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// API requests per (real) second before 429; `None` means no limit.
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests allowed in a burst above the rate.
+    pub rate_limit_burst: f64,
+    pub retry_after: RetryAfterForm,
+    /// Probability that any request (API or file) answers a 5xx without doing anything.
+    pub server_error_rate: f64,
+    /// Added delay before every response, in milliseconds, drawn between the two values.
+    pub latency_ms: (u64, u64),
+    /// Probability that a response is held `slow_ms` longer (past a client's timeout).
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// Probability that a create makes its task and then drops the connection without answering.
+    pub drop_after_create_rate: f64,
+    /// Probability that a task ends `failed` (not billed).
+    pub task_failure_rate: f64,
+    /// Probability that a download stops short of its Content-Length.
+    pub truncate_download_rate: f64,
+    /// Answer 200 with the whole file even when a `Range` is asked for.
+    pub ignore_range: bool,
+    /// How long a signed video URL stays valid, in real seconds.
+    pub url_ttl_seconds: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate_limit_per_second: None,
+            rate_limit_burst: 1.0,
+            retry_after: RetryAfterForm::Alternate,
+            server_error_rate: 0.0,
+            latency_ms: (0, 0),
+            slow_rate: 0.0,
+            slow_ms: 0,
+            drop_after_create_rate: 0.0,
+            task_failure_rate: 0.0,
+            truncate_download_rate: 0.0,
+            ignore_range: false,
+            url_ttl_seconds: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    pub api_key: String,
+    pub seed: u64,
+    /// Simulated seconds per real second; 0 selects a manual clock that only tests move.
+    pub time_scale: f64,
+    pub generation: GenerationTime,
+    /// Starting balance in cents.
+    pub balance_cents: u64,
+    /// Size of every served video in bytes (a valid MP4 padded with a `free` box).
+    pub video_bytes: u64,
+    /// Serve videos from a second port, a different origin from the API.
+    pub separate_file_origin: bool,
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            api_key: DEFAULT_API_KEY.to_string(),
+            seed: 1,
+            time_scale: 1.0,
+            generation: GenerationTime::Realistic,
+            balance_cents: 100_000,
+            video_bytes: 64 * 1024,
+            separate_file_origin: false,
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Reads a YAML profile; the file may hold a whole config or only `faults:`.
+    pub fn from_yaml(text: &str) -> Result<SimConfig, String> {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+}

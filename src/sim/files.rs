@@ -1,0 +1,172 @@
+//! The video route: signed, expiring URLs; `Range` (206, 416); and the download faults
+//! (truncation, servers that ignore `Range`). Bodies are streamed, never held in memory.
+
+use super::mp4::VideoFile;
+use super::server::{Shared, error_response, sign};
+use super::state::Status;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Deserialize)]
+pub struct Signature {
+    expires: Option<u64>,
+    sig: Option<String>,
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a file of `len` bytes: `Ok(None)` when there is
+/// no usable range header (serve it all), `Err(())` when the range cannot be satisfied.
+pub fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: answer with the whole file, as many servers do
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len)
+        }
+        (start, "") => (start.parse().map_err(|_| ())?, len),
+        (start, end) => {
+            let (s, e): (u64, u64) = (start.parse().map_err(|_| ())?, end.parse().map_err(|_| ())?);
+            if e < s {
+                return Err(());
+            }
+            (s, e.saturating_add(1).min(len))
+        }
+    };
+    if start >= len { Err(()) } else { Ok(Some((start, end))) }
+}
+
+pub async fn video(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(signature): Query<Signature>,
+    headers: HeaderMap,
+) -> Response {
+    {
+        let mut state = shared.lock();
+        state.counters.file_requests += 1;
+        if headers.contains_key(header::AUTHORIZATION) {
+            state.counters.file_requests_with_authorization += 1;
+        }
+    }
+    let Some(id) = name.strip_suffix(".mp4") else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "No such file");
+    };
+    let (Some(expires), Some(sig)) = (signature.expires, signature.sig) else {
+        return error_response(StatusCode::FORBIDDEN, "access_denied", "The URL is not signed");
+    };
+    if sig != sign(&shared, id, expires) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "The URL signature does not match",
+        );
+    }
+    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if now_unix > expires {
+        return error_response(StatusCode::FORBIDDEN, "access_denied", "Request has expired");
+    }
+    let now = shared.clock.now();
+    let (video_bytes, ignore_range, truncate) = {
+        let mut state = shared.lock();
+        let completed = state.task(id).is_some_and(|t| t.status(now) == Status::Completed);
+        if !completed {
+            return error_response(StatusCode::NOT_FOUND, "not_found", "No such file");
+        }
+        let truncate_rate = state.faults.truncate_download_rate;
+        let truncate = state.draw(truncate_rate);
+        (state.video_bytes, state.faults.ignore_range, truncate)
+    };
+    let file = VideoFile::new(id, video_bytes);
+    let len = file.len();
+    let range = if ignore_range {
+        Ok(None)
+    } else {
+        parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len)
+    };
+    let (status, start, end) = match range {
+        Ok(None) => (StatusCode::OK, 0, len),
+        Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
+        Err(()) => {
+            let mut r = error_response(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                "Range not satisfiable",
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    {
+        let mut state = shared.lock();
+        state.counters.downloads += 1;
+        if truncate {
+            state.counters.truncated_downloads += 1;
+        }
+    }
+    // A truncated download sends part of the body and then fails it, so the connection closes
+    // short of the Content-Length, as a dropped transfer does.
+    let stop_at = if truncate { start + (end - start) / 2 } else { end };
+    let counter = Arc::clone(&shared);
+    let chunks = futures::stream::iter(file.chunks(start, stop_at)).map(move |chunk| {
+        counter.download_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let body = if truncate {
+        let failure = futures::stream::once(async {
+            Err::<bytes::Bytes, _>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "simulated truncation",
+            ))
+        });
+        Body::from_stream(chunks.chain(failure))
+    } else {
+        Body::from_stream(chunks)
+    };
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&(end - start).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=10-19"), 100), Ok(Some((10, 20))));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 100))));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 100))));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 100))));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=20-10"), 100), Err(()));
+        assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
+    }
+}

@@ -1,0 +1,494 @@
+//! The simulator's state and its rules, synchronous and free of I/O: handlers lock it, call one
+//! method, and unlock before any await. Task status is computed from the simulated clock when
+//! asked, so no timer runs per task.
+
+use super::config::{Faults, GenerationTime, RetryAfterForm, SimConfig};
+use super::rng::Rng;
+use super::stats::Counters;
+use crate::kling::Endpoint;
+use crate::money::Money;
+use crate::plan::canonical_json;
+use crate::pricing::PriceTable;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completes,
+    Fails(&'static str),
+}
+
+const FAILURE_REASONS: &[&str] = &[
+    "Generation failed: the model could not render this prompt",
+    "Generation failed: content did not pass moderation",
+    "Generation failed: upstream provider error",
+];
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub model: Option<String>,
+    pub created_at: SystemTime,
+    /// Simulated times: queued until `started`, done at `ready`.
+    pub started: Duration,
+    pub ready: Duration,
+    pub outcome: Outcome,
+    pub reserved: Money,
+    pub charge: Money,
+    pub settled_at: Option<SystemTime>,
+    pub client_request_id: Option<String>,
+    body_hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+impl Task {
+    pub fn status(&self, now: Duration) -> Status {
+        if now < self.started {
+            Status::Pending
+        } else if now < self.ready {
+            Status::Processing
+        } else {
+            match self.outcome {
+                Outcome::Completes => Status::Completed,
+                Outcome::Fails(_) => Status::Failed,
+            }
+        }
+    }
+
+    /// The task as `GET /api/v1/kling/{action}/{id}` shows it; `video_url` for a completed task.
+    pub fn view(&self, now: Duration, video_url: Option<String>) -> Value {
+        let status = self.status(now);
+        let mut body = json!({
+            "id": self.id,
+            "task_id": self.id,
+            "status": status.as_str(),
+            "model": self.model,
+            "created_at": super::time_format::rfc3339(self.created_at),
+            "billing": { "reservation": { "amount_cents": cents_up(self.reserved) } },
+        });
+        match (status, self.outcome) {
+            (Status::Completed, _) => {
+                body["videos"] = json!([{ "url": video_url }]);
+                body["billing"]["settlement"] = json!({
+                    "charged_amount_cents": cents_up(self.charge),
+                    "amount_micro_cents": self.charge.micro_cents(),
+                });
+                body["usage"] = json!({ "cost": self.charge.usd() });
+            }
+            (Status::Failed, Outcome::Fails(reason)) => {
+                body["error"] = json!(reason);
+                let refunded = self.settled_at.unwrap_or(self.created_at);
+                body["billing"]["refund"] = json!({ "refunded_at": super::time_format::rfc3339(refunded) });
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
+fn cents_up(m: Money) -> u64 {
+    m.micro_cents().div_ceil(1_000_000)
+}
+
+/// Why a create did not make a task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateRefusal {
+    Conflict,
+    InsufficientCredits { needed: Money, available: Money },
+}
+
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub task: Task,
+    pub replayed: bool,
+    pub drop_connection: bool,
+}
+
+/// A token bucket over real time for all API requests.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub faults: Faults,
+    pub api_key: String,
+    pub video_bytes: u64,
+    generation: GenerationTime,
+    rng: Rng,
+    prices: PriceTable,
+    tasks: HashMap<String, Task>,
+    /// Idempotency-Key → (body hash, task id).
+    keys: HashMap<String, (String, String)>,
+    unsettled: BinaryHeap<Reverse<(Duration, String)>>,
+    bucket: Bucket,
+    retry_after_flip: bool,
+    balance: Money,
+    reserved: Money,
+    pub counters: Counters,
+}
+
+/// What the admission check decided for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    Proceed,
+    ServerError(u16),
+    RateLimited {
+        retry_after: Duration,
+        form: RetryAfterForm,
+    },
+}
+
+impl State {
+    pub fn new(config: &SimConfig) -> State {
+        State {
+            faults: config.faults.clone(),
+            api_key: config.api_key.clone(),
+            video_bytes: config.video_bytes,
+            generation: config.generation,
+            rng: Rng::new(config.seed),
+            prices: PriceTable::builtin(),
+            tasks: HashMap::new(),
+            keys: HashMap::new(),
+            unsettled: BinaryHeap::new(),
+            bucket: Bucket {
+                tokens: config.faults.rate_limit_burst.max(0.0),
+                last: Instant::now(),
+            },
+            retry_after_flip: false,
+            balance: Money::from_cents(config.balance_cents),
+            reserved: Money::ZERO,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.bucket.tokens = faults.rate_limit_burst.max(0.0);
+        self.faults = faults;
+    }
+
+    pub fn set_balance(&mut self, cents: u64) {
+        self.balance = Money::from_cents(cents);
+    }
+
+    pub fn available(&self) -> Money {
+        self.balance.saturating_sub(self.reserved)
+    }
+
+    /// Faults that answer before anything happens: a 5xx, or a 429 from the token bucket.
+    pub fn admit(&mut self, api: bool) -> Admission {
+        if self.rng.chance(self.faults.server_error_rate) {
+            let status = [500, 502, 503, 504][(self.rng.next_u64() % 4) as usize];
+            self.counters.server_errors += 1;
+            return Admission::ServerError(status);
+        }
+        if !api {
+            return Admission::Proceed;
+        }
+        let Some(rate) = self.faults.rate_limit_per_second.filter(|r| *r > 0.0) else {
+            return Admission::Proceed;
+        };
+        let now = Instant::now();
+        let burst = self.faults.rate_limit_burst.max(1.0);
+        let refill = now.duration_since(self.bucket.last).as_secs_f64() * rate;
+        self.bucket.tokens = (self.bucket.tokens + refill).min(burst);
+        self.bucket.last = now;
+        if self.bucket.tokens >= 1.0 {
+            self.bucket.tokens -= 1.0;
+            return Admission::Proceed;
+        }
+        self.counters.rate_limited += 1;
+        let wait = Duration::from_secs_f64((1.0 - self.bucket.tokens) / rate);
+        let form = match self.faults.retry_after {
+            RetryAfterForm::Alternate => {
+                self.retry_after_flip = !self.retry_after_flip;
+                if self.retry_after_flip {
+                    RetryAfterForm::Seconds
+                } else {
+                    RetryAfterForm::Date
+                }
+            }
+            other => other,
+        };
+        Admission::RateLimited {
+            retry_after: wait,
+            form,
+        }
+    }
+
+    /// Extra delay for this response, from the latency and slow-response faults.
+    pub fn latency(&mut self) -> Duration {
+        let (low, high) = self.faults.latency_ms;
+        let mut ms = if high > low {
+            self.rng.between(low as f64, high as f64) as u64
+        } else {
+            low
+        };
+        if self.rng.chance(self.faults.slow_rate) {
+            ms += self.faults.slow_ms;
+        }
+        Duration::from_millis(ms)
+    }
+
+    pub fn draw(&mut self, probability: f64) -> bool {
+        self.rng.chance(probability)
+    }
+
+    /// Creates a task for a validated request, or replays the one an Idempotency-Key made.
+    pub fn create(
+        &mut self,
+        endpoint: Endpoint,
+        body: &Map<String, Value>,
+        idempotency_key: Option<&str>,
+        client_request_id: Option<&str>,
+        now: Duration,
+    ) -> Result<Created, CreateRefusal> {
+        let body_hash = hex(&Sha256::digest(canonical_json(&Value::Object(body.clone())).as_bytes()));
+        if let Some(key) = idempotency_key {
+            if let Some((hash, task_id)) = self.keys.get(key) {
+                if *hash != body_hash {
+                    self.counters.conflicts += 1;
+                    return Err(CreateRefusal::Conflict);
+                }
+                let task = self.tasks[task_id].clone();
+                self.counters.replays += 1;
+                return Ok(Created {
+                    task,
+                    replayed: true,
+                    drop_connection: false,
+                });
+            }
+        }
+        let estimate = self.prices.estimate(endpoint, body);
+        if estimate.cost > self.available() {
+            self.counters.insufficient_credits += 1;
+            return Err(CreateRefusal::InsufficientCredits {
+                needed: estimate.cost,
+                available: self.available(),
+            });
+        }
+        let id = self.rng.uuid();
+        let generation = self.generation_time(endpoint, body, estimate.seconds);
+        let queued = generation.mul_f64(self.rng.between(0.05, 0.15));
+        let outcome = if self.rng.chance(self.faults.task_failure_rate) {
+            Outcome::Fails(FAILURE_REASONS[(self.rng.next_u64() % FAILURE_REASONS.len() as u64) as usize])
+        } else {
+            Outcome::Completes
+        };
+        let task = Task {
+            id: id.clone(),
+            endpoint,
+            model: body.get("model").and_then(Value::as_str).map(str::to_string),
+            created_at: SystemTime::now(),
+            started: now + queued,
+            ready: now + generation,
+            outcome,
+            reserved: estimate.cost,
+            charge: estimate.cost,
+            settled_at: None,
+            client_request_id: client_request_id.map(str::to_string),
+            body_hash: body_hash.clone(),
+        };
+        self.reserved = self.reserved.saturating_add(task.reserved);
+        if let Some(key) = idempotency_key {
+            self.keys.insert(key.to_string(), (body_hash.clone(), id.clone()));
+            *self
+                .counters
+                .creates_per_idempotency_key
+                .entry(key.to_string())
+                .or_default() += 1;
+        }
+        *self.counters.creates_per_body.entry(body_hash).or_default() += 1;
+        if let Some(client) = client_request_id {
+            *self
+                .counters
+                .creates_per_client_request_id
+                .entry(client.to_string())
+                .or_default() += 1;
+        }
+        self.counters.tasks_created += 1;
+        self.unsettled.push(Reverse((task.ready, id.clone())));
+        self.tasks.insert(id, task.clone());
+        let drop_connection = self.rng.chance(self.faults.drop_after_create_rate);
+        Ok(Created {
+            task,
+            replayed: false,
+            drop_connection,
+        })
+    }
+
+    fn generation_time(&mut self, endpoint: Endpoint, body: &Map<String, Value>, seconds: u32) -> Duration {
+        let simulated = match self.generation {
+            GenerationTime::Uniform {
+                min_seconds,
+                max_seconds,
+            } => self.rng.between(min_seconds.max(0.0), max_seconds.max(min_seconds)),
+            GenerationTime::Realistic => {
+                // 30 s for a short 720p clip, up to 120 s for 15 s at 4k; motion control and
+                // avatars sit at the slow end. ±10 % so tasks do not finish in lockstep.
+                let length = (f64::from(seconds.clamp(3, 15)) - 3.0) / 12.0;
+                let resolution = match body.get("output_resolution").and_then(Value::as_str) {
+                    Some("4k") => 30.0,
+                    Some("1080p") => 15.0,
+                    _ => 0.0,
+                };
+                let endpoint_extra = match endpoint {
+                    Endpoint::MotionControl | Endpoint::AiAvatar => 30.0,
+                    _ => 0.0,
+                };
+                let base = 30.0 + 60.0 * length + resolution + endpoint_extra;
+                (base * self.rng.between(0.9, 1.1)).clamp(30.0, 120.0)
+            }
+        };
+        Duration::from_secs_f64(simulated)
+    }
+
+    /// Settles every task whose outcome is due: a completed task is charged, a failed one's
+    /// reservation is released.
+    pub fn settle_due(&mut self, now: Duration) {
+        while let Some(Reverse((ready, _))) = self.unsettled.peek() {
+            if *ready > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = self.unsettled.pop() else {
+                break;
+            };
+            let Some(task) = self.tasks.get_mut(&id) else { continue };
+            task.settled_at = Some(SystemTime::now());
+            self.reserved = self.reserved.saturating_sub(task.reserved);
+            match task.outcome {
+                Outcome::Completes => {
+                    self.balance = self.balance.saturating_sub(task.charge);
+                    self.counters.billed = self.counters.billed.saturating_add(task.charge);
+                    self.counters.tasks_completed += 1;
+                    *self.counters.billed_per_body.entry(task.body_hash.clone()).or_default() += 1;
+                    if let Some(client) = &task.client_request_id {
+                        *self
+                            .counters
+                            .billed_per_client_request_id
+                            .entry(client.clone())
+                            .or_default() += 1;
+                    }
+                }
+                Outcome::Fails(_) => self.counters.tasks_failed += 1,
+            }
+        }
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.get(id)
+    }
+
+    pub fn balance(&self) -> Money {
+        self.balance
+    }
+
+    pub fn reserved(&self) -> Money {
+        self.reserved
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(prompt: &str) -> Map<String, Value> {
+        let Value::Object(m) = json!({"model": "kling-3.0", "prompt": prompt, "duration_seconds": 5}) else {
+            unreachable!()
+        };
+        m
+    }
+
+    #[test]
+    fn idempotency_replays_and_conflicts() {
+        let mut s = State::new(&SimConfig::default());
+        let first = s
+            .create(Endpoint::TextToVideo, &body("a"), Some("k"), None, Duration::ZERO)
+            .unwrap();
+        let again = s
+            .create(Endpoint::TextToVideo, &body("a"), Some("k"), None, Duration::ZERO)
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(first.task.id, again.task.id);
+        assert_eq!(
+            s.create(Endpoint::TextToVideo, &body("b"), Some("k"), None, Duration::ZERO)
+                .unwrap_err(),
+            CreateRefusal::Conflict
+        );
+        assert_eq!(s.counters.tasks_created, 1);
+    }
+
+    #[test]
+    fn tasks_move_through_their_states_and_settle_once() {
+        let mut s = State::new(&SimConfig::default());
+        let created = s
+            .create(Endpoint::TextToVideo, &body("a"), None, Some("job-1"), Duration::ZERO)
+            .unwrap()
+            .task;
+        assert_eq!(created.status(Duration::ZERO), Status::Pending);
+        assert_eq!(created.status(created.started), Status::Processing);
+        assert_eq!(created.status(created.ready), Status::Completed);
+        assert!((30.0..=120.0).contains(&created.ready.as_secs_f64()));
+        assert_eq!(s.reserved(), Money::from_cents(70));
+        s.settle_due(created.ready);
+        s.settle_due(created.ready + Duration::from_secs(10));
+        assert_eq!(s.reserved(), Money::ZERO);
+        assert_eq!(s.counters.billed, Money::from_cents(70));
+        assert_eq!(s.balance(), Money::from_cents(100_000 - 70));
+        assert_eq!(s.counters.billed_per_client_request_id["job-1"], 1);
+    }
+
+    #[test]
+    fn failed_tasks_are_refunded_and_balance_gates_creates() {
+        let mut config = SimConfig::default();
+        config.faults.task_failure_rate = 1.0;
+        config.balance_cents = 100;
+        let mut s = State::new(&config);
+        let t = s
+            .create(Endpoint::TextToVideo, &body("a"), None, None, Duration::ZERO)
+            .unwrap()
+            .task;
+        // 70 of 100 cents reserved: a second 70-cent job does not fit.
+        let refused = s
+            .create(Endpoint::TextToVideo, &body("b"), None, None, Duration::ZERO)
+            .unwrap_err();
+        assert!(matches!(refused, CreateRefusal::InsufficientCredits { .. }));
+        s.settle_due(t.ready);
+        assert_eq!(s.balance(), Money::from_cents(100));
+        assert_eq!(s.counters.billed, Money::ZERO);
+        assert_eq!(t.view(t.ready, None)["status"], "failed");
+        assert!(s.create(Endpoint::TextToVideo, &body("b"), None, None, t.ready).is_ok());
+    }
+}

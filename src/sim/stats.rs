@@ -1,0 +1,62 @@
+//! Counters: what tests and benchmarks assert on. Served at `GET /__sim/stats` and by the handle.
+
+use crate::money::Money;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    /// "METHOD route" → status → count ("dropped" for connections closed without an answer).
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
+    pub tasks_created: u64,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub replays: u64,
+    pub conflicts: u64,
+    pub insufficient_credits: u64,
+    pub rate_limited: u64,
+    pub server_errors: u64,
+    pub dropped_connections: u64,
+    pub polls: u64,
+    pub downloads: u64,
+    pub truncated_downloads: u64,
+    pub file_requests: u64,
+    pub file_requests_with_authorization: u64,
+    #[serde(skip)]
+    pub billed: Money,
+    pub creates_per_idempotency_key: BTreeMap<String, u64>,
+    /// SHA-256 of the canonical request body → tasks created with it.
+    pub creates_per_body: BTreeMap<String, u64>,
+    pub creates_per_client_request_id: BTreeMap<String, u64>,
+    pub billed_per_body: BTreeMap<String, u64>,
+    pub billed_per_client_request_id: BTreeMap<String, u64>,
+}
+
+/// A snapshot of the counters with the money and byte totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    #[serde(flatten)]
+    pub counters: Counters,
+    pub download_bytes: u64,
+    pub billed_micro_cents: u64,
+    pub billed_usd: f64,
+    pub balance_cents: f64,
+    pub reserved_cents: f64,
+}
+
+impl Stats {
+    pub fn requests_to(&self, route: &str) -> u64 {
+        self.counters
+            .requests
+            .get(route)
+            .map_or(0, |by_status| by_status.values().sum())
+    }
+
+    pub fn requests_total(&self) -> u64 {
+        self.counters.requests.values().flat_map(|s| s.values()).sum()
+    }
+
+    pub fn billed(&self) -> Money {
+        Money::from_micro_cents(self.billed_micro_cents)
+    }
+}
