@@ -77,7 +77,7 @@ pub async fn video(
         );
     }
     let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if now_unix > expires {
+    if now_unix >= expires {
         return error_response(StatusCode::FORBIDDEN, "access_denied", "Request has expired");
     }
     let now = shared.clock.now();
@@ -129,7 +129,12 @@ pub async fn video(
         Ok::<_, std::io::Error>(chunk)
     });
     let body = if truncate {
+        // Yield first: the connection flushes what it has (head and partial body) when the body
+        // is not ready, so the client receives those bytes before the transfer fails.
         let failure = futures::stream::once(async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
             Err::<bytes::Bytes, _>(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
                 "simulated truncation",

@@ -5,3 +5,4 @@ mod common;
 mod expansion;
 mod plan_output;
 mod properties;
+mod sim;
