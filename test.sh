@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints (warnings are errors), then every test.
+# The whole test suite, as CI runs it: formatting, lints (warnings are errors), every Rust test,
+# then the official Python SDK against the simulator (it sets up its own venv).
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo fmt --check
@@ -9,3 +10,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+./tests/conformance/run.sh

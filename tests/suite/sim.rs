@@ -512,3 +512,114 @@ async fn prices_come_from_the_planner_table() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["unit_price_cents"], 9.0);
 }
+
+#[tokio::test]
+async fn the_sim_command_prints_its_url_serves_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kling-batch"))
+        .args([
+            "sim",
+            "--port",
+            "0",
+            "--time-scale",
+            "1000",
+            "--api-key",
+            "sk-flag-key-1",
+        ])
+        .env_remove("RUNAPI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let client = Client::builder().no_proxy().build().unwrap();
+    let created = client
+        .post(format!("{url}{T2V}"))
+        .bearer_auth("sk-flag-key-1")
+        .json(&lake())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let wrong = client
+        .post(format!("{url}{T2V}"))
+        .bearer_auth(sim::DEFAULT_API_KEY)
+        .json(&lake())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong.status(),
+        StatusCode::UNAUTHORIZED,
+        "only the configured key is accepted"
+    );
+    let stats: Value = client
+        .get(format!("{url}/__sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["tasks_created"], 1);
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "Ctrl-C is a clean stop");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("simulator stopped"), "{stderr}");
+    assert!(
+        !stderr.contains("sk-flag-key-1"),
+        "a key given to the simulator is not printed: {stderr}"
+    );
+}
+
+#[test]
+fn the_readme_fault_profile_parses() {
+    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("Faults come from a YAML profile")
+        .expect("the README documents profiles");
+    let block = readme[start..]
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let config = SimConfig::from_yaml(block).expect("the README's profile is valid");
+    assert_eq!(config.seed, 7);
+    assert_eq!(config.faults.latency_ms, (0, 50));
+    assert_eq!(config.faults.rate_limit_per_second, Some(20.0));
+    assert!(matches!(config.generation, sim::GenerationTime::Uniform { min_seconds, .. } if min_seconds == 0.2));
+}
+
+#[test]
+fn a_bad_profile_is_refused_with_the_invalid_input_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("faults.yaml");
+    std::fs::write(&profile, "faults:\n  task_failure_rte: 0.5\n").unwrap();
+    let out = crate::common::run(&["sim", "--port", "0", "--faults", profile.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("faults.yaml") && out.stderr.contains("task_failure_rte"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no URL is printed for a simulator that did not start"
+    );
+}
