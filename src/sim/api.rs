@@ -51,6 +51,12 @@ fn endpoint_of(action: &str) -> Result<Endpoint, Response> {
     }
 }
 
+/// The two checks every Kling route makes first: the key, then the action.
+fn authorized_endpoint(shared: &Shared, headers: &HeaderMap, action: &str) -> Result<Endpoint, Response> {
+    authorize(shared, headers)?;
+    endpoint_of(action)
+}
+
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {
     let Some(value) = headers.get(name) else {
         return Ok(None);
@@ -125,10 +131,7 @@ pub async fn create(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return r;
-    }
-    let endpoint = match endpoint_of(&action) {
+    let endpoint = match authorized_endpoint(&shared, &headers, &action) {
         Ok(e) => e,
         Err(r) => return r,
     };
@@ -195,10 +198,7 @@ pub async fn get_task(
     Path((action, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return r;
-    }
-    let endpoint = match endpoint_of(&action) {
+    let endpoint = match authorized_endpoint(&shared, &headers, &action) {
         Ok(e) => e,
         Err(r) => return r,
     };
