@@ -6,13 +6,18 @@
 //! codes; `main` only calls it.
 
 pub mod app;
+pub mod client;
+pub mod credentials;
+pub mod crash;
 pub mod cli;
 pub mod exit;
+pub mod journal;
 pub mod kling;
 pub mod manifest;
 pub mod money;
 pub mod plan;
 pub mod pricing;
 pub mod report;
+pub mod rng;
 pub mod sim;
 mod sim_command;

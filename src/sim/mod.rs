@@ -7,7 +7,7 @@ mod clock;
 mod config;
 mod files;
 mod mp4;
-mod rng;
+
 mod server;
 mod state;
 mod stats;

@@ -3,7 +3,7 @@
 //! asked, so no timer runs per task.
 
 use super::config::{Faults, GenerationTime, RetryAfterForm, SimConfig};
-use super::rng::Rng;
+use crate::rng::Rng;
 use super::stats::Counters;
 use crate::kling::Endpoint;
 use crate::money::Money;

@@ -1,5 +1,5 @@
-//! SplitMix64: a small, fast, seedable generator. The simulator's faults are drawn from it, so a
-//! seed reproduces a fault sequence for the same order of requests.
+//! SplitMix64: a small, fast, seedable generator. The simulator draws its faults from it (a seed
+//! reproduces them) and the runner its backoff jitter.
 
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

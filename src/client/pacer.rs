@@ -1,0 +1,129 @@
+//! One pace for all API requests: a governor rate limiter at `--rate`. A 429 pauses everyone
+//! until its `Retry-After` and halves the pace; steady success raises it back by a quarter at a
+//! time (additive patience, multiplicative caution).
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct PaceState {
+    rate: f64,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    paused_until: Option<Instant>,
+    successes: u64,
+}
+
+#[derive(Debug)]
+pub struct Pacer {
+    base: f64,
+    floor: f64,
+    state: Mutex<PaceState>,
+}
+
+fn limiter(rate: f64) -> Arc<DefaultDirectRateLimiter> {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(quota))
+}
+
+impl Pacer {
+    /// A pacer at `rate` requests per second (clamped to a sane range).
+    pub fn new(rate: f64) -> Pacer {
+        let base = if rate.is_finite() { rate.clamp(0.01, 100_000.0) } else { 1.0 };
+        Pacer {
+            base,
+            floor: (base / 16.0).max(0.01),
+            state: Mutex::new(PaceState { rate: base, limiter: limiter(base), paused_until: None, successes: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current pace in requests per second.
+    pub fn rate(&self) -> f64 {
+        self.lock().rate
+    }
+
+    /// Waits for this request's turn.
+    pub async fn acquire(&self) {
+        loop {
+            let (limiter, pause) = {
+                let s = self.lock();
+                (Arc::clone(&s.limiter), s.paused_until)
+            };
+            if let Some(until) = pause
+                && until > Instant::now()
+            {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            limiter.until_ready().await;
+            return;
+        }
+    }
+
+    /// A 429: everyone waits `retry_after` (1 s if unsaid) and the pace halves.
+    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
+        let mut s = self.lock();
+        let until = Instant::now() + retry_after.unwrap_or(Duration::from_secs(1));
+        s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+        let slower = (s.rate / 2.0).max(self.floor);
+        if slower < s.rate {
+            s.rate = slower;
+            s.limiter = limiter(slower);
+        }
+        s.successes = 0;
+    }
+
+    /// A request that was not rate-limited: after enough of them the pace rises again.
+    pub fn on_success(&self) {
+        let mut s = self.lock();
+        if s.rate >= self.base {
+            return;
+        }
+        s.successes += 1;
+        if s.successes as f64 >= (s.rate * 5.0).max(10.0) {
+            s.rate = (s.rate * 1.25).min(self.base);
+            s.limiter = limiter(s.rate);
+            s.successes = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_on_429_and_recovers_slowly() {
+        let pacer = Pacer::new(8.0);
+        pacer.on_rate_limited(Some(Duration::ZERO));
+        assert_eq!(pacer.rate(), 4.0);
+        for _ in 0..9 {
+            pacer.on_success();
+        }
+        assert_eq!(pacer.rate(), 4.0, "not yet");
+        for _ in 0..11 {
+            pacer.on_success();
+        }
+        assert_eq!(pacer.rate(), 5.0, "after max(10, 5 × rate) successes, a quarter faster");
+        for _ in 0..10 {
+            pacer.on_rate_limited(None);
+        }
+        assert_eq!(pacer.rate(), 0.5, "never below a sixteenth of the base");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_everyone() {
+        let pacer = Pacer::new(1000.0);
+        pacer.on_rate_limited(Some(Duration::from_secs(5)));
+        let start = Instant::now();
+        pacer.acquire().await;
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,12 @@
+//! The run's write-ahead journal: append-only JSON lines, one writer, fsynced in groups. It is the
+//! checkpoint: replaying it (a pure fold) says where every job stands and what has been spent.
+
+mod reader;
+mod record;
+mod replay;
+mod writer;
+
+pub use reader::{JournalError, Recovery, read};
+pub use record::{FailureKind, Record, VERSION};
+pub use replay::{JobHistory, Phase, Replayed, replay};
+pub use writer::{JournalWriter, WriteError};

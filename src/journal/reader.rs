@@ -1,0 +1,141 @@
+//! Reading a journal back. A torn last line (a crash mid-write) is expected and cut away; a bad
+//! line anywhere before the end is corruption, reported with its line number and never skipped.
+
+use super::record::{Record, VERSION};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: the journal is corrupt ({reason})", .path.display())]
+    Corrupt { path: PathBuf, line: usize, reason: String },
+    #[error("{}:{line}: written by a newer kling-batch (journal version {version})", .path.display())]
+    TooNew { path: PathBuf, line: usize, version: u64 },
+}
+
+impl JournalError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            JournalError::Io { .. } => "check the output folder's permissions",
+            JournalError::Corrupt { .. } => {
+                "the lines before it are intact; move the journal aside to start this folder afresh, or repair that line"
+            }
+            JournalError::TooNew { .. } => "resume this folder with the newer kling-batch that wrote it",
+        }
+    }
+}
+
+/// What reading found besides the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes of a torn last line that were cut away.
+    pub torn_tail_bytes: u64,
+    /// The length of the intact part: appends continue from here.
+    pub valid_len: u64,
+}
+
+/// The records of the journal at `path` (none if it does not exist yet).
+pub fn read(path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
+    let mut bytes = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes).map_err(|source| JournalError::Io { path: path.into(), source })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Recovery::default())),
+        Err(source) => return Err(JournalError::Io { path: path.into(), source }),
+    }
+    parse(&bytes, path)
+}
+
+/// Parses journal bytes (the pure part of `read`).
+pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    let mut line_no = 0usize;
+    while offset < bytes.len() {
+        line_no += 1;
+        let end = bytes[offset..].iter().position(|b| *b == b'\n').map(|i| offset + i);
+        let line = &bytes[offset..end.unwrap_or(bytes.len())];
+        let is_last = end.is_none_or(|e| e + 1 >= bytes.len());
+        match parse_line(line) {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => {}
+            Err(reason) => {
+                if end.is_none() || is_last {
+                    // A torn or garbled final line: cut it away, appends resume before it.
+                    return Ok((records, Recovery { torn_tail_bytes: (bytes.len() - offset) as u64, valid_len: offset as u64 }));
+                }
+                if let LineError::TooNew(version) = reason {
+                    return Err(JournalError::TooNew { path: path.into(), line: line_no, version });
+                }
+                return Err(JournalError::Corrupt { path: path.into(), line: line_no, reason: reason.to_string() });
+            }
+        }
+        offset = end.map_or(bytes.len(), |e| e + 1);
+    }
+    Ok((records, Recovery { torn_tail_bytes: 0, valid_len: bytes.len() as u64 }))
+}
+
+#[derive(Debug)]
+enum LineError {
+    Syntax(String),
+    TooNew(u64),
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::Syntax(s) => f.write_str(s),
+            LineError::TooNew(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+fn parse_line(line: &[u8]) -> Result<Option<Record>, LineError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
+    let version = value.get("v").and_then(serde_json::Value::as_u64).ok_or_else(|| LineError::Syntax("no version".into()))?;
+    if version > u64::from(VERSION) {
+        return Err(LineError::TooNew(version));
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| LineError::Syntax(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(job: &str) -> String {
+        Record::TimedOut { job: job.into(), task_id: "t".into(), at: "x".into() }.to_line() + "\n"
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_reported() {
+        let torn = "{\"v\":1,\"t\":\"sub";
+        let text = format!("{}{}{torn}", line("a"), line("b"));
+        let (records, recovery) = parse(text.as_bytes(), Path::new("j")).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(recovery.torn_tail_bytes as usize, torn.len());
+        assert_eq!(recovery.valid_len as usize, text.len() - torn.len());
+    }
+
+    #[test]
+    fn corruption_in_the_middle_is_an_error_with_its_line() {
+        let text = format!("{}garbage\n{}", line("a"), line("b"));
+        let err = parse(text.as_bytes(), Path::new("j")).unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
+        let newer = format!("{}{{\"v\":9,\"t\":\"x\"}}\n{}", line("a"), line("b"));
+        assert!(matches!(parse(newer.as_bytes(), Path::new("j")).unwrap_err(), JournalError::TooNew { version: 9, .. }));
+    }
+
+    #[test]
+    fn every_record_round_trips() {
+        let r = Record::Submitting { job: "j".into(), attempt: 2, key: "k".into(), reserve: 70_000_000, at: "t".into() };
+        let (records, _) = parse(format!("{}\n", r.to_line()).as_bytes(), Path::new("j")).unwrap();
+        assert_eq!(records, vec![r]);
+    }
+}

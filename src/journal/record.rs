@@ -1,0 +1,83 @@
+//! Journal records. Each is one JSON line `{"v":1,"t":"<kind>",…}`; fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The service refused the request as invalid (400/422).
+    Invalid,
+    /// The idempotency key met another body (409).
+    Conflict,
+    /// The task ended `failed` on every attempt allowed.
+    TaskFailed,
+    /// The service does not know the task.
+    NotFound,
+    /// The video could not be downloaded or verified.
+    Download,
+    /// Anything else the service refused.
+    Refused,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Conflict => "conflict",
+            FailureKind::TaskFailed => "task_failed",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Download => "download",
+            FailureKind::Refused => "refused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Record {
+    /// A run (or a resume) began. The first one fixes the run id that idempotency keys derive from.
+    RunStarted { run_id: String, at: String },
+    /// Intent: this attempt is about to be POSTed with this key; `reserve` µ¢ are held against the cap.
+    Submitting { job: String, attempt: u32, key: String, reserve: u64, at: String },
+    /// The service made (or replayed) the task.
+    Submitted { job: String, attempt: u32, task_id: String, at: String },
+    /// The service made no task (402 and such): the reservation is released and the job waits.
+    Unsubmitted { job: String, attempt: u32, reason: String, at: String },
+    /// The task finished; `cost` µ¢ were billed.
+    Completed { job: String, task_id: String, url: String, cost: u64, at: String },
+    /// The task ended `failed` (not billed): the reservation is released.
+    AttemptFailed { job: String, attempt: u32, task_id: String, message: String, at: String },
+    /// The video is on disk, verified.
+    Downloaded { job: String, path: String, bytes: u64, sha256: String, at: String },
+    /// The job will not be tried again.
+    Failed { job: String, kind: FailureKind, message: String, at: String },
+    /// The task outlived its deadline; a later run re-attaches to it.
+    TimedOut { job: String, task_id: String, at: String },
+}
+
+impl Record {
+    pub fn job(&self) -> Option<&str> {
+        match self {
+            Record::RunStarted { .. } => None,
+            Record::Submitting { job, .. }
+            | Record::Submitted { job, .. }
+            | Record::Unsubmitted { job, .. }
+            | Record::Completed { job, .. }
+            | Record::AttemptFailed { job, .. }
+            | Record::Downloaded { job, .. }
+            | Record::Failed { job, .. }
+            | Record::TimedOut { job, .. } => Some(job),
+        }
+    }
+
+    /// The record as one journal line, without the newline.
+    pub fn to_line(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("v".into(), VERSION.into());
+        }
+        value.to_string()
+    }
+}

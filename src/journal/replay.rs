@@ -1,0 +1,162 @@
+//! Replay: the journal's records folded into where each job stands and what the spend ledger
+//! holds. Pure and idempotent: a record seen twice changes nothing the second time.
+
+use super::record::{FailureKind, Record};
+use crate::money::Money;
+use std::collections::HashMap;
+
+/// Where a job stood when the journal ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The POST may or may not have happened: re-send with the same key.
+    Submitting,
+    /// The task exists: poll it.
+    Submitted,
+    /// No task is live (a refused create or a failed attempt): submit the next attempt.
+    Waiting,
+    /// Generated: download it.
+    Completed,
+    /// On disk: verify it.
+    Downloaded,
+    /// Given up.
+    Failed,
+    /// Past its deadline: re-attach and poll.
+    TimedOut,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobHistory {
+    pub phase: Option<Phase>,
+    /// The latest attempt begun (1-based; 0 before any).
+    pub attempt: u32,
+    pub key: Option<String>,
+    pub task_id: Option<String>,
+    /// µ¢ held against the cap for the current attempt.
+    pub reserved: Money,
+    pub cost: Option<Money>,
+    pub url: Option<String>,
+    /// (path relative to the output folder, bytes, sha256)
+    pub file: Option<(String, u64, String)>,
+    pub failure: Option<(FailureKind, String)>,
+    pub last_error: Option<String>,
+    pub submitted_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    pub run_id: Option<String>,
+    pub jobs: HashMap<String, JobHistory>,
+    /// Billed so far.
+    pub spent: Money,
+    /// Held for attempts whose outcome is not known yet.
+    pub reserved: Money,
+}
+
+pub fn replay(records: &[Record]) -> Replayed {
+    let mut out = Replayed::default();
+    for record in records {
+        if let Record::RunStarted { run_id, .. } = record {
+            out.run_id.get_or_insert_with(|| run_id.clone());
+            continue;
+        }
+        let Some(job) = record.job() else { continue };
+        let h = out.jobs.entry(job.to_string()).or_default();
+        match record {
+            Record::Submitting { attempt, key, reserve, .. } => {
+                h.attempt = h.attempt.max(*attempt);
+                h.key = Some(key.clone());
+                h.reserved = Money::from_micro_cents(*reserve);
+                h.phase = Some(Phase::Submitting);
+            }
+            Record::Submitted { task_id, at, .. } => {
+                h.task_id = Some(task_id.clone());
+                h.submitted_at.get_or_insert_with(|| at.clone());
+                if h.phase == Some(Phase::Submitting) || h.phase.is_none() {
+                    h.phase = Some(Phase::Submitted);
+                }
+            }
+            Record::Unsubmitted { reason, .. } => {
+                h.reserved = Money::ZERO;
+                h.last_error = Some(reason.clone());
+                h.phase = Some(Phase::Waiting);
+            }
+            Record::Completed { task_id, url, cost, at, .. } => {
+                h.reserved = Money::ZERO;
+                h.task_id = Some(task_id.clone());
+                h.url = Some(url.clone());
+                h.cost = Some(Money::from_micro_cents(*cost));
+                h.completed_at.get_or_insert_with(|| at.clone());
+                if h.phase != Some(Phase::Downloaded) {
+                    h.phase = Some(Phase::Completed);
+                }
+            }
+            Record::AttemptFailed { message, .. } => {
+                h.reserved = Money::ZERO;
+                h.task_id = None;
+                h.last_error = Some(message.clone());
+                h.phase = Some(Phase::Waiting);
+            }
+            Record::Downloaded { path, bytes, sha256, .. } => {
+                h.file = Some((path.clone(), *bytes, sha256.clone()));
+                h.phase = Some(Phase::Downloaded);
+            }
+            Record::Failed { kind, message, .. } => {
+                h.reserved = Money::ZERO;
+                h.failure = Some((*kind, message.clone()));
+                h.phase = Some(Phase::Failed);
+            }
+            Record::TimedOut { .. } => {
+                if h.phase == Some(Phase::Submitted) {
+                    h.phase = Some(Phase::TimedOut);
+                }
+            }
+            Record::RunStarted { .. } => {}
+        }
+    }
+    out.spent = out.jobs.values().filter_map(|h| h.cost).sum();
+    out.reserved = out.jobs.values().map(|h| h.reserved).sum();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> String {
+        "t".into()
+    }
+
+    #[test]
+    fn the_ledger_follows_reserve_settle_release() {
+        let records = vec![
+            Record::RunStarted { run_id: "r1".into(), at: at() },
+            Record::Submitting { job: "a".into(), attempt: 1, key: "k1".into(), reserve: 70, at: at() },
+            Record::Submitting { job: "b".into(), attempt: 1, key: "k2".into(), reserve: 50, at: at() },
+            Record::Submitted { job: "a".into(), attempt: 1, task_id: "t1".into(), at: at() },
+            Record::Completed { job: "a".into(), task_id: "t1".into(), url: "u".into(), cost: 60, at: at() },
+            Record::Submitted { job: "b".into(), attempt: 1, task_id: "t2".into(), at: at() },
+            Record::AttemptFailed { job: "b".into(), attempt: 1, task_id: "t2".into(), message: "no".into(), at: at() },
+        ];
+        let r = replay(&records);
+        assert_eq!(r.run_id.as_deref(), Some("r1"));
+        assert_eq!((r.spent.micro_cents(), r.reserved.micro_cents()), (60, 0));
+        assert_eq!(r.jobs["a"].phase, Some(Phase::Completed));
+        assert_eq!(r.jobs["b"].phase, Some(Phase::Waiting));
+        assert_eq!(r.jobs["b"].task_id, None);
+    }
+
+    #[test]
+    fn replay_is_idempotent() {
+        let records = vec![
+            Record::Submitting { job: "a".into(), attempt: 1, key: "k1".into(), reserve: 70, at: at() },
+            Record::Submitted { job: "a".into(), attempt: 1, task_id: "t1".into(), at: at() },
+            Record::Completed { job: "a".into(), task_id: "t1".into(), url: "u".into(), cost: 70, at: at() },
+            Record::Downloaded { job: "a".into(), path: "videos/a.mp4".into(), bytes: 3, sha256: "x".into(), at: at() },
+        ];
+        let once = replay(&records);
+        let twice = replay(&[records.clone(), records].concat());
+        assert_eq!(once, twice);
+        assert_eq!(once.jobs["a"].phase, Some(Phase::Downloaded));
+    }
+}
