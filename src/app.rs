@@ -34,6 +34,7 @@ where
         Command::Plan { manifest, json } => plan_command(&manifest, json, stdout),
         Command::Validate { manifest } => validate_command(&manifest, stdout),
         Command::Sim(args) => return crate::sim_command::run(args, stdout, stderr),
+        Command::Run(args) => return crate::run_command::run(args, stderr),
     };
     match outcome {
         Ok(exit) => exit,

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,8 +33,75 @@ pub enum Command {
         /// The manifest: a .yaml/.yml sweep or a .csv job list.
         manifest: PathBuf,
     },
+    /// Run every job of a manifest: submit, poll, download, write results. Rerun to resume.
+    Run(RunArgs),
     /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
     Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The manifest: a .yaml/.yml sweep or a .csv job list.
+    pub manifest: PathBuf,
+    /// The output folder: videos, results.csv and the journal a rerun resumes from.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Tasks generating at once [default: the manifest's limits, else 4].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// API requests per second, creates and polls together [default: the manifest's, else 2].
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Stop submitting before billed + reserved would pass this many US dollars.
+    #[arg(long, value_name = "USD")]
+    pub max_spend: Option<f64>,
+    /// The RunAPI base URL [default: $RUNAPI_BASE_URL, else the runapi CLI's config, else https://runapi.ai].
+    #[arg(long, value_name = "URL")]
+    pub api_base: Option<String>,
+    /// Run against a built-in simulator instead of RunAPI: no key, no cost.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Attempts per job when tasks end `failed` (failed tasks are not billed).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// A task still generating after this long is left for a rerun to pick up.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub task_deadline: Duration,
+    /// Stop submitting after this long and finish what is in flight (for nightly batches).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_runtime: Option<Duration>,
+    /// After a first Ctrl-C, how long in-flight work may continue.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Generation runs this many times faster than real time (a simulator's --time-scale) [--simulate: 100].
+    #[arg(long, value_name = "X")]
+    pub time_scale: Option<f64>,
+    /// The largest video accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+    pub max_video_bytes: u64,
+}
+
+/// `90s`, `30m`, `2h`, `500ms`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 30m or 2h"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit `{other}`: use ms, s, m or h")),
+    };
+    if !(0.0..1e9).contains(&seconds) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[derive(Debug, clap::Args)]

@@ -17,7 +17,11 @@ fn target() -> Option<&'static Target> {
         .get_or_init(|| {
             let spec = std::env::var("KLING_BATCH_CRASH_AT").ok()?;
             let (name, n) = spec.rsplit_once(':').unwrap_or((spec.as_str(), "1"));
-            Some(Target { name: name.to_string(), after: n.parse().unwrap_or(1).max(1), seen: AtomicU64::new(0) })
+            Some(Target {
+                name: name.to_string(),
+                after: n.parse().unwrap_or(1).max(1),
+                seen: AtomicU64::new(0),
+            })
         })
         .as_ref()
 }

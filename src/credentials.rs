@@ -103,8 +103,10 @@ struct ConfigFile {
 
 fn read_config(path: &Path) -> Result<ConfigFile, CredentialsError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| CredentialsError::BadConfig { path: path.to_path_buf(), message: e.to_string() }),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| CredentialsError::BadConfig {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
         Err(_) => Ok(ConfigFile::default()),
     }
 }
@@ -122,7 +124,10 @@ pub fn resolve(env: &dyn Env, api_base: Option<&str>) -> Result<Credentials, Cre
         .or_else(|| env.var("RUNAPI_BASE_URL"))
         .or(config.base_url)
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-    Ok(Credentials { api_key: ApiKey::new(key.trim()), base_url: check_base_url(&base)? })
+    Ok(Credentials {
+        api_key: ApiKey::new(key.trim()),
+        base_url: check_base_url(&base)?,
+    })
 }
 
 /// The base URL without a trailing slash, if it is https, or http to a loopback host.
@@ -141,7 +146,11 @@ pub fn check_base_url(url: &str) -> Result<String, CredentialsError> {
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback { Ok(url.to_string()) } else { Err(CredentialsError::PlainHttp(url.to_string())) }
+    if loopback {
+        Ok(url.to_string())
+    } else {
+        Err(CredentialsError::PlainHttp(url.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -159,14 +168,24 @@ mod tests {
     #[test]
     fn precedence_follows_the_official_cli() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"api_key":"from-file","base_url":"https://file.example"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"api_key":"from-file","base_url":"https://file.example"}"#,
+        )
+        .unwrap();
         let mut env = MapEnv(HashMap::from([("RUNAPI_CONFIG_DIR", dir.path().display().to_string())]));
         let c = resolve(&env, None).unwrap();
-        assert_eq!((c.api_key.expose(), c.base_url.as_str()), ("from-file", "https://file.example"));
+        assert_eq!(
+            (c.api_key.expose(), c.base_url.as_str()),
+            ("from-file", "https://file.example")
+        );
         env.0.insert("RUNAPI_API_KEY", "from-env".into());
         env.0.insert("RUNAPI_BASE_URL", "https://env.example/".into());
         let c = resolve(&env, None).unwrap();
-        assert_eq!((c.api_key.expose(), c.base_url.as_str()), ("from-env", "https://env.example"));
+        assert_eq!(
+            (c.api_key.expose(), c.base_url.as_str()),
+            ("from-env", "https://env.example")
+        );
         let c = resolve(&env, Some("http://127.0.0.1:9")).unwrap();
         assert_eq!(c.base_url, "http://127.0.0.1:9");
         assert_eq!(format!("{:?} {}", c.api_key, c.api_key), "ApiKey(***) ***");
@@ -176,14 +195,20 @@ mod tests {
     fn no_key_names_both_places_and_xdg_is_honoured() {
         let env = MapEnv(HashMap::from([("XDG_CONFIG_HOME", "/nonexistent/xdg".to_string())]));
         let err = resolve(&env, None).unwrap_err();
-        assert_eq!(err.to_string(), "no API key: RUNAPI_API_KEY is not set and /nonexistent/xdg/runapi/config.json has none");
+        assert_eq!(
+            err.to_string(),
+            "no API key: RUNAPI_API_KEY is not set and /nonexistent/xdg/runapi/config.json has none"
+        );
     }
 
     #[test]
     fn plain_http_only_to_loopback() {
         assert!(check_base_url("http://localhost:8787").is_ok());
         assert!(check_base_url("http://[::1]:8787/").is_ok());
-        assert_eq!(check_base_url("http://runapi.ai").unwrap_err(), CredentialsError::PlainHttp("http://runapi.ai".into()));
+        assert_eq!(
+            check_base_url("http://runapi.ai").unwrap_err(),
+            CredentialsError::PlainHttp("http://runapi.ai".into())
+        );
         assert!(matches!(check_base_url("ftp://x"), Err(CredentialsError::BadUrl(_))));
     }
 }

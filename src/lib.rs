@@ -6,18 +6,24 @@
 //! codes; `main` only calls it.
 
 pub mod app;
-pub mod client;
-pub mod credentials;
-pub mod crash;
+pub mod budget;
 pub mod cli;
+pub mod client;
+pub mod crash;
+pub mod credentials;
+pub mod download;
 pub mod exit;
 pub mod journal;
 pub mod kling;
 pub mod manifest;
 pub mod money;
+pub mod outdir;
 pub mod plan;
 pub mod pricing;
 pub mod report;
 pub mod rng;
+mod run_command;
+pub mod runner;
 pub mod sim;
 mod sim_command;
+pub mod time_format;

@@ -73,7 +73,12 @@ impl RunApi {
             .user_agent(concat!("kling-batch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ApiError::transport)?;
-        Ok(RunApi { http, base: credentials.base_url, key: credentials.api_key, pacer })
+        Ok(RunApi {
+            http,
+            base: credentials.base_url,
+            key: credentials.api_key,
+            pacer,
+        })
     }
 
     pub fn base_url(&self) -> &str {
@@ -100,15 +105,21 @@ impl RunApi {
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let body = read_capped(response).await?;
         let result = if (200..300).contains(&status) {
-            let mut value: Value = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::Transport { message: format!("unreadable answer (HTTP {status}): {e}") })?;
+            let mut value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Transport {
+                message: format!("unreadable answer (HTTP {status}): {e}"),
+            })?;
             if let (Some(ra), Value::Object(map)) = (retry_after, &mut value) {
                 map.insert("__retry_after_ms".into(), json!(ra.as_millis() as u64));
             }
             Ok(value)
         } else {
             let (code, message) = error_fields(&body, status);
-            Err(ApiError::Status { status, code, message, retry_after })
+            Err(ApiError::Status {
+                status,
+                code,
+                message,
+                retry_after,
+            })
         };
         match &result {
             Err(e) if e.class() == Class::RateLimited => self.pacer.on_rate_limited(e.retry_after()),
@@ -134,7 +145,10 @@ impl RunApi {
             .json(body);
         let value = self.send(request).await?;
         let view = task_view(&value)?;
-        Ok(CreatedTask { replayed: value.get("task_replayed").and_then(Value::as_bool).unwrap_or(false), view })
+        Ok(CreatedTask {
+            replayed: value.get("task_replayed").and_then(Value::as_bool).unwrap_or(false),
+            view,
+        })
     }
 
     /// `GET /api/v1/kling/{action}/{id}`.
@@ -153,7 +167,9 @@ impl RunApi {
         value["price_quote"]["reservation_amount_cents"]
             .as_f64()
             .and_then(Money::from_cents_f64)
-            .ok_or_else(|| ApiError::Transport { message: "the price quote has no reservation_amount_cents".into() })
+            .ok_or_else(|| ApiError::Transport {
+                message: "the price quote has no reservation_amount_cents".into(),
+            })
     }
 }
 
@@ -161,7 +177,9 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ApiErro
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(ApiError::transport)? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(ApiError::Transport { message: format!("the answer is larger than {MAX_BODY} bytes") });
+            return Err(ApiError::Transport {
+                message: format!("the answer is larger than {MAX_BODY} bytes"),
+            });
         }
         body.extend_from_slice(&chunk);
     }
@@ -171,13 +189,23 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ApiErro
 /// `error.code` and the message, in the SDKs' extraction order (contract §5.1).
 fn error_fields(body: &[u8], status: u16) -> (Option<String>, String) {
     let fallback = || format!("the service answered HTTP {status}");
-    let Ok(value) = serde_json::from_slice::<Value>(body) else { return (None, fallback()) };
-    let text = |v: &Value| v.as_str().filter(|s| !s.trim().is_empty()).map(|s| s.chars().take(500).collect::<String>());
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return (None, fallback());
+    };
+    let text = |v: &Value| {
+        v.as_str()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.chars().take(500).collect::<String>())
+    };
     let code = value.pointer("/error/code").and_then(text);
     let message = text(&value["error"])
         .or_else(|| value.pointer("/error/message").and_then(text))
         .or_else(|| value.pointer("/errors/0").and_then(text))
-        .or_else(|| ["message", "detail", "errorMessage", "msg"].iter().find_map(|k| text(&value[*k])))
+        .or_else(|| {
+            ["message", "detail", "errorMessage", "msg"]
+                .iter()
+                .find_map(|k| text(&value[*k]))
+        })
         .unwrap_or_else(fallback);
     (code, message)
 }
@@ -189,15 +217,24 @@ fn task_view(value: &Value) -> Result<TaskView, ApiError> {
         .or_else(|| text("/task_id"))
         .or_else(|| text("/data/id"))
         .or_else(|| text("/data/task_id"))
-        .ok_or_else(|| ApiError::Transport { message: "the answer has no task id".into() })?;
+        .ok_or_else(|| ApiError::Transport {
+            message: "the answer has no task id".into(),
+        })?;
     let status = TaskStatus::parse(&text("/status").unwrap_or_else(|| "pending".into()));
     let cost = value
         .pointer("/billing/settlement/charged_amount_cents")
         .and_then(Value::as_f64)
         .and_then(Money::from_cents_f64)
-        .or_else(|| value.pointer("/usage/cost").and_then(Value::as_f64).and_then(Money::from_usd_f64));
+        .or_else(|| {
+            value
+                .pointer("/usage/cost")
+                .and_then(Value::as_f64)
+                .and_then(Money::from_usd_f64)
+        });
     let error = value.get("error").and_then(|e| {
-        e.as_str().map(str::to_string).or_else(|| e.get("message").and_then(Value::as_str).map(str::to_string))
+        e.as_str()
+            .map(str::to_string)
+            .or_else(|| e.get("message").and_then(Value::as_str).map(str::to_string))
     });
     Ok(TaskView {
         id,
@@ -205,7 +242,10 @@ fn task_view(value: &Value) -> Result<TaskView, ApiError> {
         video_url: text("/videos/0/url"),
         cost,
         error,
-        retry_after: value.get("__retry_after_ms").and_then(Value::as_u64).map(Duration::from_millis),
+        retry_after: value
+            .get("__retry_after_ms")
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis),
     })
 }
 
@@ -222,14 +262,26 @@ mod tests {
         assert_eq!(t.cost, Some(Money::from_cents(113)));
         let failed = task_view(&json!({"id": "t2", "status": "failed", "error": "Generation failed"})).unwrap();
         assert_eq!(failed.error.as_deref(), Some("Generation failed"));
-        assert_eq!(task_view(&json!({"id": "t3", "status": "weird"})).unwrap().status, TaskStatus::Other("weird".into()));
+        assert_eq!(
+            task_view(&json!({"id": "t3", "status": "weird"})).unwrap().status,
+            TaskStatus::Other("weird".into())
+        );
         assert!(task_view(&json!({"status": "pending"})).is_err());
     }
 
     #[test]
     fn error_messages_in_sdk_order() {
-        assert_eq!(error_fields(br#"{"error":{"code":"rate_limited","message":"slow down"}}"#, 429), (Some("rate_limited".into()), "slow down".into()));
-        assert_eq!(error_fields(br#"{"error":"No active channel available"}"#, 503).1, "No active channel available");
-        assert_eq!(error_fields(b"<html>oops</html>", 502).1, "the service answered HTTP 502");
+        assert_eq!(
+            error_fields(br#"{"error":{"code":"rate_limited","message":"slow down"}}"#, 429),
+            (Some("rate_limited".into()), "slow down".into())
+        );
+        assert_eq!(
+            error_fields(br#"{"error":"No active channel available"}"#, 503).1,
+            "No active channel available"
+        );
+        assert_eq!(
+            error_fields(b"<html>oops</html>", 502).1,
+            "the service answered HTTP 502"
+        );
     }
 }

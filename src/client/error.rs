@@ -9,7 +9,12 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
     /// The server answered with an error status.
-    Status { status: u16, code: Option<String>, message: String, retry_after: Option<Duration> },
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// No usable answer: connection refused or reset, timeout, or an unreadable body. The
     /// request may or may not have been acted on.
     Transport { message: String },
@@ -60,7 +65,9 @@ impl ApiError {
 
     pub fn message(&self) -> String {
         match self {
-            ApiError::Status { status, code, message, .. } => match code {
+            ApiError::Status {
+                status, code, message, ..
+            } => match code {
                 Some(code) => format!("HTTP {status} {code}: {message}"),
                 None => format!("HTTP {status}: {message}"),
             },
@@ -104,7 +111,8 @@ impl std::error::Error for ApiError {}
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())));
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
@@ -130,12 +138,26 @@ mod tests {
 
     #[test]
     fn classes() {
-        let status = |s| ApiError::Status { status: s, code: None, message: String::new(), retry_after: None }.class();
+        let status = |s| {
+            ApiError::Status {
+                status: s,
+                code: None,
+                message: String::new(),
+                retry_after: None,
+            }
+            .class()
+        };
         assert_eq!(status(503), Class::Transient);
         assert_eq!(status(429), Class::RateLimited);
         assert_eq!(status(422), Class::Invalid);
         assert_eq!(status(402), Class::Credits);
         assert_eq!(status(401), Class::Auth);
-        assert_eq!(ApiError::Transport { message: "reset".into() }.class(), Class::Transient);
+        assert_eq!(
+            ApiError::Transport {
+                message: "reset".into()
+            }
+            .class(),
+            Class::Transient
+        );
     }
 }

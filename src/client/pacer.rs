@@ -25,18 +25,29 @@ pub struct Pacer {
 
 fn limiter(rate: f64) -> Arc<DefaultDirectRateLimiter> {
     let period = Duration::from_secs_f64(1.0 / rate);
-    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
     Arc::new(RateLimiter::direct(quota))
 }
 
 impl Pacer {
     /// A pacer at `rate` requests per second (clamped to a sane range).
     pub fn new(rate: f64) -> Pacer {
-        let base = if rate.is_finite() { rate.clamp(0.01, 100_000.0) } else { 1.0 };
+        let base = if rate.is_finite() {
+            rate.clamp(0.01, 100_000.0)
+        } else {
+            1.0
+        };
         Pacer {
             base,
             floor: (base / 16.0).max(0.01),
-            state: Mutex::new(PaceState { rate: base, limiter: limiter(base), paused_until: None, successes: 0 }),
+            state: Mutex::new(PaceState {
+                rate: base,
+                limiter: limiter(base),
+                paused_until: None,
+                successes: 0,
+            }),
         }
     }
 

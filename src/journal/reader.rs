@@ -41,10 +41,18 @@ pub fn read(path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
     let mut bytes = Vec::new();
     match std::fs::File::open(path) {
         Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(|source| JournalError::Io { path: path.into(), source })?;
+            f.read_to_end(&mut bytes).map_err(|source| JournalError::Io {
+                path: path.into(),
+                source,
+            })?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Recovery::default())),
-        Err(source) => return Err(JournalError::Io { path: path.into(), source }),
+        Err(source) => {
+            return Err(JournalError::Io {
+                path: path.into(),
+                source,
+            });
+        }
     }
     parse(&bytes, path)
 }
@@ -65,17 +73,37 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), Journ
             Err(reason) => {
                 if end.is_none() || is_last {
                     // A torn or garbled final line: cut it away, appends resume before it.
-                    return Ok((records, Recovery { torn_tail_bytes: (bytes.len() - offset) as u64, valid_len: offset as u64 }));
+                    return Ok((
+                        records,
+                        Recovery {
+                            torn_tail_bytes: (bytes.len() - offset) as u64,
+                            valid_len: offset as u64,
+                        },
+                    ));
                 }
                 if let LineError::TooNew(version) = reason {
-                    return Err(JournalError::TooNew { path: path.into(), line: line_no, version });
+                    return Err(JournalError::TooNew {
+                        path: path.into(),
+                        line: line_no,
+                        version,
+                    });
                 }
-                return Err(JournalError::Corrupt { path: path.into(), line: line_no, reason: reason.to_string() });
+                return Err(JournalError::Corrupt {
+                    path: path.into(),
+                    line: line_no,
+                    reason: reason.to_string(),
+                });
             }
         }
         offset = end.map_or(bytes.len(), |e| e + 1);
     }
-    Ok((records, Recovery { torn_tail_bytes: 0, valid_len: bytes.len() as u64 }))
+    Ok((
+        records,
+        Recovery {
+            torn_tail_bytes: 0,
+            valid_len: bytes.len() as u64,
+        },
+    ))
 }
 
 #[derive(Debug)]
@@ -98,11 +126,16 @@ fn parse_line(line: &[u8]) -> Result<Option<Record>, LineError> {
         return Ok(None);
     }
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
-    let version = value.get("v").and_then(serde_json::Value::as_u64).ok_or_else(|| LineError::Syntax("no version".into()))?;
+    let version = value
+        .get("v")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| LineError::Syntax("no version".into()))?;
     if version > u64::from(VERSION) {
         return Err(LineError::TooNew(version));
     }
-    serde_json::from_value(value).map(Some).map_err(|e| LineError::Syntax(e.to_string()))
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| LineError::Syntax(e.to_string()))
 }
 
 #[cfg(test)]
@@ -110,7 +143,13 @@ mod tests {
     use super::*;
 
     fn line(job: &str) -> String {
-        Record::TimedOut { job: job.into(), task_id: "t".into(), at: "x".into() }.to_line() + "\n"
+        Record::TimedOut {
+            job: job.into(),
+            task_id: "t".into(),
+            at: "x".into(),
+        }
+        .to_line()
+            + "\n"
     }
 
     #[test]
@@ -129,12 +168,21 @@ mod tests {
         let err = parse(text.as_bytes(), Path::new("j")).unwrap_err();
         assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
         let newer = format!("{}{{\"v\":9,\"t\":\"x\"}}\n{}", line("a"), line("b"));
-        assert!(matches!(parse(newer.as_bytes(), Path::new("j")).unwrap_err(), JournalError::TooNew { version: 9, .. }));
+        assert!(matches!(
+            parse(newer.as_bytes(), Path::new("j")).unwrap_err(),
+            JournalError::TooNew { version: 9, .. }
+        ));
     }
 
     #[test]
     fn every_record_round_trips() {
-        let r = Record::Submitting { job: "j".into(), attempt: 2, key: "k".into(), reserve: 70_000_000, at: "t".into() };
+        let r = Record::Submitting {
+            job: "j".into(),
+            attempt: 2,
+            key: "k".into(),
+            reserve: 70_000_000,
+            at: "t".into(),
+        };
         let (records, _) = parse(format!("{}\n", r.to_line()).as_bytes(), Path::new("j")).unwrap();
         assert_eq!(records, vec![r]);
     }

@@ -40,19 +40,58 @@ pub enum Record {
     /// A run (or a resume) began. The first one fixes the run id that idempotency keys derive from.
     RunStarted { run_id: String, at: String },
     /// Intent: this attempt is about to be POSTed with this key; `reserve` µ¢ are held against the cap.
-    Submitting { job: String, attempt: u32, key: String, reserve: u64, at: String },
+    Submitting {
+        job: String,
+        attempt: u32,
+        key: String,
+        reserve: u64,
+        at: String,
+    },
     /// The service made (or replayed) the task.
-    Submitted { job: String, attempt: u32, task_id: String, at: String },
+    Submitted {
+        job: String,
+        attempt: u32,
+        task_id: String,
+        at: String,
+    },
     /// The service made no task (402 and such): the reservation is released and the job waits.
-    Unsubmitted { job: String, attempt: u32, reason: String, at: String },
+    Unsubmitted {
+        job: String,
+        attempt: u32,
+        reason: String,
+        at: String,
+    },
     /// The task finished; `cost` µ¢ were billed.
-    Completed { job: String, task_id: String, url: String, cost: u64, at: String },
+    Completed {
+        job: String,
+        task_id: String,
+        url: String,
+        cost: u64,
+        at: String,
+    },
     /// The task ended `failed` (not billed): the reservation is released.
-    AttemptFailed { job: String, attempt: u32, task_id: String, message: String, at: String },
+    AttemptFailed {
+        job: String,
+        attempt: u32,
+        task_id: String,
+        message: String,
+        at: String,
+    },
     /// The video is on disk, verified.
-    Downloaded { job: String, path: String, bytes: u64, sha256: String, at: String },
+    Downloaded {
+        job: String,
+        path: String,
+        bytes: u64,
+        sha256: String,
+        at: String,
+    },
     /// The job will not be tried again.
-    Failed { job: String, kind: FailureKind, message: String, at: String },
+    Failed {
+        job: String,
+        kind: FailureKind,
+        message: String,
+        at: String,
+    },
     /// The task outlived its deadline; a later run re-attaches to it.
     TimedOut { job: String, task_id: String, at: String },
 }

@@ -38,6 +38,8 @@ pub struct JobHistory {
     /// (path relative to the output folder, bytes, sha256)
     pub file: Option<(String, u64, String)>,
     pub failure: Option<(FailureKind, String)>,
+    /// Attempts whose task ended `failed`.
+    pub failed_attempts: std::collections::BTreeSet<u32>,
     pub last_error: Option<String>,
     pub submitted_at: Option<String>,
     pub completed_at: Option<String>,
@@ -63,7 +65,9 @@ pub fn replay(records: &[Record]) -> Replayed {
         let Some(job) = record.job() else { continue };
         let h = out.jobs.entry(job.to_string()).or_default();
         match record {
-            Record::Submitting { attempt, key, reserve, .. } => {
+            Record::Submitting {
+                attempt, key, reserve, ..
+            } => {
                 h.attempt = h.attempt.max(*attempt);
                 h.key = Some(key.clone());
                 h.reserved = Money::from_micro_cents(*reserve);
@@ -81,7 +85,9 @@ pub fn replay(records: &[Record]) -> Replayed {
                 h.last_error = Some(reason.clone());
                 h.phase = Some(Phase::Waiting);
             }
-            Record::Completed { task_id, url, cost, at, .. } => {
+            Record::Completed {
+                task_id, url, cost, at, ..
+            } => {
                 h.reserved = Money::ZERO;
                 h.task_id = Some(task_id.clone());
                 h.url = Some(url.clone());
@@ -91,13 +97,16 @@ pub fn replay(records: &[Record]) -> Replayed {
                     h.phase = Some(Phase::Completed);
                 }
             }
-            Record::AttemptFailed { message, .. } => {
+            Record::AttemptFailed { attempt, message, .. } => {
+                h.failed_attempts.insert(*attempt);
                 h.reserved = Money::ZERO;
                 h.task_id = None;
                 h.last_error = Some(message.clone());
                 h.phase = Some(Phase::Waiting);
             }
-            Record::Downloaded { path, bytes, sha256, .. } => {
+            Record::Downloaded {
+                path, bytes, sha256, ..
+            } => {
                 h.file = Some((path.clone(), *bytes, sha256.clone()));
                 h.phase = Some(Phase::Downloaded);
             }
@@ -130,13 +139,50 @@ mod tests {
     #[test]
     fn the_ledger_follows_reserve_settle_release() {
         let records = vec![
-            Record::RunStarted { run_id: "r1".into(), at: at() },
-            Record::Submitting { job: "a".into(), attempt: 1, key: "k1".into(), reserve: 70, at: at() },
-            Record::Submitting { job: "b".into(), attempt: 1, key: "k2".into(), reserve: 50, at: at() },
-            Record::Submitted { job: "a".into(), attempt: 1, task_id: "t1".into(), at: at() },
-            Record::Completed { job: "a".into(), task_id: "t1".into(), url: "u".into(), cost: 60, at: at() },
-            Record::Submitted { job: "b".into(), attempt: 1, task_id: "t2".into(), at: at() },
-            Record::AttemptFailed { job: "b".into(), attempt: 1, task_id: "t2".into(), message: "no".into(), at: at() },
+            Record::RunStarted {
+                run_id: "r1".into(),
+                at: at(),
+            },
+            Record::Submitting {
+                job: "a".into(),
+                attempt: 1,
+                key: "k1".into(),
+                reserve: 70,
+                at: at(),
+            },
+            Record::Submitting {
+                job: "b".into(),
+                attempt: 1,
+                key: "k2".into(),
+                reserve: 50,
+                at: at(),
+            },
+            Record::Submitted {
+                job: "a".into(),
+                attempt: 1,
+                task_id: "t1".into(),
+                at: at(),
+            },
+            Record::Completed {
+                job: "a".into(),
+                task_id: "t1".into(),
+                url: "u".into(),
+                cost: 60,
+                at: at(),
+            },
+            Record::Submitted {
+                job: "b".into(),
+                attempt: 1,
+                task_id: "t2".into(),
+                at: at(),
+            },
+            Record::AttemptFailed {
+                job: "b".into(),
+                attempt: 1,
+                task_id: "t2".into(),
+                message: "no".into(),
+                at: at(),
+            },
         ];
         let r = replay(&records);
         assert_eq!(r.run_id.as_deref(), Some("r1"));
@@ -149,10 +195,33 @@ mod tests {
     #[test]
     fn replay_is_idempotent() {
         let records = vec![
-            Record::Submitting { job: "a".into(), attempt: 1, key: "k1".into(), reserve: 70, at: at() },
-            Record::Submitted { job: "a".into(), attempt: 1, task_id: "t1".into(), at: at() },
-            Record::Completed { job: "a".into(), task_id: "t1".into(), url: "u".into(), cost: 70, at: at() },
-            Record::Downloaded { job: "a".into(), path: "videos/a.mp4".into(), bytes: 3, sha256: "x".into(), at: at() },
+            Record::Submitting {
+                job: "a".into(),
+                attempt: 1,
+                key: "k1".into(),
+                reserve: 70,
+                at: at(),
+            },
+            Record::Submitted {
+                job: "a".into(),
+                attempt: 1,
+                task_id: "t1".into(),
+                at: at(),
+            },
+            Record::Completed {
+                job: "a".into(),
+                task_id: "t1".into(),
+                url: "u".into(),
+                cost: 70,
+                at: at(),
+            },
+            Record::Downloaded {
+                job: "a".into(),
+                path: "videos/a.mp4".into(),
+                bytes: 3,
+                sha256: "x".into(),
+                at: at(),
+            },
         ];
         let once = replay(&records);
         let twice = replay(&[records.clone(), records].concat());

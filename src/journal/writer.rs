@@ -19,7 +19,10 @@ pub struct WriteError {
 
 impl WriteError {
     fn from_io(e: &std::io::Error) -> WriteError {
-        WriteError { message: e.to_string(), disk_full: e.raw_os_error() == Some(28) }
+        WriteError {
+            message: e.to_string(),
+            disk_full: e.raw_os_error() == Some(28),
+        }
     }
 }
 
@@ -43,20 +46,32 @@ impl JournalWriter {
     /// Opens `path` for appending after its first `valid_len` bytes (anything after, a torn line,
     /// is cut away).
     pub fn open(path: &Path, valid_len: u64) -> std::io::Result<JournalWriter> {
-        let mut file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(path)?;
         if file.metadata()?.len() != valid_len {
             file.set_len(valid_len)?;
             file.sync_data()?;
         }
         file.seek(SeekFrom::Start(valid_len))?;
         let (sender, receiver) = mpsc::channel::<Message>();
-        let thread = std::thread::Builder::new().name("journal".into()).spawn(move || write_loop(file, receiver))?;
-        Ok(JournalWriter { sender: Some(sender), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || write_loop(file, receiver))?;
+        Ok(JournalWriter {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
     }
 
     fn send(&self, record: &Record, ack: Option<Ack>) -> bool {
         let line = record.to_line();
-        self.sender.as_ref().is_some_and(|s| s.send(Message { line, ack }).is_ok())
+        self.sender
+            .as_ref()
+            .is_some_and(|s| s.send(Message { line, ack }).is_ok())
     }
 
     /// Appends `record`; it becomes durable with the next group.
@@ -68,9 +83,17 @@ impl JournalWriter {
     pub async fn append_durable(&self, record: &Record) -> Result<(), WriteError> {
         let (ack, done) = oneshot::channel();
         if !self.send(record, Some(ack)) {
-            return Err(WriteError { message: "the journal writer has stopped".into(), disk_full: false });
+            return Err(WriteError {
+                message: "the journal writer has stopped".into(),
+                disk_full: false,
+            });
         }
-        done.await.unwrap_or_else(|_| Err(WriteError { message: "the journal writer has stopped".into(), disk_full: false }))
+        done.await.unwrap_or_else(|_| {
+            Err(WriteError {
+                message: "the journal writer has stopped".into(),
+                disk_full: false,
+            })
+        })
     }
 
     /// Writes everything sent so far, fsyncs, and stops the writer.
@@ -78,7 +101,10 @@ impl JournalWriter {
         self.sender.take();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(WriteError { message: "the journal writer panicked".into(), disk_full: false }),
+            Some(Err(_)) => Err(WriteError {
+                message: "the journal writer panicked".into(),
+                disk_full: false,
+            }),
             None => Ok(()),
         }
     }
@@ -137,7 +163,10 @@ mod tests {
     async fn appends_survive_and_a_torn_tail_is_cut_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
-        let a = Record::RunStarted { run_id: "r".into(), at: "t".into() };
+        let a = Record::RunStarted {
+            run_id: "r".into(),
+            at: "t".into(),
+        };
         let w = JournalWriter::open(&path, 0).unwrap();
         w.append(&a);
         w.append_durable(&a).await.unwrap();

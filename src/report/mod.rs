@@ -2,7 +2,11 @@
 //! module never decides anything.
 
 mod plan;
+mod results;
+mod summary;
 mod table;
 
-pub use plan::{plan_json, plan_table};
+pub use plan::{cell, plan_json, plan_table};
+pub use results::{inert, results_csv};
+pub use summary::{RunSummary, render_summary};
 pub use table::Table;

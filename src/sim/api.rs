@@ -291,7 +291,7 @@ pub async fn price_schedules(State(shared): State<Arc<Shared>>, Query(filter): Q
             }
         }
     }
-    Json(json!({"as_of": super::time_format::rfc3339(std::time::SystemTime::now()), "price_schedules": schedules}))
+    Json(json!({"as_of": crate::time_format::rfc3339(std::time::SystemTime::now()), "price_schedules": schedules}))
         .into_response()
 }
 
@@ -339,7 +339,7 @@ pub async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -> Respo
         "currency": "USD",
         "reservation_amount_cents": estimate.cost.micro_cents().div_ceil(1_000_000),
         "estimate_basis": "exact",
-        "as_of": super::time_format::rfc3339(std::time::SystemTime::now()),
+        "as_of": crate::time_format::rfc3339(std::time::SystemTime::now()),
     }}))
     .into_response()
 }

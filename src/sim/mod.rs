@@ -11,7 +11,6 @@ mod mp4;
 mod server;
 mod state;
 mod stats;
-mod time_format;
 
 pub use clock::SimClock;
 pub use config::{DEFAULT_API_KEY, Faults, GenerationTime, RetryAfterForm, SimConfig};

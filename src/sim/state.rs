@@ -3,12 +3,12 @@
 //! asked, so no timer runs per task.
 
 use super::config::{Faults, GenerationTime, RetryAfterForm, SimConfig};
-use crate::rng::Rng;
 use super::stats::Counters;
 use crate::kling::Endpoint;
 use crate::money::Money;
 use crate::plan::canonical_json;
 use crate::pricing::PriceTable;
+use crate::rng::Rng;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
@@ -85,7 +85,7 @@ impl Task {
             "task_id": self.id,
             "status": status.as_str(),
             "model": self.model,
-            "created_at": super::time_format::rfc3339(self.created_at),
+            "created_at": crate::time_format::rfc3339(self.created_at),
             "billing": { "reservation": { "amount_cents": cents_up(self.reserved) } },
         });
         match (status, self.outcome) {
@@ -100,7 +100,7 @@ impl Task {
             (Status::Failed, Outcome::Fails(reason)) => {
                 body["error"] = json!(reason);
                 let refunded = self.settled_at.unwrap_or(self.created_at);
-                body["billing"]["refund"] = json!({ "refunded_at": super::time_format::rfc3339(refunded) });
+                body["billing"]["refund"] = json!({ "refunded_at": crate::time_format::rfc3339(refunded) });
             }
             _ => {}
         }

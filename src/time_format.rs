@@ -17,6 +17,11 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// The current time as RFC 3339.
+pub fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -1,0 +1,124 @@
+//! The output folder, which is also the checkpoint: the journal, `results.csv`, `videos/`, a copy
+//! of the manifest, and a lock so two runs never share it. Every file is written inside it, and
+//! whole files are written atomically (temporary file, fsync, rename).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const JOURNAL: &str = "journal.jsonl";
+pub const RESULTS: &str = "results.csv";
+pub const VIDEOS: &str = "videos";
+const LOCK: &str = ".lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutDirError {
+    #[error("cannot use {} as the output folder: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("another kling-batch run is using {}", .path.display())]
+    Locked { path: PathBuf },
+}
+
+impl OutDirError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            OutDirError::Io { .. } => "choose a folder you can write to with --out",
+            OutDirError::Locked { .. } => "wait for it to finish, or give this run another --out folder",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct OutDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl OutDir {
+    /// Creates (if needed) and locks the folder.
+    pub fn open(root: &Path) -> Result<OutDir, OutDirError> {
+        let io = |source| OutDirError::Io {
+            path: root.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(root.join(VIDEOS)).map_err(io)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OutDirError::Locked {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let _ = lock.set_len(0);
+        let _ = (&lock).write_all(format!("{}\n", std::process::id()).as_bytes());
+        Ok(OutDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn videos(&self) -> PathBuf {
+        self.root.join(VIDEOS)
+    }
+
+    /// Replaces `name` with `bytes` atomically.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let target = self.root.join(name);
+        let temporary = self.root.join(format!(".{name}.tmp"));
+        let mut file = File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        crate::crash::point("results.before_rename");
+        std::fs::rename(&temporary, &target)?;
+        if let Ok(dir) = File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Partial downloads left by an interrupted run.
+    pub fn stray_parts(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.videos())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "part"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_per_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = OutDir::open(dir.path()).unwrap();
+        assert!(matches!(OutDir::open(dir.path()), Err(OutDirError::Locked { .. })));
+        first.write_atomic("results.csv", b"a\n").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("results.csv")).unwrap(), b"a\n");
+        drop(first);
+        assert!(OutDir::open(dir.path()).is_ok(), "the lock goes with the run");
+    }
+}

@@ -1,0 +1,97 @@
+//! `results.csv`: one row per job with its status, request, swept parameters, task, cost, video
+//! and metadata. Cells a spreadsheet would execute (a leading `=`, `+`, `-`, `@`, tab or CR) are
+//! made inert with a leading apostrophe.
+
+use super::plan::cell;
+use crate::plan::Plan;
+use crate::runner::JobRun;
+use std::collections::BTreeSet;
+
+const FIXED: &[&str] = &[
+    "job_id",
+    "status",
+    "endpoint",
+    "model",
+    "prompt",
+    "task_id",
+    "cost_usd",
+    "video_path",
+    "bytes",
+    "sha256",
+    "attempts",
+    "error",
+    "submitted_at",
+    "completed_at",
+];
+
+/// A cell as a spreadsheet should see it: never a formula.
+pub fn inert(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+pub fn results_csv(plan: &Plan, jobs: &[JobRun]) -> Vec<u8> {
+    let swept: Vec<&String> = plan.swept.iter().filter(|s| !FIXED.contains(&s.as_str())).collect();
+    let meta: BTreeSet<&String> = plan.jobs.iter().flat_map(|j| j.meta.keys()).collect();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = FIXED[..5].iter().map(|s| s.to_string()).collect();
+    header.extend(swept.iter().map(|s| s.to_string()));
+    header.extend(FIXED[5..].iter().map(|s| s.to_string()));
+    header.extend(meta.iter().map(|k| format!("meta.{k}")));
+    let _ = writer.write_record(&header);
+    for (spec, job) in plan.jobs.iter().zip(jobs) {
+        let mut row: Vec<String> = vec![
+            spec.id.to_string(),
+            job.phase.as_str().to_string(),
+            spec.endpoint.to_string(),
+            spec.model().unwrap_or("").to_string(),
+            spec.prompt().unwrap_or("").to_string(),
+        ];
+        row.extend(
+            swept
+                .iter()
+                .map(|s| spec.params.get(*s).map_or(String::new(), |v| cell(Some(v)))),
+        );
+        let (path, bytes, sha) = job
+            .file
+            .clone()
+            .map_or((String::new(), String::new(), String::new()), |(p, b, s)| {
+                (p, b.to_string(), s)
+            });
+        let error = job
+            .failure
+            .as_ref()
+            .map(|(k, m)| format!("{}: {m}", k.as_str()))
+            .or_else(|| (!job.phase.is_terminal()).then(|| job.last_error.clone()).flatten());
+        row.extend([
+            job.task_id.clone().unwrap_or_default(),
+            job.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
+            path,
+            bytes,
+            sha,
+            job.attempt.to_string(),
+            error.unwrap_or_default(),
+            job.submitted_at.clone().unwrap_or_default(),
+            job.completed_at.clone().unwrap_or_default(),
+        ]);
+        row.extend(meta.iter().map(|k| spec.meta.get(*k).cloned().unwrap_or_default()));
+        let _ = writer.write_record(row.iter().map(|c| inert(c)));
+    }
+    writer.into_inner().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert;
+
+    #[test]
+    fn formulas_are_made_inert() {
+        for dangerous in ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(inert(dangerous).starts_with('\''), "{dangerous:?}");
+        }
+        assert_eq!(inert("a lake"), "a lake");
+    }
+}

@@ -1,0 +1,132 @@
+//! The end-of-run summary on stderr: what happened, what it cost, where the files are, failures
+//! grouped by reason, and the exact command to resume if anything is left.
+
+use crate::budget::Ledger;
+use crate::money::Money;
+use crate::plan::Plan;
+use crate::runner::{JobPhase, JobRun, StopReason};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+pub struct RunSummary<'a> {
+    pub plan: &'a Plan,
+    pub jobs: &'a [JobRun],
+    pub ledger: &'a Ledger,
+    pub stop: Option<&'a StopReason>,
+    pub elapsed: Duration,
+    pub out: &'a Path,
+    /// Estimated cost of each job not yet submitted.
+    pub estimates: &'a [Money],
+    pub removed: usize,
+    pub resume: String,
+}
+
+pub fn render_summary(s: &RunSummary<'_>) -> String {
+    let mut out = String::new();
+    let mut counts: BTreeMap<JobPhase, usize> = BTreeMap::new();
+    for job in s.jobs {
+        *counts.entry(job.phase).or_default() += 1;
+    }
+    let count = |p: JobPhase| counts.get(&p).copied().unwrap_or(0);
+    let total = s.jobs.len();
+    let mut line = format!(
+        "{total} job{}: {} completed",
+        if total == 1 { "" } else { "s" },
+        count(JobPhase::Done)
+    );
+    for (phase, label) in [
+        (JobPhase::Failed, "failed"),
+        (JobPhase::TimedOut, "timed out"),
+        (JobPhase::Unresolved, "unresolved"),
+        (JobPhase::Queued, "not submitted"),
+        (JobPhase::Submitting, "submitting"),
+        (JobPhase::Generating, "generating"),
+        (JobPhase::Downloading, "downloading"),
+    ] {
+        if count(phase) > 0 {
+            let _ = write!(line, ", {} {label}", count(phase));
+        }
+    }
+    let _ = writeln!(out, "{line}");
+    let cap = s.ledger.cap().map_or(String::from("no cap"), |c| format!("cap {c}"));
+    let _ = writeln!(
+        out,
+        "spent {} ({cap}; {} still reserved)",
+        s.ledger.spent(),
+        s.ledger.reserved()
+    );
+    let _ = writeln!(
+        out,
+        "wall time {:.1} s · videos in {} · results in {}",
+        s.elapsed.as_secs_f64(),
+        s.out.join("videos").display(),
+        s.out.join("results.csv").display()
+    );
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for job in s.jobs.iter().filter(|j| j.phase == JobPhase::Failed) {
+        let reason = job
+            .failure
+            .as_ref()
+            .map_or("unknown".to_string(), |(k, m)| format!("{}: {m}", k.as_str()));
+        *failures.entry(reason).or_default() += 1;
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out, "failures:");
+        let mut groups: Vec<_> = failures.into_iter().collect();
+        groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (reason, n) in groups.iter().take(8) {
+            let _ = writeln!(out, "  {n} × {reason}");
+        }
+        if groups.len() > 8 {
+            let _ = writeln!(out, "  … and {} other reasons (see results.csv)", groups.len() - 8);
+        }
+    }
+    if s.removed > 0 {
+        let _ = writeln!(
+            out,
+            "{} job(s) in the journal are no longer in the manifest; they were left alone",
+            s.removed
+        );
+    }
+    let queued: Vec<usize> = (0..total).filter(|i| s.jobs[*i].phase == JobPhase::Queued).collect();
+    let left: Money = queued.iter().map(|i| s.estimates[*i]).sum();
+    match s.stop {
+        Some(StopReason::CapReached { left: room, .. }) => {
+            let _ = writeln!(
+                out,
+                "stopped at the spend cap: {} job(s) not submitted (about {left} more); {room} of the cap was unused",
+                queued.len()
+            );
+        }
+        Some(StopReason::Credits(message)) => {
+            let _ = writeln!(
+                out,
+                "stopped: the account is out of credits ({message}); {} job(s) not submitted",
+                queued.len()
+            );
+        }
+        Some(StopReason::Auth(message)) => {
+            let _ = writeln!(out, "stopped: the API key was refused ({message})");
+        }
+        Some(StopReason::Interrupted) => {
+            let _ = writeln!(out, "interrupted: everything so far is saved and resumable");
+        }
+        Some(StopReason::MaxRuntime) => {
+            let _ = writeln!(
+                out,
+                "stopped submitting at --max-runtime; {} job(s) not submitted",
+                queued.len()
+            );
+        }
+        Some(StopReason::Local(message)) => {
+            let _ = writeln!(out, "stopped: {message}");
+        }
+        None => {}
+    }
+    if s.jobs.iter().any(|j| !j.phase.is_terminal()) {
+        let _ = writeln!(out, "resume with: {}", s.resume);
+    }
+    out
+}

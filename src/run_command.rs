@@ -1,0 +1,419 @@
+//! `kling-batch run`: credentials, plan, the output folder and its journal, price quotes, then
+//! the executor; at the end results.csv, the summary and the exit code. Everything a rerun needs
+//! is in the output folder, so running the same command again resumes.
+
+use crate::app::{load_plan, render_diagnostics};
+use crate::cli::RunArgs;
+use crate::client::{Pacer, RunApi};
+use crate::credentials::{self, Credentials, ProcessEnv};
+use crate::exit::Exit;
+use crate::journal::{self, JournalWriter, Record, Replayed};
+use crate::money::Money;
+use crate::outdir::{JOURNAL, OutDir, RESULTS};
+use crate::plan::Plan;
+use crate::pricing::priced_shape;
+use crate::report::{RunSummary, render_summary, results_csv};
+use crate::runner::{Context, Dispatcher, JobPhase, Settings, StopReason, execute};
+use crate::sim::{self, SimConfig, SimHandle};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEFAULT_CONCURRENCY: u32 = 4;
+const DEFAULT_RATE: f64 = 2.0;
+const SIMULATE_TIME_SCALE: f64 = 100.0;
+
+pub fn run(args: RunArgs, stderr: &mut dyn Write) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot start the async runtime: {e}");
+            return Exit::Failure;
+        }
+    };
+    runtime.block_on(run_async(args, stderr))
+}
+
+fn fail(stderr: &mut dyn Write, message: impl std::fmt::Display, hint: &str, exit: Exit) -> Exit {
+    let _ = writeln!(stderr, "error: {message}");
+    if !hint.is_empty() {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+    exit
+}
+
+/// The command line that resumes this run, quoted for a POSIX shell.
+fn resume_command() -> String {
+    let quote = |a: String| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    let mut words = vec!["kling-batch".to_string()];
+    words.extend(std::env::args().skip(1).map(quote));
+    words.join(" ")
+}
+
+fn new_run_id() -> String {
+    let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
+    crate::download::hex(&Sha256::digest(seed.as_bytes())[..6])
+}
+
+async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
+    let started = Instant::now();
+    let time_scale = args
+        .time_scale
+        .unwrap_or(if args.simulate { SIMULATE_TIME_SCALE } else { 1.0 });
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        return fail(stderr, "--time-scale must be above 0", "", Exit::Usage);
+    }
+    // The key first: without one nothing else matters.
+    let mut simulator: Option<SimHandle> = None;
+    let credentials = if args.simulate {
+        let config = SimConfig {
+            time_scale,
+            seed: 1,
+            ..SimConfig::default()
+        };
+        match sim::start(config).await {
+            Ok(handle) => {
+                let c = Credentials {
+                    api_key: credentials::ApiKey::new(handle.api_key()),
+                    base_url: handle.base_url().to_string(),
+                };
+                let _ = writeln!(
+                    stderr,
+                    "simulating RunAPI at {} (no key, no cost; time ×{time_scale})",
+                    handle.base_url()
+                );
+                simulator = Some(handle);
+                c
+            }
+            Err(e) => return fail(stderr, format!("cannot start the simulator: {e}"), "", Exit::Failure),
+        }
+    } else {
+        match credentials::resolve(&ProcessEnv, args.api_base.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                let exit = if matches!(e, credentials::CredentialsError::NoKey { .. }) {
+                    Exit::Auth
+                } else {
+                    Exit::Invalid
+                };
+                return fail(stderr, &e, e.hint(), exit);
+            }
+        }
+    };
+
+    let plan = match load_plan(&args.manifest) {
+        Ok(plan) => Arc::new(plan),
+        Err(e) => {
+            render_diagnostics(stderr, &e.diagnostics);
+            let _ = writeln!(stderr, "error: {e}; nothing was submitted");
+            return Exit::Invalid;
+        }
+    };
+    if args.concurrency == Some(0) || args.max_attempts == 0 {
+        return fail(
+            stderr,
+            "--concurrency and --max-attempts must be at least 1",
+            "",
+            Exit::Usage,
+        );
+    }
+    let concurrency = args
+        .concurrency
+        .or(plan.limits.concurrency.map(|c| c.get()))
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    let rate = args.rate.or(plan.limits.rate_per_second).unwrap_or(DEFAULT_RATE);
+    if !(rate.is_finite() && rate > 0.0) {
+        return fail(
+            stderr,
+            "--rate must be a number of requests per second above 0",
+            "",
+            Exit::Usage,
+        );
+    }
+    let cap = match args.max_spend {
+        Some(usd) => match Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO) {
+            Some(m) => Some(m),
+            None => {
+                return fail(
+                    stderr,
+                    "--max-spend must be a positive number of US dollars",
+                    "for example --max-spend 25",
+                    Exit::Usage,
+                );
+            }
+        },
+        None => plan.limits.max_spend,
+    };
+
+    let out = match OutDir::open(&args.out) {
+        Ok(o) => o,
+        Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
+    };
+    let journal_path = out.path(JOURNAL);
+    let (records, recovery) = match journal::read(&journal_path) {
+        Ok(r) => r,
+        Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
+    };
+    if recovery.torn_tail_bytes > 0 {
+        let _ = writeln!(
+            stderr,
+            "note: the journal's last line was cut short ({} bytes, from an interrupted write) and was dropped",
+            recovery.torn_tail_bytes
+        );
+    }
+    let history = journal::replay(&records);
+    let writer = match JournalWriter::open(&journal_path, recovery.valid_len) {
+        Ok(w) => Arc::new(w),
+        Err(e) => {
+            return fail(
+                stderr,
+                format!("cannot open {}: {e}", journal_path.display()),
+                "",
+                Exit::Failure,
+            );
+        }
+    };
+    let run_id = history.run_id.clone().unwrap_or_else(new_run_id);
+    writer.append(&Record::RunStarted {
+        run_id: run_id.clone(),
+        at: crate::time_format::now(),
+    });
+    copy_manifest(&out, &args.manifest, stderr);
+
+    let known: std::collections::HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    let removed = history.jobs.keys().filter(|id| !known.contains(id.as_str())).count();
+    if !history.jobs.is_empty() {
+        let resumed = plan
+            .jobs
+            .iter()
+            .filter(|j| history.jobs.contains_key(j.id.as_str()))
+            .count();
+        let _ = writeln!(
+            stderr,
+            "resuming {}: {resumed} of {} jobs seen before",
+            out.root().display(),
+            plan.jobs.len()
+        );
+    }
+    let files_ok = verify_files(&plan, &history, &out);
+
+    let pacer = Arc::new(Pacer::new(rate));
+    let api = match RunApi::new(credentials, Arc::clone(&pacer), Duration::from_secs(60)) {
+        Ok(a) => Arc::new(a),
+        Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
+    };
+    let reservations = quote_reservations(&api, &plan, stderr).await;
+    let estimates = reservations.clone();
+    let settings = Settings {
+        run_id,
+        concurrency: concurrency as usize,
+        max_attempts: args.max_attempts,
+        cap,
+        task_deadline: args.task_deadline,
+        time_scale,
+        downloads_at_once: (concurrency as usize).clamp(2, 16),
+        seed: u64::from(std::process::id()),
+    };
+    let mut dispatcher = Dispatcher::new(
+        Arc::clone(&plan),
+        reservations,
+        &history,
+        &files_ok,
+        settings,
+        tokio::time::Instant::now(),
+    );
+    let downloads = match reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
+    };
+    let ctx = Context {
+        plan: Arc::clone(&plan),
+        api,
+        downloads,
+        journal: Arc::clone(&writer),
+        videos: out.videos(),
+        max_video_bytes: args.max_video_bytes,
+        grace: args.grace,
+        max_runtime: args.max_runtime,
+        refresh: Duration::from_secs(2),
+    };
+    let mut signals = listen_for_interrupts();
+    execute(&mut dispatcher, &ctx, &mut signals, |d| {
+        let _ = out.write_atomic(RESULTS, &results_csv(&plan, d.jobs()));
+    })
+    .await;
+    drop(ctx);
+    let journal_result = match Arc::try_unwrap(writer) {
+        Ok(w) => w.finish(),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = out.write_atomic(RESULTS, &results_csv(&plan, dispatcher.jobs())) {
+        let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
+    }
+    let finished = dispatcher.jobs().iter().all(|j| j.phase.is_terminal());
+    if finished {
+        for part in out.stray_parts() {
+            let _ = std::fs::remove_file(part);
+        }
+    }
+    let summary = render_summary(&RunSummary {
+        plan: &plan,
+        jobs: dispatcher.jobs(),
+        ledger: dispatcher.ledger(),
+        stop: dispatcher.stop_reason(),
+        elapsed: started.elapsed(),
+        out: out.root(),
+        estimates: &estimates,
+        removed,
+        resume: resume_command(),
+    });
+    let _ = write!(stderr, "{summary}");
+    if let Some(handle) = simulator {
+        handle.stop().await;
+    }
+    if let Err(e) = journal_result {
+        return fail(
+            stderr,
+            &e,
+            "free some space or fix the folder, then rerun to resume",
+            Exit::Failure,
+        );
+    }
+    exit_code(dispatcher.stop_reason(), dispatcher.jobs())
+}
+
+fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun]) -> Exit {
+    match stop {
+        Some(StopReason::Auth(_)) => return Exit::Auth,
+        Some(StopReason::Local(_)) => return Exit::Failure,
+        Some(StopReason::Interrupted) => return Exit::Interrupted,
+        Some(StopReason::Credits(_)) => return Exit::Credits,
+        Some(StopReason::CapReached { .. }) => return Exit::SpendCap,
+        Some(StopReason::MaxRuntime) | None => {}
+    }
+    if jobs.iter().any(|j| !j.phase.is_terminal()) {
+        Exit::TimedOut
+    } else if jobs.iter().any(|j| j.phase == JobPhase::Failed) {
+        Exit::JobsFailed
+    } else {
+        Exit::Success
+    }
+}
+
+/// Ctrl-C (and SIGTERM) presses, counted: the first stops submitting, the second abandons the
+/// work in flight, the third exits at once.
+fn listen_for_interrupts() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut presses = 0u8;
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let got = match term.as_mut() {
+                Some(t) => tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            #[cfg(not(unix))]
+            let got = tokio::signal::ctrl_c().await.is_ok();
+            if !got {
+                return;
+            }
+            presses = presses.saturating_add(1);
+            match presses {
+                1 => eprintln!(
+                    "\ninterrupted: no new submissions; finishing what is in flight (Ctrl-C again to stop now)"
+                ),
+                2 => eprintln!(
+                    "\nstopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)"
+                ),
+                _ => std::process::exit(i32::from(Exit::Interrupted.code())),
+            }
+            if sender.send(presses).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+fn copy_manifest(out: &OutDir, manifest: &std::path::Path, stderr: &mut dyn Write) {
+    let ext = manifest.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
+    match std::fs::read(manifest) {
+        Ok(bytes) => {
+            if let Err(e) = out.write_atomic(&format!("manifest.{ext}"), &bytes) {
+                let _ = writeln!(stderr, "warning: cannot copy the manifest into the output folder: {e}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "warning: cannot copy the manifest: {e}");
+        }
+    }
+}
+
+/// Whether each downloaded job's file is on disk as recorded.
+fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
+    plan.jobs
+        .iter()
+        .map(|job| {
+            history
+                .jobs
+                .get(job.id.as_str())
+                .and_then(|h| h.file.as_ref())
+                .is_some_and(|(path, bytes, sha)| crate::download::verify(out.root(), path, *bytes, sha))
+        })
+        .collect()
+}
+
+/// What each job reserves: the service's quote for its priced shape (asked once per shape), or
+/// the built-in estimate when quotes are unavailable.
+async fn quote_reservations(api: &RunApi, plan: &Plan, stderr: &mut dyn Write) -> Vec<Money> {
+    let mut per_second: HashMap<crate::pricing::PricedShape, Option<f64>> = HashMap::new();
+    let mut warned = false;
+    for job in &plan.jobs {
+        let shape = priced_shape(job.endpoint, &job.request);
+        if per_second.contains_key(&shape) {
+            continue;
+        }
+        let quoted = match api.quote(job.endpoint, &job.request).await {
+            Ok(total) => Some(total.micro_cents() as f64 / f64::from(job.estimate.seconds.max(1))),
+            Err(e) => {
+                if !warned {
+                    let _ = writeln!(
+                        stderr,
+                        "warning: price quotes are unavailable ({e}); reserving from the built-in price table"
+                    );
+                    warned = true;
+                }
+                None
+            }
+        };
+        per_second.insert(shape, quoted);
+    }
+    plan.jobs
+        .iter()
+        .map(|job| {
+            match per_second
+                .get(&priced_shape(job.endpoint, &job.request))
+                .copied()
+                .flatten()
+            {
+                Some(rate) => Money::from_micro_cents((rate * f64::from(job.estimate.seconds)).ceil() as u64),
+                None => job.estimate.cost,
+            }
+        })
+        .collect()
+}

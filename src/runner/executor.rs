@@ -1,0 +1,125 @@
+//! Runs the dispatcher's operations concurrently — every submit, poll and download is a future
+//! in one `FuturesUnordered` — and hands each result back. The `select!` here only gathers events
+//! (an operation finished, a timer fired, a signal arrived) and never decides anything; it never
+//! awaits something an operation could be holding.
+
+use super::dispatcher::Dispatcher;
+use super::job::{Event, Op};
+use crate::client::RunApi;
+use crate::journal::JournalWriter;
+use crate::plan::Plan;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub plan: Arc<Plan>,
+    pub api: Arc<RunApi>,
+    /// A client without credentials, for video downloads.
+    pub downloads: reqwest::Client,
+    pub journal: Arc<JournalWriter>,
+    pub videos: PathBuf,
+    pub max_video_bytes: u64,
+    /// How long in-flight work may continue after a first Ctrl-C.
+    pub grace: Duration,
+    /// Stop submitting after this long.
+    pub max_runtime: Option<Duration>,
+    /// How often `on_refresh` is called (results.csv, progress).
+    pub refresh: Duration,
+}
+
+fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
+    let ctx = ctx.clone();
+    match op {
+        Op::Submit { job, key, intent } => async move {
+            if let Some(intent) = intent
+                && let Err(error) = ctx.journal.append_durable(&intent).await
+            {
+                return Event::JournalFailed { job, error };
+            }
+            crate::crash::point("submit.after_intent");
+            let spec = &ctx.plan.jobs[job];
+            let result = ctx
+                .api
+                .create(spec.endpoint, &spec.request, &key, spec.id.as_str())
+                .await;
+            crate::crash::point("submit.after_post");
+            Event::Submitted { job, result }
+        }
+        .boxed(),
+        Op::Poll { job, task_id } => async move {
+            let endpoint = ctx.plan.jobs[job].endpoint;
+            Event::Polled {
+                job,
+                result: ctx.api.get(endpoint, &task_id).await,
+            }
+        }
+        .boxed(),
+        Op::Download { job, url } => async move {
+            let id = ctx.plan.jobs[job].id.to_string();
+            let result = crate::download::download(&ctx.downloads, &url, &ctx.videos, &id, ctx.max_video_bytes).await;
+            Event::Downloaded { job, result }
+        }
+        .boxed(),
+    }
+}
+
+/// Runs until the dispatcher is idle or abandons the run. `signals` carries Ctrl-C presses
+/// (1, 2, …); `on_refresh` is called at intervals and once at the end.
+pub async fn execute(
+    dispatcher: &mut Dispatcher,
+    ctx: &Context,
+    signals: &mut mpsc::UnboundedReceiver<u8>,
+    mut on_refresh: impl FnMut(&Dispatcher),
+) {
+    let mut ops: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
+    let started = Instant::now();
+    let mut grace_deadline: Option<Instant> = None;
+    let runtime_deadline = ctx.max_runtime.map(|d| started + d);
+    let mut refresh = tokio::time::interval(ctx.refresh);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut signals_open = true;
+    loop {
+        for record in dispatcher.take_records() {
+            ctx.journal.append(&record);
+        }
+        for op in dispatcher.ready_ops(Instant::now()) {
+            ops.push(start(op, ctx));
+        }
+        for record in dispatcher.take_records() {
+            ctx.journal.append(&record);
+        }
+        if dispatcher.abandoned() || (dispatcher.idle() && ops.is_empty()) {
+            break;
+        }
+        let wake = dispatcher.next_wakeup();
+        tokio::select! {
+            level = signals.recv(), if signals_open => match level {
+                Some(level) => {
+                    dispatcher.interrupt(level);
+                    grace_deadline.get_or_insert(Instant::now() + ctx.grace);
+                }
+                None => signals_open = false,
+            },
+            Some(event) = ops.next(), if !ops.is_empty() => dispatcher.handle(event, Instant::now()),
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            _ = tokio::time::sleep_until(grace_deadline.unwrap_or_else(Instant::now)), if grace_deadline.is_some() => {
+                dispatcher.interrupt(2);
+            }
+            _ = tokio::time::sleep_until(runtime_deadline.unwrap_or_else(Instant::now)), if runtime_deadline.is_some() && dispatcher.stop_reason().is_none() => {
+                dispatcher.stop_for_runtime();
+            }
+            _ = refresh.tick() => on_refresh(dispatcher),
+        }
+    }
+    for record in dispatcher.take_records() {
+        ctx.journal.append(&record);
+    }
+    on_refresh(dispatcher);
+}
