@@ -321,12 +321,12 @@ impl Walker<'_> {
                 return None;
             }
         }
-        if let Some(prompt) = entry.fields.get("prompt") {
-            if prompt.value.as_str().is_some_and(|s| s.trim().is_empty()) {
-                self.problem(
-                    Problem::new(prompt.origin.clone(), "the prompt is empty").hint("write what the video should show"),
-                );
-            }
+        if let Some(prompt) = entry.fields.get("prompt")
+            && prompt.value.as_str().is_some_and(|s| s.trim().is_empty())
+        {
+            self.problem(
+                Problem::new(prompt.origin.clone(), "the prompt is empty").hint("write what the video should show"),
+            );
         }
         Some(entry)
     }

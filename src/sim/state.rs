@@ -272,20 +272,20 @@ impl State {
         now: Duration,
     ) -> Result<Created, CreateRefusal> {
         let body_hash = hex(&Sha256::digest(canonical_json(&Value::Object(body.clone())).as_bytes()));
-        if let Some(key) = idempotency_key {
-            if let Some((hash, task_id)) = self.keys.get(key) {
-                if *hash != body_hash {
-                    self.counters.conflicts += 1;
-                    return Err(CreateRefusal::Conflict);
-                }
-                let task = self.tasks[task_id].clone();
-                self.counters.replays += 1;
-                return Ok(Created {
-                    task,
-                    replayed: true,
-                    drop_connection: false,
-                });
+        if let Some(key) = idempotency_key
+            && let Some((hash, task_id)) = self.keys.get(key)
+        {
+            if *hash != body_hash {
+                self.counters.conflicts += 1;
+                return Err(CreateRefusal::Conflict);
             }
+            let task = self.tasks[task_id].clone();
+            self.counters.replays += 1;
+            return Ok(Created {
+                task,
+                replayed: true,
+                drop_connection: false,
+            });
         }
         let estimate = self.prices.estimate(endpoint, body);
         if estimate.cost > self.available() {
