@@ -9,6 +9,7 @@ use std::time::Duration;
 #[command(
     name = "kling-batch",
     version,
+    args_override_self = true,
     about = "Run large batches of Kling video generations through RunAPI: resumable, rate-limited, spend-capped.",
     after_help = "Exit codes: 0 done, 1 internal failure, 2 auth, 3 credits, 4 invalid input, 5 timed out, \
                   7 some jobs failed, 8 spend cap reached, 64 bad command line, 130 interrupted."

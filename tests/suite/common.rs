@@ -29,3 +29,138 @@ pub fn run(args: &[&str]) -> Output {
         stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
     }
 }
+
+/// A temp folder, an in-process simulator, a manifest, and the real binary pointed at both.
+pub struct TestEnv {
+    pub sim: kling_batch::sim::SimHandle,
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+    pub out: PathBuf,
+    time_scale: f64,
+}
+
+/// 12 jobs of 5 s at 720p on kling-3.0: $0.70 each, $8.40 in all.
+pub const TWELVE_JOBS: &str = r#"
+defaults: { model: kling-3.0, duration_seconds: 5 }
+prompts: ["a lake at dawn", "a river in spring", "a sea in a storm", "a forest at night"]
+matrix: { aspect_ratio: ["16:9", "9:16", "1:1"] }
+"#;
+
+pub struct RunOutput {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+impl TestEnv {
+    pub async fn new(configure: impl FnOnce(&mut kling_batch::sim::SimConfig), manifest: &str) -> TestEnv {
+        let mut config = kling_batch::sim::SimConfig {
+            time_scale: 1000.0,
+            video_bytes: 50_000,
+            ..Default::default()
+        };
+        configure(&mut config);
+        let time_scale = config.time_scale;
+        let sim = kling_batch::sim::start(config).await.expect("the simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        let out = dir.path().join("out");
+        TestEnv {
+            sim,
+            manifest: path,
+            out,
+            dir,
+            time_scale,
+        }
+    }
+
+    pub fn command(&self, extra: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
+        cmd.arg("run")
+            .arg(&self.manifest)
+            .arg("--out")
+            .arg(&self.out)
+            .args([
+                "--api-base",
+                self.sim.base_url(),
+                "--time-scale",
+                &self.time_scale.to_string(),
+                "--rate",
+                "400",
+            ])
+            .args(extra)
+            .env("RUNAPI_API_KEY", self.sim.api_key())
+            .env("RUNAPI_CONFIG_DIR", self.dir.path().join("no-config"))
+            .env_remove("RUNAPI_BASE_URL")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn run(&self, extra: &[&str]) -> RunOutput {
+        let out = self.command(extra).output().await.expect("the binary runs");
+        RunOutput {
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// results.csv as one map per row.
+    pub fn results(&self) -> Vec<std::collections::HashMap<String, String>> {
+        let mut reader = csv::Reader::from_path(self.out.join("results.csv")).expect("results.csv exists");
+        let headers = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(|r| {
+                headers
+                    .iter()
+                    .zip(r.unwrap().iter())
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The invariants every finished run keeps: each completed row's file is on disk with the
+    /// recorded size and hash, no partial download is left, no job was billed twice, and the
+    /// bill is within `cap`.
+    pub fn check_invariants(&self, cap_usd: Option<f64>) {
+        use sha2::{Digest, Sha256};
+        for row in self.results() {
+            if row["status"] == "completed" {
+                let bytes = std::fs::read(self.out.join(&row["video_path"])).expect("the video is on disk");
+                assert_eq!(bytes.len().to_string(), row["bytes"], "{}", row["job_id"]);
+                let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(sha, row["sha256"], "{}", row["job_id"]);
+            } else {
+                assert_eq!(
+                    row["status"], "failed",
+                    "a finished run leaves every job completed or failed: {row:?}"
+                );
+                assert!(!row["error"].is_empty(), "a failed job says why: {row:?}");
+            }
+        }
+        let parts: Vec<_> = std::fs::read_dir(self.out.join("videos"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+            .collect();
+        assert!(parts.is_empty(), "stray partial downloads: {parts:?}");
+        let stats = self.sim.stats();
+        for (job, billed) in &stats.counters.billed_per_client_request_id {
+            assert!(*billed <= 1, "{job} was billed {billed} times");
+        }
+        for (key, created) in &stats.counters.creates_per_idempotency_key {
+            assert!(*created <= 1, "{key} created {created} tasks");
+        }
+        if let Some(cap) = cap_usd {
+            assert!(
+                stats.billed_usd <= cap + 1e-9,
+                "billed {} over the {cap} cap",
+                stats.billed_usd
+            );
+        }
+    }
+}

@@ -5,4 +5,5 @@ mod common;
 mod expansion;
 mod plan_output;
 mod properties;
+mod run;
 mod sim;

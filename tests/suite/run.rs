@@ -1,0 +1,263 @@
+//! `kling-batch run` against the simulator, asserting on its counters and on the output folder.
+
+use crate::common::{TWELVE_JOBS, TestEnv};
+
+/// 30 jobs, so that every fault is all but certain to happen at the rates used.
+const THIRTY_JOBS: &str = r#"
+defaults: { model: kling-3.0, duration_seconds: 5 }
+prompts: ["a lake at dawn", "a river in spring", "a sea in a storm", "a forest at night", "a desert at noon"]
+matrix: { aspect_ratio: ["16:9", "9:16", "1:1"], enable_sound: [false, true] }
+"#;
+use kling_batch::sim::Faults;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_completes_and_every_file_is_the_served_video() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let out = env.run(&["--concurrency", "4"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows = env.results();
+    assert_eq!(rows.len(), 12);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    env.check_invariants(None);
+    // The bytes on disk are the bytes the service serves for that task.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for row in &rows {
+        let task: Value = client
+            .get(format!(
+                "{}/api/v1/kling/text_to_video/{}",
+                env.sim.base_url(),
+                row["task_id"]
+            ))
+            .bearer_auth(env.sim.api_key())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let served = client
+            .get(task["videos"][0]["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let sha: String = Sha256::digest(&served).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(sha, row["sha256"]);
+    }
+    let stats = env.sim.stats();
+    assert_eq!(stats.counters.tasks_created, 12);
+    assert_eq!(stats.billed_micro_cents, 12 * 70_000_000);
+    assert!(out.stderr.contains("12 jobs: 12 completed"), "{}", out.stderr);
+
+    // Running it again resumes: nothing is created or billed again.
+    let again = env.run(&[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+    assert!(again.stderr.contains("resuming"), "{}", again.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_at_once_still_ends_each_job_completed_or_failed() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 11;
+            c.faults = Faults {
+                rate_limit_per_second: Some(150.0),
+                rate_limit_burst: 10.0,
+                server_error_rate: 0.05,
+                drop_after_create_rate: 0.25,
+                task_failure_rate: 0.2,
+                truncate_download_rate: 0.3,
+                url_ttl_seconds: 1,
+                ..Faults::default()
+            };
+        },
+        THIRTY_JOBS,
+    )
+    .await;
+    let out = env.run(&["--concurrency", "6", "--max-spend", "100"]).await;
+    assert!(matches!(out.code, Some(0 | 7)), "exit {:?}\n{}", out.code, out.stderr);
+    env.check_invariants(Some(100.0));
+    let stats = env.sim.stats();
+    assert!(
+        stats.counters.dropped_connections > 0 && stats.counters.truncated_downloads > 0,
+        "the faults happened"
+    );
+    assert!(stats.counters.rate_limited > 0 || stats.counters.server_errors > 0);
+    assert!(
+        stats.counters.replays > 0,
+        "dropped creates were recovered by replaying their key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_covering_half_stops_with_its_code_and_a_higher_cap_finishes() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let out = env.run(&["--max-spend", "4.20", "--concurrency", "3"]).await;
+    assert_eq!(out.code, Some(8), "{}", out.stderr);
+    assert!(out.stderr.contains("spend cap"), "{}", out.stderr);
+    assert!(out.stderr.contains("resume with: kling-batch run"), "{}", out.stderr);
+    let billed = env.sim.stats().billed_usd;
+    assert!(billed <= 4.20 + 1e-9 && billed > 0.0, "billed {billed}");
+    let done = env.results().iter().filter(|r| r["status"] == "completed").count();
+    assert_eq!(done, 6, "exactly the jobs the cap covers");
+
+    let out = env.run(&["--max-spend", "100"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(Some(8.40));
+    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_credits_finishes_in_flight_work_and_exits_3() {
+    // $0.70 per job: a $3.00 balance covers four.
+    let env = TestEnv::new(|c| c.balance_cents = 300, TWELVE_JOBS).await;
+    let out = env.run(&["--concurrency", "2"]).await;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("out of credits"), "{}", out.stderr);
+    let rows = env.results();
+    assert_eq!(rows.iter().filter(|r| r["status"] == "completed").count(), 4);
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "completed" || r["status"] == "queued"),
+        "{rows:?}"
+    );
+    env.sim.set_balance(100_000);
+    assert_eq!(env.run(&[]).await.code, Some(0));
+    env.check_invariants(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_stops_the_run_with_the_auth_code() {
+    let env = TestEnv::new(|c| c.api_key = "sk-the-real-one".into(), TWELVE_JOBS).await;
+    let out = env
+        .command(&[])
+        .env("RUNAPI_API_KEY", "sk-wrong")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(env.sim.stats().counters.tasks_created, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("sk-wrong"), "the key is never printed: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_is_an_error_naming_both_places_before_anything_else() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let out = env.command(&[]).env_remove("RUNAPI_API_KEY").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RUNAPI_API_KEY") && stderr.contains("config.json"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--simulate"),
+        "the hint offers a way to try it: {stderr}"
+    );
+    assert!(!env.out.exists(), "nothing is written before the key is known");
+    assert_eq!(env.sim.stats().requests_total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_remote_host_is_refused() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let mut cmd = env.command(&[]);
+    cmd.args(["--api-base", "http://api.example.com"]);
+    let out = cmd.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain http://"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_tasks_are_retried_as_new_attempts_and_never_billed() {
+    let env = TestEnv::new(|c| c.faults.task_failure_rate = 1.0, TWELVE_JOBS).await;
+    let out = env.run(&["--max-attempts", "2"]).await;
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    let rows = env.results();
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "failed" && r["attempts"] == "2" && r["error"].starts_with("task_failed")),
+        "{rows:?}"
+    );
+    let stats = env.sim.stats();
+    assert_eq!((stats.counters.tasks_created, stats.billed_micro_cents), (24, 0));
+    // Failures are grouped by reason: the counts of the groups add up to every job.
+    let grouped: usize = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.trim().split_once(" × task_failed: "))
+        .map(|(n, _)| n.parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(grouped, 12, "{}", out.stderr);
+}
+
+/// Kill/resume cycles per test run; `KLING_BATCH_KILL_CYCLES` raises it for longer soaks.
+fn kill_cycles() -> usize {
+    std::env::var("KLING_BATCH_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 5;
+            c.video_bytes = 300_000;
+            c.faults = Faults {
+                server_error_rate: 0.03,
+                drop_after_create_rate: 0.1,
+                task_failure_rate: 0.1,
+                truncate_download_rate: 0.2,
+                ..Faults::default()
+            };
+        },
+        THIRTY_JOBS,
+    )
+    .await;
+    let mut rng = kling_batch::rng::Rng::new(42);
+    let mut kills = 0;
+    let mut finished = false;
+    for _ in 0..kill_cycles() {
+        let mut child = env.command(&["--concurrency", "6"]).spawn().unwrap();
+        let moment = std::time::Duration::from_millis(rng.between(10.0, 350.0) as u64);
+        tokio::select! {
+            status = child.wait() => {
+                let code = status.unwrap().code();
+                assert!(matches!(code, Some(0 | 7)), "a run between kills ended with {code:?}");
+                finished = true;
+                break;
+            }
+            _ = tokio::time::sleep(moment) => {
+                child.start_kill().unwrap();
+                child.wait().await.unwrap();
+                kills += 1;
+            }
+        }
+    }
+    if !finished {
+        let out = env.run(&["--concurrency", "6"]).await;
+        assert!(matches!(out.code, Some(0 | 7)), "{}", out.stderr);
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} kills happened: the runs were too quick to interrupt"
+    );
+    env.check_invariants(None);
+    let rows = env.results();
+    assert_eq!(rows.len(), 30);
+    let completed = rows.iter().filter(|r| r["status"] == "completed").count();
+    assert_eq!(
+        env.sim.stats().counters.billed_per_client_request_id.len(),
+        completed,
+        "every billed job is on disk"
+    );
+}
