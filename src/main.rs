@@ -1,8 +1,6 @@
 fn main() {
-    let exit = kling_batch::app::main_with(
-        std::env::args_os(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
+    // Unlocked handles: each write takes the lock briefly, so other threads (the Ctrl-C listener)
+    // can print too.
+    let exit = kling_batch::app::main_with(std::env::args_os(), &mut std::io::stdout(), &mut std::io::stderr());
     std::process::exit(i32::from(exit.code()));
 }

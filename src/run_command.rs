@@ -75,8 +75,13 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
     let mut simulator: Option<SimHandle> = None;
     let credentials = if args.simulate {
         let config = SimConfig {
+            adopt_unknown_tasks: true,
             time_scale,
-            seed: 1,
+            // A fresh seed per run: a resumed run's simulator must not hand out the task ids the
+            // previous one did.
+            seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
             ..SimConfig::default()
         };
         match sim::start(config).await {
@@ -251,8 +256,14 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
         refresh: Duration::from_secs(2),
     };
     let mut signals = listen_for_interrupts();
+    let mut last_progress = String::new();
     execute(&mut dispatcher, &ctx, &mut signals, |d| {
         let _ = out.write_atomic(RESULTS, &results_csv(&plan, d.jobs()));
+        let line = progress_line(d);
+        if line != last_progress {
+            eprintln!("{line}");
+            last_progress = line;
+        }
     })
     .await;
     drop(ctx);
@@ -293,6 +304,31 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
         );
     }
     exit_code(dispatcher.stop_reason(), dispatcher.jobs())
+}
+
+/// One plain line of where the run stands.
+fn progress_line(d: &Dispatcher) -> String {
+    let mut counts = [0usize; 4];
+    for job in d.jobs() {
+        let slot = match job.phase {
+            JobPhase::Done => 0,
+            JobPhase::Failed => 1,
+            JobPhase::Submitting | JobPhase::Generating => 2,
+            JobPhase::Downloading => 3,
+            _ => continue,
+        };
+        counts[slot] += 1;
+    }
+    let spent = d.ledger().spent();
+    let cap = d.ledger().cap().map_or(String::new(), |c| format!(" of {c}"));
+    format!(
+        "progress: {}/{} done · {} generating · {} downloading · {} failed · spent {spent}{cap}",
+        counts[0],
+        d.jobs().len(),
+        counts[2],
+        counts[3],
+        counts[1]
+    )
 }
 
 fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun]) -> Exit {

@@ -87,6 +87,10 @@ pub struct SimConfig {
     pub video_bytes: u64,
     /// Serve videos from a second port, a different origin from the API.
     pub separate_file_origin: bool,
+    /// Answer a status request for a task id it never made as a finished, unbilled task. `run
+    /// --simulate` sets it: its simulator lives only as long as the run, so a resumed run asks
+    /// about tasks an earlier simulator made.
+    pub adopt_unknown_tasks: bool,
     pub faults: Faults,
 }
 
@@ -100,6 +104,7 @@ impl Default for SimConfig {
             balance_cents: 100_000,
             video_bytes: 64 * 1024,
             separate_file_origin: false,
+            adopt_unknown_tasks: false,
             faults: Faults::default(),
         }
     }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_completes_and_every_file_is_the_served_video() {
-    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let env = TestEnv::new(|c| c.separate_file_origin = true, TWELVE_JOBS).await;
     let out = env.run(&["--concurrency", "4"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let rows = env.results();
@@ -51,6 +51,11 @@ async fn the_sweep_completes_and_every_file_is_the_served_video() {
     let stats = env.sim.stats();
     assert_eq!(stats.counters.tasks_created, 12);
     assert_eq!(stats.billed_micro_cents, 12 * 70_000_000);
+    assert!(stats.counters.file_requests >= 12);
+    assert_eq!(
+        stats.counters.file_requests_with_authorization, 0,
+        "the key never goes to the file origin"
+    );
     assert!(out.stderr.contains("12 jobs: 12 completed"), "{}", out.stderr);
 
     // Running it again resumes: nothing is created or billed again.
@@ -260,4 +265,103 @@ async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video
         completed,
         "every billed job is on disk"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_manifest_runs_new_jobs_and_leaves_removed_ones_alone() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    assert_eq!(env.run(&[]).await.code, Some(0));
+    // One prompt removed, one added: 3 jobs gone, 3 new.
+    let changed = TWELVE_JOBS.replace("\"a forest at night\"", "\"a glacier at noon\"");
+    std::fs::write(&env.manifest, changed).unwrap();
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 15);
+    assert!(
+        out.stderr
+            .contains("3 job(s) in the journal are no longer in the manifest"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.results().len(), 12);
+    env.check_invariants(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_submitting_finishes_in_flight_and_says_how_to_resume() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    // Slower generation (0.3–1.2 s) so the interrupt lands mid-run.
+    let env = TestEnv::new(|c| c.time_scale = 100.0, TWELVE_JOBS).await;
+    let mut child = env.command(&["--concurrency", "2"]).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait for the run to report progress, then press Ctrl-C once.
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push(line.clone());
+        if line.starts_with("progress:") {
+            break;
+        }
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push(line);
+    }
+    let code = child.wait().await.unwrap().code();
+    let stderr = seen.join("\n");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("resume with: kling-batch run"), "{stderr}");
+    let created = env.sim.stats().counters.tasks_created;
+    assert!(created < 12, "submission stopped at the interrupt ({created} created)");
+    let rows = env.results();
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "completed" || r["status"] == "queued"),
+        "in-flight work finished: {rows:?}"
+    );
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_over_the_size_cap_fails_its_job_and_leaves_no_partial_file() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let out = env.run(&["--max-video-bytes", "10000"]).await;
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    let rows = env.results();
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "failed" && r["error"].contains("larger than the 10000-byte limit")),
+        "{rows:?}"
+    );
+    env.check_invariants(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_cannot_share_an_output_folder() {
+    let env = TestEnv::new(|c| c.time_scale = 100.0, TWELVE_JOBS).await;
+    let mut first = env.command(&["--concurrency", "1"]).spawn().unwrap();
+    // The first run holds the lock once it has written its journal.
+    let journal = env.out.join("journal.jsonl");
+    while !journal.exists() {
+        tokio::task::yield_now().await;
+    }
+    let second = env.run(&[]).await;
+    assert_eq!(second.code, Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("another kling-batch run is using"),
+        "{}",
+        second.stderr
+    );
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
 }
