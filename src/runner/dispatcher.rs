@@ -666,3 +666,7 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "dispatcher_tests.rs"]
+mod tests;
