@@ -35,6 +35,7 @@ where
         Command::Validate { manifest } => validate_command(&manifest, stdout),
         Command::Sim(args) => return crate::sim_command::run(args, stdout, stderr),
         Command::Run(args) => return crate::run_command::run(args, stderr),
+        Command::Status { dir, json } => return crate::status_command::run(&dir, json, stdout, stderr),
     };
     match outcome {
         Ok(exit) => exit,

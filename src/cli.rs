@@ -36,6 +36,14 @@ pub enum Command {
     },
     /// Run every job of a manifest: submit, poll, download, write results. Rerun to resume.
     Run(RunArgs),
+    /// Show where a run folder stands, from its journal alone (no network).
+    Status {
+        /// The run's output folder (its --out).
+        dir: PathBuf,
+        /// Print the status as JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
     Sim(SimArgs),
 }

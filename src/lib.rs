@@ -26,4 +26,5 @@ mod run_command;
 pub mod runner;
 pub mod sim;
 mod sim_command;
+mod status_command;
 pub mod time_format;

@@ -190,6 +190,8 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
     writer.append(&Record::RunStarted {
         run_id: run_id.clone(),
         at: crate::time_format::now(),
+        manifest: Some(args.manifest.display().to_string()),
+        cap: cap.map(Money::micro_cents),
     });
     copy_manifest(&out, &args.manifest, stderr);
 
@@ -274,6 +276,8 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
     if let Err(e) = out.write_atomic(RESULTS, &results_csv(&plan, dispatcher.jobs())) {
         let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
     }
+    let exit = exit_code(dispatcher.stop_reason(), dispatcher.jobs());
+    write_summary_json(&out, &plan, &dispatcher, removed, exit, started.elapsed(), stderr);
     let finished = dispatcher.jobs().iter().all(|j| j.phase.is_terminal());
     if finished {
         for part in out.stray_parts() {
@@ -303,7 +307,42 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
             Exit::Failure,
         );
     }
-    exit_code(dispatcher.stop_reason(), dispatcher.jobs())
+    exit
+}
+
+/// `summary.json` beside results.csv: the run's status, exit code and why it stopped, for alerts.
+fn write_summary_json(
+    out: &OutDir,
+    plan: &Plan,
+    d: &Dispatcher,
+    removed: usize,
+    exit: Exit,
+    elapsed: Duration,
+    stderr: &mut dyn Write,
+) {
+    let ledger = d.ledger();
+    let status =
+        crate::report::RunStatus::of_run(plan, d.jobs(), ledger.spent(), ledger.reserved(), ledger.cap(), removed);
+    let mut value = serde_json::to_value(&status).unwrap_or_default();
+    value["exit_code"] = exit.code().into();
+    value["stop_reason"] = d.stop_reason().map(stop_name).into();
+    value["wall_seconds"] = elapsed.as_secs_f64().into();
+    value["finished_at"] = crate::time_format::now().into();
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+    if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
+        let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
+    }
+}
+
+fn stop_name(stop: &StopReason) -> &'static str {
+    match stop {
+        StopReason::Auth(_) => "auth",
+        StopReason::Local(_) => "local_error",
+        StopReason::Interrupted => "interrupted",
+        StopReason::Credits(_) => "credits",
+        StopReason::CapReached { .. } => "spend_cap",
+        StopReason::MaxRuntime => "max_runtime",
+    }
 }
 
 /// One plain line of where the run stands.

@@ -38,7 +38,16 @@ impl FailureKind {
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
     /// A run (or a resume) began. The first one fixes the run id that idempotency keys derive from.
-    RunStarted { run_id: String, at: String },
+    RunStarted {
+        run_id: String,
+        at: String,
+        /// The manifest as given on the command line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manifest: Option<String>,
+        /// The spend cap in µ¢, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cap: Option<u64>,
+    },
     /// Intent: this attempt is about to be POSTed with this key; `reserve` µ¢ are held against the cap.
     Submitting {
         job: String,

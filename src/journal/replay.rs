@@ -48,6 +48,9 @@ pub struct JobHistory {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Replayed {
     pub run_id: Option<String>,
+    /// The manifest and cap of the latest run.
+    pub manifest: Option<String>,
+    pub cap: Option<Money>,
     pub jobs: HashMap<String, JobHistory>,
     /// Billed so far.
     pub spent: Money,
@@ -58,8 +61,13 @@ pub struct Replayed {
 pub fn replay(records: &[Record]) -> Replayed {
     let mut out = Replayed::default();
     for record in records {
-        if let Record::RunStarted { run_id, .. } = record {
+        if let Record::RunStarted {
+            run_id, manifest, cap, ..
+        } = record
+        {
             out.run_id.get_or_insert_with(|| run_id.clone());
+            out.manifest = manifest.clone().or(out.manifest.take());
+            out.cap = cap.map(Money::from_micro_cents);
             continue;
         }
         let Some(job) = record.job() else { continue };
@@ -142,6 +150,8 @@ mod tests {
             Record::RunStarted {
                 run_id: "r1".into(),
                 at: at(),
+                manifest: None,
+                cap: None,
             },
             Record::Submitting {
                 job: "a".into(),

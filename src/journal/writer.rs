@@ -166,6 +166,8 @@ mod tests {
         let a = Record::RunStarted {
             run_id: "r".into(),
             at: "t".into(),
+            manifest: None,
+            cap: None,
         };
         let w = JournalWriter::open(&path, 0).unwrap();
         w.append(&a);

@@ -3,10 +3,12 @@
 
 mod plan;
 mod results;
+mod status;
 mod summary;
 mod table;
 
 pub use plan::{cell, plan_json, plan_table};
 pub use results::{inert, results_csv};
+pub use status::{Failure, NextSteps, RunStatus};
 pub use summary::{RunSummary, render_summary};
 pub use table::Table;

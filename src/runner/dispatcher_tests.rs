@@ -184,6 +184,8 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
         Record::RunStarted {
             run_id: "run1".into(),
             at: at(),
+            manifest: None,
+            cap: None,
         },
         Record::Submitting {
             job: ids[0].clone(),

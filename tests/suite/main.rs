@@ -5,5 +5,6 @@ mod common;
 mod expansion;
 mod plan_output;
 mod properties;
+mod report;
 mod run;
 mod sim;

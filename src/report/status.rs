@@ -1,0 +1,249 @@
+//! Where a run stands, as one value: job counts by state, spend against the cap, failures by
+//! reason, and what a resume would do next. Built from a live run (for `summary.json`) or from the
+//! journal alone (for `kling-batch status`), and shown as text or JSON.
+
+use crate::journal::{FailureKind, Phase, Replayed};
+use crate::money::Money;
+use crate::plan::Plan;
+use crate::runner::{JobPhase, JobRun};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NextSteps {
+    /// Jobs never submitted, or waiting for a new attempt.
+    pub submit: usize,
+    /// Creates whose answer was lost: re-sent with the same key.
+    pub resend: usize,
+    /// Tasks that exist: polled again.
+    pub reattach: usize,
+    /// Finished tasks whose video is not on disk yet.
+    pub download: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub reason: String,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStatus {
+    pub name: Option<String>,
+    pub manifest: Option<String>,
+    pub jobs: usize,
+    /// State name → jobs in it (`completed`, `failed`, `not_started`, `submitting`, `generating`,
+    /// `downloading`, `timed_out`, `unresolved`).
+    pub states: BTreeMap<String, usize>,
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+    pub cap_usd: Option<f64>,
+    pub failures: Vec<Failure>,
+    pub next: NextSteps,
+    /// Jobs in the journal that the manifest no longer has.
+    pub removed: usize,
+    pub finished: bool,
+}
+
+fn failures(reasons: impl Iterator<Item = String>) -> Vec<Failure> {
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+    for reason in reasons {
+        *groups.entry(reason).or_default() += 1;
+    }
+    let mut list: Vec<Failure> = groups
+        .into_iter()
+        .map(|(reason, jobs)| Failure { reason, jobs })
+        .collect();
+    list.sort_by(|a, b| b.jobs.cmp(&a.jobs).then_with(|| a.reason.cmp(&b.reason)));
+    list
+}
+
+fn reason(kind: FailureKind, message: &str) -> String {
+    format!("{}: {message}", kind.as_str())
+}
+
+impl RunStatus {
+    /// From a run in progress or just ended.
+    pub fn of_run(
+        plan: &Plan,
+        jobs: &[JobRun],
+        spent: Money,
+        reserved: Money,
+        cap: Option<Money>,
+        removed: usize,
+    ) -> RunStatus {
+        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        let mut next = NextSteps::default();
+        for job in jobs {
+            let name = match job.phase {
+                JobPhase::Queued if job.attempt == 0 => "not_started",
+                JobPhase::Queued => "waiting",
+                other => other.as_str(),
+            };
+            *states.entry(name.to_string()).or_default() += 1;
+            match job.phase {
+                JobPhase::Queued => next.submit += 1,
+                JobPhase::Submitting | JobPhase::Unresolved => next.resend += 1,
+                JobPhase::Generating | JobPhase::TimedOut => next.reattach += 1,
+                JobPhase::Downloading => next.download += 1,
+                JobPhase::Done | JobPhase::Failed => {}
+            }
+        }
+        RunStatus {
+            name: plan.name.clone(),
+            manifest: Some(plan.manifest.display().to_string()),
+            jobs: jobs.len(),
+            states,
+            spent_usd: spent.usd(),
+            reserved_usd: reserved.usd(),
+            cap_usd: cap.map(Money::usd),
+            failures: failures(
+                jobs.iter()
+                    .filter_map(|j| j.failure.as_ref().map(|(k, m)| reason(*k, m))),
+            ),
+            finished: jobs.iter().all(|j| j.phase.is_terminal()),
+            next,
+            removed,
+        }
+    }
+
+    /// From the journal alone. With the plan, jobs not yet started are counted too; `file_ok`
+    /// says whether a downloaded job's video is still on disk as recorded.
+    pub fn of_journal(history: &Replayed, plan: Option<&Plan>, file_ok: &dyn Fn(&str) -> bool) -> RunStatus {
+        let ids: Vec<String> = match plan {
+            Some(p) => p.jobs.iter().map(|j| j.id.to_string()).collect(),
+            None => {
+                let mut ids: Vec<String> = history.jobs.keys().cloned().collect();
+                ids.sort();
+                ids
+            }
+        };
+        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        let mut next = NextSteps::default();
+        let mut failed = Vec::new();
+        for id in &ids {
+            let h = history.jobs.get(id);
+            let name = match h.and_then(|h| h.phase) {
+                None => {
+                    next.submit += 1;
+                    "not_started"
+                }
+                Some(Phase::Waiting) => {
+                    next.submit += 1;
+                    "waiting"
+                }
+                Some(Phase::Submitting) => {
+                    next.resend += 1;
+                    "submitting"
+                }
+                Some(Phase::Submitted) => {
+                    next.reattach += 1;
+                    "generating"
+                }
+                Some(Phase::TimedOut) => {
+                    next.reattach += 1;
+                    "timed_out"
+                }
+                Some(Phase::Completed) => {
+                    next.download += 1;
+                    "downloading"
+                }
+                Some(Phase::Downloaded) if file_ok(id) => "completed",
+                Some(Phase::Downloaded) => {
+                    next.download += 1;
+                    "file_missing"
+                }
+                Some(Phase::Failed) => {
+                    if let Some((kind, message)) = h.and_then(|h| h.failure.as_ref()) {
+                        failed.push(reason(*kind, message));
+                    }
+                    "failed"
+                }
+            };
+            *states.entry(name.to_string()).or_default() += 1;
+        }
+        let known: std::collections::HashSet<&String> = ids.iter().collect();
+        RunStatus {
+            name: plan.and_then(|p| p.name.clone()),
+            manifest: history.manifest.clone(),
+            jobs: ids.len(),
+            finished: next == NextSteps::default(),
+            states,
+            spent_usd: history.spent.usd(),
+            reserved_usd: history.reserved.usd(),
+            cap_usd: history.cap.map(Money::usd),
+            failures: failures(failed.into_iter()),
+            next,
+            removed: history.jobs.keys().filter(|id| !known.contains(id)).count(),
+        }
+    }
+
+    pub fn render(&self, folder: &str) -> String {
+        let mut out = String::new();
+        let title = match (&self.name, &self.manifest) {
+            (Some(n), Some(m)) => format!("{folder} ({n}, {m})"),
+            (None, Some(m)) => format!("{folder} ({m})"),
+            (Some(n), None) => format!("{folder} ({n})"),
+            _ => folder.to_string(),
+        };
+        let _ = writeln!(out, "{title}");
+        let order = [
+            "completed",
+            "failed",
+            "not_started",
+            "waiting",
+            "submitting",
+            "generating",
+            "downloading",
+            "file_missing",
+            "timed_out",
+            "unresolved",
+        ];
+        let parts: Vec<String> = order
+            .iter()
+            .filter_map(|s| self.states.get(*s).map(|n| format!("{n} {}", s.replace('_', " "))))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{} job{}: {}",
+            self.jobs,
+            if self.jobs == 1 { "" } else { "s" },
+            parts.join(", ")
+        );
+        let money = |usd: f64| format!("${usd:.2}");
+        let cap = self
+            .cap_usd
+            .map_or("no cap".to_string(), |c| format!("cap {}", money(c)));
+        let _ = writeln!(
+            out,
+            "spent {} ({cap}; {} reserved)",
+            money(self.spent_usd),
+            money(self.reserved_usd)
+        );
+        if !self.failures.is_empty() {
+            let _ = writeln!(out, "failures:");
+            for f in self.failures.iter().take(8) {
+                let _ = writeln!(out, "  {} × {}", f.jobs, f.reason);
+            }
+        }
+        if self.removed > 0 {
+            let _ = writeln!(
+                out,
+                "{} job(s) in the journal are no longer in the manifest",
+                self.removed
+            );
+        }
+        if self.finished {
+            let _ = writeln!(out, "finished: nothing left for a resume to do");
+        } else {
+            let n = &self.next;
+            let _ = writeln!(
+                out,
+                "a resume would: submit {}, re-send {} with their keys, re-attach to {} task(s), download {} video(s)",
+                n.submit, n.resend, n.reattach, n.download
+            );
+        }
+        out
+    }
+}
