@@ -30,6 +30,10 @@ where
             return exit;
         }
     };
+    if let Err(e) = crate::logging::init(&cli) {
+        let _ = writeln!(stderr, "error: {e}");
+        return Exit::Usage;
+    }
     let outcome = match cli.command {
         Command::Plan { manifest, json } => plan_command(&manifest, json, stdout),
         Command::Validate { manifest } => validate_command(&manifest, stdout),

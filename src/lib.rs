@@ -15,6 +15,7 @@ pub mod download;
 pub mod exit;
 pub mod journal;
 pub mod kling;
+pub mod logging;
 pub mod manifest;
 pub mod money;
 pub mod outdir;

@@ -89,8 +89,9 @@ impl RunApi {
         &self.pacer
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, ApiError> {
         self.pacer.acquire().await;
+        tracing::trace!(request = what, "sending");
         let response = request
             .bearer_auth(self.key.expose())
             .header("Accept", "application/json")
@@ -122,8 +123,18 @@ impl RunApi {
             })
         };
         match &result {
-            Err(e) if e.class() == Class::RateLimited => self.pacer.on_rate_limited(e.retry_after()),
-            _ => self.pacer.on_success(),
+            Err(e) if e.class() == Class::RateLimited => {
+                tracing::warn!(request = what, retry_after = ?e.retry_after(), pace = self.pacer.rate(), "rate limited: everyone waits");
+                self.pacer.on_rate_limited(e.retry_after());
+            }
+            Err(e) => {
+                tracing::debug!(request = what, status, error = %e, "answered with an error");
+                self.pacer.on_success();
+            }
+            Ok(_) => {
+                tracing::debug!(request = what, status, "answered");
+                self.pacer.on_success();
+            }
         }
         result
     }
@@ -143,7 +154,8 @@ impl RunApi {
             .header("Idempotency-Key", idempotency_key)
             .header("X-Client-Request-Id", client_request_id)
             .json(body);
-        let value = self.send(request).await?;
+        let what = format!("POST /api/v1/kling/{}", endpoint.as_str());
+        let value = self.send(request, &what).await?;
         let view = task_view(&value)?;
         Ok(CreatedTask {
             replayed: value.get("task_replayed").and_then(Value::as_bool).unwrap_or(false),
@@ -153,8 +165,9 @@ impl RunApi {
 
     /// `GET /api/v1/kling/{action}/{id}`.
     pub async fn get(&self, endpoint: Endpoint, task_id: &str) -> Result<TaskView, ApiError> {
+        let what = format!("GET /api/v1/kling/{}/{}", endpoint.as_str(), task_id);
         let url = format!("{}/api/v1/kling/{}/{}", self.base, endpoint.as_str(), task_id);
-        let value = self.send(self.http.get(url)).await?;
+        let value = self.send(self.http.get(url), &what).await?;
         task_view(&value)
     }
 
@@ -163,7 +176,9 @@ impl RunApi {
         let url = format!("{}/api/v1/price_quotes", self.base);
         let model = body.get("model").cloned().unwrap_or(Value::Null);
         let payload = json!({"service": "kling", "action": endpoint.as_str(), "model": model, "params": body});
-        let value = self.send(self.http.post(url).json(&payload)).await?;
+        let value = self
+            .send(self.http.post(url).json(&payload), "POST /api/v1/price_quotes")
+            .await?;
         value["price_quote"]["reservation_amount_cents"]
             .as_f64()
             .and_then(Money::from_cents_f64)

@@ -352,6 +352,7 @@ impl Dispatcher {
         self.jobs[job].phase = JobPhase::TimedOut;
         self.jobs[job].last_error = Some(format!("still generating after {:?}", self.settings.task_deadline));
         self.in_flight = self.in_flight.saturating_sub(1);
+        tracing::warn!(job = %id, task = %task_id, "still generating at the deadline: left for a rerun");
         self.record(Record::TimedOut {
             job: id,
             task_id,
@@ -361,6 +362,7 @@ impl Dispatcher {
 
     /// Ends a job for good, releasing anything it still holds.
     fn fail(&mut self, job: usize, kind: FailureKind, message: String) {
+        tracing::warn!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
         let id = self.job_id(job);
         let j = &mut self.jobs[job];
         if matches!(j.phase, JobPhase::Submitting | JobPhase::Generating) {
@@ -415,6 +417,7 @@ impl Dispatcher {
                 j.retries = 0;
                 j.submitted_at.get_or_insert_with(crate::time_format::now);
                 let attempt = j.attempt;
+                tracing::info!(job = %id, task = %created.view.id, attempt, replayed = created.replayed, "submitted");
                 self.record(Record::Submitted {
                     job: id,
                     attempt,
@@ -429,6 +432,7 @@ impl Dispatcher {
             }
             Err(error) => match error.class() {
                 Class::Transient => {
+                    tracing::warn!(job = %id, error = %error, "create outcome unknown: re-sending with the same key");
                     self.jobs[job].retries += 1;
                     self.jobs[job].last_error = Some(error.message());
                     if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
@@ -540,6 +544,7 @@ impl Dispatcher {
                     j.cost = Some(cost);
                     j.completed_at = Some(crate::time_format::now());
                     self.in_flight = self.in_flight.saturating_sub(1);
+                    tracing::info!(job = %id, task = %view.id, cost = %cost, "completed");
                     self.record(Record::Completed {
                         job: id,
                         task_id: view.id.clone(),
@@ -572,6 +577,7 @@ impl Dispatcher {
                 let attempt = j.attempt;
                 let retry = j.task_failures < self.settings.max_attempts;
                 self.in_flight = self.in_flight.saturating_sub(1);
+                tracing::warn!(job = %id, task = %view.id, %message, "task failed");
                 self.record(Record::AttemptFailed {
                     job: id.clone(),
                     attempt,
@@ -623,6 +629,7 @@ impl Dispatcher {
                 let id = self.job_id(job);
                 self.jobs[job].file = Some((d.path.clone(), d.bytes, d.sha256.clone()));
                 self.jobs[job].phase = JobPhase::Done;
+                tracing::info!(job = %id, path = %d.path, bytes = d.bytes, "downloaded");
                 self.record(Record::Downloaded {
                     job: id,
                     path: d.path,

@@ -80,3 +80,65 @@ async fn status_refuses_a_folder_that_is_not_a_run() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_key_appears_in_no_log_line_no_file_and_no_other_origin() {
+    let canary = "sk-canary-7f3a9c1e5b";
+    let env = TestEnv::new(
+        |c| {
+            c.api_key = canary.into();
+            c.separate_file_origin = true;
+            c.faults = kling_batch::sim::Faults {
+                server_error_rate: 0.05,
+                drop_after_create_rate: 0.1,
+                task_failure_rate: 0.1,
+                truncate_download_rate: 0.2,
+                rate_limit_per_second: Some(200.0),
+                rate_limit_burst: 5.0,
+                ..Default::default()
+            };
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    let log = env.out.join("run.log");
+    std::fs::create_dir_all(&env.out).unwrap();
+    let out = env
+        .command(&["-vvv", "--log-file", log.to_str().unwrap()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 7)), "{stderr}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.lines().count() > 50, "trace logging wrote a real log");
+    assert!(logged.contains("TRACE"), "at trace level");
+    assert!(!stderr.contains(canary), "the key is in stderr");
+    let mut files = vec![env.out.clone()];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "the key is in {}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "journal, results, summary, manifest, log and videos were checked ({checked})"
+    );
+    let stats = env.sim.stats();
+    assert!(stats.counters.file_requests > 0);
+    assert_eq!(
+        stats.counters.file_requests_with_authorization, 0,
+        "the key never reached the file origin"
+    );
+    assert!(!logged.contains("sig="), "signed URL queries stay out of the log");
+}
