@@ -49,7 +49,7 @@ async fn summary_status_and_progress_read_well() {
     let last_progress = stderr
         .lines()
         .filter(|l| l.starts_with("progress:"))
-        .last()
+        .next_back()
         .expect("plain progress lines");
     insta::assert_snapshot!("last_progress_line", last_progress);
 
