@@ -48,8 +48,7 @@ async fn summary_status_and_progress_read_well() {
     insta::assert_snapshot!("summary_after_cap", redact(&summary, &env));
     let last_progress = stderr
         .lines()
-        .filter(|l| l.starts_with("progress:"))
-        .next_back()
+        .rfind(|l| l.starts_with("progress:"))
         .expect("plain progress lines");
     insta::assert_snapshot!("last_progress_line", last_progress);
 
