@@ -70,7 +70,8 @@ pub enum Command {
 pub struct RunArgs {
     /// The manifest: a .yaml/.yml sweep or a .csv job list.
     pub manifest: PathBuf,
-    /// The output folder: videos, results.csv and the journal a rerun resumes from.
+    /// The output folder: videos, results.csv and the journal a rerun resumes from. `{date}`,
+    /// `{time}` and `{datetime}` are replaced (UTC), e.g. `runs/{date}` for nightly batches.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Tasks generating at once [default: the manifest's limits, else 4].
@@ -103,6 +104,12 @@ pub struct RunArgs {
     /// Generation runs this many times faster than real time (a simulator's --time-scale) [--simulate: 100].
     #[arg(long, value_name = "X")]
     pub time_scale: Option<f64>,
+    /// Skip the spending question a terminal gets for runs above --confirm-above.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// On a terminal, ask before a run estimated above this many US dollars (never off a terminal).
+    #[arg(long, value_name = "USD", default_value_t = 10.0)]
+    pub confirm_above: f64,
     /// The largest video accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
     pub max_video_bytes: u64,

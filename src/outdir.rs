@@ -107,9 +107,40 @@ impl OutDir {
     }
 }
 
+/// Expands `{date}` (2026-11-21), `{time}` (153012) and `{datetime}` (2026-11-21T153012) in an
+/// output path, in UTC, so a nightly job can write to `runs/{date}`.
+pub fn expand_template(path: &Path, now: std::time::SystemTime) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains('{') {
+        return path.to_path_buf();
+    }
+    let stamp = crate::time_format::rfc3339(now);
+    let date = &stamp[..10];
+    let time: String = stamp[11..19].chars().filter(|c| *c != ':').collect();
+    PathBuf::from(
+        text.replace("{datetime}", &format!("{date}T{time}"))
+            .replace("{date}", date)
+            .replace("{time}", &time),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_templates() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_784_764_800 + 3_723);
+        assert_eq!(
+            expand_template(Path::new("runs/{date}"), t),
+            PathBuf::from("runs/2026-07-23")
+        );
+        assert_eq!(
+            expand_template(Path::new("r/{datetime}-x"), t),
+            PathBuf::from("r/2026-07-23T010203-x")
+        );
+        assert_eq!(expand_template(Path::new("plain"), t), PathBuf::from("plain"));
+    }
 
     #[test]
     fn one_run_per_folder() {

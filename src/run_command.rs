@@ -44,8 +44,9 @@ fn fail(stderr: &mut dyn Write, message: impl std::fmt::Display, hint: &str, exi
     exit
 }
 
-/// The command line that resumes this run, quoted for a POSIX shell.
-fn resume_command() -> String {
+/// The command line that resumes this run, quoted for a POSIX shell, with a templated `--out`
+/// replaced by the folder it named this time.
+fn resume_command(given_out: &std::path::Path, out: &std::path::Path) -> String {
     let quote = |a: String| {
         if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
             a
@@ -53,8 +54,23 @@ fn resume_command() -> String {
             format!("'{}'", a.replace('\'', "'\\''"))
         }
     };
+    let given = given_out.to_string_lossy().into_owned();
+    let resolved = out.to_string_lossy().into_owned();
     let mut words = vec!["kling-batch".to_string()];
-    words.extend(std::env::args().skip(1).map(quote));
+    words.extend(
+        std::env::args()
+            .skip(1)
+            .map(|a| {
+                if a == given {
+                    resolved.clone()
+                } else if let Some(v) = a.strip_prefix("--out=").filter(|v| *v == given) {
+                    format!("--out={v}").replace(&given, &resolved)
+                } else {
+                    a
+                }
+            })
+            .map(quote),
+    );
     words.join(" ")
 }
 
@@ -63,8 +79,10 @@ fn new_run_id() -> String {
     crate::download::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
-async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
+async fn run_async(mut args: RunArgs, stderr: &mut dyn Write) -> Exit {
     let started = Instant::now();
+    let given_out = args.out.clone();
+    args.out = crate::outdir::expand_template(&args.out, std::time::SystemTime::now());
     let time_scale = args
         .time_scale
         .unwrap_or(if args.simulate { SIMULATE_TIME_SCALE } else { 1.0 });
@@ -257,6 +275,22 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
         max_runtime: args.max_runtime,
         refresh: Duration::from_secs(2),
     };
+    let to_spend: Money = dispatcher
+        .jobs()
+        .iter()
+        .zip(&estimates)
+        .filter(|(j, _)| j.phase == JobPhase::Queued)
+        .map(|(_, m)| *m)
+        .sum();
+    if !confirm(
+        &args,
+        to_spend,
+        dispatcher.jobs().iter().filter(|j| j.phase == JobPhase::Queued).count(),
+        stderr,
+    ) {
+        let _ = writeln!(stderr, "cancelled: nothing was submitted");
+        return Exit::Interrupted;
+    }
     let mut signals = listen_for_interrupts();
     let mut last_progress = String::new();
     execute(&mut dispatcher, &ctx, &mut signals, |d| {
@@ -293,7 +327,7 @@ async fn run_async(args: RunArgs, stderr: &mut dyn Write) -> Exit {
         out: out.root(),
         estimates: &estimates,
         removed,
-        resume: resume_command(),
+        resume: resume_command(&given_out, &args.out),
     });
     let _ = write!(stderr, "{summary}");
     if let Some(handle) = simulator {
@@ -343,6 +377,29 @@ fn stop_name(stop: &StopReason) -> &'static str {
         StopReason::CapReached { .. } => "spend_cap",
         StopReason::MaxRuntime => "max_runtime",
     }
+}
+
+/// On a terminal, asks before spending more than `--confirm-above`; off a terminal (cron, CI,
+/// pipes) never asks: the spend cap is the guard there.
+fn confirm(args: &RunArgs, estimate: Money, jobs: usize, stderr: &mut dyn Write) -> bool {
+    use std::io::IsTerminal;
+    let threshold = Money::from_usd_f64(args.confirm_above).unwrap_or(Money::ZERO);
+    if args.yes
+        || args.simulate
+        || estimate <= threshold
+        || !std::io::stdin().is_terminal()
+        || !std::io::stderr().is_terminal()
+    {
+        return true;
+    }
+    let _ = write!(
+        stderr,
+        "{jobs} job(s) to submit, estimated {estimate}. Go ahead? [y/N] "
+    );
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// One plain line of where the run stands.
