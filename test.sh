@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints (warnings are errors), every Rust test,
-# then the official Python SDK against the simulator (it sets up its own venv).
+# then the official Python SDK against the simulator (it sets up its own venv), then the HTML
+# gallery in headless Chromium (installed from Debian's packages if missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo fmt --check
@@ -11,3 +12,4 @@ else
   cargo test --locked --no-fail-fast
 fi
 ./tests/conformance/run.sh
+./tests/browser/run.sh

@@ -40,6 +40,9 @@ where
         Command::Sim(args) => return crate::sim_command::run(args, stdout, stderr),
         Command::Run(args) => return crate::run_command::run(args, stderr),
         Command::Status { dir, json } => return crate::status_command::run(&dir, json, stdout, stderr),
+        Command::Report { dir, rows, columns } => {
+            return crate::status_command::report(&dir, rows.as_deref(), columns.as_deref(), stdout, stderr);
+        }
     };
     match outcome {
         Ok(exit) => exit,

@@ -62,6 +62,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Regenerate a run folder's results.csv and report.html (a self-contained video gallery).
+    Report {
+        /// The run's output folder (its --out).
+        dir: PathBuf,
+        /// Parameters down the side, comma-separated [default: prompt and its variables].
+        #[arg(long, value_name = "NAMES")]
+        rows: Option<String>,
+        /// Parameters across the top, comma-separated [default: the matrix's parameters].
+        #[arg(long, value_name = "NAMES")]
+        columns: Option<String>,
+    },
     /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
     Sim(SimArgs),
 }

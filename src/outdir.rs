@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub const JOURNAL: &str = "journal.jsonl";
 pub const RESULTS: &str = "results.csv";
+pub const REPORT: &str = "report.html";
 pub const VIDEOS: &str = "videos";
 const LOCK: &str = ".lock";
 

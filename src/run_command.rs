@@ -311,6 +311,24 @@ async fn run_async(mut args: RunArgs, stderr: &mut dyn Write) -> Exit {
         let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
     }
     let exit = exit_code(dispatcher.stop_reason(), dispatcher.jobs());
+    let ledger = dispatcher.ledger();
+    let status = crate::report::RunStatus::of_run(
+        &plan,
+        dispatcher.jobs(),
+        ledger.spent(),
+        ledger.reserved(),
+        ledger.cap(),
+        removed,
+    );
+    let gallery = crate::report::gallery_html(
+        &plan,
+        dispatcher.jobs(),
+        &crate::report::Axes::default_for(&plan),
+        &status,
+    );
+    if let Err(e) = out.write_atomic(crate::outdir::REPORT, gallery.as_bytes()) {
+        let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
+    }
     write_summary_json(&out, &plan, &dispatcher, removed, exit, started.elapsed(), stderr);
     let finished = dispatcher.jobs().iter().all(|j| j.phase.is_terminal());
     if finished {

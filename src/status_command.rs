@@ -1,5 +1,6 @@
-//! `kling-batch status DIR`: what a run folder holds, from its journal and the manifest it names,
-//! without touching the network or taking the folder's lock.
+//! `kling-batch status DIR` and `kling-batch report DIR`: what a run folder holds, from its
+//! journal and the manifest it names, without touching the network. `status` only reads; `report`
+//! takes the folder's lock and rewrites results.csv and report.html.
 
 use crate::exit::Exit;
 use crate::journal;
@@ -8,7 +9,13 @@ use crate::report::RunStatus;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
+struct Folder {
+    history: crate::journal::Replayed,
+    torn_tail_bytes: u64,
+    plan: Option<crate::plan::Plan>,
+}
+
+fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
     let journal_path = dir.join(JOURNAL);
     if !journal_path.is_file() {
         let _ = writeln!(
@@ -17,13 +24,13 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
             dir.display()
         );
         let _ = writeln!(stderr, "  hint: give the folder a run wrote to with --out");
-        return Exit::Invalid;
+        return Err(Exit::Invalid);
     }
     let (records, recovery) = match journal::read(&journal_path) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(stderr, "error: {e}\n  hint: {}", e.hint());
-            return Exit::Failure;
+            return Err(Exit::Failure);
         }
     };
     let history = journal::replay(&records);
@@ -38,15 +45,29 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
         .iter()
         .filter(|p| p.is_file())
         .find_map(|p| crate::app::load_plan(p).ok());
-    let file_ok = |id: &str| {
-        let recorded = history.jobs.get(id).and_then(|h| h.file.as_ref());
-        recorded.is_some_and(|(path, bytes, _)| std::fs::metadata(dir.join(path)).is_ok_and(|m| m.len() == *bytes))
+    Ok(Folder {
+        history,
+        torn_tail_bytes: recovery.torn_tail_bytes,
+        plan,
+    })
+}
+
+fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
+    let recorded = history.jobs.get(id).and_then(|h| h.file.as_ref());
+    recorded.is_some_and(|(path, bytes, _)| std::fs::metadata(dir.join(path)).is_ok_and(|m| m.len() == *bytes))
+}
+
+pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
+    let folder = match read_folder(dir, stderr) {
+        Ok(f) => f,
+        Err(exit) => return exit,
     };
-    let status = RunStatus::of_journal(&history, plan.as_ref(), &file_ok);
+    let (history, plan) = (&folder.history, folder.plan.as_ref());
+    let status = RunStatus::of_journal(history, plan, &|id| file_ok(dir, history, id));
     if json {
         let mut value = serde_json::to_value(&status).unwrap_or_default();
         value["folder"] = dir.display().to_string().into();
-        value["torn_tail_bytes"] = recovery.torn_tail_bytes.into();
+        value["torn_tail_bytes"] = folder.torn_tail_bytes.into();
         let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         let _ = write!(stdout, "{}", status.render(&dir.display().to_string()));
@@ -56,11 +77,11 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
                 "note: the manifest could not be read, so jobs never submitted are not counted"
             );
         }
-        if recovery.torn_tail_bytes > 0 {
+        if folder.torn_tail_bytes > 0 {
             let _ = writeln!(
                 stdout,
                 "note: the journal ends in a torn line ({} bytes) that a resume will drop",
-                recovery.torn_tail_bytes
+                folder.torn_tail_bytes
             );
         }
         if !status.finished
@@ -74,4 +95,71 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
         }
     }
     Exit::Success
+}
+
+pub fn report(
+    dir: &Path,
+    rows: Option<&str>,
+    columns: Option<&str>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Exit {
+    let folder = match read_folder(dir, stderr) {
+        Ok(f) => f,
+        Err(exit) => return exit,
+    };
+    let Some(plan) = folder.plan.as_ref() else {
+        let _ = writeln!(
+            stderr,
+            "error: the manifest of {} cannot be read, and the report is laid out from it",
+            dir.display()
+        );
+        let _ = writeln!(
+            stderr,
+            "  hint: put the manifest back where the run read it, or as manifest.yaml in the folder"
+        );
+        return Exit::Invalid;
+    };
+    let axes = match crate::report::parse_axes(plan, rows, columns) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let out = match crate::outdir::OutDir::open(dir) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(
+                stderr,
+                "error: {e}\n  hint: a running run writes report.html itself when it ends"
+            );
+            return Exit::Failure;
+        }
+    };
+    let history = &folder.history;
+    let jobs: Vec<crate::runner::JobRun> = plan
+        .jobs
+        .iter()
+        .map(|j| crate::runner::JobRun::at_rest(history.jobs.get(j.id.as_str()), file_ok(dir, history, j.id.as_str())))
+        .collect();
+    let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
+    let written = out
+        .write_atomic(crate::outdir::RESULTS, &crate::report::results_csv(plan, &jobs))
+        .and_then(|()| {
+            out.write_atomic(
+                crate::outdir::REPORT,
+                crate::report::gallery_html(plan, &jobs, &axes, &status).as_bytes(),
+            )
+        });
+    match written {
+        Ok(()) => {
+            let _ = writeln!(stdout, "{}", dir.join(crate::outdir::REPORT).display());
+            Exit::Success
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot write the report: {e}");
+            Exit::Failure
+        }
+    }
 }

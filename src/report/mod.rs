@@ -1,12 +1,14 @@
 //! What users see of a plan (and, later, of a run): text tables and JSON. Consumers only: this
 //! module never decides anything.
 
+mod gallery;
 mod plan;
 mod results;
 mod status;
 mod summary;
 mod table;
 
+pub use gallery::{Axes, escape, gallery_html, parse_axes};
 pub use plan::{cell, plan_json, plan_table};
 pub use results::{inert, results_csv};
 pub use status::{Failure, NextSteps, RunStatus};

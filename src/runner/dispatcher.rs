@@ -106,24 +106,12 @@ impl Dispatcher {
             plan: Arc::clone(&plan),
         };
         for (i, spec) in plan.jobs.iter().enumerate() {
-            let mut job = JobRun::queued();
             let Some(h) = history.jobs.get(spec.id.as_str()) else {
-                d.jobs.push(job);
+                d.jobs.push(JobRun::queued());
                 d.queue.push_back(i);
                 continue;
             };
-            job.attempt = h.attempt;
-            job.key = h.key.clone();
-            job.task_id = h.task_id.clone();
-            job.reserved = h.reserved;
-            job.cost = h.cost;
-            job.url = h.url.clone();
-            job.file = h.file.clone();
-            job.failure = h.failure.clone();
-            job.last_error = h.last_error.clone();
-            job.submitted_at = h.submitted_at.clone();
-            job.completed_at = h.completed_at.clone();
-            job.task_failures = h.failed_attempts.len() as u32;
+            let mut job = JobRun::from_history(h);
             let paid_but_not_on_disk = job.task_id.is_some() && job.cost.is_some();
             match h.phase {
                 None | Some(Phase::Waiting) => {
@@ -362,7 +350,7 @@ impl Dispatcher {
 
     /// Ends a job for good, releasing anything it still holds.
     fn fail(&mut self, job: usize, kind: FailureKind, message: String) {
-        tracing::warn!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
+        tracing::info!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
         let id = self.job_id(job);
         let j = &mut self.jobs[job];
         if matches!(j.phase, JobPhase::Submitting | JobPhase::Generating) {
@@ -432,7 +420,7 @@ impl Dispatcher {
             }
             Err(error) => match error.class() {
                 Class::Transient => {
-                    tracing::warn!(job = %id, error = %error, "create outcome unknown: re-sending with the same key");
+                    tracing::info!(job = %id, error = %error, "create outcome unknown: re-sending with the same key");
                     self.jobs[job].retries += 1;
                     self.jobs[job].last_error = Some(error.message());
                     if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
@@ -577,7 +565,7 @@ impl Dispatcher {
                 let attempt = j.attempt;
                 let retry = j.task_failures < self.settings.max_attempts;
                 self.in_flight = self.in_flight.saturating_sub(1);
-                tracing::warn!(job = %id, task = %view.id, %message, "task failed");
+                tracing::info!(job = %id, task = %view.id, %message, "task failed");
                 self.record(Record::AttemptFailed {
                     job: id.clone(),
                     attempt,

@@ -97,6 +97,46 @@ impl JobRun {
     }
 }
 
+impl JobRun {
+    /// What the journal recorded of a job; the phase is left `Queued` for the caller to decide.
+    pub fn from_history(h: &crate::journal::JobHistory) -> JobRun {
+        JobRun {
+            attempt: h.attempt,
+            key: h.key.clone(),
+            task_id: h.task_id.clone(),
+            reserved: h.reserved,
+            cost: h.cost,
+            url: h.url.clone(),
+            file: h.file.clone(),
+            failure: h.failure.clone(),
+            last_error: h.last_error.clone(),
+            submitted_at: h.submitted_at.clone(),
+            completed_at: h.completed_at.clone(),
+            task_failures: h.failed_attempts.len() as u32,
+            ..JobRun::queued()
+        }
+    }
+
+    /// A job as a folder shows it without running anything: `file_ok` says whether its recorded
+    /// video is on disk.
+    pub fn at_rest(h: Option<&crate::journal::JobHistory>, file_ok: bool) -> JobRun {
+        use crate::journal::Phase;
+        let Some(h) = h else { return JobRun::queued() };
+        let mut job = JobRun::from_history(h);
+        job.phase = match h.phase {
+            None | Some(Phase::Waiting) => JobPhase::Queued,
+            Some(Phase::Submitting) => JobPhase::Submitting,
+            Some(Phase::Submitted) => JobPhase::Generating,
+            Some(Phase::TimedOut) => JobPhase::TimedOut,
+            Some(Phase::Completed) => JobPhase::Downloading,
+            Some(Phase::Downloaded) if file_ok => JobPhase::Done,
+            Some(Phase::Downloaded) => JobPhase::Downloading,
+            Some(Phase::Failed) => JobPhase::Failed,
+        };
+        job
+    }
+}
+
 /// Work for the executor to start.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {

@@ -141,3 +141,58 @@ async fn a_canary_key_appears_in_no_log_line_no_file_and_no_other_origin() {
     );
     assert!(!logged.contains("sig="), "signed URL queries stay out of the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gallery_has_a_cell_per_job_and_escapes_prompt_text() {
+    let manifest = r#"
+defaults: { model: kling-3.0, duration_seconds: 5 }
+prompts: ["<script>alert(1)</script> a lake", "=HYPERLINK(\"x\") a river", "a sea & a storm"]
+matrix: { aspect_ratio: ["16:9", "9:16"] }
+"#;
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 9;
+            c.faults.task_failure_rate = 0.4;
+        },
+        manifest,
+    )
+    .await;
+    let out = env.run(&["--max-attempts", "1", "--concurrency", "1"]).await;
+    assert!(matches!(out.code, Some(0 | 7)), "{}", out.stderr);
+    let page = std::fs::read_to_string(env.out.join("report.html")).expect("run writes report.html");
+    let rows = env.results();
+    let completed = rows.iter().filter(|r| r["status"] == "completed").count();
+    let failed = rows.iter().filter(|r| r["status"] == "failed").count();
+    assert_eq!(page.matches("<figure class=\"cell").count(), 6);
+    assert_eq!(page.matches("<video ").count(), completed);
+    assert_eq!(page.matches("class=\"cell failed\"").count(), failed);
+    assert!(
+        failed > 0 && completed > 0,
+        "both kinds of cell are shown ({completed} completed, {failed} failed)"
+    );
+    assert!(!page.contains("<script>alert"), "prompt text is escaped");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page loads nothing from the network"
+    );
+
+    // `report` rewrites it with other axes.
+    std::fs::remove_file(env.out.join("report.html")).unwrap();
+    let out = crate::common::run(&[
+        "report",
+        env.out.to_str().unwrap(),
+        "--rows",
+        "aspect_ratio",
+        "--columns",
+        "prompt",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let page = std::fs::read_to_string(env.out.join("report.html")).unwrap();
+    assert_eq!(
+        page.matches("<th class=\"row\">").count(),
+        2,
+        "one row per aspect ratio"
+    );
+    assert_eq!(page.matches("<figure class=\"cell").count(), 6);
+}

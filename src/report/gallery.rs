@@ -1,0 +1,216 @@
+//! `report.html`: a self-contained gallery (inline CSS and script, no network, works from
+//! `file://`). Prompts run down, swept parameters across; each cell holds the job's video with its
+//! parameters, cost and status, or the error of a failed job. A header gives the totals.
+
+use super::plan::cell;
+use super::status::RunStatus;
+use crate::plan::{JobSpec, Plan};
+use crate::runner::{JobPhase, JobRun};
+use std::fmt::Write;
+
+/// Which parameters name the rows and which the columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Axes {
+    pub rows: Vec<String>,
+    pub columns: Vec<String>,
+}
+
+impl Axes {
+    /// Rows: the prompt and its template variables; columns: the matrix's parameters.
+    pub fn default_for(plan: &Plan) -> Axes {
+        let vars: Vec<String> = plan
+            .jobs
+            .iter()
+            .flat_map(|j| j.params.keys())
+            .filter(|k| !is_request_key(k))
+            .cloned()
+            .collect();
+        let mut rows = vec!["prompt".to_string()];
+        for v in vars {
+            if !rows.contains(&v) {
+                rows.push(v);
+            }
+        }
+        let columns = plan.swept.iter().filter(|s| !rows.contains(s)).cloned().collect();
+        Axes { rows, columns }
+    }
+}
+
+fn is_request_key(name: &str) -> bool {
+    name == "endpoint" || crate::kling::field(name).is_some()
+}
+
+fn value_of(job: &JobSpec, axis: &str) -> String {
+    match axis {
+        "prompt" => job.label.clone(),
+        "endpoint" => job.endpoint.to_string(),
+        _ => job
+            .params
+            .get(axis)
+            .or_else(|| job.request.get(axis))
+            .map_or("-".to_string(), |v| cell(Some(v))),
+    }
+}
+
+fn key(job: &JobSpec, axes: &[String]) -> Vec<String> {
+    axes.iter().map(|a| value_of(job, a)).collect()
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn label(axes: &[String], values: &[String]) -> String {
+    axes.iter()
+        .zip(values)
+        .filter(|(a, v)| *a == "prompt" || *v != "-")
+        .map(|(a, v)| {
+            if a == "prompt" {
+                escape(v)
+            } else {
+                format!("{}={}", escape(a), escape(v))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+fn unique_in_order(keys: impl Iterator<Item = Vec<String>>) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for k in keys {
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}\
+h1{font-size:1.4rem;margin:0 0 .3rem}.totals{color:#555;margin:0 0 1rem}\
+table.grid{border-collapse:collapse}th,td{border:1px solid #ddd;padding:.4rem;vertical-align:top}\
+thead th{background:#f0f0f0;font-weight:600;text-align:left}th.row{max-width:16rem;text-align:left;font-weight:500}\
+figure.cell{margin:0 0 .4rem;width:240px}figure.cell video{width:240px;height:135px;background:#000;display:block}\
+figcaption{font-size:12px;color:#444;word-break:break-all}.failed .error{color:#a00;background:#fee;padding:.5rem;min-height:4rem}\
+.pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}";
+
+pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatus) -> String {
+    let rows = unique_in_order(plan.jobs.iter().map(|j| key(j, &axes.rows)));
+    let columns = unique_in_order(plan.jobs.iter().map(|j| key(j, &axes.columns)));
+    let title = escape(plan.name.as_deref().unwrap_or("kling-batch run"));
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title} — kling-batch</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+    );
+    let count = |s: &str| status.states.get(s).copied().unwrap_or(0);
+    let cap = status.cap_usd.map_or(String::new(), |c| format!(" of ${c:.2} cap"));
+    let _ = writeln!(
+        html,
+        "<header><h1>{title}</h1><p class=\"totals\">{} jobs · {} completed · {} failed · spent ${:.2}{cap}</p></header>",
+        status.jobs,
+        count("completed"),
+        count("failed"),
+        status.spent_usd
+    );
+    html.push_str("<table class=\"grid\">\n<thead><tr><th>");
+    html.push_str(&axes.rows.iter().map(|a| escape(a)).collect::<Vec<_>>().join(" / "));
+    html.push_str("</th>");
+    for column in &columns {
+        let _ = write!(html, "<th>{}</th>", label(&axes.columns, column));
+    }
+    html.push_str("</tr></thead>\n<tbody>\n");
+    for row in &rows {
+        let _ = write!(html, "<tr><th class=\"row\">{}</th>", label(&axes.rows, row));
+        for column in &columns {
+            html.push_str("<td>");
+            for (spec, job) in plan.jobs.iter().zip(jobs) {
+                if key(spec, &axes.rows) == *row && key(spec, &axes.columns) == *column {
+                    html.push_str(&cell_html(spec, job));
+                }
+            }
+            html.push_str("</td>");
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</tbody>\n</table>\n");
+    // Counts the cells once rendered; the browser test reads these attributes.
+    html.push_str("<script>document.body.dataset.cells=document.querySelectorAll('figure.cell').length;document.body.dataset.videos=document.querySelectorAll('figure.cell video').length;</script>\n");
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+fn cell_html(spec: &JobSpec, job: &JobRun) -> String {
+    let mut caption = escape(spec.id.as_str());
+    for (name, value) in &spec.params {
+        let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));
+    }
+    if let Some(cost) = job.cost {
+        let _ = write!(caption, "<br>{cost}");
+    }
+    let _ = write!(caption, " · {}", job.phase.as_str());
+    let body = match (job.phase, &job.file) {
+        (JobPhase::Done, Some((path, _, _))) => format!(
+            "<video src=\"{}\" controls muted loop playsinline preload=\"metadata\" title=\"{}\"></video>",
+            escape(path),
+            escape(spec.prompt().unwrap_or(""))
+        ),
+        (JobPhase::Failed, _) => {
+            let error = job
+                .failure
+                .as_ref()
+                .map_or("failed".to_string(), |(k, m)| format!("{}: {m}", k.as_str()));
+            format!("<div class=\"error\">{}</div>", escape(&error))
+        }
+        (phase, _) => format!("<div class=\"pending\">{}</div>", phase.as_str()),
+    };
+    let class = match job.phase {
+        JobPhase::Done => "completed",
+        JobPhase::Failed => "failed",
+        _ => "pending",
+    };
+    format!("<figure class=\"cell {class}\">{body}<figcaption>{caption}</figcaption></figure>")
+}
+
+/// Parses `--rows`/`--columns` lists, checking each name is a parameter the plan has.
+pub fn parse_axes(plan: &Plan, rows: Option<&str>, columns: Option<&str>) -> Result<Axes, String> {
+    let defaults = Axes::default_for(plan);
+    let known = |name: &str| {
+        name == "prompt"
+            || name == "endpoint"
+            || plan.swept.iter().any(|s| s == name)
+            || plan.jobs.iter().any(|j| j.request.contains_key(name))
+    };
+    let list = |text: Option<&str>, fallback: Vec<String>| -> Result<Vec<String>, String> {
+        let Some(text) = text else { return Ok(fallback) };
+        let names: Vec<String> = text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        match names.iter().find(|n| !known(n)) {
+            Some(bad) => Err(format!(
+                "`{bad}` is not a parameter of this run (try prompt, model or one of: {})",
+                plan.swept.join(", ")
+            )),
+            None => Ok(names),
+        }
+    };
+    let rows = list(rows, defaults.rows)?;
+    let columns = list(
+        columns,
+        defaults.columns.into_iter().filter(|c| !rows.contains(c)).collect(),
+    )?;
+    Ok(Axes { rows, columns })
+}
