@@ -34,11 +34,12 @@ where
         let _ = writeln!(stderr, "error: {e}");
         return Exit::Usage;
     }
+    let quiet = cli.quiet;
     let outcome = match cli.command {
         Command::Plan { manifest, json } => plan_command(&manifest, json, stdout),
         Command::Validate { manifest } => validate_command(&manifest, stdout),
         Command::Sim(args) => return crate::sim_command::run(args, stdout, stderr),
-        Command::Run(args) => return crate::run_command::run(args, stderr),
+        Command::Run(args) => return crate::run_command::run(args, quiet, stderr),
         Command::Status { dir, json } => return crate::status_command::run(&dir, json, stdout, stderr),
         Command::Report { dir, rows, columns } => {
             return crate::status_command::report(&dir, rows.as_deref(), columns.as_deref(), stdout, stderr);

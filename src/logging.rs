@@ -38,7 +38,7 @@ pub fn init(cli: &Cli) -> Result<(), String> {
             let file = std::sync::Arc::new(Mutex::new(file));
             Box::new(move || Box::new(SharedFile(std::sync::Arc::clone(&file))) as Box<dyn std::io::Write>)
         }
-        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn std::io::Write>),
+        None => Box::new(|| Box::new(ThroughProgress) as Box<dyn std::io::Write>),
     };
     let make_writer = move || writer();
     let result = match cli.log_format {
@@ -56,6 +56,19 @@ pub fn init(cli: &Cli) -> Result<(), String> {
             .try_init(),
     };
     result.map_err(|e| e.to_string())
+}
+
+/// Stderr, written around the live progress display so log lines never garble it.
+struct ThroughProgress;
+
+impl std::io::Write for ThroughProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::report::write_stderr(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct SharedFile(std::sync::Arc<Mutex<std::fs::File>>);

@@ -25,7 +25,7 @@ const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_RATE: f64 = 2.0;
 const SIMULATE_TIME_SCALE: f64 = 100.0;
 
-pub fn run(args: RunArgs, stderr: &mut dyn Write) -> Exit {
+pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -33,7 +33,7 @@ pub fn run(args: RunArgs, stderr: &mut dyn Write) -> Exit {
             return Exit::Failure;
         }
     };
-    runtime.block_on(run_async(args, stderr))
+    runtime.block_on(run_async(args, quiet, stderr))
 }
 
 fn fail(stderr: &mut dyn Write, message: impl std::fmt::Display, hint: &str, exit: Exit) -> Exit {
@@ -79,7 +79,7 @@ fn new_run_id() -> String {
     crate::download::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
-async fn run_async(mut args: RunArgs, stderr: &mut dyn Write) -> Exit {
+async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
     let started = Instant::now();
     let given_out = args.out.clone();
     args.out = crate::outdir::expand_template(&args.out, std::time::SystemTime::now());
@@ -292,16 +292,15 @@ async fn run_async(mut args: RunArgs, stderr: &mut dyn Write) -> Exit {
         return Exit::Interrupted;
     }
     let mut signals = listen_for_interrupts();
-    let mut last_progress = String::new();
+    let finished_before = dispatcher.jobs().iter().filter(|j| j.phase.is_terminal()).count();
+    let mut progress = crate::report::Progress::new(plan.jobs.len(), finished_before, quiet);
     execute(&mut dispatcher, &ctx, &mut signals, |d| {
         let _ = out.write_atomic(RESULTS, &results_csv(&plan, d.jobs()));
-        let line = progress_line(d);
-        if line != last_progress {
-            eprintln!("{line}");
-            last_progress = line;
-        }
+        progress.update(&snapshot(d), false);
     })
     .await;
+    progress.update(&snapshot(&dispatcher), true);
+    progress.finish();
     drop(ctx);
     let journal_result = match Arc::try_unwrap(writer) {
         Ok(w) => w.finish(),
@@ -420,29 +419,26 @@ fn confirm(args: &RunArgs, estimate: Money, jobs: usize, stderr: &mut dyn Write)
         && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// One plain line of where the run stands.
-fn progress_line(d: &Dispatcher) -> String {
-    let mut counts = [0usize; 4];
+/// Where the run stands, for the progress display.
+fn snapshot(d: &Dispatcher) -> crate::report::Snapshot {
+    let mut s = crate::report::Snapshot {
+        total: d.jobs().len(),
+        spent: d.ledger().spent(),
+        cap: d.ledger().cap(),
+        ..Default::default()
+    };
     for job in d.jobs() {
-        let slot = match job.phase {
-            JobPhase::Done => 0,
-            JobPhase::Failed => 1,
-            JobPhase::Submitting | JobPhase::Generating => 2,
-            JobPhase::Downloading => 3,
-            _ => continue,
-        };
-        counts[slot] += 1;
+        match job.phase {
+            JobPhase::Done => s.done += 1,
+            JobPhase::Failed => s.failed += 1,
+            JobPhase::Queued => s.queued += 1,
+            JobPhase::Submitting => s.submitting += 1,
+            JobPhase::Generating => s.generating += 1,
+            JobPhase::Downloading => s.downloading += 1,
+            JobPhase::TimedOut | JobPhase::Unresolved => {}
+        }
     }
-    let spent = d.ledger().spent();
-    let cap = d.ledger().cap().map_or(String::new(), |c| format!(" of {c}"));
-    format!(
-        "progress: {}/{} done · {} generating · {} downloading · {} failed · spent {spent}{cap}",
-        counts[0],
-        d.jobs().len(),
-        counts[2],
-        counts[3],
-        counts[1]
-    )
+    s
 }
 
 fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun]) -> Exit {
@@ -484,11 +480,11 @@ fn listen_for_interrupts() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
             }
             presses = presses.saturating_add(1);
             match presses {
-                1 => eprintln!(
-                    "\ninterrupted: no new submissions; finishing what is in flight (Ctrl-C again to stop now)"
+                1 => crate::report::print_line(
+                    "interrupted: no new submissions; finishing what is in flight (Ctrl-C again to stop now)",
                 ),
-                2 => eprintln!(
-                    "\nstopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)"
+                2 => crate::report::print_line(
+                    "stopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)",
                 ),
                 _ => std::process::exit(i32::from(Exit::Interrupted.code())),
             }

@@ -3,6 +3,7 @@
 
 mod gallery;
 mod plan;
+mod progress;
 mod results;
 mod status;
 mod summary;
@@ -10,6 +11,7 @@ mod table;
 
 pub use gallery::{Axes, escape, gallery_html, parse_axes};
 pub use plan::{cell, plan_json, plan_table};
+pub use progress::{Progress, Snapshot, print_line, write_stderr};
 pub use results::{inert, results_csv};
 pub use status::{Failure, NextSteps, RunStatus};
 pub use summary::{RunSummary, render_summary};

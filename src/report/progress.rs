@@ -1,0 +1,181 @@
+//! The live view of a run on stderr. On a terminal: one indicatif bar with jobs by state, spend
+//! against the cap, videos per minute and an ETA; log lines and notices print through it
+//! (`print_line`), never over it. Elsewhere (cron, CI, `| tee`): a plain line when something
+//! changed, at most every few seconds, and always the last one.
+
+use crate::money::Money;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Prints a line on stderr without garbling the live display.
+pub fn print_line(line: &str) {
+    write_stderr(format!("{line}\n").as_bytes());
+}
+
+/// Writes to stderr around the live display, if there is one.
+pub fn write_stderr(bytes: &[u8]) {
+    let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match bar {
+        Some(bar) => bar.suspend(|| {
+            let _ = std::io::stderr().write_all(bytes);
+        }),
+        None => {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+    }
+}
+
+/// Counts for one look at the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub queued: usize,
+    pub submitting: usize,
+    pub generating: usize,
+    pub downloading: usize,
+    pub spent: Money,
+    pub cap: Option<Money>,
+}
+
+impl Snapshot {
+    fn in_flight(&self) -> usize {
+        self.submitting + self.generating + self.downloading
+    }
+
+    /// `progress: 5/12 done · 2 generating · 0 downloading · 1 failed · spent $3.50 of $4.00`, and
+    /// while work is in flight, the pace and an ETA.
+    pub fn line(&self, finished_this_run: usize, elapsed: Duration) -> String {
+        let cap = self.cap.map_or(String::new(), |c| format!(" of {c}"));
+        let mut line = format!(
+            "progress: {}/{} done · {} generating · {} downloading · {} failed · spent {}{cap}",
+            self.done,
+            self.total,
+            self.submitting + self.generating,
+            self.downloading,
+            self.failed,
+            self.spent
+        );
+        line.push_str(&self.pace(finished_this_run, elapsed));
+        line
+    }
+
+    fn pace(&self, finished_this_run: usize, elapsed: Duration) -> String {
+        let minutes = elapsed.as_secs_f64() / 60.0;
+        if self.in_flight() == 0 || finished_this_run == 0 || minutes <= 0.0 {
+            return String::new();
+        }
+        let per_minute = finished_this_run as f64 / minutes;
+        let left = (self.total - self.done - self.failed) as f64;
+        let eta = Duration::from_secs_f64((left / per_minute * 60.0).min(1e7));
+        format!(" · {per_minute:.1} videos/min · ETA {}", short(eta))
+    }
+}
+
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    finished_at_start: usize,
+    last_line: String,
+    last_at: Option<Instant>,
+    every: Duration,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal (and `TERM` is not `dumb`), plain lines otherwise.
+    pub fn new(total: usize, finished_at_start: usize, quiet: bool) -> Progress {
+        let terminal = std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
+        let bar = (terminal && !quiet).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr_with_hz(4));
+            let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("█▉▊▋▌▍▎▏ ");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            finished_at_start,
+            last_line: String::new(),
+            last_at: None,
+            every: if quiet { Duration::MAX } else { Duration::from_secs(5) },
+        }
+    }
+
+    pub fn update(&mut self, s: &Snapshot, last: bool) {
+        let finished = (s.done + s.failed).saturating_sub(self.finished_at_start);
+        let line = s.line(finished, self.started.elapsed());
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((s.done + s.failed) as u64);
+                bar.set_message(
+                    line.trim_start_matches("progress: ")
+                        .split(" done · ")
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_string(),
+                );
+            }
+            None => {
+                let due = self.last_at.is_none_or(|t| t.elapsed() >= self.every);
+                if line != self.last_line && (due || last) && self.every != Duration::MAX {
+                    print_line(&line);
+                    self.last_line = line;
+                    self.last_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Clears the bar before the summary is printed.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_show_pace_only_while_work_is_in_flight() {
+        let mut s = Snapshot {
+            total: 10,
+            done: 4,
+            generating: 2,
+            queued: 4,
+            spent: Money::from_cents(280),
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            s.line(4, Duration::from_secs(60)),
+            "progress: 4/10 done · 2 generating · 0 downloading · 0 failed · spent $2.80 · 4.0 videos/min · ETA 1m30s"
+        );
+        s.generating = 0;
+        s.cap = Some(Money::from_cents(300));
+        assert_eq!(
+            s.line(4, Duration::from_secs(60)),
+            "progress: 4/10 done · 0 generating · 0 downloading · 0 failed · spent $2.80 of $3.00"
+        );
+    }
+}
