@@ -5,6 +5,7 @@ mod common;
 mod expansion;
 mod plan_output;
 mod properties;
+mod reliability;
 mod report;
 mod run;
 mod sim;

@@ -1,0 +1,138 @@
+//! The promises under abuse: abrupt exits at each named crash point followed by a resume,
+//! spreadsheet formulas in prompts, and inputs that must never panic the parsers.
+
+use crate::common::{TWELVE_JOBS, TestEnv};
+use kling_batch::sim::Faults;
+use proptest::prelude::*;
+
+/// Every named crash point in the runner (see `crash::point`).
+const CRASH_POINTS: &[&str] = &[
+    "journal.before_write",
+    "submit.after_intent",
+    "submit.after_post",
+    "download.mid",
+    "download.before_rename",
+    "results.before_rename",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abrupt_exit_at_every_crash_point_resumes_without_loss_or_double_pay() {
+    for point in CRASH_POINTS {
+        for nth in [1, 4] {
+            let env = TestEnv::new(
+                |c| {
+                    c.video_bytes = 200_000;
+                    c.faults = Faults {
+                        truncate_download_rate: 0.2,
+                        task_failure_rate: 0.1,
+                        ..Faults::default()
+                    };
+                },
+                TWELVE_JOBS,
+            )
+            .await;
+            let crashed = env
+                .command(&["--concurrency", "4"])
+                .env("KLING_BATCH_CRASH_AT", format!("{point}:{nth}"))
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(
+                crashed.status.code(),
+                None,
+                "{point}:{nth} should abort the process:\n{}",
+                String::from_utf8_lossy(&crashed.stderr)
+            );
+            let resumed = env.run(&["--concurrency", "4"]).await;
+            assert!(
+                matches!(resumed.code, Some(0 | 7)),
+                "resume after {point}:{nth}: {:?}\n{}",
+                resumed.code,
+                resumed.stderr
+            );
+            env.check_invariants(None);
+            assert_eq!(env.results().len(), 12);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formulas_in_prompts_come_out_inert_in_results_csv() {
+    let dangerous = [
+        "=1+1 a lake",
+        "+SUM(A1) a river",
+        "-2 a sea",
+        "@cmd a forest",
+        "\tTAB a desert",
+        "\rCR a glacier",
+    ];
+    let prompts: Vec<String> = dangerous.iter().map(|p| serde_json::to_string(p).unwrap()).collect();
+    let manifest = format!("defaults: {{ model: kling-3.0 }}\nprompts: [{}]\n", prompts.join(", "));
+    let env = TestEnv::new(|_| {}, &manifest).await;
+    assert_eq!(env.run(&[]).await.code, Some(0));
+    let rows = env.results();
+    assert_eq!(rows.len(), dangerous.len());
+    for row in rows {
+        assert!(row["prompt"].starts_with('\''), "not neutralised: {:?}", row["prompt"]);
+        assert!(
+            dangerous.contains(&&row["prompt"][1..]),
+            "the text itself is kept: {:?}",
+            row["prompt"]
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_journal_reader_never_panics_and_keeps_every_intact_record(
+        good in 0usize..5,
+        tail in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let record = kling_batch::journal::Record::TimedOut { job: "j".into(), task_id: "t".into(), at: "a".into() };
+        let mut bytes: Vec<u8> = Vec::new();
+        for _ in 0..good {
+            bytes.extend(record.to_line().as_bytes());
+            bytes.push(b'\n');
+        }
+        bytes.extend(&tail);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        match kling_batch::journal::read(&path) {
+            // A tail without a newline is a torn line: cut, never the records before it.
+            Ok((records, recovery)) => {
+                prop_assert!(records.len() >= good, "an intact record before the damage was lost");
+                prop_assert!(recovery.valid_len as usize >= good * (record.to_line().len() + 1));
+                prop_assert!(recovery.valid_len as usize <= bytes.len());
+            }
+            // Garbage followed by more lines is corruption, reported with its line number.
+            Err(e) => prop_assert!(e.to_string().contains("journal.jsonl:")),
+        }
+    }
+
+    #[test]
+    fn the_manifest_reader_never_panics(text in "(\\PC|\n|\t| ){0,400}") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.yaml");
+        std::fs::write(&path, &text).unwrap();
+        if let Ok(manifest) = kling_batch::manifest::load(&path) {
+            let _ = kling_batch::plan::expand(&manifest);
+        }
+    }
+
+    #[test]
+    fn manifests_of_real_keys_with_random_values_never_panic(
+        key in prop::sample::select(vec!["model", "duration_seconds", "aspect_ratio", "prompt", "vars", "matrix", "repeat", "id", "endpoint", "multi_prompt", "limits"]),
+        value in "(\\PC){0,40}",
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.yaml");
+        let text = format!("defaults: {{ model: kling-3.0 }}\nprompts:\n  - prompt: a lake\n    {key}: {value}\nmatrix:\n  {key}: [{value}]\n");
+        std::fs::write(&path, text).unwrap();
+        if let Ok(manifest) = kling_batch::manifest::load(&path) {
+            let _ = kling_batch::plan::expand(&manifest);
+        }
+    }
+}
