@@ -4,6 +4,8 @@
 # gallery in headless Chromium (installed from Debian's packages if missing).
 set -euo pipefail
 cd "$(dirname "$0")"
+# The SIGKILL/resume suite's cycle count (see RELIABILITY.md).
+export KLING_BATCH_KILL_CYCLES="${KLING_BATCH_KILL_CYCLES:-200}"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
