@@ -57,6 +57,11 @@ pub fn read(path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
     parse(&bytes, path)
 }
 
+/// Parses journal bytes that did not come from a file (fuzzing, tests).
+pub fn parse_bytes(bytes: &[u8]) -> Result<(Vec<Record>, Recovery), JournalError> {
+    parse(bytes, Path::new("journal.jsonl"))
+}
+
 /// Parses journal bytes (the pure part of `read`).
 pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
     let mut records = Vec::new();
