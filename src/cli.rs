@@ -103,6 +103,10 @@ pub struct RunArgs {
     /// Attempts per job when tasks end `failed` (failed tasks are not billed).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_attempts: u32,
+    /// How long one API request may take before its outcome counts as unknown (creates are then
+    /// re-sent with the same key).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// A task still generating after this long is left for a rerun to pick up.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub task_deadline: Duration,

@@ -231,7 +231,11 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     let files_ok = verify_files(&plan, &history, &out);
 
     let pacer = Arc::new(Pacer::new(rate));
-    let api = match RunApi::new(credentials, Arc::clone(&pacer), Duration::from_secs(60)) {
+    let api = match RunApi::new(
+        credentials,
+        Arc::clone(&pacer),
+        args.request_timeout.max(Duration::from_millis(50)),
+    ) {
         Ok(a) => Arc::new(a),
         Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
     };

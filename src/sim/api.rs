@@ -203,6 +203,15 @@ pub async fn get_task(
         Err(r) => return r,
     };
     let now = shared.clock.now();
+    let weird = {
+        let mut state = shared.lock();
+        let rate = state.faults.weird_answer_rate;
+        state.draw(rate).then(|| state.pick(5))
+    };
+    if let Some(kind) = weird {
+        shared.lock().counters.weird_answers += 1;
+        return weird_answer(kind, &id);
+    }
     let task = {
         let mut state = shared.lock();
         state.settle_due(now);
@@ -218,6 +227,25 @@ pub async fn get_task(
         &task.id,
         task.client_request_id.as_deref(),
     )
+}
+
+/// A status answer a careless or broken service might give.
+fn weird_answer(kind: u64, id: &str) -> Response {
+    match kind {
+        0 => {
+            let padding = "x".repeat(2 << 20);
+            Json(json!({"id": id, "status": "processing", "padding": padding})).into_response()
+        }
+        1 => Json(json!({"id": id, "status": "thinking"})).into_response(),
+        2 => (StatusCode::OK, "<html><body>ok</body></html>").into_response(),
+        3 => Json(json!({"unexpected": true})).into_response(),
+        _ => {
+            let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "try later");
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("soon-ish"));
+            r
+        }
+    }
 }
 
 pub async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -52,6 +52,9 @@ pub struct Faults {
     pub ignore_range: bool,
     /// How long a signed video URL stays valid, in real seconds.
     pub url_ttl_seconds: u64,
+    /// Probability that a status answer is hostile: a 2 MiB body, an unknown status, HTML, a body
+    /// without an id, or a 503 with a garbage `Retry-After`. The task itself is unaffected.
+    pub weird_answer_rate: f64,
 }
 
 impl Default for Faults {
@@ -69,6 +72,7 @@ impl Default for Faults {
             truncate_download_rate: 0.0,
             ignore_range: false,
             url_ttl_seconds: 3600,
+            weird_answer_rate: 0.0,
         }
     }
 }

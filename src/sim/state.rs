@@ -264,6 +264,11 @@ impl State {
         self.rng.chance(probability)
     }
 
+    /// A number below `n`.
+    pub fn pick(&mut self, n: u64) -> u64 {
+        self.rng.next_u64() % n.max(1)
+    }
+
     /// Creates a task for a validated request, or replays the one an Idempotency-Key made.
     pub fn create(
         &mut self,

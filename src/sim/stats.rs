@@ -17,6 +17,7 @@ pub struct Counters {
     pub rate_limited: u64,
     pub server_errors: u64,
     pub dropped_connections: u64,
+    pub weird_answers: u64,
     pub polls: u64,
     pub downloads: u64,
     pub truncated_downloads: u64,

@@ -136,3 +136,63 @@ proptest! {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_answers_slow_responses_and_servers_ignoring_range_are_survived() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 21;
+            c.video_bytes = 200_000;
+            c.faults = Faults {
+                weird_answer_rate: 0.3,
+                ignore_range: true,
+                truncate_download_rate: 0.3,
+                slow_rate: 0.1,
+                slow_ms: 1_500,
+                ..Faults::default()
+            };
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    let out = env.run(&["--request-timeout", "400ms", "--concurrency", "6"]).await;
+    assert!(matches!(out.code, Some(0 | 7)), "{:?}\n{}", out.code, out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    env.check_invariants(None);
+    let stats = env.sim.stats();
+    assert!(stats.counters.weird_answers > 0, "hostile answers were given");
+    assert!(
+        stats.counters.truncated_downloads > 0,
+        "downloads were cut and restarted from zero"
+    );
+    assert_eq!(
+        env.results().iter().filter(|r| r["status"] == "completed").count(),
+        12,
+        "none of it fails a job"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_run_cleanly_and_a_resume_finishes() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let manifest = kling_batch::manifest::load(&env.manifest).unwrap();
+    let plan = kling_batch::plan::expand(&manifest).unwrap();
+    let videos = env.out.join("videos");
+    std::fs::create_dir_all(&videos).unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let part = videos.join(format!("{}.mp4.part", plan.jobs[0].id));
+    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+    let out = env.run(&["--concurrency", "1"]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("disk is full"), "{}", out.stderr);
+    assert!(out.stderr.contains("resume with:"), "{}", out.stderr);
+    std::fs::remove_file(&part).unwrap();
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    assert_eq!(
+        env.sim.stats().counters.tasks_created,
+        12,
+        "the resume paid for nothing twice"
+    );
+}
