@@ -239,7 +239,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         Ok(a) => Arc::new(a),
         Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
     };
-    let reservations = quote_reservations(&api, &plan, stderr).await;
+    let reservations = quote_reservations(&api, &plan, &history, stderr).await;
     let estimates = reservations.clone();
     let settings = Settings {
         run_id,
@@ -528,12 +528,18 @@ fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
         .collect()
 }
 
-/// What each job reserves: the service's quote for its priced shape (asked once per shape), or
-/// the built-in estimate when quotes are unavailable.
-async fn quote_reservations(api: &RunApi, plan: &Plan, stderr: &mut dyn Write) -> Vec<Money> {
+/// What each job reserves: the service's quote for its priced shape (asked once per shape, and
+/// only for jobs that may still be submitted), or the built-in estimate when there is no quote.
+async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stderr: &mut dyn Write) -> Vec<Money> {
     let mut per_second: HashMap<crate::pricing::PricedShape, Option<f64>> = HashMap::new();
     let mut warned = false;
-    for job in &plan.jobs {
+    let to_submit = |id: &str| {
+        history
+            .jobs
+            .get(id)
+            .is_none_or(|h| matches!(h.phase, None | Some(journal::Phase::Waiting)))
+    };
+    for job in plan.jobs.iter().filter(|j| to_submit(j.id.as_str())) {
         let shape = priced_shape(job.endpoint, &job.request);
         if per_second.contains_key(&shape) {
             continue;
