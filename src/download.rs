@@ -3,6 +3,7 @@
 //! partial file is continued with `Range` when the server answers 206 at the right offset, else
 //! started again. The API key is never sent: this client has no credentials at all.
 
+use crate::hex::hex;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -74,10 +75,6 @@ pub fn verify(folder: &Path, relative: &str, bytes: u64, sha256: &str) -> bool {
         Ok((len, hasher)) => len == bytes && hex(&hasher.finalize()) == sha256,
         Err(_) => false,
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn content_range_start(value: Option<&reqwest::header::HeaderValue>) -> Option<u64> {

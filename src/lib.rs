@@ -13,6 +13,7 @@ pub mod crash;
 pub mod credentials;
 pub mod download;
 pub mod exit;
+pub mod hex;
 pub mod journal;
 pub mod kling;
 pub mod logging;

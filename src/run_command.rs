@@ -76,7 +76,7 @@ fn resume_command(given_out: &std::path::Path, out: &std::path::Path) -> String 
 
 fn new_run_id() -> String {
     let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
-    crate::download::hex(&Sha256::digest(seed.as_bytes())[..6])
+    crate::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
 async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {

@@ -108,7 +108,7 @@ pub fn request_hash(endpoint: Endpoint, request: &Map<String, Value>) -> String 
     doc.insert("endpoint".into(), Value::String(endpoint.as_str().into()));
     doc.insert("request".into(), Value::Object(request.clone()));
     let digest = Sha256::digest(canonical_json(&Value::Object(doc)).as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&digest[..8])
 }
 
 /// A readable, filesystem-safe fragment of `text`: lowercase ASCII words joined by `-`, cut at a

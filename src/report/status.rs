@@ -59,6 +59,15 @@ fn failures(reasons: impl Iterator<Item = String>) -> Vec<Failure> {
     list
 }
 
+/// The failed jobs of a run, grouped by reason, most common first.
+pub fn failure_groups(jobs: &[JobRun]) -> Vec<Failure> {
+    failures(jobs.iter().filter(|j| j.phase == JobPhase::Failed).map(|j| {
+        j.failure
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), |(k, m)| reason(*k, m))
+    }))
+}
+
 fn reason(kind: FailureKind, message: &str) -> String {
     format!("{}: {message}", kind.as_str())
 }
@@ -98,10 +107,7 @@ impl RunStatus {
             spent_usd: spent.usd(),
             reserved_usd: reserved.usd(),
             cap_usd: cap.map(Money::usd),
-            failures: failures(
-                jobs.iter()
-                    .filter_map(|j| j.failure.as_ref().map(|(k, m)| reason(*k, m))),
-            ),
+            failures: failure_groups(jobs),
             finished: jobs.iter().all(|j| j.phase.is_terminal()),
             next,
             removed,

@@ -64,20 +64,11 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
         s.out.join("videos").display(),
         s.out.join("results.csv").display()
     );
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    for job in s.jobs.iter().filter(|j| j.phase == JobPhase::Failed) {
-        let reason = job
-            .failure
-            .as_ref()
-            .map_or("unknown".to_string(), |(k, m)| format!("{}: {m}", k.as_str()));
-        *failures.entry(reason).or_default() += 1;
-    }
-    if !failures.is_empty() {
+    let groups = super::status::failure_groups(s.jobs);
+    if !groups.is_empty() {
         let _ = writeln!(out, "failures:");
-        let mut groups: Vec<_> = failures.into_iter().collect();
-        groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (reason, n) in groups.iter().take(8) {
-            let _ = writeln!(out, "  {n} × {reason}");
+        for group in groups.iter().take(8) {
+            let _ = writeln!(out, "  {} × {}", group.jobs, group.reason);
         }
         if groups.len() > 8 {
             let _ = writeln!(out, "  … and {} other reasons (see results.csv)", groups.len() - 8);

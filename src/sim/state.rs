@@ -4,6 +4,7 @@
 
 use super::config::{Faults, GenerationTime, RetryAfterForm, SimConfig};
 use super::stats::Counters;
+use crate::hex::hex;
 use crate::kling::Endpoint;
 use crate::money::Money;
 use crate::plan::canonical_json;
@@ -443,10 +444,6 @@ impl State {
     pub fn reserved(&self) -> Money {
         self.reserved
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ impl TestEnv {
             if row["status"] == "completed" {
                 let bytes = std::fs::read(self.out.join(&row["video_path"])).expect("the video is on disk");
                 assert_eq!(bytes.len().to_string(), row["bytes"], "{}", row["job_id"]);
-                let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+                let sha = kling_batch::hex::hex(&Sha256::digest(&bytes));
                 assert_eq!(sha, row["sha256"], "{}", row["job_id"]);
             } else {
                 assert_eq!(

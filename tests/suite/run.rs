@@ -45,7 +45,7 @@ async fn the_sweep_completes_and_every_file_is_the_served_video() {
             .bytes()
             .await
             .unwrap();
-        let sha: String = Sha256::digest(&served).iter().map(|b| format!("{b:02x}")).collect();
+        let sha = kling_batch::hex::hex(&Sha256::digest(&served));
         assert_eq!(sha, row["sha256"]);
     }
     let stats = env.sim.stats();
