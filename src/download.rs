@@ -96,6 +96,7 @@ pub async fn download(
     }
     let (final_path, part) = paths(videos, job_id);
     tracing::debug!(job = job_id, url = crate::logging::redact_url(url), "downloading");
+    let started = std::time::Instant::now();
     let have = std::fs::metadata(&part).map_or(0, |m| m.len());
     let mut request = client.get(url);
     if have > 0 {
@@ -175,13 +176,26 @@ pub async fn download(
             "the transfer stopped at {written} of {n} bytes"
         )));
     }
-    file.sync_all().map_err(io_error(&part))?;
-    drop(file);
-    crate::crash::point("download.before_rename");
-    std::fs::rename(&part, &final_path).map_err(io_error(&final_path))?;
-    if let Ok(dir) = File::open(videos) {
-        let _ = dir.sync_all();
-    }
+    // fsync, rename and the folder's fsync block for milliseconds: not on the runner's thread.
+    let videos = videos.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        file.sync_all().map_err(io_error(&part))?;
+        drop(file);
+        crate::crash::point("download.before_rename");
+        std::fs::rename(&part, &final_path).map_err(io_error(&final_path))?;
+        if let Ok(dir) = File::open(&videos) {
+            let _ = dir.sync_all();
+        }
+        Ok::<(), DownloadError>(())
+    })
+    .await
+    .map_err(|e| DownloadError::Fatal(format!("the file could not be finished: {e}")))??;
+    tracing::debug!(
+        job = job_id,
+        bytes = written,
+        seconds = started.elapsed().as_secs_f64(),
+        "downloaded"
+    );
     Ok(Downloaded {
         path: format!("videos/{job_id}.mp4"),
         bytes: written,

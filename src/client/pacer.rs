@@ -1,7 +1,13 @@
 //! One pace for all API requests: a governor rate limiter at `--rate`. A 429 pauses everyone
 //! until its `Retry-After` and halves the pace; steady success raises it back by a quarter at a
 //! time (additive patience, multiplicative caution).
+//!
+//! Requests wait their turn in a FIFO turnstile and only the one at its head asks the limiter.
+//! governor's own `until_ready` lets every waiter sleep until the next free slot, so a thousand
+//! waiting requests all wake for each slot and all but one go back to sleep: at `--concurrency
+//! 1000` that herd cost more CPU than the rest of the run (BENCHMARKS.md, "before/after").
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -20,15 +26,24 @@ struct PaceState {
 pub struct Pacer {
     base: f64,
     floor: f64,
+    clock: DefaultClock,
     state: Mutex<PaceState>,
+    /// Fair (FIFO) lock: who asks the limiter next.
+    turnstile: tokio::sync::Mutex<()>,
 }
 
-fn limiter(rate: f64) -> Arc<DefaultDirectRateLimiter> {
+/// Up to 20 ms of requests may go together (at most 10), so a late timer wake (tokio's timers
+/// tick in milliseconds) does not lose slots at a high rate; below 100 per second, one at a time.
+fn burst(rate: f64) -> NonZeroU32 {
+    NonZeroU32::new((rate / 50.0).floor().clamp(1.0, 10.0) as u32).unwrap_or(NonZeroU32::MIN)
+}
+
+fn limiter(rate: f64, clock: &DefaultClock) -> Arc<DefaultDirectRateLimiter> {
     let period = Duration::from_secs_f64(1.0 / rate);
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    Arc::new(RateLimiter::direct(quota))
+        .allow_burst(burst(rate));
+    Arc::new(RateLimiter::direct_with_clock(quota, clock.clone()))
 }
 
 impl Pacer {
@@ -39,15 +54,18 @@ impl Pacer {
         } else {
             1.0
         };
+        let clock = DefaultClock::default();
         Pacer {
             base,
             floor: (base / 16.0).max(0.01),
             state: Mutex::new(PaceState {
                 rate: base,
-                limiter: limiter(base),
+                limiter: limiter(base, &clock),
                 paused_until: None,
                 successes: 0,
             }),
+            clock,
+            turnstile: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -62,6 +80,7 @@ impl Pacer {
 
     /// Waits for this request's turn.
     pub async fn acquire(&self) {
+        let _turn = self.turnstile.lock().await;
         loop {
             let (limiter, pause) = {
                 let s = self.lock();
@@ -73,8 +92,10 @@ impl Pacer {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            limiter.until_ready().await;
-            return;
+            match limiter.check() {
+                Ok(()) => return,
+                Err(later) => tokio::time::sleep(later.wait_time_from(self.clock.now())).await,
+            }
         }
     }
 
@@ -86,7 +107,7 @@ impl Pacer {
         let slower = (s.rate / 2.0).max(self.floor);
         if slower < s.rate {
             s.rate = slower;
-            s.limiter = limiter(slower);
+            s.limiter = limiter(slower, &self.clock);
         }
         s.successes = 0;
     }
@@ -100,7 +121,7 @@ impl Pacer {
         s.successes += 1;
         if s.successes as f64 >= (s.rate * 5.0).max(10.0) {
             s.rate = (s.rate * 1.25).min(self.base);
-            s.limiter = limiter(s.rate);
+            s.limiter = limiter(s.rate, &self.clock);
             s.successes = 0;
         }
     }

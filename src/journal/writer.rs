@@ -1,6 +1,12 @@
 //! The journal's one writer: a thread that appends records in the order they are sent and makes
-//! each group durable with one fsync (group commit). Callers that must not act before a record is
-//! on disk wait for its acknowledgement; the rest send and move on.
+//! them durable in groups with one fsync (group commit). Callers that must not act before a record
+//! is on disk wait for its acknowledgement; the rest send and move on.
+//!
+//! Every group is written at once (a killed process loses nothing), but only a group that someone
+//! waits for is fsynced at once; other writes are fsynced within `LAZY_SYNC`, by the next waited-for
+//! group, or at the end. Only a submit intent must be on disk before its request goes out; a
+//! `submitted`/`completed`/`downloaded` record lost to a power cut is learned again on resume (the
+//! same idempotency key, a fresh status read, a file that fails verification is fetched again).
 
 use super::record::Record;
 use std::fs::{File, OpenOptions};
@@ -41,6 +47,8 @@ pub struct JournalWriter {
 
 /// Records written per group at most, so acknowledgements never wait long behind a flood.
 const MAX_GROUP: usize = 4096;
+/// Longest time written records wait for their fsync when nobody asks for one.
+const LAZY_SYNC: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl JournalWriter {
     /// Opens `path` for appending after its first `valid_len` bytes (anything after, a torn line,
@@ -121,7 +129,27 @@ impl Drop for JournalWriter {
 
 fn write_loop(mut file: File, receiver: mpsc::Receiver<Message>) -> Result<(), WriteError> {
     let mut failure: Option<WriteError> = None;
-    while let Ok(first) = receiver.recv() {
+    // Written but not yet fsynced.
+    let mut unsynced = false;
+    loop {
+        let first = if unsynced {
+            match receiver.recv_timeout(LAZY_SYNC) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = file.sync_data() {
+                        failure.get_or_insert_with(|| WriteError::from_io(&e));
+                    }
+                    unsynced = false;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match receiver.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
@@ -138,8 +166,11 @@ fn write_loop(mut file: File, receiver: mpsc::Receiver<Message>) -> Result<(), W
                     buffer.push('\n');
                 }
                 crate::crash::point("journal.before_write");
-                file.write_all(buffer.as_bytes())
-                    .and_then(|()| file.sync_data())
+                let waited_for = group.iter().any(|m| m.ack.is_some());
+                let written = file.write_all(buffer.as_bytes());
+                unsynced = written.is_ok() && !waited_for;
+                written
+                    .and_then(|()| if waited_for { file.sync_data() } else { Ok(()) })
                     .map_err(|e| WriteError::from_io(&e))
             }
         };
@@ -151,6 +182,12 @@ fn write_loop(mut file: File, receiver: mpsc::Receiver<Message>) -> Result<(), W
                 let _ = ack.send(result.clone());
             }
         }
+    }
+    if unsynced
+        && failure.is_none()
+        && let Err(e) = file.sync_data()
+    {
+        failure = Some(WriteError::from_io(&e));
     }
     failure.map_or(Ok(()), Err)
 }

@@ -63,7 +63,15 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         .boxed(),
         Op::Download { job, url } => async move {
             let id = ctx.plan.jobs[job].id.to_string();
-            let result = crate::download::download(&ctx.downloads, &url, &ctx.videos, &id, ctx.max_video_bytes).await;
+            // Its own task: writing and hashing a large file must not hold up the other operations.
+            let downloading = tokio::spawn(async move {
+                crate::download::download(&ctx.downloads, &url, &ctx.videos, &id, ctx.max_video_bytes).await
+            });
+            let result = downloading.await.unwrap_or_else(|e| {
+                Err(crate::download::DownloadError::Fatal(format!(
+                    "the download task ended: {e}"
+                )))
+            });
             Event::Downloaded { job, result }
         }
         .boxed(),

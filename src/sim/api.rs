@@ -216,7 +216,7 @@ pub async fn get_task(
         let mut state = shared.lock();
         state.settle_due(now);
         state.counters.polls += 1;
-        state.task_or_adopt(&id, endpoint)
+        state.read_task(&id, endpoint, now)
     };
     let Some(task) = task else {
         return error_response(StatusCode::NOT_FOUND, "not_found", format!("Task {id} was not found"));

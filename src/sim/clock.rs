@@ -32,6 +32,14 @@ impl SimClock {
         }
     }
 
+    /// Simulated seconds per real second; 0 for a manual clock.
+    pub fn scale(&self) -> f64 {
+        match self {
+            SimClock::Scaled { scale, .. } => *scale,
+            SimClock::Manual(_) => 0.0,
+        }
+    }
+
     /// Moves a manual clock forward; a scaled clock ignores it.
     pub fn advance(&self, by: Duration) {
         if let SimClock::Manual(t) = self {

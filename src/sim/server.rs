@@ -167,6 +167,12 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(shared.stats()).into_response()
 }
 
+/// Every task's timing (simulated seconds) and the time scale that turns it into real seconds.
+async fn task_timings(State(shared): State<Arc<Shared>>) -> Response {
+    let tasks = shared.lock().timings();
+    axum::Json(serde_json::json!({"time_scale": shared.clock.scale(), "tasks": tasks})).into_response()
+}
+
 async fn set_faults(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<Faults>(&body) {
         Ok(faults) => {
@@ -217,6 +223,7 @@ fn api_router(shared: &Arc<Shared>, with_files: bool) -> Router {
         .route("/api/v1/price_schedules", get(api::price_schedules))
         .route("/api/v1/price_quotes", post(api::price_quote))
         .route("/__sim/stats", get(stats))
+        .route("/__sim/tasks", get(task_timings))
         .route("/__sim/faults", post(set_faults))
         .route("/__sim/balance", post(set_balance))
         .route("/__sim/advance", post(advance));

@@ -10,6 +10,7 @@ use crate::money::Money;
 use crate::plan::canonical_json;
 use crate::pricing::PriceTable;
 use crate::rng::Rng;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
@@ -34,7 +35,8 @@ pub struct Task {
     pub endpoint: Endpoint,
     pub model: Option<String>,
     pub created_at: SystemTime,
-    /// Simulated times: queued until `started`, done at `ready`.
+    /// Simulated times: made at `created`, queued until `started`, done at `ready`.
+    pub created: Duration,
     pub started: Duration,
     pub ready: Duration,
     pub outcome: Outcome,
@@ -43,6 +45,23 @@ pub struct Task {
     pub settled_at: Option<SystemTime>,
     pub client_request_id: Option<String>,
     body_hash: String,
+    /// Status reads of this task, and the simulated time the first one found it finished: what a
+    /// benchmark needs for polls per job and how late a client noticed.
+    pub polls: u32,
+    pub noticed: Option<Duration>,
+}
+
+/// One task's timing as `GET /__sim/tasks` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskTiming {
+    pub id: String,
+    pub created_unix_ms: u64,
+    /// From creation to the moment it finished, in simulated seconds.
+    pub generation_seconds: f64,
+    /// Status reads of it, from any client.
+    pub polls: u32,
+    /// From finishing to the first status read that said so; `None` if nobody has seen it.
+    pub noticed_after_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +335,7 @@ impl State {
             endpoint,
             model: body.get("model").and_then(Value::as_str).map(str::to_string),
             created_at: SystemTime::now(),
+            created: now,
             started: now + queued,
             ready: now + generation,
             outcome,
@@ -324,6 +344,8 @@ impl State {
             settled_at: None,
             client_request_id: client_request_id.map(str::to_string),
             body_hash: body_hash.clone(),
+            polls: 0,
+            noticed: None,
         };
         self.reserved = self.reserved.saturating_add(task.reserved);
         if let Some(key) = idempotency_key {
@@ -416,13 +438,16 @@ impl State {
     }
 
     /// The task, or (when adopting) a finished, unbilled stand-in for one an earlier simulator made.
-    pub fn task_or_adopt(&mut self, id: &str, endpoint: Endpoint) -> Option<Task> {
+    /// A status read at `now`: the task (adopted if unknown and the simulator adopts), with the
+    /// read counted on it.
+    pub fn read_task(&mut self, id: &str, endpoint: Endpoint, now: Duration) -> Option<Task> {
         if !self.tasks.contains_key(id) && self.adopt_unknown_tasks && id.len() <= 64 {
             let task = Task {
                 id: id.to_string(),
                 endpoint,
                 model: None,
                 created_at: SystemTime::now(),
+                created: Duration::ZERO,
                 started: Duration::ZERO,
                 ready: Duration::ZERO,
                 outcome: Outcome::Completes,
@@ -431,10 +456,37 @@ impl State {
                 settled_at: Some(SystemTime::now()),
                 client_request_id: None,
                 body_hash: String::new(),
+                polls: 0,
+                noticed: None,
             };
             self.tasks.insert(id.to_string(), task);
         }
-        self.tasks.get(id).filter(|t| t.endpoint == endpoint).cloned()
+        let task = self.tasks.get_mut(id).filter(|t| t.endpoint == endpoint)?;
+        task.polls = task.polls.saturating_add(1);
+        if task.noticed.is_none() && now >= task.ready {
+            task.noticed = Some(now);
+        }
+        Some(task.clone())
+    }
+
+    /// Every task's timing, for benchmarks: simulated seconds, in creation order.
+    pub fn timings(&self) -> Vec<TaskTiming> {
+        let mut all: Vec<TaskTiming> = self
+            .tasks
+            .values()
+            .map(|t| TaskTiming {
+                id: t.id.clone(),
+                created_unix_ms: t
+                    .created_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                generation_seconds: t.ready.saturating_sub(t.created).as_secs_f64(),
+                polls: t.polls,
+                noticed_after_seconds: t.noticed.map(|n| n.saturating_sub(t.ready).as_secs_f64()),
+            })
+            .collect();
+        all.sort_by_key(|t| t.created_unix_ms);
+        all
     }
 
     pub fn balance(&self) -> Money {

@@ -1,0 +1,478 @@
+"""kling-batch benchmarks (issue 7). Run through bench/run.sh, which builds in release mode and makes
+the SDK venv. Every scenario starts the simulator as its own process (`kling-batch sim`), runs the
+client under /usr/bin/time -v (CPU, peak RSS), and reads API request counts and per-task timings
+from the simulator (`/__sim/stats`, `/__sim/tasks`). Figures go to target/bench/results.json and
+into BENCHMARKS.md between the `bench:results` markers.
+
+Usage: bench.py BIN PYTHON [--quick] [--no-baseline] [--only S1,S2,...] [--no-write]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEY = "sk-sim-local"
+ENV = dict(os.environ, RUNAPI_API_KEY=KEY, RUST_LOG="", NO_COLOR="1")
+
+
+def log(*parts):
+    print("bench:", *parts, file=sys.stderr, flush=True)
+
+
+# --- the simulator, as a separate process -------------------------------------------------------
+
+
+class Sim:
+    def __init__(self, binary, work, profile):
+        self.work = work
+        path = os.path.join(work, "sim-profile.json")  # JSON is YAML
+        with open(path, "w") as f:
+            json.dump(profile, f)
+        self.out = open(os.path.join(work, "sim-url"), "w+")
+        self.err = open(os.path.join(work, "sim-log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, "sim", "--port", "0", "--faults", path], stdout=self.out, stderr=self.err, env=ENV
+        )
+        for _ in range(200):
+            self.out.seek(0)
+            line = self.out.readline().strip()
+            if line:
+                self.url = line
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"the simulator did not start; see {self.err.name}")
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=120) as r:
+            return json.load(r)
+
+    def stats(self):
+        return self.get("/__sim/stats")
+
+    def tasks(self):
+        return self.get("/__sim/tasks")
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def profile(time_scale, generation, video_bytes):
+    return {
+        "time_scale": time_scale,
+        "generation": generation,
+        "video_bytes": video_bytes,
+        "balance_cents": 10**12,
+        "seed": 7,
+    }
+
+
+# --- measuring a process ------------------------------------------------------------------------
+
+
+def timed(cmd, work, name, env=ENV):
+    """Runs cmd under /usr/bin/time -v; returns wall, user, sys, peak RSS and the exit code."""
+    time_out = os.path.join(work, f"{name}.time")
+    with open(os.path.join(work, f"{name}.stdout"), "w") as out, open(os.path.join(work, f"{name}.stderr"), "w") as err:
+        started = time.monotonic()
+        code = subprocess.call(["/usr/bin/time", "-v", "-o", time_out, *cmd], stdout=out, stderr=err, env=env)
+        wall = time.monotonic() - started
+    with open(time_out) as f:
+        text = f.read()
+
+    def field(label):
+        return float(re.search(re.escape(label) + r":\s+([\d.]+)", text).group(1))
+
+    return {
+        "exit": code,
+        "wall": wall,
+        "user": field("User time (seconds)"),
+        "sys": field("System time (seconds)"),
+        "rss_mb": field("Maximum resident set size (kbytes)") / 1024,
+        "started_unix_ms": (time.time() - wall) * 1000,
+        "stdout": os.path.join(work, f"{name}.stdout"),
+        "stderr": os.path.join(work, f"{name}.stderr"),
+    }
+
+
+def api_requests(stats):
+    return sum(sum(by.values()) for route, by in stats["requests"].items() if "/api/" in route)
+
+
+def task_figures(sim_tasks):
+    """Polls per task and how late the client noticed, as a share of generation time."""
+    tasks = sim_tasks["tasks"]
+    scale = sim_tasks["time_scale"] or 1
+    seen = [t for t in tasks if t["noticed_after_seconds"] is not None]
+    shares = [t["noticed_after_seconds"] / t["generation_seconds"] for t in seen if t["generation_seconds"] > 0]
+    return {
+        "tasks": len(tasks),
+        "polls_per_task": statistics.mean(t["polls"] for t in tasks) if tasks else 0,
+        "median_notice_delay_share": statistics.median(shares) if shares else None,
+        "median_notice_delay_ms": statistics.median(t["noticed_after_seconds"] for t in seen) / scale * 1000
+        if seen
+        else None,
+        "longest_generation_s": max((t["generation_seconds"] for t in tasks), default=0) / scale,
+    }
+
+
+def write_manifest(path, prompts, defaults, matrix=None, limits=None):
+    manifest = {"name": os.path.basename(path).split(".")[0], "defaults": defaults, "prompts": prompts}
+    if matrix:
+        manifest["matrix"] = matrix
+    with open(path, "w") as f:
+        json.dump(manifest, f)  # JSON is YAML
+
+
+def prompts(n, tag):
+    return [f"{tag} shot {i}: a paper boat drifting down a gutter after rain, take {i * 7919 % 10007}" for i in range(n)]
+
+
+def runner_cmd(binary, manifest, out, url, rate, concurrency, time_scale, extra=()):
+    return [
+        binary, "run", manifest, "--out", out, "--api-base", url, "--rate", str(rate),
+        "--concurrency", str(concurrency), "--max-spend", "100000000", "--yes",
+        "--time-scale", str(time_scale), "-q", *extra,
+    ]  # fmt: skip
+
+
+def baseline(args, sim, work, bodies, concurrency, poll_interval=None):
+    jobs = os.path.join(work, "jobs.json")
+    with open(jobs, "w") as f:
+        json.dump(bodies, f)
+    cmd = [args.python, os.path.join(ROOT, "bench", "sdk_baseline.py"), sim.url, jobs, os.path.join(work, "sdk-videos"), str(concurrency)]
+    if poll_interval is not None:
+        cmd.append(str(poll_interval))
+    result = timed(cmd, work, "sdk")
+    with open(result["stdout"]) as f:
+        lines = f.read().strip().splitlines()
+    result["report"] = json.loads(lines[-1]) if lines else {}
+    return result
+
+
+def with_sim_figures(result, sim, jobs):
+    stats = sim.stats()
+    result["api_requests"] = api_requests(stats)
+    result["creates"] = stats["tasks_created"]
+    result["completed_tasks"] = stats["tasks_completed"]
+    result["rate_limited"] = stats["rate_limited"]
+    result.update(task_figures(sim.tasks()))
+    result["polls_per_job"] = stats["polls"] / jobs
+    result["cpu_us_per_job"] = (result["user"] + result["sys"]) / jobs * 1e6
+    return result
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+
+def s1_throughput(args, work):
+    n, rate, conc = (1000, 500, 1000) if args.quick else (10000, 500, 1000)
+    scale = 100.0
+    prof = profile(scale, {"kind": "uniform", "min_seconds": 20.0, "max_seconds": 80.0}, 4096)
+    defaults = {"endpoint": "text_to_video", "model": "kling-3.0", "duration_seconds": 5, "output_resolution": "720p"}
+    texts = prompts(n, "s1")
+    manifest = os.path.join(work, "s1.yaml")
+    write_manifest(manifest, texts, defaults)
+    out = {"jobs": n, "rate": rate, "concurrency": conc}
+    sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+    try:
+        r = timed(runner_cmd(args.bin, manifest, os.path.join(work, "s1-out"), sim.url, rate, conc, scale), work, "s1")
+        out["kling_batch"] = with_sim_figures(r, sim, n)
+        out["sim_rss_mb"] = sim.rss_kb() / 1024
+    finally:
+        sim.stop()
+    longest = out["kling_batch"]["longest_generation_s"]
+    out["bound_s"] = 2 * n / rate + longest
+    out["kling_batch"]["wall_over_bound"] = out["kling_batch"]["wall"] / out["bound_s"]
+    if not args.no_baseline:
+        sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+        try:
+            bodies = [{k: v for k, v in defaults.items() if k != "endpoint"} | {"prompt": t} for t in texts]
+            r = baseline(args, sim, work, bodies, conc)
+            out["sdk"] = with_sim_figures(r, sim, n)
+            out["sdk"]["wall_over_bound"] = r["wall"] / out["bound_s"]
+        finally:
+            sim.stop()
+    return out
+
+
+def s2_polling(args, work):
+    n, rate, conc = (300, 500, 100) if args.quick else (2000, 500, 100)
+    scale = 100.0
+    prof = profile(scale, {"kind": "realistic"}, 4096)
+    # 30–120 s by length and resolution: 5/10/15 s × 720p/1080p/4k.
+    matrix = {"duration_seconds": [5, 10, 15], "output_resolution": ["720p", "1080p", "4k"]}
+    defaults = {"endpoint": "text_to_video", "model": "kling-3.0"}
+    texts = prompts(n // 9 + (n % 9 > 0), "s2")
+    manifest = os.path.join(work, "s2.yaml")
+    write_manifest(manifest, texts, defaults, matrix)
+    jobs = len(texts) * 9
+    out = {"jobs": jobs, "rate": rate, "concurrency": conc}
+    sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+    try:
+        r = timed(runner_cmd(args.bin, manifest, os.path.join(work, "s2-out"), sim.url, rate, conc, scale), work, "s2")
+        out["kling_batch"] = with_sim_figures(r, sim, jobs)
+    finally:
+        sim.stop()
+    if not args.no_baseline:
+        sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+        try:
+            bodies = [
+                {"model": "kling-3.0", "prompt": t, "duration_seconds": d, "output_resolution": res}
+                for t in texts
+                for d in matrix["duration_seconds"]
+                for res in matrix["output_resolution"]
+            ]
+            r = baseline(args, sim, work, bodies, conc, poll_interval=2.0 / scale)
+            out["sdk"] = with_sim_figures(r, sim, jobs)
+        finally:
+            sim.stop()
+    return out
+
+
+def s3_scale(args, work):
+    n = 20000 if args.quick else 100000
+    scale = 100.0
+    prof = profile(scale, {"kind": "uniform", "min_seconds": 20.0, "max_seconds": 80.0}, 1024)
+    manifest = os.path.join(work, "s3.yaml")
+    # 100,000 jobs: 16,667 prompts × 6 combinations.
+    matrix = {"aspect_ratio": ["16:9", "9:16", "1:1"], "enable_sound": [False, True]}
+    texts = prompts(-(-n // 6), "s3")
+    write_manifest(manifest, texts, {"endpoint": "text_to_video", "model": "kling-3.0", "duration_seconds": 5}, matrix)
+    jobs = len(texts) * 6
+    out = {"jobs": jobs}
+    plan = timed([args.bin, "plan", manifest, "--json"], work, "s3-plan")
+    out["plan"] = plan
+    validate = timed([args.bin, "validate", manifest], work, "s3-validate")
+    out["validate"] = validate
+    sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+    folder = os.path.join(work, "s3-out")
+    try:
+        first = timed(
+            runner_cmd(args.bin, manifest, folder, sim.url, 4000, 1000, scale, ["--max-runtime", "15s"]), work, "s3-run"
+        )
+        out["run"] = first
+        before = sim.stats()["tasks_created"]
+        resume = timed(
+            runner_cmd(args.bin, manifest, folder, sim.url, 4000, 1000, scale, ["--max-runtime", "3s"]), work, "s3-resume"
+        )
+        out["resume"] = resume
+        created = [t["created_unix_ms"] for t in sim.tasks()["tasks"][before:]]
+        out["resume"]["first_create_after_ms"] = min(created) - resume["started_unix_ms"] if created else None
+        out["journal_records_mb"] = os.path.getsize(os.path.join(folder, "journal.jsonl")) / 2**20
+        out["completed_before_resume"] = before
+    finally:
+        sim.stop()
+    return out
+
+
+def download_seconds(stderr_path):
+    with open(stderr_path) as f:
+        for line in f:
+            if '"downloaded"' in line:
+                fields = json.loads(line).get("fields", {})
+                return fields.get("bytes"), fields.get("seconds")
+    return None, None
+
+
+def s4_download(args, work):
+    size = (256 if args.quick else 1024) * 2**20
+    defaults = {"endpoint": "text_to_video", "model": "kling-3.0", "duration_seconds": 5}
+    out = {"bytes": size}
+    for label, video_bytes in (("small", 4096), ("large", size)):
+        manifest = os.path.join(work, f"s4-{label}.yaml")
+        write_manifest(manifest, ["a single long take of a lighthouse"], defaults)
+        sim = Sim(args.bin, tempfile.mkdtemp(dir=work), profile(1000.0, {"kind": "realistic"}, video_bytes))
+        try:
+            folder = os.path.join(work, f"s4-{label}-out")
+            cmd = runner_cmd(args.bin, manifest, folder, sim.url, 50, 4, 1000.0, ["--max-video-bytes", str(2 * size)])
+            cmd = [c for c in cmd if c != "-q"] + ["-vv", "--log-format", "json", "--log-file", os.path.join(work, f"s4-{label}.log")]
+            r = timed(cmd, work, f"s4-{label}")
+            r["bytes"], r["download_seconds"] = download_seconds(os.path.join(work, f"s4-{label}.log"))
+            out[label] = r
+            if label == "large":
+                # curl on the same video, in the same run: a fresh task's URL.
+                request = urllib.request.Request(
+                    sim.url + "/api/v1/kling/text_to_video",
+                    data=json.dumps({"model": "kling-3.0", "prompt": "curl", "duration_seconds": 5}).encode(),
+                    headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+                )
+                task = json.load(urllib.request.urlopen(request))
+                while True:
+                    req = urllib.request.Request(
+                        sim.url + f"/api/v1/kling/text_to_video/{task['id']}", headers={"Authorization": f"Bearer {KEY}"}
+                    )
+                    view = json.load(urllib.request.urlopen(req))
+                    if view["status"] == "completed":
+                        break
+                    time.sleep(0.05)
+                url = view["videos"][0]["url"]
+                target = os.path.join(work, "curl.mp4")
+                speeds = []
+                for _ in range(2):
+                    text = subprocess.check_output(["curl", "-s", "-o", target, "-w", "%{speed_download}", url])
+                    speeds.append(float(text))
+                    os.remove(target)
+                out["curl_mb_s"] = max(speeds) / 2**20
+        finally:
+            sim.stop()
+    large = out["large"]
+    out["kling_batch_mb_s"] = large["bytes"] / large["download_seconds"] / 2**20 if large["download_seconds"] else None
+    out["rss_growth_mb"] = large["rss_mb"] - out["small"]["rss_mb"]
+    out["throughput_vs_curl"] = out["kling_batch_mb_s"] / out["curl_mb_s"] if out["kling_batch_mb_s"] else None
+    return out
+
+
+SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download}
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def fmt(x, digits=2):
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return f"{x:,}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def table(results):
+    date = results["date"]
+    lines = [
+        f"Run {date} on {results['machine']} (`{results['command']}`).",
+        "",
+        "| scenario | figure | target | kling-batch | SDK baseline | SDK ÷ kling-batch |",
+        "|---|---|---|---|---|---|",
+    ]
+    s1 = results.get("S1")
+    if s1:
+        k, s = s1["kling_batch"], s1.get("sdk", {})
+        head = f"1. throughput ({s1['jobs']:,} jobs, rate {s1['rate']}, concurrency {s1['concurrency']})"
+        rows = [
+            ("wall time, s", f"≤ {s1['bound_s'] * 1.05:.1f} (bound {s1['bound_s']:.1f} +5 %)", k["wall"], s.get("wall")),
+            ("wall ÷ bound", "≤ 1.05", k["wall_over_bound"], s.get("wall_over_bound")),
+            ("API requests", f"≥ {2 * s1['jobs']:,}", k["api_requests"], s.get("api_requests")),
+            ("polls per job", "", k["polls_per_job"], s.get("polls_per_job")),
+            ("CPU s (user+sys)", "", k["user"] + k["sys"], (s.get("user", 0) + s.get("sys", 0)) or None),
+            ("CPU per job, µs (5.)", "< 100", k["cpu_us_per_job"], s.get("cpu_us_per_job")),
+            ("peak RSS, MB", "", k["rss_mb"], s.get("rss_mb")),
+            ("jobs completed", f"{s1['jobs']:,}", k["completed_tasks"], (s.get("report") or {}).get("completed")),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | {fmt(r[3])} | {ratio(r[3], r[2])} |" for i, r in enumerate(rows)]
+    s2 = results.get("S2")
+    if s2:
+        k, s = s2["kling_batch"], s2.get("sdk", {})
+        head = f"2. polling economy ({s2['jobs']:,} jobs, 30–120 s ÷ 100, concurrency {s2['concurrency']})"
+        rows = [
+            ("polls per job", "≤ 3", k["polls_per_job"], s.get("polls_per_job")),
+            ("median notice delay ÷ generation", "< 0.10", k["median_notice_delay_share"], s.get("median_notice_delay_share")),
+            ("median notice delay, ms (scaled)", "", k["median_notice_delay_ms"], s.get("median_notice_delay_ms")),
+            ("wall time, s", "", k["wall"], s.get("wall")),
+            ("API requests", "", k["api_requests"], s.get("api_requests")),
+            ("CPU s (user+sys)", "", k["user"] + k["sys"], (s.get("user", 0) + s.get("sys", 0)) or None),
+            ("peak RSS, MB", "", k["rss_mb"], s.get("rss_mb")),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2], 3 if 'share' in r[0] or '÷' in r[0] else 2)} | {fmt(r[3], 3 if '÷' in r[0] else 2)} | {ratio(r[3], r[2])} |" for i, r in enumerate(rows)]
+    s3 = results.get("S3")
+    if s3:
+        head = f"3. scale ({s3['jobs']:,} jobs)"
+        rows = [
+            ("`plan` wall time, s", "< 2", s3["plan"]["wall"]),
+            ("`validate` wall time, s", "", s3["validate"]["wall"]),
+            ("peak RSS during the run, MB", "< 150", s3["run"]["rss_mb"]),
+            ("resume: start → first create, s", "< 1", (s3["resume"]["first_create_after_ms"] or 0) / 1000),
+            ("journal at resume, MB", "", s3["journal_records_mb"]),
+            ("peak RSS of the resume, MB", "< 150", s3["resume"]["rss_mb"]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
+    s4 = results.get("S4")
+    if s4:
+        head = f"4. download ({s4['bytes'] // 2**20:,} MiB video)"
+        rows = [
+            ("RSS growth over a 4 KB video, MB", "< 20", s4["rss_growth_mb"]),
+            ("throughput, MiB/s", "", s4["kling_batch_mb_s"]),
+            ("curl on the same URL, MiB/s", "", s4["curl_mb_s"]),
+            ("throughput ÷ curl", "≥ 0.80", s4["throughput_vs_curl"]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def machine():
+    cores = os.cpu_count()
+    with open("/proc/meminfo") as f:
+        mem = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1)) / 2**20
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = re.search(r"model name\s*:\s*(.+)", f.read()).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    return f"{cores} cores ({model}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bin")
+    parser.add_argument("python")
+    parser.add_argument("--quick", action="store_true", help="smaller scenarios, for trying the harness")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the SDK baseline runs")
+    parser.add_argument("--only", default="S1,S2,S3,S4")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args()
+    work = os.path.join(ROOT, "target", "bench", "work")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "command": "bench/run.sh" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+    }
+    for name in args.only.split(","):
+        log(f"{name} …")
+        started = time.monotonic()
+        results[name] = SCENARIOS[name](args, work)
+        log(f"{name} done in {time.monotonic() - started:.1f} s")
+    path = os.path.join(ROOT, "target", "bench", "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    text = table(results)
+    print(text)
+    if not args.no_write and not args.quick:
+        bench_md = os.path.join(ROOT, "BENCHMARKS.md")
+        with open(bench_md) as f:
+            doc = f.read()
+        begin, end = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+        if begin in doc and end in doc:
+            doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end) :]
+            with open(bench_md, "w") as f:
+                f.write(doc)
+            log("BENCHMARKS.md updated")
+    log(f"all figures: {path}")
+
+
+if __name__ == "__main__":
+    main()
