@@ -6,6 +6,7 @@ use super::plan::cell;
 use super::status::RunStatus;
 use crate::plan::{JobSpec, Plan};
 use crate::runner::{JobPhase, JobRun};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Which parameters name the rows and which the columns.
@@ -87,14 +88,19 @@ fn label(axes: &[String], values: &[String]) -> String {
         .join("<br>")
 }
 
-fn unique_in_order(keys: impl Iterator<Item = Vec<String>>) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = Vec::new();
-    for k in keys {
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    out
+/// The distinct keys in first-seen order, and each item's index into them.
+fn index_keys(keys: impl Iterator<Item = Vec<String>>) -> (Vec<Vec<String>>, Vec<usize>) {
+    let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut distinct = Vec::new();
+    let indices = keys
+        .map(|k| {
+            *seen.entry(k).or_insert_with_key(|k| {
+                distinct.push(k.clone());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, indices)
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}\
@@ -106,8 +112,13 @@ figcaption{font-size:12px;color:#444;word-break:break-all}.failed .error{color:#
 .pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}";
 
 pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatus) -> String {
-    let rows = unique_in_order(plan.jobs.iter().map(|j| key(j, &axes.rows)));
-    let columns = unique_in_order(plan.jobs.iter().map(|j| key(j, &axes.columns)));
+    // Linear in the jobs: each job's row and column found once, then the jobs bucketed by cell.
+    let (rows, row_of) = index_keys(plan.jobs.iter().map(|j| key(j, &axes.rows)));
+    let (columns, column_of) = index_keys(plan.jobs.iter().map(|j| key(j, &axes.columns)));
+    let mut cells: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+    for (i, (r, c)) in row_of.iter().zip(&column_of).enumerate() {
+        cells.entry((*r, *c)).or_default().push(i);
+    }
     let title = escape(plan.name.as_deref().unwrap_or("kling-batch run"));
     let mut html = String::new();
     let _ = write!(
@@ -131,12 +142,12 @@ pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatu
         let _ = write!(html, "<th>{}</th>", label(&axes.columns, column));
     }
     html.push_str("</tr></thead>\n<tbody>\n");
-    for row in &rows {
+    for (r, row) in rows.iter().enumerate() {
         let _ = write!(html, "<tr><th class=\"row\">{}</th>", label(&axes.rows, row));
-        for column in &columns {
+        for c in 0..columns.len() {
             html.push_str("<td>");
-            for (spec, job) in plan.jobs.iter().zip(jobs) {
-                if key(spec, &axes.rows) == *row && key(spec, &axes.columns) == *column {
+            for &i in cells.get(&(r, c)).map_or(&[][..], Vec::as_slice) {
+                if let (Some(spec), Some(job)) = (plan.jobs.get(i), jobs.get(i)) {
                     html.push_str(&cell_html(spec, job));
                 }
             }
