@@ -125,7 +125,7 @@ pub async fn download(
     let resume = status == 206
         && have > 0
         && content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE)) == Some(have);
-    let (mut file, mut hasher, mut written) = if resume {
+    let (file, mut hasher, mut written) = if resume {
         let (len, hasher) = hash_file(&part).map_err(io_error(&part))?;
         let file = OpenOptions::new().append(true).open(&part).map_err(io_error(&part))?;
         (file, hasher, len)
@@ -133,6 +133,8 @@ pub async fn download(
         let file = File::create(&part).map_err(io_error(&part))?;
         (file, Sha256::new(), 0u64)
     };
+    // Network chunks are small; one write per 256 KiB instead of one per chunk.
+    let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
     let expected = response.content_length().map(|n| n + written);
     if expected.is_some_and(|n| n > max_bytes) {
         let _ = std::fs::remove_file(&part);
@@ -146,7 +148,7 @@ pub async fn download(
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
-                let _ = file.sync_data();
+                let _ = file.flush().map(|()| file.get_ref().sync_data());
                 return Err(DownloadError::Transient(format!(
                     "the transfer broke off after {written} bytes: {}",
                     crate::client::ApiError::transport(e).message()
@@ -171,7 +173,7 @@ pub async fn download(
     if let Some(n) = expected
         && n != written
     {
-        let _ = file.sync_data();
+        let _ = file.flush().map(|()| file.get_ref().sync_data());
         return Err(DownloadError::Transient(format!(
             "the transfer stopped at {written} of {n} bytes"
         )));
@@ -179,6 +181,7 @@ pub async fn download(
     // fsync, rename and the folder's fsync block for milliseconds: not on the runner's thread.
     let videos = videos.to_path_buf();
     tokio::task::spawn_blocking(move || {
+        let file = file.into_inner().map_err(|e| io_error(&part)(e.into_error()))?;
         file.sync_all().map_err(io_error(&part))?;
         drop(file);
         crate::crash::point("download.before_rename");
