@@ -158,4 +158,33 @@ mod tests {
         pacer.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(5));
     }
+
+    #[tokio::test]
+    async fn waiters_go_in_arrival_order_and_never_faster_than_the_rate() {
+        let pacer = Arc::new(Pacer::new(2000.0));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let start = std::time::Instant::now();
+        let waiters: Vec<_> = (0..60)
+            .map(|i| {
+                let (pacer, order) = (Arc::clone(&pacer), Arc::clone(&order));
+                tokio::spawn(async move {
+                    pacer.acquire().await;
+                    order.lock().unwrap().push(i);
+                })
+            })
+            .collect();
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order, (0..60).collect::<Vec<_>>(), "first come, first served");
+        // 60 requests at 2000/s with a burst of 10 need at least 49 periods of 0.5 ms.
+        assert!(
+            start.elapsed() >= Duration::from_micros(49 * 500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(burst(2000.0).get(), 10);
+        assert_eq!(burst(5.0).get(), 1);
+    }
 }

@@ -623,3 +623,50 @@ fn a_bad_profile_is_refused_with_the_invalid_input_code() {
         "no URL is printed for a simulator that did not start"
     );
 }
+
+#[tokio::test]
+async fn task_timings_count_reads_and_when_a_finished_task_was_first_seen() {
+    let (sim, client) = start(|c| {
+        c.generation = sim::GenerationTime::Uniform {
+            min_seconds: 40.0,
+            max_seconds: 40.0,
+        }
+    })
+    .await;
+    let created: Value = create(&sim, &client, &lake(), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let timings = || async {
+        let all: Value = client
+            .get(format!("{}/__sim/tasks", sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all
+    };
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(get_task(&sim, &client, id).await["status"], "processing");
+    let early = timings().await;
+    assert_eq!(early["time_scale"], 0.0, "a manual clock");
+    assert_eq!(early["tasks"][0]["polls"], 1);
+    assert_eq!(
+        early["tasks"][0]["noticed_after_seconds"],
+        Value::Null,
+        "not finished yet"
+    );
+
+    // Finished at 40 s; first seen finished at 45 s; later reads do not move that.
+    sim.advance(Duration::from_secs(15));
+    assert_eq!(get_task(&sim, &client, id).await["status"], "completed");
+    sim.advance(Duration::from_secs(10));
+    get_task(&sim, &client, id).await;
+    let late = timings().await;
+    let task = &late["tasks"][0];
+    assert_eq!(task["id"], id);
+    assert_eq!(task["polls"], 3);
+    assert_eq!(task["generation_seconds"], 40.0);
+    assert_eq!(task["noticed_after_seconds"], 5.0);
+    assert!(task["created_unix_ms"].as_u64().unwrap() > 1_700_000_000_000);
+}
