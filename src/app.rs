@@ -90,7 +90,7 @@ pub fn load_plan(path: &Path) -> Result<Plan, ManifestError> {
 fn plan_command(path: &Path, json: bool, out: &mut dyn Write) -> Result<Exit, CommandError> {
     let plan = load_plan(path)?;
     if json {
-        serde_json::to_writer_pretty(&mut *out, &report::plan_json(&plan)).map_err(std::io::Error::from)?;
+        report::write_plan_json(&plan, &mut *out)?;
         writeln!(out)?;
     } else {
         out.write_all(report::plan_table(&plan).as_bytes())?;

@@ -11,7 +11,6 @@ use crate::journal::{self, JournalWriter, Record, Replayed};
 use crate::money::Money;
 use crate::outdir::{JOURNAL, OutDir, RESULTS};
 use crate::plan::Plan;
-use crate::pricing::priced_shape;
 use crate::report::{RunSummary, render_summary, results_csv};
 use crate::runner::{Context, Dispatcher, JobPhase, Settings, StopReason, execute};
 use crate::sim::{self, SimConfig, SimHandle};
@@ -540,11 +539,10 @@ async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stder
             .is_none_or(|h| matches!(h.phase, None | Some(journal::Phase::Waiting)))
     };
     for job in plan.jobs.iter().filter(|j| to_submit(j.id.as_str())) {
-        let shape = priced_shape(job.endpoint, &job.request);
-        if per_second.contains_key(&shape) {
+        if per_second.contains_key(&*job.priced) {
             continue;
         }
-        let quoted = match api.quote(job.endpoint, &job.request).await {
+        let quoted = match api.quote(job.endpoint, &job.request.fields()).await {
             Ok(total) => Some(total.micro_cents() as f64 / f64::from(job.estimate.seconds.max(1))),
             Err(e) => {
                 if !warned {
@@ -557,19 +555,13 @@ async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stder
                 None
             }
         };
-        per_second.insert(shape, quoted);
+        per_second.insert((*job.priced).clone(), quoted);
     }
     plan.jobs
         .iter()
-        .map(|job| {
-            match per_second
-                .get(&priced_shape(job.endpoint, &job.request))
-                .copied()
-                .flatten()
-            {
-                Some(rate) => Money::from_micro_cents((rate * f64::from(job.estimate.seconds)).ceil() as u64),
-                None => job.estimate.cost,
-            }
+        .map(|job| match per_second.get(&*job.priced).copied().flatten() {
+            Some(rate) => Money::from_micro_cents((rate * f64::from(job.estimate.seconds)).ceil() as u64),
+            None => job.estimate.cost,
         })
         .collect()
 }

@@ -6,6 +6,7 @@ use super::pacer::Pacer;
 use crate::credentials::{ApiKey, Credentials};
 use crate::kling::Endpoint;
 use crate::money::Money;
+use crate::plan::RequestBody;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -143,7 +144,7 @@ impl RunApi {
     pub async fn create(
         &self,
         endpoint: Endpoint,
-        body: &Map<String, Value>,
+        body: &RequestBody,
         idempotency_key: &str,
         client_request_id: &str,
     ) -> Result<CreatedTask, ApiError> {
@@ -153,7 +154,8 @@ impl RunApi {
             .post(url)
             .header("Idempotency-Key", idempotency_key)
             .header("X-Client-Request-Id", client_request_id)
-            .json(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.as_str().to_string());
         let what = format!("POST /api/v1/kling/{}", endpoint.as_str());
         let value = self.send(request, &what).await?;
         let view = task_view(&value)?;

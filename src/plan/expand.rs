@@ -2,7 +2,7 @@
 //! matrix combination and each sample: merge the request fields (matrix > prompt entry >
 //! defaults), check the request against the Kling contract, and name the job.
 
-use super::job::{JobId, JobSpec, request_hash, slug};
+use super::job::{JobId, JobSpec, Params, RequestBody, request_digest, slug};
 use super::matrix::{Combination, combinations};
 use super::problems::{describe, duplicate, to_problem};
 use super::template::{Template, TemplateError};
@@ -10,18 +10,20 @@ use crate::kling::{self, Endpoint, Strictness, ViolationKind, models_for};
 use crate::manifest::{
     Diagnostic, Limits, Manifest, OnUnsupported, Origin, Problem, PromptEntry, Sourced, did_you_mean,
 };
-use crate::pricing::PriceTable;
+use crate::pricing::{PriceTable, PricedShape, priced_shape};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The most jobs one manifest may expand to; larger sweeps are refused before anything is built.
 pub const MAX_JOBS: u64 = 1_000_000;
 /// Longest readable prefix of a job id taken from prompt text.
 const SLUG_LEN: usize = 32;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub name: Option<String>,
     pub manifest: PathBuf,
@@ -32,7 +34,6 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Matrix combinations left out under `on_unsupported: adapt`.
     pub skipped: Vec<Skipped>,
-    #[serde(skip)]
     pub limits: Limits,
 }
 
@@ -50,11 +51,15 @@ pub(super) enum Layer {
     Matrix,
 }
 
-pub(super) struct Field {
-    pub(super) value: Value,
-    pub(super) origin: Origin,
+/// A request field while a job is put together: borrowed from the manifest unless a template
+/// rendered it, so merging costs no copies.
+pub(super) struct Field<'a> {
+    pub(super) value: Cow<'a, Value>,
+    pub(super) origin: &'a Origin,
     pub(super) layer: Layer,
 }
+
+pub(super) type Fields<'a> = BTreeMap<&'a str, Field<'a>>;
 
 enum Outcome {
     Job {
@@ -101,11 +106,16 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
     let mut jobs: Vec<JobSpec> = Vec::new();
     let mut skipped = Vec::new();
     let mut notes = Notes::default();
-    // (request hash, sample) → (index in jobs, whether adaptation produced it)
-    let mut seen: HashMap<(String, u32), (usize, bool)> = HashMap::new();
+    // (request digest, sample) → (index in jobs, whether adaptation produced it)
+    let mut seen: HashMap<([u8; 8], u32), (usize, bool)> = HashMap::new();
+    // What many jobs share is kept once.
+    let mut shapes: HashMap<PricedShape, Arc<PricedShape>> = HashMap::new();
+    let names: HashMap<&str, Arc<str>> = swept.iter().map(|n| (n.as_str(), Arc::from(n.as_str()))).collect();
+    let name_of = |n: &str| names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
 
     for (index, prompt) in manifest.prompts.iter().enumerate() {
-        let label = label_of(prompt);
+        let label: Arc<str> = Arc::from(label_of(prompt));
+        let meta = Arc::new(prompt.meta.clone());
         let subject = format!("prompt `{label}`");
         let Some(templates) = templates_of(prompt, &subject, &mut problems) else {
             continue;
@@ -120,7 +130,7 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                     Outcome::Invalid(p) => problems.extend(p),
                     Outcome::Skipped(reason) => {
                         skipped.push(Skipped {
-                            prompt: label.clone(),
+                            prompt: label.to_string(),
                             combination: describe(combo),
                             reason: reason.clone(),
                         });
@@ -131,24 +141,33 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                         request,
                         adapted,
                     } => {
-                        let hash = request_hash(endpoint, &request);
+                        let body = RequestBody::new(&request);
+                        let digest = request_digest(endpoint, &body);
+                        let hash = crate::hex::hex(&digest);
                         let prefix = prompt.id.clone().unwrap_or_else(|| prefix_of(&request));
                         let estimate = table.estimate(endpoint, &request);
-                        let mut params: BTreeMap<String, Value> = BTreeMap::new();
+                        let priced = priced_shape(endpoint, &request);
+                        let priced = match shapes.get(&priced) {
+                            Some(shared) => shared.clone(),
+                            None => shapes.entry(priced.clone()).or_insert_with(|| Arc::new(priced)).clone(),
+                        };
+                        let mut params: Vec<(Arc<str>, Value)> = Vec::new();
                         // What was sent: a key left out under `adapt` has no value here.
                         for (name, _) in &combo.values {
                             let sent = match name.as_str() {
                                 "endpoint" => Some(Value::String(endpoint.as_str().into())),
                                 _ => request.get(name).cloned(),
                             };
-                            params.extend(sent.map(|v| (name.clone(), v)));
+                            params.extend(sent.map(|v| (name_of(name), v)));
                         }
                         for (name, value) in &assignment {
-                            params.insert(name.clone(), Value::String(value.value.clone()));
+                            params.push((name_of(name), Value::String(value.value.clone())));
                         }
+                        let params = Params::new(params);
+                        drop(request);
                         for sample in 1..=manifest.repeat.get() {
                             let id = JobId::new(&prefix, &hash, sample);
-                            if let Some(&(other, other_adapted)) = seen.get(&(hash.clone(), sample)) {
+                            if let Some(&(other, other_adapted)) = seen.get(&(digest, sample)) {
                                 if adapted || other_adapted {
                                     notes.merged += 1;
                                     continue;
@@ -161,15 +180,16 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                                 ));
                                 continue;
                             }
-                            seen.insert((hash.clone(), sample), (jobs.len(), adapted));
+                            seen.insert((digest, sample), (jobs.len(), adapted));
                             jobs.push(JobSpec {
                                 id,
                                 endpoint,
-                                request: request.clone(),
+                                request: body.clone(),
+                                priced: priced.clone(),
                                 prompt_index: index,
                                 label: label.clone(),
                                 params: params.clone(),
-                                meta: prompt.meta.clone(),
+                                meta: meta.clone(),
                                 sample,
                                 estimate: estimate.clone(),
                             });
@@ -359,44 +379,37 @@ fn assignments(vars: &[(String, Vec<Sourced<String>>)]) -> Vec<Vec<(String, Sour
     out
 }
 
-fn merge(
-    manifest: &Manifest,
-    prompt: &PromptEntry,
+fn merge<'a>(
+    manifest: &'a Manifest,
+    prompt: &'a PromptEntry,
     templates: &BTreeMap<String, Template>,
     values: &BTreeMap<&str, &str>,
-    combo: &Combination,
-) -> BTreeMap<String, Field> {
-    let mut fields = BTreeMap::new();
-    for (name, v) in &manifest.defaults {
-        fields.insert(
-            name.clone(),
-            Field {
-                value: v.value.clone(),
-                origin: v.origin.clone(),
-                layer: Layer::Defaults,
-            },
-        );
-    }
-    for (name, v) in &prompt.fields {
-        let value = match templates.get(name) {
-            Some(t) => Value::String(t.render(values)),
-            None => v.value.clone(),
-        };
-        fields.insert(
-            name.clone(),
-            Field {
-                value,
-                origin: v.origin.clone(),
-                layer: Layer::Prompt,
-            },
-        );
+    combo: &'a Combination,
+) -> Fields<'a> {
+    let mut fields = Fields::new();
+    let layers = [(Layer::Defaults, &manifest.defaults), (Layer::Prompt, &prompt.fields)];
+    for (layer, map) in layers {
+        for (name, v) in map {
+            let value = match templates.get(name).filter(|_| layer == Layer::Prompt) {
+                Some(t) => Cow::Owned(Value::String(t.render(values))),
+                None => Cow::Borrowed(&v.value),
+            };
+            fields.insert(
+                name.as_str(),
+                Field {
+                    value,
+                    origin: &v.origin,
+                    layer,
+                },
+            );
+        }
     }
     for (name, v) in &combo.values {
         fields.insert(
-            name.clone(),
+            name.as_str(),
             Field {
-                value: v.value.clone(),
-                origin: v.origin.clone(),
+                value: Cow::Borrowed(&v.value),
+                origin: &v.origin,
                 layer: Layer::Matrix,
             },
         );
@@ -406,7 +419,7 @@ fn merge(
     fields
 }
 
-fn check(mut fields: BTreeMap<String, Field>, policy: OnUnsupported, subject: &str, notes: &mut Notes) -> Outcome {
+fn check(mut fields: Fields<'_>, policy: OnUnsupported, subject: &str, notes: &mut Notes) -> Outcome {
     let endpoint = match fields.remove("endpoint") {
         Some(f) => f
             .value
@@ -425,14 +438,20 @@ fn check(mut fields: BTreeMap<String, Field>, policy: OnUnsupported, subject: &s
         fields.retain(|name, f| {
             let keep = f.layer != Layer::Defaults || kling::accepts(endpoint, model.as_deref(), name);
             if !keep {
-                *notes.dropped_defaults.entry((name.clone(), owner.clone())).or_default() += 1;
+                *notes
+                    .dropped_defaults
+                    .entry((name.to_string(), owner.clone()))
+                    .or_default() += 1;
             }
             keep
         });
     }
     let mut adapted = false;
     loop {
-        let request: Map<String, Value> = fields.iter().map(|(k, f)| (k.clone(), f.value.clone())).collect();
+        let request: Map<String, Value> = fields
+            .iter()
+            .map(|(k, f)| (k.to_string(), f.value.as_ref().clone()))
+            .collect();
         let violations = kling::validate(endpoint, &request, Strictness::Client);
         if violations.is_empty() {
             return Outcome::Job {
@@ -442,9 +461,8 @@ fn check(mut fields: BTreeMap<String, Field>, policy: OnUnsupported, subject: &s
             };
         }
         if policy == OnUnsupported::Adapt {
-            let from_matrix = |fields: &BTreeMap<String, Field>, name: &str| {
-                fields.get(name).is_some_and(|f| f.layer == Layer::Matrix)
-            };
+            let from_matrix =
+                |fields: &Fields<'_>, name: &str| fields.get(name).is_some_and(|f| f.layer == Layer::Matrix);
             let mut removed = false;
             for v in &violations {
                 let Some(name) = v.field.as_deref() else { continue };

@@ -9,6 +9,6 @@ mod problems;
 mod template;
 
 pub use expand::{MAX_JOBS, Plan, Skipped, expand};
-pub use job::{JobId, JobSpec, canonical_json, slug};
+pub use job::{JobId, JobSpec, Params, RequestBody, canonical_json, slug};
 pub use matrix::{Combination, combinations};
 pub use template::{Template, TemplateError};

@@ -1,24 +1,18 @@
 //! Turning contract violations and duplicates into problems a person can act on: the place to
 //! point at, who it concerns, and a hint.
 
-use super::expand::{Field, Layer};
+use super::expand::{Fields, Layer};
 use super::job::JobSpec;
 use super::matrix::Combination;
 use crate::kling::{Endpoint, Violation, ViolationKind};
 use crate::manifest::{Origin, Problem, PromptEntry, did_you_mean, endpoints_of};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
-pub(super) fn to_problem(
-    v: &Violation,
-    endpoint: Endpoint,
-    fields: &BTreeMap<String, Field>,
-    subject: &str,
-) -> Problem {
+pub(super) fn to_problem(v: &Violation, endpoint: Endpoint, fields: &Fields<'_>, subject: &str) -> Problem {
     let field = v.field.as_deref().and_then(|name| fields.get(name));
     // At the value at fault; for a missing field, at the value that made a rule require it, else
     // at the prompt entry.
-    let trigger = v.related.iter().find_map(|name| fields.get(name));
+    let trigger = v.related.iter().find_map(|name| fields.get(name.as_str()));
     let at = field.or(trigger);
     let origin = match at {
         Some(f) => f.origin.clone(),
@@ -89,7 +83,7 @@ pub(super) fn to_problem(
             };
         }
         ViolationKind::WrongType => {
-            if let Some(Value::String(s)) = field.map(|f| &f.value)
+            if let Some(Value::String(s)) = field.map(|f| f.value.as_ref())
                 && s.parse::<f64>().is_ok()
             {
                 problem = problem.hint(format!("write {s} without quotes"));

@@ -24,7 +24,7 @@ impl Axes {
             .iter()
             .flat_map(|j| j.params.keys())
             .filter(|k| !is_request_key(k))
-            .cloned()
+            .map(str::to_string)
             .collect();
         let mut rows = vec!["prompt".to_string()];
         for v in vars {
@@ -43,13 +43,14 @@ fn is_request_key(name: &str) -> bool {
 
 fn value_of(job: &JobSpec, axis: &str) -> String {
     match axis {
-        "prompt" => job.label.clone(),
+        "prompt" => job.label.to_string(),
         "endpoint" => job.endpoint.to_string(),
         _ => job
             .params
             .get(axis)
+            .cloned()
             .or_else(|| job.request.get(axis))
-            .map_or("-".to_string(), |v| cell(Some(v))),
+            .map_or("-".to_string(), |v| cell(Some(&v))),
     }
 }
 
@@ -164,7 +165,7 @@ pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatu
 
 fn cell_html(spec: &JobSpec, job: &JobRun) -> String {
     let mut caption = escape(spec.id.as_str());
-    for (name, value) in &spec.params {
+    for (name, value) in spec.params.iter() {
         let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));
     }
     if let Some(cost) = job.cost {
@@ -175,7 +176,7 @@ fn cell_html(spec: &JobSpec, job: &JobRun) -> String {
         (JobPhase::Done, Some((path, _, _))) => format!(
             "<video src=\"{}\" controls muted loop playsinline preload=\"metadata\" title=\"{}\"></video>",
             escape(path),
-            escape(spec.prompt().unwrap_or(""))
+            escape(spec.prompt().as_deref().unwrap_or(""))
         ),
         (JobPhase::Failed, _) => {
             let error = job
@@ -201,7 +202,7 @@ pub fn parse_axes(plan: &Plan, rows: Option<&str>, columns: Option<&str>) -> Res
         name == "prompt"
             || name == "endpoint"
             || plan.swept.iter().any(|s| s == name)
-            || plan.jobs.iter().any(|j| j.request.contains_key(name))
+            || plan.jobs.iter().any(|j| j.request.fields().contains_key(name))
     };
     let list = |text: Option<&str>, fallback: Vec<String>| -> Result<Vec<String>, String> {
         let Some(text) = text else { return Ok(fallback) };

@@ -10,7 +10,7 @@ mod summary;
 mod table;
 
 pub use gallery::{Axes, escape, gallery_html, parse_axes};
-pub use plan::{cell, plan_json, plan_table};
+pub use plan::{cell, plan_table, write_plan_json};
 pub use progress::{Progress, Snapshot, print_line, write_stderr};
 pub use results::{inert, results_csv};
 pub use status::{Failure, NextSteps, RunStatus};

@@ -2,12 +2,16 @@
 //! estimated cost, and totals by model and resolution.
 
 use super::Table;
+use crate::kling::Endpoint;
 use crate::money::Money;
-use crate::plan::Plan;
-use crate::pricing::{PriceSource, PricedShape, priced_shape};
+use crate::plan::{JobSpec, Params, Plan, RequestBody};
+use crate::pricing::{PriceSource, PricedShape};
+use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// A parameter value as a cell: strings bare, everything else as JSON.
 pub fn cell(value: Option<&Value>) -> String {
@@ -27,10 +31,10 @@ struct Group {
     assumed_seconds: bool,
 }
 
-fn groups(plan: &Plan) -> BTreeMap<PricedShape, Group> {
-    let mut groups: BTreeMap<PricedShape, Group> = BTreeMap::new();
+fn groups(plan: &Plan) -> BTreeMap<Arc<PricedShape>, Group> {
+    let mut groups: BTreeMap<Arc<PricedShape>, Group> = BTreeMap::new();
     for job in &plan.jobs {
-        let g = groups.entry(priced_shape(job.endpoint, &job.request)).or_default();
+        let g = groups.entry(job.priced.clone()).or_default();
         g.jobs += 1;
         g.seconds += u64::from(job.estimate.seconds);
         g.cost = g.cost.saturating_add(job.estimate.cost);
@@ -191,66 +195,110 @@ pub fn plan_table(plan: &Plan) -> String {
     out
 }
 
-pub fn plan_json(plan: &Plan) -> Value {
-    let jobs: Vec<Value> = plan
-        .jobs
-        .iter()
-        .map(|job| {
-            let e = &job.estimate;
-            json!({
-                "id": job.id,
-                "endpoint": job.endpoint,
-                "model": job.model(),
-                "label": job.label,
-                "sample": job.sample,
-                "params": job.params,
-                "meta": job.meta,
-                "request": job.request,
-                "estimate": {
-                    "seconds": e.seconds,
-                    "seconds_assumed": e.seconds_assumed,
-                    "cents_per_second": e.per_second.cents(),
-                    "cost_usd": e.cost.usd(),
-                    "price_source": e.price_source,
-                },
+/// `plan --json`, written as it is produced: a 100,000-job plan never exists as one JSON tree.
+pub fn write_plan_json(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    serde_json::to_writer_pretty(&mut out, &PlanDoc(plan)).map_err(std::io::Error::from)?;
+    std::io::Write::flush(&mut out)
+}
+
+struct PlanDoc<'a>(&'a Plan);
+
+impl Serialize for PlanDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let plan = self.0;
+        let by_shape: Vec<Value> = groups(plan)
+            .into_iter()
+            .map(|(shape, g)| {
+                json!({
+                    "endpoint": shape.endpoint,
+                    "model": shape.model,
+                    "output_resolution": shape.output_resolution,
+                    "enable_sound": shape.enable_sound,
+                    "jobs": g.jobs,
+                    "video_seconds": g.seconds,
+                    "estimated_usd": g.cost.usd(),
+                    "assumed_price": g.assumed_price,
+                    "assumed_seconds": g.assumed_seconds,
+                })
             })
-        })
-        .collect();
-    let by_shape: Vec<Value> = groups(plan)
-        .into_iter()
-        .map(|(shape, g)| {
-            json!({
-                "endpoint": shape.endpoint,
-                "model": shape.model,
-                "output_resolution": shape.output_resolution,
-                "enable_sound": shape.enable_sound,
-                "jobs": g.jobs,
-                "video_seconds": g.seconds,
-                "estimated_usd": g.cost.usd(),
-                "assumed_price": g.assumed_price,
-                "assumed_seconds": g.assumed_seconds,
-            })
-        })
-        .collect();
-    let total_cost: Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
-    json!({
-        "name": plan.name,
-        "manifest": plan.manifest,
-        "swept": plan.swept,
-        "jobs": jobs,
-        "totals": {
-            "jobs": plan.jobs.len(),
-            "video_seconds": plan.jobs.iter().map(|j| u64::from(j.estimate.seconds)).sum::<u64>(),
-            "estimated_usd": total_cost.usd(),
-            "by_model_and_resolution": by_shape,
-        },
-        "limits": {
-            "max_spend_usd": plan.limits.max_spend.map(Money::usd),
-            "concurrency": plan.limits.concurrency,
-            "rate_per_second": plan.limits.rate_per_second,
-        },
-        "notes": plan.notes,
-        "skipped": plan.skipped,
-        "estimate": "costs come from the built-in price table and the manifest's pricing; a run asks the service for a quote",
-    })
+            .collect();
+        let total_cost: Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
+        // Keys in sorted order, as a JSON object of this project has always been written.
+        let mut map = serializer.serialize_map(Some(9))?;
+        map.serialize_entry(
+            "estimate",
+            "costs come from the built-in price table and the manifest's pricing; a run asks the service for a quote",
+        )?;
+        map.serialize_entry("jobs", &Jobs(&plan.jobs))?;
+        map.serialize_entry(
+            "limits",
+            &json!({
+                "max_spend_usd": plan.limits.max_spend.map(Money::usd),
+                "concurrency": plan.limits.concurrency,
+                "rate_per_second": plan.limits.rate_per_second,
+            }),
+        )?;
+        map.serialize_entry("manifest", &plan.manifest)?;
+        map.serialize_entry("name", &plan.name)?;
+        map.serialize_entry("notes", &plan.notes)?;
+        map.serialize_entry("skipped", &plan.skipped)?;
+        map.serialize_entry("swept", &plan.swept)?;
+        map.serialize_entry(
+            "totals",
+            &json!({
+                "jobs": plan.jobs.len(),
+                "video_seconds": plan.jobs.iter().map(|j| u64::from(j.estimate.seconds)).sum::<u64>(),
+                "estimated_usd": total_cost.usd(),
+                "by_model_and_resolution": by_shape,
+            }),
+        )?;
+        map.end()
+    }
+}
+
+struct Jobs<'a>(&'a [JobSpec]);
+
+impl Serialize for Jobs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|job| JobDoc {
+            endpoint: job.endpoint,
+            estimate: EstimateDoc {
+                cents_per_second: job.estimate.per_second.cents(),
+                cost_usd: job.estimate.cost.usd(),
+                price_source: job.estimate.price_source,
+                seconds: job.estimate.seconds,
+                seconds_assumed: job.estimate.seconds_assumed,
+            },
+            id: job.id.as_str(),
+            label: &job.label,
+            meta: &job.meta,
+            model: job.model(),
+            params: &job.params,
+            request: &job.request,
+            sample: job.sample,
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct JobDoc<'a> {
+    endpoint: Endpoint,
+    estimate: EstimateDoc,
+    id: &'a str,
+    label: &'a str,
+    meta: &'a BTreeMap<String, String>,
+    model: Option<&'a str>,
+    params: &'a Params,
+    request: &'a RequestBody,
+    sample: u32,
+}
+
+#[derive(Serialize)]
+struct EstimateDoc {
+    cents_per_second: f64,
+    cost_usd: f64,
+    price_source: PriceSource,
+    seconds: u32,
+    seconds_assumed: bool,
 }

@@ -48,7 +48,7 @@ pub fn results_csv(plan: &Plan, jobs: &[JobRun]) -> Vec<u8> {
             job.phase.as_str().to_string(),
             spec.endpoint.to_string(),
             spec.model().unwrap_or("").to_string(),
-            spec.prompt().unwrap_or("").to_string(),
+            spec.prompt().unwrap_or_default(),
         ];
         row.extend(
             swept

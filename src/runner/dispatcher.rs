@@ -84,7 +84,7 @@ impl Dispatcher {
         let shapes = plan
             .jobs
             .iter()
-            .map(|j| Shape::of(j.endpoint, &j.request, j.estimate.seconds))
+            .map(|j| Shape::of(&j.priced, j.estimate.seconds))
             .collect();
         let mut d = Dispatcher {
             jobs: Vec::with_capacity(plan.jobs.len()),

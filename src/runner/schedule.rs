@@ -4,42 +4,37 @@
 //! are learned online per model, length and resolution from what polls observe.
 
 use crate::kling::Endpoint;
+use crate::pricing::PricedShape;
 use crate::rng::Rng;
-use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// What generation time depends on.
+/// What generation time depends on: model, resolution (with the model's default filled in),
+/// sound, and length. Shared with the plan, so a job's shape costs one pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Shape {
-    endpoint: Endpoint,
-    model: Option<String>,
+    priced: Arc<PricedShape>,
     seconds: u32,
-    resolution: Option<String>,
 }
 
 impl Shape {
-    pub fn of(endpoint: Endpoint, request: &Map<String, Value>, seconds: u32) -> Shape {
+    pub fn of(priced: &Arc<PricedShape>, seconds: u32) -> Shape {
         Shape {
-            endpoint,
-            model: request.get("model").and_then(Value::as_str).map(str::to_string),
+            priced: priced.clone(),
             seconds,
-            resolution: request
-                .get("output_resolution")
-                .and_then(Value::as_str)
-                .map(str::to_string),
         }
     }
 
     /// The public guidance: 30 s for a short 720p clip up to 120 s for a long 4k one.
     fn guidance(&self) -> f64 {
         let length = (f64::from(self.seconds.clamp(3, 15)) - 3.0) / 12.0;
-        let resolution = match self.resolution.as_deref() {
+        let resolution = match self.priced.output_resolution.as_deref() {
             Some("4k") => 30.0,
             Some("1080p") => 15.0,
             _ => 0.0,
         };
-        let slow = matches!(self.endpoint, Endpoint::MotionControl | Endpoint::AiAvatar);
+        let slow = matches!(self.priced.endpoint, Endpoint::MotionControl | Endpoint::AiAvatar);
         (30.0 + 60.0 * length + resolution + if slow { 30.0 } else { 0.0 }).min(120.0)
     }
 }
@@ -138,13 +133,16 @@ impl PollSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn shape() -> Shape {
         let Value::Object(request) = json!({"model": "kling-3.0", "output_resolution": "720p"}) else {
             unreachable!()
         };
-        Shape::of(Endpoint::TextToVideo, &request, 5)
+        Shape::of(
+            &Arc::new(crate::pricing::priced_shape(Endpoint::TextToVideo, &request)),
+            5,
+        )
     }
 
     #[test]

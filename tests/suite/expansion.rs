@@ -81,9 +81,9 @@ matrix:
     );
     let v26: Vec<_> = plan.jobs.iter().filter(|j| j.model() == Some("kling-v2.6")).collect();
     assert_eq!(v26.len(), 1);
-    assert!(!v26[0].request.contains_key("output_resolution"));
+    assert!(!v26[0].request.fields().contains_key("output_resolution"));
     assert!(
-        !v26[0].params.contains_key("output_resolution"),
+        !v26[0].params.get("output_resolution").is_some(),
         "params show what was sent"
     );
     assert_eq!(plan.skipped.len(), 2, "{:#?}", plan.skipped);
@@ -120,11 +120,14 @@ prompts:
   - { prompt: "a sea", output_resolution: null }
 "#,
     );
-    let by_prompt = |p: &str| plan.jobs.iter().find(|j| j.prompt() == Some(p)).unwrap();
-    assert_eq!(by_prompt("a lake").request["output_resolution"], json!("1080p"));
-    assert!(!by_prompt("a river").request.contains_key("output_resolution"));
-    assert!(!by_prompt("a river").request.contains_key("negative_prompt"));
-    assert!(!by_prompt("a sea").request.contains_key("output_resolution"));
+    let by_prompt = |p: &str| plan.jobs.iter().find(|j| j.prompt().as_deref() == Some(p)).unwrap();
+    assert_eq!(
+        by_prompt("a lake").request.fields()["output_resolution"],
+        json!("1080p")
+    );
+    assert!(!by_prompt("a river").request.fields().contains_key("output_resolution"));
+    assert!(!by_prompt("a river").request.fields().contains_key("negative_prompt"));
+    assert!(!by_prompt("a sea").request.fields().contains_key("output_resolution"));
     assert!(
         plan.notes
             .iter()
@@ -162,8 +165,11 @@ prompts:
 "#,
     );
     assert_eq!(plan.jobs.len(), 6);
-    assert_eq!(plan.jobs[0].prompt(), Some("A noir street at dawn, {not a var}"));
-    assert_eq!(plan.jobs[0].params["style"], json!("noir"));
+    assert_eq!(
+        plan.jobs[0].prompt().as_deref(),
+        Some("A noir street at dawn, {not a var}")
+    );
+    assert_eq!(plan.jobs[0].params.get("style").cloned().unwrap(), json!("noir"));
     assert!(plan.jobs.iter().all(|j| j.id.as_str().starts_with("street-")));
 }
 
@@ -181,7 +187,7 @@ pricing:
     let cost = |res: &str| {
         plan.jobs
             .iter()
-            .find(|j| j.request["output_resolution"] == json!(res))
+            .find(|j| j.request.fields()["output_resolution"] == json!(res))
             .unwrap()
             .estimate
             .cost

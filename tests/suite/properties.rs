@@ -95,7 +95,7 @@ fn ids_to_requests(plan: &Plan) -> BTreeMap<String, String> {
         .map(|j| {
             (
                 j.id.to_string(),
-                plan::canonical_json(&Value::Object(j.request.clone())),
+                plan::canonical_json(&Value::Object(j.request.fields())),
             )
         })
         .collect()
