@@ -53,7 +53,7 @@ pub fn results_csv(plan: &Plan, jobs: &[JobRun]) -> Vec<u8> {
         row.extend(
             swept
                 .iter()
-                .map(|s| spec.params.get(*s).map_or(String::new(), |v| cell(Some(v)))),
+                .map(|s| spec.params.get(s).map_or(String::new(), |v| cell(Some(v)))),
         );
         let (path, bytes, sha) = job
             .file
