@@ -22,7 +22,7 @@ fn combos(plan: &Plan, keys: &[&str]) -> Vec<Vec<String>> {
         .iter()
         .map(|j| {
             keys.iter()
-                .map(|k| j.request.get(*k).map_or("-".into(), |v| v.to_string()))
+                .map(|k| j.request.get(k).map_or("-".into(), |v| v.to_string()))
                 .collect()
         })
         .collect()
@@ -83,7 +83,7 @@ matrix:
     assert_eq!(v26.len(), 1);
     assert!(!v26[0].request.fields().contains_key("output_resolution"));
     assert!(
-        !v26[0].params.get("output_resolution").is_some(),
+        v26[0].params.get("output_resolution").is_none(),
         "params show what was sent"
     );
     assert_eq!(plan.skipped.len(), 2, "{:#?}", plan.skipped);
