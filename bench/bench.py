@@ -284,12 +284,13 @@ def s3_scale(args, work):
 
 
 def download_seconds(stderr_path):
+    """Bytes, seconds to the last byte written, and seconds until the file was fsynced in place."""
     with open(stderr_path) as f:
         for line in f:
             if '"downloaded"' in line:
                 fields = json.loads(line).get("fields", {})
-                return fields.get("bytes"), fields.get("seconds")
-    return None, None
+                return fields.get("bytes"), fields.get("received_seconds"), fields.get("seconds")
+    return None, None, None
 
 
 def s4_download(args, work):
@@ -305,7 +306,7 @@ def s4_download(args, work):
             cmd = runner_cmd(args.bin, manifest, folder, sim.url, 50, 4, 1000.0, ["--max-video-bytes", str(2 * size)])
             cmd = [c for c in cmd if c != "-q"] + ["-vv", "--log-format", "json", "--log-file", os.path.join(work, f"s4-{label}.log")]
             r = timed(cmd, work, f"s4-{label}")
-            r["bytes"], r["download_seconds"] = download_seconds(os.path.join(work, f"s4-{label}.log"))
+            r["bytes"], r["download_seconds"], r["durable_seconds"] = download_seconds(os.path.join(work, f"s4-{label}.log"))
             out[label] = r
             if label == "large":
                 # curl on the same video, in the same run: a fresh task's URL.
@@ -334,7 +335,10 @@ def s4_download(args, work):
         finally:
             sim.stop()
     large = out["large"]
+    # Like curl's figure: to the last byte written. The fsync that makes the file durable (curl
+    # does none) is reported on its own line.
     out["kling_batch_mb_s"] = large["bytes"] / large["download_seconds"] / 2**20 if large["download_seconds"] else None
+    out["durable_mb_s"] = large["bytes"] / large["durable_seconds"] / 2**20 if large["durable_seconds"] else None
     out["rss_growth_mb"] = large["rss_mb"] - out["small"]["rss_mb"]
     out["throughput_vs_curl"] = out["kling_batch_mb_s"] / out["curl_mb_s"] if out["kling_batch_mb_s"] else None
     return out
@@ -414,7 +418,8 @@ def table(results):
         head = f"4. download ({s4['bytes'] // 2**20:,} MiB video)"
         rows = [
             ("RSS growth over a 4 KB video, MB", "< 20", s4["rss_growth_mb"]),
-            ("throughput, MiB/s", "", s4["kling_batch_mb_s"]),
+            ("throughput to the last byte written, MiB/s", "", s4["kling_batch_mb_s"]),
+            ("… until fsynced and renamed into place, MiB/s", "", s4.get("durable_mb_s")),
             ("curl on the same URL, MiB/s", "", s4["curl_mb_s"]),
             ("throughput ÷ curl", "≥ 0.80", s4["throughput_vs_curl"]),
         ]

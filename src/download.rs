@@ -1,10 +1,9 @@
 //! Downloading a finished video: streamed to `videos/<JobId>.mp4.part` (never held in memory),
-//! hashed while it streams, checked against Content-Length, fsynced, then renamed into place. A
+//! hashed (BLAKE3) while it streams, checked against Content-Length, fsynced, then renamed into place. A
 //! partial file is continued with `Range` when the server answers 206 at the right offset, else
 //! started again. The API key is never sent: this client has no credentials at all.
 
 use crate::hex::hex;
-use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +13,8 @@ pub struct Downloaded {
     /// Relative to the output folder: `videos/<JobId>.mp4`.
     pub path: String,
     pub bytes: u64,
-    pub sha256: String,
+    /// `blake3:<64 hex>` of the file's bytes.
+    pub checksum: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +54,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
 }
 
 /// Hashes an existing file (or partial file).
-pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, blake3::Hasher)> {
     let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -69,12 +69,26 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
     }
 }
 
-/// Whether the file recorded for a job is on disk with the recorded size and hash.
-pub fn verify(folder: &Path, relative: &str, bytes: u64, sha256: &str) -> bool {
-    match hash_file(&folder.join(relative)) {
-        Ok((len, hasher)) => len == bytes && hex(&hasher.finalize()) == sha256,
-        Err(_) => false,
+/// The recorded form of a finished hash.
+pub fn checksum(hasher: &blake3::Hasher) -> String {
+    format!("blake3:{}", hex(hasher.finalize().as_bytes()))
+}
+
+/// A checksum as recorded by any version: journals from before BLAKE3 hold bare SHA-256 hex.
+pub fn normalize_checksum(recorded: &str) -> String {
+    if recorded.contains(':') {
+        recorded.to_string()
+    } else {
+        format!("sha256:{recorded}")
     }
+}
+
+/// Whether the file recorded for a job is still on disk at its recorded size. This is what a
+/// resume checks: files are fsynced before they are renamed into place, so a recorded file is
+/// whole unless someone cut or removed it, and re-reading every video (gigabytes, for a real
+/// sweep) before the first submit would cost more than it could find.
+pub fn present(folder: &Path, relative: &str, bytes: u64) -> bool {
+    std::fs::metadata(folder.join(relative)).is_ok_and(|m| m.is_file() && m.len() == bytes)
 }
 
 fn content_range_start(value: Option<&reqwest::header::HeaderValue>) -> Option<u64> {
@@ -125,83 +139,154 @@ pub async fn download(
     let resume = status == 206
         && have > 0
         && content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE)) == Some(have);
-    let (file, mut hasher, mut written) = if resume {
-        let (len, hasher) = hash_file(&part).map_err(io_error(&part))?;
-        let file = OpenOptions::new().append(true).open(&part).map_err(io_error(&part))?;
-        (file, hasher, len)
-    } else {
-        let file = File::create(&part).map_err(io_error(&part))?;
-        (file, Sha256::new(), 0u64)
-    };
-    // Network chunks are small; one write per 256 KiB instead of one per chunk.
-    let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
-    let expected = response.content_length().map(|n| n + written);
+    let expected = response.content_length().map(|n| n + if resume { have } else { 0 });
     if expected.is_some_and(|n| n > max_bytes) {
         let _ = std::fs::remove_file(&part);
         return Err(DownloadError::Fatal(format!(
             "the video is larger than the {max_bytes}-byte limit"
         )));
     }
-    let mut first = true;
+    // The bytes are hashed and written on a blocking thread while the next ones arrive: the
+    // runner's threads only move buffers, and hashing overlaps the network.
+    let (pieces, inbox) = tokio::sync::mpsc::channel::<Piece>(PIPELINE_CHUNKS);
+    let sink = Sink {
+        part: part.clone(),
+        final_path,
+        videos: videos.to_path_buf(),
+        resume,
+    };
+    let worker = tokio::task::spawn_blocking(move || sink.run(inbox));
+    let mut written = if resume { have } else { 0 };
+    let mut broke: Option<DownloadError> = None;
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
-                let _ = file.flush().map(|()| file.get_ref().sync_data());
-                return Err(DownloadError::Transient(format!(
+                broke = Some(DownloadError::Transient(format!(
                     "the transfer broke off after {written} bytes: {}",
                     crate::client::ApiError::transport(e).message()
                 )));
+                break;
             }
         };
         written += chunk.len() as u64;
         if written > max_bytes {
-            drop(file);
-            let _ = std::fs::remove_file(&part);
-            return Err(DownloadError::Fatal(format!(
+            broke = Some(DownloadError::Fatal(format!(
                 "the video is larger than the {max_bytes}-byte limit"
             )));
+            break;
         }
-        hasher.update(&chunk);
-        file.write_all(&chunk).map_err(io_error(&part))?;
-        if first {
-            first = false;
-            crate::crash::point("download.mid");
+        if pieces.send(Piece::Data(chunk)).await.is_err() {
+            // The writer stopped (a disk error): its answer says why.
+            break;
         }
     }
-    if let Some(n) = expected
+    if broke.is_none()
+        && let Some(n) = expected
         && n != written
     {
-        let _ = file.flush().map(|()| file.get_ref().sync_data());
-        return Err(DownloadError::Transient(format!(
+        broke = Some(DownloadError::Transient(format!(
             "the transfer stopped at {written} of {n} bytes"
         )));
     }
-    // fsync, rename and the folder's fsync block for milliseconds: not on the runner's thread.
-    let videos = videos.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let file = file.into_inner().map_err(|e| io_error(&part)(e.into_error()))?;
-        file.sync_all().map_err(io_error(&part))?;
-        drop(file);
-        crate::crash::point("download.before_rename");
-        std::fs::rename(&part, &final_path).map_err(io_error(&final_path))?;
-        if let Ok(dir) = File::open(&videos) {
-            let _ = dir.sync_all();
+    let received = started.elapsed().as_secs_f64();
+    if broke.is_none() {
+        let _ = pieces.send(Piece::Finish).await;
+    }
+    // Without `Finish` the writer keeps what it has as the partial file, flushed to disk.
+    drop(pieces);
+    let finished = worker
+        .await
+        .map_err(|e| DownloadError::Fatal(format!("the file could not be finished: {e}")))?;
+    let (bytes, checksum) = match (finished, broke) {
+        (Err(e), _) => return Err(e),
+        (Ok(_), Some(e @ DownloadError::Fatal(_))) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
         }
-        Ok::<(), DownloadError>(())
-    })
-    .await
-    .map_err(|e| DownloadError::Fatal(format!("the file could not be finished: {e}")))??;
+        (Ok(_), Some(e)) => return Err(e),
+        (Ok(None), None) => {
+            return Err(DownloadError::Transient("the file was not finished".into()));
+        }
+        (Ok(Some(done)), None) => done,
+    };
     tracing::debug!(
         job = job_id,
-        bytes = written,
+        bytes,
         seconds = started.elapsed().as_secs_f64(),
+        received_seconds = received,
         "downloaded"
     );
     Ok(Downloaded {
         path: format!("videos/{job_id}.mp4"),
-        bytes: written,
-        sha256: hex(&hasher.finalize()),
+        bytes,
+        checksum,
     })
+}
+
+/// Chunks in flight between the network and the writer (hyper's are up to a few hundred KiB).
+const PIPELINE_CHUNKS: usize = 8;
+
+enum Piece {
+    Data(bytes::Bytes),
+    /// Every byte has arrived and checked out: make the file durable and put it in place.
+    Finish,
+}
+
+/// The writing end of a download: appends to the `.part` file and hashes what it writes.
+struct Sink {
+    part: PathBuf,
+    final_path: PathBuf,
+    videos: PathBuf,
+    resume: bool,
+}
+
+impl Sink {
+    /// `Some((bytes, checksum))` once the video is in place; `None` when the sender stopped without
+    /// `Finish` (the partial file is kept, flushed, for a later `Range` request).
+    fn run(self, mut inbox: tokio::sync::mpsc::Receiver<Piece>) -> Result<Option<(u64, String)>, DownloadError> {
+        let part = &self.part;
+        let (file, mut hasher, mut written) = if self.resume {
+            let (len, hasher) = hash_file(part).map_err(io_error(part))?;
+            let file = OpenOptions::new().append(true).open(part).map_err(io_error(part))?;
+            (file, hasher, len)
+        } else {
+            (File::create(part).map_err(io_error(part))?, blake3::Hasher::new(), 0u64)
+        };
+        // Network chunks are small; one write per 256 KiB instead of one per chunk.
+        let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let mut first = true;
+        let mut finished = false;
+        while let Some(piece) = inbox.blocking_recv() {
+            match piece {
+                Piece::Data(chunk) => {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).map_err(io_error(part))?;
+                    written += chunk.len() as u64;
+                    if first {
+                        first = false;
+                        crate::crash::point("download.mid");
+                    }
+                }
+                Piece::Finish => {
+                    finished = true;
+                    break;
+                }
+            }
+        }
+        let file = file.into_inner().map_err(|e| io_error(part)(e.into_error()))?;
+        if !finished {
+            let _ = file.sync_data();
+            return Ok(None);
+        }
+        file.sync_all().map_err(io_error(part))?;
+        drop(file);
+        crate::crash::point("download.before_rename");
+        std::fs::rename(part, &self.final_path).map_err(io_error(&self.final_path))?;
+        if let Ok(dir) = File::open(&self.videos) {
+            let _ = dir.sync_all();
+        }
+        Ok(Some((written, checksum(&hasher))))
+    }
 }

@@ -91,7 +91,9 @@ pub enum Record {
         job: String,
         path: String,
         bytes: u64,
-        sha256: String,
+        /// `blake3:<hex>`; journals written before BLAKE3 call it `sha256` and hold bare hex.
+        #[serde(alias = "sha256")]
+        checksum: String,
         at: String,
     },
     /// The job will not be tried again.

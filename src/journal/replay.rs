@@ -35,7 +35,7 @@ pub struct JobHistory {
     pub reserved: Money,
     pub cost: Option<Money>,
     pub url: Option<String>,
-    /// (path relative to the output folder, bytes, sha256)
+    /// (path relative to the output folder, bytes, checksum as `algorithm:hex`)
     pub file: Option<(String, u64, String)>,
     pub failure: Option<(FailureKind, String)>,
     /// Attempts whose task ended `failed`.
@@ -113,9 +113,9 @@ pub fn replay(records: &[Record]) -> Replayed {
                 h.phase = Some(Phase::Waiting);
             }
             Record::Downloaded {
-                path, bytes, sha256, ..
+                path, bytes, checksum, ..
             } => {
-                h.file = Some((path.clone(), *bytes, sha256.clone()));
+                h.file = Some((path.clone(), *bytes, crate::download::normalize_checksum(checksum)));
                 h.phase = Some(Phase::Downloaded);
             }
             Record::Failed { kind, message, .. } => {
@@ -139,6 +139,23 @@ pub fn replay(records: &[Record]) -> Replayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_download_recorded_before_blake3_keeps_its_sha256() {
+        let line = br#"{"at":"2026-11-21T19:02:48.881522Z","bytes":2979,"job":"a","path":"videos/a.mp4","sha256":"baa1b9394752b3ccbddb67b88db53141881198f38e3c8b16b6e51482324d8500","t":"downloaded","v":1}
+{"at":"2026-11-22T10:00:00Z","bytes":5,"job":"b","path":"videos/b.mp4","checksum":"blake3:00ff","t":"downloaded","v":1}
+"#;
+        let (records, _) = crate::journal::reader::parse_bytes(line).unwrap();
+        let history = replay(&records);
+        assert_eq!(
+            history.jobs["a"].file.as_ref().map(|f| f.2.as_str()),
+            Some("sha256:baa1b9394752b3ccbddb67b88db53141881198f38e3c8b16b6e51482324d8500")
+        );
+        assert_eq!(
+            history.jobs["b"].file.as_ref().map(|f| f.2.as_str()),
+            Some("blake3:00ff")
+        );
+    }
 
     fn at() -> String {
         "t".into()
@@ -229,7 +246,7 @@ mod tests {
                 job: "a".into(),
                 path: "videos/a.mp4".into(),
                 bytes: 3,
-                sha256: "x".into(),
+                checksum: "blake3:00".into(),
                 at: at(),
             },
         ];

@@ -17,7 +17,7 @@ const FIXED: &[&str] = &[
     "cost_usd",
     "video_path",
     "bytes",
-    "sha256",
+    "checksum",
     "attempts",
     "error",
     "submitted_at",

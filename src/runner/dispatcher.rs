@@ -615,14 +615,14 @@ impl Dispatcher {
         match result {
             Ok(d) => {
                 let id = self.job_id(job);
-                self.jobs[job].file = Some((d.path.clone(), d.bytes, d.sha256.clone()));
+                self.jobs[job].file = Some((d.path.clone(), d.bytes, d.checksum.clone()));
                 self.jobs[job].phase = JobPhase::Done;
                 tracing::info!(job = %id, path = %d.path, bytes = d.bytes, "downloaded");
                 self.record(Record::Downloaded {
                     job: id,
                     path: d.path,
                     bytes: d.bytes,
-                    sha256: d.sha256,
+                    checksum: d.checksum,
                     at: crate::time_format::now(),
                 });
             }

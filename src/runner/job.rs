@@ -56,7 +56,7 @@ pub struct JobRun {
     pub reserved: Money,
     pub cost: Option<Money>,
     pub url: Option<String>,
-    /// (path relative to the output folder, bytes, sha256)
+    /// (path relative to the output folder, bytes, checksum as `algorithm:hex`)
     pub file: Option<(String, u64, String)>,
     pub failure: Option<(FailureKind, String)>,
     pub last_error: Option<String>,

@@ -127,13 +127,12 @@ impl TestEnv {
     /// recorded size and hash, no partial download is left, no job was billed twice, and the
     /// bill is within `cap`.
     pub fn check_invariants(&self, cap_usd: Option<f64>) {
-        use sha2::{Digest, Sha256};
         for row in self.results() {
             if row["status"] == "completed" {
                 let bytes = std::fs::read(self.out.join(&row["video_path"])).expect("the video is on disk");
                 assert_eq!(bytes.len().to_string(), row["bytes"], "{}", row["job_id"]);
-                let sha = kling_batch::hex::hex(&Sha256::digest(&bytes));
-                assert_eq!(sha, row["sha256"], "{}", row["job_id"]);
+                let sum = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+                assert_eq!(sum, row["checksum"], "{}", row["job_id"]);
             } else {
                 assert_eq!(
                     row["status"], "failed",

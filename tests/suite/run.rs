@@ -10,7 +10,6 @@ matrix: { aspect_ratio: ["16:9", "9:16", "1:1"], enable_sound: [false, true] }
 "#;
 use kling_batch::sim::Faults;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_completes_and_every_file_is_the_served_video() {
@@ -45,8 +44,8 @@ async fn the_sweep_completes_and_every_file_is_the_served_video() {
             .bytes()
             .await
             .unwrap();
-        let sha = kling_batch::hex::hex(&Sha256::digest(&served));
-        assert_eq!(sha, row["sha256"]);
+        let sum = format!("blake3:{}", blake3::hash(&served).to_hex());
+        assert_eq!(sum, row["checksum"]);
     }
     let stats = env.sim.stats();
     assert_eq!(stats.counters.tasks_created, 12);
@@ -63,6 +62,29 @@ async fn the_sweep_completes_and_every_file_is_the_served_video() {
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert_eq!(env.sim.stats().counters.tasks_created, 12);
     assert!(again.stderr.contains("resuming"), "{}", again.stderr);
+    let requests = env.sim.stats().counters.file_requests;
+
+    // A resume checks each recorded video's size: a removed and a cut video are fetched again
+    // (from their tasks, not paid again); the others are left alone.
+    let rows = env.results();
+    std::fs::remove_file(env.out.join(&rows[0]["video_path"])).unwrap();
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.out.join(&rows[1]["video_path"]))
+        .unwrap();
+    cut.set_len(100).unwrap();
+    drop(cut);
+    let third = env.run(&[]).await;
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    let stats = env.sim.stats();
+    assert_eq!(stats.counters.tasks_created, 12);
+    assert_eq!(stats.billed_micro_cents, 12 * 70_000_000);
+    assert_eq!(
+        stats.counters.file_requests,
+        requests + 2,
+        "only the two damaged videos are fetched"
+    );
+    env.check_invariants(None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
