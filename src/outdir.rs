@@ -80,10 +80,21 @@ impl OutDir {
 
     /// Replaces `name` with `bytes` atomically.
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_atomic_with(name, |w| w.write_all(bytes))
+    }
+
+    /// Like `write_atomic`, for content written as it is produced (a 100,000-row results.csv is
+    /// never held in memory).
+    pub fn write_atomic_with(
+        &self,
+        name: &str,
+        content: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let target = self.root.join(name);
         let temporary = self.root.join(format!(".{name}.tmp"));
-        let mut file = File::create(&temporary)?;
-        file.write_all(bytes)?;
+        let mut file = std::io::BufWriter::with_capacity(128 * 1024, File::create(&temporary)?);
+        content(&mut file)?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         crate::crash::point("results.before_rename");

@@ -54,7 +54,7 @@ fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
 
 fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
     let recorded = history.jobs.get(id).and_then(|h| h.file.as_ref());
-    recorded.is_some_and(|(path, bytes, _)| std::fs::metadata(dir.join(path)).is_ok_and(|m| m.len() == *bytes))
+    recorded.is_some_and(|(path, bytes, _)| crate::download::present(dir, path, *bytes))
 }
 
 pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
@@ -145,12 +145,13 @@ pub fn report(
         .collect();
     let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
     let written = out
-        .write_atomic(crate::outdir::RESULTS, &crate::report::results_csv(plan, &jobs))
+        .write_atomic_with(crate::outdir::RESULTS, |w| {
+            crate::report::write_results_csv(plan, &jobs, w)
+        })
         .and_then(|()| {
-            out.write_atomic(
-                crate::outdir::REPORT,
-                crate::report::gallery_html(plan, &jobs, &axes, &status).as_bytes(),
-            )
+            out.write_atomic_with(crate::outdir::REPORT, |w| {
+                crate::report::write_gallery(plan, &jobs, &axes, &status, w)
+            })
         });
     match written {
         Ok(()) => {

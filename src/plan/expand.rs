@@ -87,8 +87,8 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
             .try_fold(1u64, |n, (_, values)| n.checked_mul(values.len() as u64))?;
         acc.checked_add(vars.checked_mul(combos.len() as u64)?.checked_mul(repeat)?)
     });
-    match total {
-        Some(n) if n <= MAX_JOBS => {}
+    let total = match total {
+        Some(n) if n <= MAX_JOBS => n as usize,
         _ => {
             let count = total.map_or("more than 2^64".to_string(), |n| n.to_string());
             return fail(vec![
@@ -99,17 +99,19 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                 .hint("narrow the matrix or the variables, or split the sweep into several manifests"),
             ]);
         }
-    }
+    };
 
     let swept = swept_names(manifest);
     let mut problems = Vec::new();
-    let mut jobs: Vec<JobSpec> = Vec::new();
+    // Sized once: growing by doubling would briefly hold two copies of a large plan.
+    let mut jobs: Vec<JobSpec> = Vec::with_capacity(total);
     let mut skipped = Vec::new();
     let mut notes = Notes::default();
     // (request digest, sample) → (index in jobs, whether adaptation produced it)
     let mut seen: HashMap<([u8; 8], u32), (usize, bool)> = HashMap::new();
     // What many jobs share is kept once.
     let mut shapes: HashMap<PricedShape, Arc<PricedShape>> = HashMap::new();
+    let mut shared_params: HashMap<String, Params> = HashMap::new();
     let names: HashMap<&str, Arc<str>> = swept.iter().map(|n| (n.as_str(), Arc::from(n.as_str()))).collect();
     let name_of = |n: &str| names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
 
@@ -164,6 +166,7 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                             params.push((name_of(name), Value::String(value.value.clone())));
                         }
                         let params = Params::new(params);
+                        let params = shared_params.entry(params.key()).or_insert(params).clone();
                         drop(request);
                         for sample in 1..=manifest.repeat.get() {
                             let id = JobId::new(&prefix, &hash, sample);

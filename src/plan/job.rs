@@ -110,9 +110,10 @@ impl Serialize for RequestBody {
     }
 }
 
-/// The swept parameters of one job, sorted by name. Names are shared with the plan's other jobs.
+/// The swept parameters of one job, sorted by name. Shared: the jobs of a matrix combination
+/// mostly have equal parameters, and the planner keeps one copy of each.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Params(Box<[(Arc<str>, Value)]>);
+pub struct Params(Arc<[(Arc<str>, Value)]>);
 
 impl Params {
     /// A name given twice keeps its later value.
@@ -120,7 +121,19 @@ impl Params {
         pairs.reverse();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|later, earlier| later.0 == earlier.0);
-        Params(pairs.into_boxed_slice())
+        Params(pairs.into())
+    }
+
+    /// Text that is equal exactly when the parameters are.
+    pub fn key(&self) -> String {
+        let mut key = String::new();
+        for (name, value) in self.0.iter() {
+            key.push_str(name);
+            key.push('\0');
+            key.push_str(&value.to_string());
+            key.push('\0');
+        }
+        key
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {

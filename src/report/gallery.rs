@@ -113,6 +113,20 @@ figcaption{font-size:12px;color:#444;word-break:break-all}.failed .error{color:#
 .pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}";
 
 pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatus) -> String {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, and every piece written is a `str`.
+    let _ = write_gallery(plan, jobs, axes, status, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// report.html, a table row at a time into `out` (a large sweep's page is tens of megabytes).
+pub fn write_gallery(
+    plan: &Plan,
+    jobs: &[JobRun],
+    axes: &Axes,
+    status: &RunStatus,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     // Linear in the jobs: each job's row and column found once, then the jobs bucketed by cell.
     let (rows, row_of) = index_keys(plan.jobs.iter().map(|j| key(j, &axes.rows)));
     let (columns, column_of) = index_keys(plan.jobs.iter().map(|j| key(j, &axes.columns)));
@@ -155,12 +169,14 @@ pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatu
             html.push_str("</td>");
         }
         html.push_str("</tr>\n");
+        out.write_all(html.as_bytes())?;
+        html.clear();
     }
     html.push_str("</tbody>\n</table>\n");
     // Counts the cells once rendered; the browser test reads these attributes.
     html.push_str("<script>document.body.dataset.cells=document.querySelectorAll('figure.cell').length;document.body.dataset.videos=document.querySelectorAll('figure.cell video').length;</script>\n");
     html.push_str("</body>\n</html>\n");
-    html
+    out.write_all(html.as_bytes())
 }
 
 fn cell_html(spec: &JobSpec, job: &JobRun) -> String {

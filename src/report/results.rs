@@ -34,14 +34,22 @@ pub fn inert(text: &str) -> String {
 }
 
 pub fn results_csv(plan: &Plan, jobs: &[JobRun]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_results_csv(plan, jobs, &mut out);
+    out
+}
+
+/// results.csv, row by row into `out`.
+pub fn write_results_csv(plan: &Plan, jobs: &[JobRun], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let swept: Vec<&String> = plan.swept.iter().filter(|s| !FIXED.contains(&s.as_str())).collect();
     let meta: BTreeSet<&String> = plan.jobs.iter().flat_map(|j| j.meta.keys()).collect();
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new().buffer_capacity(64 * 1024).from_writer(out);
     let mut header: Vec<String> = FIXED[..5].iter().map(|s| s.to_string()).collect();
     header.extend(swept.iter().map(|s| s.to_string()));
     header.extend(FIXED[5..].iter().map(|s| s.to_string()));
     header.extend(meta.iter().map(|k| format!("meta.{k}")));
-    let _ = writer.write_record(&header);
+    writer.write_record(&header)?;
     for (spec, job) in plan.jobs.iter().zip(jobs) {
         let mut row: Vec<String> = vec![
             spec.id.to_string(),
@@ -78,9 +86,9 @@ pub fn results_csv(plan: &Plan, jobs: &[JobRun]) -> Vec<u8> {
             job.completed_at.clone().unwrap_or_default(),
         ]);
         row.extend(meta.iter().map(|k| spec.meta.get(*k).cloned().unwrap_or_default()));
-        let _ = writer.write_record(row.iter().map(|c| inert(c)));
+        writer.write_record(row.iter().map(|c| inert(c)))?;
     }
-    writer.into_inner().unwrap_or_default()
+    writer.flush()
 }
 
 #[cfg(test)]
