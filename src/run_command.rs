@@ -25,7 +25,10 @@ const DEFAULT_RATE: f64 = 2.0;
 const SIMULATE_TIME_SCALE: f64 = 100.0;
 
 pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread runs the whole run (the dispatcher, every HTTP exchange); file writes, hashing
+    // and fsyncs go to the blocking pool. Measured on scenario 1 of BENCHMARKS.md: a third less
+    // user CPU than the multi-threaded runtime, whose workers mostly woke each other.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(stderr, "error: cannot start the async runtime: {e}");

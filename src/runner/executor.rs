@@ -62,16 +62,9 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         }
         .boxed(),
         Op::Download { job, url } => async move {
-            let id = ctx.plan.jobs[job].id.to_string();
-            // Its own task: writing and hashing a large file must not hold up the other operations.
-            let downloading = tokio::spawn(async move {
-                crate::download::download(&ctx.downloads, &url, &ctx.videos, &id, ctx.max_video_bytes).await
-            });
-            let result = downloading.await.unwrap_or_else(|e| {
-                Err(crate::download::DownloadError::Fatal(format!(
-                    "the download task ended: {e}"
-                )))
-            });
+            // Writing, hashing and fsyncing happen on a blocking thread inside `download`.
+            let id = ctx.plan.jobs[job].id.as_str();
+            let result = crate::download::download(&ctx.downloads, &url, &ctx.videos, id, ctx.max_video_bytes).await;
             Event::Downloaded { job, result }
         }
         .boxed(),
