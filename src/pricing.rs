@@ -202,25 +202,31 @@ impl PriceTable {
     }
 
     pub fn estimate(&self, endpoint: Endpoint, request: &Map<String, Value>) -> Estimate {
-        let shape = priced_shape(endpoint, request);
-        let (seconds, seconds_assumed) = video_seconds(endpoint, request);
-        match self.lookup(&shape) {
-            Some(rule) => Estimate {
-                seconds,
-                seconds_assumed,
-                per_second: rule.per_second,
-                cost: rule.per_second.saturating_mul(u64::from(seconds)),
-                price_source: rule.source,
-            },
+        let rate = self.rate(&priced_shape(endpoint, request));
+        Estimate::at(rate, video_seconds(endpoint, request))
+    }
+
+    /// Price per second and its source for a shape (what `estimate` looks up; the planner keeps
+    /// it per distinct shape).
+    pub fn rate(&self, shape: &PricedShape) -> (Money, PriceSource) {
+        match self.lookup(shape) {
+            Some(rule) => (rule.per_second, rule.source),
             // Unreachable for validated requests (every model has a rule); priced as the dearest
             // published rate so a spend cap errs on the safe side.
-            None => Estimate {
-                seconds,
-                seconds_assumed,
-                per_second: Money::from_cents(67),
-                cost: Money::from_cents(67).saturating_mul(u64::from(seconds)),
-                price_source: PriceSource::Assumed,
-            },
+            None => (Money::from_cents(67), PriceSource::Assumed),
+        }
+    }
+}
+
+impl Estimate {
+    /// `seconds` of video (and whether that length is assumed) at `rate`.
+    pub fn at((per_second, price_source): (Money, PriceSource), (seconds, seconds_assumed): (u32, bool)) -> Estimate {
+        Estimate {
+            seconds,
+            seconds_assumed,
+            per_second,
+            cost: per_second.saturating_mul(u64::from(seconds)),
+            price_source,
         }
     }
 }

@@ -135,7 +135,14 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     };
 
     let plan = match load_plan(&args.manifest) {
-        Ok(plan) => Arc::new(plan),
+        Ok(plan) => {
+            tracing::debug!(
+                jobs = plan.jobs.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "planned"
+            );
+            Arc::new(plan)
+        }
         Err(e) => {
             render_diagnostics(stderr, &e.diagnostics);
             let _ = writeln!(stderr, "error: {e}; nothing was submitted");
@@ -183,7 +190,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
     };
     let journal_path = out.path(JOURNAL);
-    let (records, recovery) = match journal::read(&journal_path) {
+    let (history, recovery) = match journal::read_replayed(&journal_path) {
         Ok(r) => r,
         Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
     };
@@ -194,7 +201,6 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
             recovery.torn_tail_bytes
         );
     }
-    let history = journal::replay(&records);
     let writer = match JournalWriter::open(&journal_path, recovery.valid_len) {
         Ok(w) => Arc::new(w),
         Err(e) => {
@@ -215,14 +221,14 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     });
     copy_manifest(&out, &args.manifest, stderr);
 
-    let known: std::collections::HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
-    let removed = history.jobs.keys().filter(|id| !known.contains(id.as_str())).count();
+    // Job ids are unique in a plan, so the journal's other jobs are the ones the manifest dropped.
+    let resumed = plan
+        .jobs
+        .iter()
+        .filter(|j| history.jobs.contains_key(j.id.as_str()))
+        .count();
+    let removed = history.jobs.len() - resumed;
     if !history.jobs.is_empty() {
-        let resumed = plan
-            .jobs
-            .iter()
-            .filter(|j| history.jobs.contains_key(j.id.as_str()))
-            .count();
         let _ = writeln!(
             stderr,
             "resuming {}: {resumed} of {} jobs seen before",
@@ -230,7 +236,13 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
             plan.jobs.len()
         );
     }
+    tracing::debug!(
+        jobs = history.jobs.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "journal replayed"
+    );
     let files_ok = verify_files(&plan, &history, &out);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "recorded videos checked");
 
     let pacer = Arc::new(Pacer::new(rate));
     let api = match RunApi::new(
@@ -242,6 +254,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
     };
     let reservations = quote_reservations(&api, &plan, &history, stderr).await;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "prices quoted");
     let estimates = reservations.clone();
     let settings = Settings {
         run_id,
@@ -261,6 +274,9 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         settings,
         tokio::time::Instant::now(),
     );
+    // The dispatcher holds what it needs; the journal's replay is not kept through the run.
+    drop(history);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ready to submit");
     let downloads = match reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
@@ -302,7 +318,9 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     let mut progress = crate::report::Progress::new(plan.jobs.len(), finished_before, quiet);
     // results.csv is rewritten while the run goes, when something changed, and never more than
     // 5 % of the time (a 100,000-row file takes a few hundred milliseconds).
-    let mut last_write: Option<(crate::report::Snapshot, std::time::Instant, Duration)> = None;
+    // The state the run starts from needs no write before the first submit (100,000 rows would
+    // hold it up); the first change does.
+    let mut last_write = Some((snapshot(&dispatcher), std::time::Instant::now(), Duration::ZERO));
     execute(&mut dispatcher, &ctx, &mut signals, |d| {
         let now = snapshot(d);
         let due = last_write

@@ -26,14 +26,13 @@ fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
         let _ = writeln!(stderr, "  hint: give the folder a run wrote to with --out");
         return Err(Exit::Invalid);
     }
-    let (records, recovery) = match journal::read(&journal_path) {
+    let (history, recovery) = match journal::read_replayed(&journal_path) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(stderr, "error: {e}\n  hint: {}", e.hint());
             return Err(Exit::Failure);
         }
     };
-    let history = journal::replay(&records);
     // The manifest as the run was given it, else the copy in the folder.
     let candidates: Vec<PathBuf> = history
         .manifest

@@ -6,7 +6,7 @@ mod record;
 mod replay;
 mod writer;
 
-pub use reader::{JournalError, Recovery, parse_bytes, read};
+pub use reader::{JournalError, Recovery, parse_bytes, read, read_each};
 pub use record::{FailureKind, Record, VERSION};
-pub use replay::{JobHistory, Phase, Replayed, replay};
+pub use replay::{JobHistory, Phase, Replayed, read_replayed, replay};
 pub use writer::{JournalWriter, WriteError};

@@ -2,7 +2,7 @@
 //! line anywhere before the end is corruption, reported with its line number and never skipped.
 
 use super::record::{Record, VERSION};
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,23 +38,22 @@ pub struct Recovery {
 
 /// The records of the journal at `path` (none if it does not exist yet).
 pub fn read(path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
-    let mut bytes = Vec::new();
+    let mut records = Vec::new();
+    let recovery = read_each(path, |r| records.push(r))?;
+    Ok((records, recovery))
+}
+
+/// Hands each record of the journal at `path` to `each` as it is read, holding one line at a time
+/// (a 100,000-job journal is tens of megabytes).
+pub fn read_each(path: &Path, each: impl FnMut(Record)) -> Result<Recovery, JournalError> {
     match std::fs::File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(|source| JournalError::Io {
-                path: path.into(),
-                source,
-            })?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Recovery::default())),
-        Err(source) => {
-            return Err(JournalError::Io {
-                path: path.into(),
-                source,
-            });
-        }
+        Ok(f) => scan(std::io::BufReader::with_capacity(256 * 1024, f), path, each),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Recovery::default()),
+        Err(source) => Err(JournalError::Io {
+            path: path.into(),
+            source,
+        }),
     }
-    parse(&bytes, path)
 }
 
 /// Parses journal bytes that did not come from a file (fuzzing, tests).
@@ -65,26 +64,40 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<(Vec<Record>, Recovery), JournalError
 /// Parses journal bytes (the pure part of `read`).
 pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
     let mut records = Vec::new();
-    let mut offset = 0usize;
+    let recovery = scan(bytes, path, |r| records.push(r))?;
+    Ok((records, recovery))
+}
+
+fn scan(mut input: impl BufRead, path: &Path, mut each: impl FnMut(Record)) -> Result<Recovery, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut line = Vec::new();
+    let mut offset = 0u64;
     let mut line_no = 0usize;
-    while offset < bytes.len() {
+    loop {
+        line.clear();
+        let n = input.read_until(b'\n', &mut line).map_err(io)?;
+        if n == 0 {
+            return Ok(Recovery {
+                torn_tail_bytes: 0,
+                valid_len: offset,
+            });
+        }
         line_no += 1;
-        let end = bytes[offset..].iter().position(|b| *b == b'\n').map(|i| offset + i);
-        let line = &bytes[offset..end.unwrap_or(bytes.len())];
-        let is_last = end.is_none_or(|e| e + 1 >= bytes.len());
-        match parse_line(line) {
-            Ok(Some(record)) => records.push(record),
+        let ended = line.last() == Some(&b'\n');
+        let text = if ended { &line[..n - 1] } else { &line[..] };
+        match parse_line(text) {
+            Ok(Some(record)) => each(record),
             Ok(None) => {}
             Err(reason) => {
-                if end.is_none() || is_last {
+                if !ended || input.fill_buf().map_err(io)?.is_empty() {
                     // A torn or garbled final line: cut it away, appends resume before it.
-                    return Ok((
-                        records,
-                        Recovery {
-                            torn_tail_bytes: (bytes.len() - offset) as u64,
-                            valid_len: offset as u64,
-                        },
-                    ));
+                    return Ok(Recovery {
+                        torn_tail_bytes: n as u64,
+                        valid_len: offset,
+                    });
                 }
                 if let LineError::TooNew(version) = reason {
                     return Err(JournalError::TooNew {
@@ -100,15 +113,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), Journ
                 });
             }
         }
-        offset = end.map_or(bytes.len(), |e| e + 1);
+        offset += n as u64;
     }
-    Ok((
-        records,
-        Recovery {
-            torn_tail_bytes: 0,
-            valid_len: bytes.len() as u64,
-        },
-    ))
 }
 
 #[derive(Debug)]
@@ -130,15 +136,19 @@ fn parse_line(line: &[u8]) -> Result<Option<Record>, LineError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
-    let version = value
-        .get("v")
-        .and_then(serde_json::Value::as_u64)
+    // The version first (a pass that allocates nothing), so a newer record is never misread.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        v: Option<u64>,
+    }
+    let version = serde_json::from_slice::<Version>(line)
+        .map_err(|e| LineError::Syntax(e.to_string()))?
+        .v
         .ok_or_else(|| LineError::Syntax("no version".into()))?;
     if version > u64::from(VERSION) {
         return Err(LineError::TooNew(version));
     }
-    serde_json::from_value(value)
+    serde_json::from_slice(line)
         .map(Some)
         .map_err(|e| LineError::Syntax(e.to_string()))
 }

@@ -61,6 +61,24 @@ pub struct Replayed {
 pub fn replay(records: &[Record]) -> Replayed {
     let mut out = Replayed::default();
     for record in records {
+        out.apply(record);
+    }
+    out.finish();
+    out
+}
+
+/// Reads the journal at `path` and replays it as it goes, never holding all its records.
+pub fn read_replayed(path: &std::path::Path) -> Result<(Replayed, super::Recovery), super::JournalError> {
+    let mut out = Replayed::default();
+    let recovery = super::read_each(path, |record| out.apply(&record))?;
+    out.finish();
+    Ok((out, recovery))
+}
+
+impl Replayed {
+    /// Folds one record in; `finish` once after the last.
+    pub fn apply(&mut self, record: &Record) {
+        let out = self;
         if let Record::RunStarted {
             run_id, manifest, cap, ..
         } = record
@@ -68,10 +86,13 @@ pub fn replay(records: &[Record]) -> Replayed {
             out.run_id.get_or_insert_with(|| run_id.clone());
             out.manifest = manifest.clone().or(out.manifest.take());
             out.cap = cap.map(Money::from_micro_cents);
-            continue;
+            return;
         }
-        let Some(job) = record.job() else { continue };
-        let h = out.jobs.entry(job.to_string()).or_default();
+        let Some(job) = record.job() else { return };
+        let h = match out.jobs.get_mut(job) {
+            Some(h) => h,
+            None => out.jobs.entry(job.to_string()).or_default(),
+        };
         match record {
             Record::Submitting {
                 attempt, key, reserve, ..
@@ -131,9 +152,12 @@ pub fn replay(records: &[Record]) -> Replayed {
             Record::RunStarted { .. } => {}
         }
     }
-    out.spent = out.jobs.values().filter_map(|h| h.cost).sum();
-    out.reserved = out.jobs.values().map(|h| h.reserved).sum();
-    out
+
+    /// The ledger's totals, from every job's state.
+    pub fn finish(&mut self) {
+        self.spent = self.jobs.values().filter_map(|h| h.cost).sum();
+        self.reserved = self.jobs.values().map(|h| h.reserved).sum();
+    }
 }
 
 #[cfg(test)]

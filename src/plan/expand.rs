@@ -10,7 +10,8 @@ use crate::kling::{self, Endpoint, Strictness, ViolationKind, models_for};
 use crate::manifest::{
     Diagnostic, Limits, Manifest, OnUnsupported, Origin, Problem, PromptEntry, Sourced, did_you_mean,
 };
-use crate::pricing::{PriceTable, PricedShape, priced_shape};
+use crate::money::Money;
+use crate::pricing::{Estimate, PriceSource, PriceTable, PricedShape, priced_shape, video_seconds};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -110,7 +111,7 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
     // (request digest, sample) → (index in jobs, whether adaptation produced it)
     let mut seen: HashMap<([u8; 8], u32), (usize, bool)> = HashMap::new();
     // What many jobs share is kept once.
-    let mut shapes: HashMap<PricedShape, Arc<PricedShape>> = HashMap::new();
+    let mut shapes: HashMap<PricedShape, (Arc<PricedShape>, (Money, PriceSource))> = HashMap::new();
     let mut shared_params: HashMap<String, Params> = HashMap::new();
     let names: HashMap<&str, Arc<str>> = swept.iter().map(|n| (n.as_str(), Arc::from(n.as_str()))).collect();
     let name_of = |n: &str| names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
@@ -147,12 +148,16 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                         let digest = request_digest(endpoint, &body);
                         let hash = crate::hex::hex(&digest);
                         let prefix = prompt.id.clone().unwrap_or_else(|| prefix_of(&request));
-                        let estimate = table.estimate(endpoint, &request);
                         let priced = priced_shape(endpoint, &request);
-                        let priced = match shapes.get(&priced) {
-                            Some(shared) => shared.clone(),
-                            None => shapes.entry(priced.clone()).or_insert_with(|| Arc::new(priced)).clone(),
+                        let (priced, rate) = match shapes.get(&priced) {
+                            Some(known) => known.clone(),
+                            None => {
+                                let rate = table.rate(&priced);
+                                let known = (Arc::new(priced.clone()), rate);
+                                shapes.entry(priced).or_insert(known).clone()
+                            }
                         };
+                        let estimate = Estimate::at(rate, video_seconds(endpoint, &request));
                         let mut params: Vec<(Arc<str>, Value)> = Vec::new();
                         // What was sent: a key left out under `adapt` has no value here.
                         for (name, _) in &combo.values {
