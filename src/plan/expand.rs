@@ -74,6 +74,13 @@ enum Outcome {
 
 /// Expands and checks every job of `manifest`, or reports every problem found.
 pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
+    expand_with(manifest, None, CHUNK_JOBS)
+}
+
+/// `expand` on `threads` threads (by default: every core, for plans above `PARALLEL_ABOVE` jobs),
+/// merging every `chunk_jobs` jobs. The result never depends on either; tests check that.
+#[doc(hidden)]
+pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usize) -> Result<Plan, Vec<Diagnostic>> {
     let fail = |problems: Vec<Problem>| Err(manifest.sources.resolve(problems));
     let table = PriceTable::with_overrides(manifest.pricing.clone());
     let combos = match combinations(&manifest.matrix, MAX_JOBS) {
@@ -103,41 +110,273 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
     };
 
     let swept = swept_names(manifest);
-    let mut problems = Vec::new();
-    // Sized once: growing by doubling would briefly hold two copies of a large plan.
-    let mut jobs: Vec<JobSpec> = Vec::with_capacity(total);
-    let mut skipped = Vec::new();
-    let mut notes = Notes::default();
-    // (request digest, sample) → (index in jobs, whether adaptation produced it)
-    let mut seen: HashMap<([u8; 8], u32), (usize, bool)> = HashMap::new();
-    // What many jobs share is kept once.
-    let mut shapes: HashMap<PricedShape, (Arc<PricedShape>, (Money, PriceSource))> = HashMap::new();
-    let mut shared_params: HashMap<String, Params> = HashMap::new();
     let names: HashMap<&str, Arc<str>> = swept.iter().map(|n| (n.as_str(), Arc::from(n.as_str()))).collect();
-    let name_of = |n: &str| names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
+    let context = Context {
+        manifest,
+        combos: &combos,
+        table: &table,
+        names: &names,
+    };
+    // Each prompt entry expands on its own, so large manifests use every core: the prompts are
+    // cut into contiguous runs of about equal job counts. The order of everything that follows
+    // (jobs, problems, skipped combinations) is the manifest's, whatever the split.
+    let per_prompt: Vec<u64> = manifest
+        .prompts
+        .iter()
+        .map(|p| p.vars.iter().map(|(_, v)| v.len() as u64).product::<u64>() * combos.len() as u64)
+        .collect();
+    let threads = threads.unwrap_or(if total < PARALLEL_ABOVE {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    });
+    let mut merged = Merged {
+        problems: Vec::new(),
+        // Sized once: growing by doubling would briefly hold two copies of a large plan.
+        jobs: Vec::with_capacity(total),
+        skipped: Vec::new(),
+        notes: Notes::default(),
+        seen: HashMap::new(),
+    };
+    // A slice of about CHUNK_JOBS jobs at a time, so what waits to be merged stays small.
+    let chunks = split_points(&per_prompt, total.div_ceil(chunk_jobs.max(1)).max(1));
+    for chunk in chunks.windows(2) {
+        let (start, end) = (chunk[0], chunk[1]);
+        let bounds: Vec<usize> = split_points(&per_prompt[start..end], threads)
+            .into_iter()
+            .map(|b| start + b)
+            .collect();
+        let parts: Vec<(Vec<Expanded>, Notes)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = bounds
+                .windows(2)
+                .skip(1)
+                .map(|w| {
+                    let (from, to) = (w[0], w[1]);
+                    scope.spawn(move || context.prompts(from, to))
+                })
+                .collect();
+            let mut parts = vec![context.prompts(bounds[0], bounds[1])];
+            parts.extend(
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            parts
+        });
+        for (part, notes) in parts {
+            merged.take(manifest, part, notes);
+        }
+    }
+    let Merged {
+        problems,
+        jobs,
+        skipped,
+        notes,
+        ..
+    } = merged;
+    if !problems.is_empty() {
+        return fail(problems);
+    }
+    Ok(Plan {
+        name: manifest.name.clone(),
+        manifest: manifest.path.clone(),
+        jobs,
+        swept,
+        notes: notes.render(),
+        skipped,
+        limits: manifest.limits.clone(),
+    })
+}
 
-    for (index, prompt) in manifest.prompts.iter().enumerate() {
+/// The plan as prompts' expansions are folded in, in manifest order.
+struct Merged {
+    problems: Vec<Problem>,
+    jobs: Vec<JobSpec>,
+    skipped: Vec<Skipped>,
+    notes: Notes,
+    /// (request digest, sample) → (index in jobs, whether adaptation produced it)
+    seen: HashMap<([u8; 8], u32), (usize, bool)>,
+}
+
+impl Merged {
+    /// Jobs are compared across prompts in manifest order: the first of two identical requests
+    /// stays, a later one is a problem (or merged, when adaptation made them identical).
+    fn take(&mut self, manifest: &Manifest, part: Vec<Expanded>, notes: Notes) {
+        self.notes.absorb(notes);
+        for entry in part {
+            let prompt = &manifest.prompts[entry.index];
+            let mut produced = 0usize;
+            for item in entry.items {
+                let candidate = match item {
+                    Item::Problems(p) => {
+                        self.problems.extend(p);
+                        continue;
+                    }
+                    Item::Skipped(s) => {
+                        self.skipped.push(s);
+                        continue;
+                    }
+                    Item::Job(candidate) => candidate,
+                };
+                let mut body = Some(candidate.body);
+                let last = manifest.repeat.get();
+                for sample in 1..=last {
+                    if let Some(&(other, other_adapted)) = self.seen.get(&(candidate.digest, sample)) {
+                        if candidate.adapted || other_adapted {
+                            self.notes.merged += 1;
+                            continue;
+                        }
+                        self.problems.push(duplicate(
+                            prompt,
+                            &entry.subject,
+                            &manifest.prompts[self.jobs[other].prompt_index],
+                            &self.jobs[other],
+                        ));
+                        continue;
+                    }
+                    self.seen
+                        .insert((candidate.digest, sample), (self.jobs.len(), candidate.adapted));
+                    self.jobs.push(JobSpec {
+                        id: JobId::new(&candidate.prefix, &crate::hex::hex(&candidate.digest), sample),
+                        endpoint: candidate.endpoint,
+                        // The last sample takes the text itself (no copy for `repeat: 1`).
+                        request: if sample == last { body.take() } else { body.clone() }.unwrap_or_default(),
+                        priced: candidate.priced.clone(),
+                        prompt_index: entry.index,
+                        label: entry.label.clone(),
+                        params: candidate.params.clone(),
+                        meta: entry.meta.clone(),
+                        sample,
+                        estimate: candidate.estimate.clone(),
+                    });
+                    produced += 1;
+                }
+            }
+            if produced == 0
+                && let Some(reason) = entry.first_skip
+            {
+                self.problems.push(
+                    Problem::new(
+                        prompt.origin.clone(),
+                        "no matrix combination suits this prompt, so it makes no jobs",
+                    )
+                    .subject(entry.subject)
+                    .hint(format!("the first combination was skipped because {reason}")),
+                );
+            }
+        }
+    }
+}
+
+/// Plans smaller than this expand on one thread (a thread costs more than it saves).
+const PARALLEL_ABOVE: usize = 20_000;
+const MAX_THREADS: usize = 8;
+/// Jobs expanded before they are merged into the plan.
+const CHUNK_JOBS: usize = 8_192;
+
+/// `threads + 1` prompt indices cutting `weights` into contiguous runs of about equal sums.
+fn split_points(weights: &[u64], threads: usize) -> Vec<usize> {
+    let total: u64 = weights.iter().sum();
+    let mut bounds = vec![0];
+    let mut sum = 0u64;
+    for (i, w) in weights.iter().enumerate() {
+        sum += w;
+        let next = bounds.len() as u64;
+        if bounds.len() < threads && sum * threads as u64 >= total * next {
+            bounds.push(i + 1);
+        }
+    }
+    bounds.push(weights.len());
+    bounds
+}
+
+/// What every prompt's expansion reads.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    manifest: &'a Manifest,
+    combos: &'a [Combination],
+    table: &'a PriceTable,
+    names: &'a HashMap<&'a str, Arc<str>>,
+}
+
+/// One prompt entry's jobs before they are compared with other prompts', with what went wrong.
+struct Expanded {
+    index: usize,
+    label: Arc<str>,
+    meta: Arc<BTreeMap<String, String>>,
+    subject: String,
+    items: Vec<Item>,
+    first_skip: Option<String>,
+}
+
+enum Item {
+    Job(Candidate),
+    Skipped(Skipped),
+    Problems(Vec<Problem>),
+}
+
+/// A checked request: one job per sample once it is known to be new.
+struct Candidate {
+    endpoint: Endpoint,
+    body: RequestBody,
+    digest: [u8; 8],
+    prefix: String,
+    priced: Arc<PricedShape>,
+    params: Params,
+    estimate: Estimate,
+    adapted: bool,
+}
+
+/// What the jobs of one thread share, kept once.
+#[derive(Default)]
+struct Interned {
+    shapes: HashMap<PricedShape, (Arc<PricedShape>, (Money, PriceSource))>,
+    params: HashMap<String, Params>,
+}
+
+impl Context<'_> {
+    /// Expands prompts `from..to`.
+    fn prompts(self, from: usize, to: usize) -> (Vec<Expanded>, Notes) {
+        let mut notes = Notes::default();
+        let mut interned = Interned::default();
+        let out = (from..to)
+            .map(|index| self.prompt(index, &mut interned, &mut notes))
+            .collect();
+        (out, notes)
+    }
+
+    fn prompt(self, index: usize, interned: &mut Interned, notes: &mut Notes) -> Expanded {
+        let manifest = self.manifest;
+        let prompt = &manifest.prompts[index];
         let label: Arc<str> = Arc::from(label_of(prompt));
-        let meta = Arc::new(prompt.meta.clone());
         let subject = format!("prompt `{label}`");
-        let Some(templates) = templates_of(prompt, &subject, &mut problems) else {
-            continue;
+        let mut entry = Expanded {
+            index,
+            label,
+            meta: Arc::new(prompt.meta.clone()),
+            subject,
+            items: Vec::new(),
+            first_skip: None,
         };
-        let mut produced = 0usize;
-        let mut first_skip: Option<String> = None;
+        let mut template_problems = Vec::new();
+        let Some(templates) = templates_of(prompt, &entry.subject, &mut template_problems) else {
+            entry.items.push(Item::Problems(template_problems));
+            return entry;
+        };
+        let name_of = |n: &str| self.names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
         for assignment in assignments(&prompt.vars) {
             let values: BTreeMap<&str, &str> = assignment.iter().map(|(n, v)| (n.as_str(), v.value.as_str())).collect();
-            for combo in &combos {
+            for combo in self.combos {
                 let fields = merge(manifest, prompt, &templates, &values, combo);
-                match check(fields, manifest.on_unsupported, &subject, &mut notes) {
-                    Outcome::Invalid(p) => problems.extend(p),
+                match check(fields, manifest.on_unsupported, &entry.subject, notes) {
+                    Outcome::Invalid(p) => entry.items.push(Item::Problems(p)),
                     Outcome::Skipped(reason) => {
-                        skipped.push(Skipped {
-                            prompt: label.to_string(),
+                        entry.items.push(Item::Skipped(Skipped {
+                            prompt: entry.label.to_string(),
                             combination: describe(combo),
                             reason: reason.clone(),
-                        });
-                        first_skip.get_or_insert(reason);
+                        }));
+                        entry.first_skip.get_or_insert(reason);
                     }
                     Outcome::Job {
                         endpoint,
@@ -146,15 +385,14 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                     } => {
                         let body = RequestBody::new(&request);
                         let digest = request_digest(endpoint, &body);
-                        let hash = crate::hex::hex(&digest);
                         let prefix = prompt.id.clone().unwrap_or_else(|| prefix_of(&request));
                         let priced = priced_shape(endpoint, &request);
-                        let (priced, rate) = match shapes.get(&priced) {
+                        let (priced, rate) = match interned.shapes.get(&priced) {
                             Some(known) => known.clone(),
                             None => {
-                                let rate = table.rate(&priced);
+                                let rate = self.table.rate(&priced);
                                 let known = (Arc::new(priced.clone()), rate);
-                                shapes.entry(priced).or_insert(known).clone()
+                                interned.shapes.entry(priced).or_insert(known).clone()
                             }
                         };
                         let estimate = Estimate::at(rate, video_seconds(endpoint, &request));
@@ -171,67 +409,23 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
                             params.push((name_of(name), Value::String(value.value.clone())));
                         }
                         let params = Params::new(params);
-                        let params = shared_params.entry(params.key()).or_insert(params).clone();
-                        drop(request);
-                        for sample in 1..=manifest.repeat.get() {
-                            let id = JobId::new(&prefix, &hash, sample);
-                            if let Some(&(other, other_adapted)) = seen.get(&(digest, sample)) {
-                                if adapted || other_adapted {
-                                    notes.merged += 1;
-                                    continue;
-                                }
-                                problems.push(duplicate(
-                                    prompt,
-                                    &subject,
-                                    &manifest.prompts[jobs[other].prompt_index],
-                                    &jobs[other],
-                                ));
-                                continue;
-                            }
-                            seen.insert((digest, sample), (jobs.len(), adapted));
-                            jobs.push(JobSpec {
-                                id,
-                                endpoint,
-                                request: body.clone(),
-                                priced: priced.clone(),
-                                prompt_index: index,
-                                label: label.clone(),
-                                params: params.clone(),
-                                meta: meta.clone(),
-                                sample,
-                                estimate: estimate.clone(),
-                            });
-                            produced += 1;
-                        }
+                        let params = interned.params.entry(params.key()).or_insert(params).clone();
+                        entry.items.push(Item::Job(Candidate {
+                            endpoint,
+                            body,
+                            digest,
+                            prefix,
+                            priced,
+                            params,
+                            estimate,
+                            adapted,
+                        }));
                     }
                 }
             }
         }
-        if produced == 0
-            && let Some(reason) = first_skip
-        {
-            problems.push(
-                Problem::new(
-                    prompt.origin.clone(),
-                    "no matrix combination suits this prompt, so it makes no jobs",
-                )
-                .subject(subject)
-                .hint(format!("the first combination was skipped because {reason}")),
-            );
-        }
+        entry
     }
-    if !problems.is_empty() {
-        return fail(problems);
-    }
-    Ok(Plan {
-        name: manifest.name.clone(),
-        manifest: manifest.path.clone(),
-        jobs,
-        swept,
-        notes: notes.render(),
-        skipped,
-        limits: manifest.limits.clone(),
-    })
 }
 
 #[derive(Default)]
@@ -242,6 +436,13 @@ struct Notes {
 }
 
 impl Notes {
+    fn absorb(&mut self, other: Notes) {
+        for (key, n) in other.dropped_defaults {
+            *self.dropped_defaults.entry(key).or_default() += n;
+        }
+        self.merged += other.merged;
+    }
+
     fn render(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .dropped_defaults

@@ -78,7 +78,7 @@ impl JobSpec {
 
 /// A create request's JSON body as canonical text (object keys sorted at every level): the bytes
 /// sent, and the bytes hashed into the job id. About a tenth of the memory of a `Map`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestBody(Box<str>);
 
 impl RequestBody {

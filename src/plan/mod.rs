@@ -8,7 +8,7 @@ mod matrix;
 mod problems;
 mod template;
 
-pub use expand::{MAX_JOBS, Plan, Skipped, expand};
+pub use expand::{MAX_JOBS, Plan, Skipped, expand, expand_with};
 pub use job::{JobId, JobSpec, Params, RequestBody, canonical_json, slug};
 pub use matrix::{Combination, combinations};
 pub use template::{Template, TemplateError};

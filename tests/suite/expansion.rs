@@ -196,3 +196,56 @@ pricing:
     assert_eq!(cost("720p").to_string(), "$0.70");
     assert_eq!(cost("1080p").to_string(), "$2.50");
 }
+
+/// Large plans expand on several threads, a slice at a time; the plan (ids, requests, order,
+/// notes) and the problems (and their order) are the same as on one thread in one piece.
+#[test]
+fn the_plan_does_not_depend_on_threads_or_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    let expand = |text: &str, threads: usize, chunk: usize| {
+        std::fs::write(&path, text).unwrap();
+        let manifest = manifest::load(&path).unwrap();
+        plan::expand_with(&manifest, Some(threads), chunk)
+            .map(|p| {
+                let jobs: Vec<(String, String, String)> = p
+                    .jobs
+                    .iter()
+                    .map(|j| (j.id.to_string(), j.request.as_str().to_string(), j.label.to_string()))
+                    .collect();
+                (jobs, p.notes, p.skipped)
+            })
+            .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let prompts: Vec<String> = (0..40)
+        .map(|i| format!("  - {{ prompt: \"shot {i} of a {{style}} harbour\", vars: {{ style: [calm, stormy] }} }}"))
+        .collect();
+    let good = format!(
+        "defaults: {{ model: kling-3.0, duration_seconds: 5, mode: pro }}\non_unsupported: adapt\nmatrix: {{ aspect_ratio: [\"16:9\", \"1:1\"], output_resolution: [720p, 1080p] }}\nprompts:\n{}\n",
+        prompts.join("\n")
+    );
+    let one = expand(&good, 1, usize::MAX).expect("the manifest is valid");
+    assert_eq!(one.0.len(), 40 * 2 * 4);
+    for (threads, chunk) in [(2, 7), (3, 50), (8, 1)] {
+        assert_eq!(
+            expand(&good, threads, chunk),
+            Ok(one.clone()),
+            "{threads} threads, slices of {chunk}"
+        );
+    }
+    // Duplicates across slices and threads, and bad entries: the same problems in the same order.
+    let bad = format!(
+        "{good}  - {{ prompt: \"shot 3 of a {{style}} harbour\", vars: {{ style: [calm] }} }}\n  - {{ prompt: \"{{nope}}\", vars: {{ x: [a] }} }}\n  - {{ prompt: \"a bay\", duration_seconds: 99 }}\n"
+    );
+    let one = expand(&bad, 1, usize::MAX).expect_err("the manifest has problems");
+    assert!(one.len() >= 6, "{one:#?}");
+    assert!(one.iter().any(|p| p.contains("{nope}")), "{one:#?}");
+    assert!(one.iter().any(|p| p.contains("duration_seconds")), "{one:#?}");
+    for (threads, chunk) in [(2, 7), (3, 50), (8, 1)] {
+        assert_eq!(
+            expand(&bad, threads, chunk),
+            Err(one.clone()),
+            "{threads} threads, slices of {chunk}"
+        );
+    }
+}
