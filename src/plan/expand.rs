@@ -123,7 +123,12 @@ pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usiz
     let per_prompt: Vec<u64> = manifest
         .prompts
         .iter()
-        .map(|p| p.vars.iter().map(|(_, v)| v.len() as u64).product::<u64>() * combos.len() as u64)
+        .map(|p| {
+            p.vars
+                .iter()
+                .try_fold(1u64, |n, (_, v)| n.checked_mul(v.len() as u64))
+                .map_or(u64::MAX, |n| n.saturating_mul(combos.len() as u64))
+        })
         .collect();
     let threads = threads.unwrap_or(if total < PARALLEL_ABOVE {
         1
@@ -276,13 +281,14 @@ const CHUNK_JOBS: usize = 8_192;
 
 /// `threads + 1` prompt indices cutting `weights` into contiguous runs of about equal sums.
 fn split_points(weights: &[u64], threads: usize) -> Vec<usize> {
-    let total: u64 = weights.iter().sum();
+    // u128: a weight may be u64::MAX (a prompt whose variables alone overflow, with no jobs).
+    let total: u128 = weights.iter().map(|w| u128::from(*w)).sum();
     let mut bounds = vec![0];
-    let mut sum = 0u64;
+    let mut sum = 0u128;
     for (i, w) in weights.iter().enumerate() {
-        sum += w;
-        let next = bounds.len() as u64;
-        if bounds.len() < threads && sum * threads as u64 >= total * next {
+        sum += u128::from(*w);
+        let next = bounds.len() as u128;
+        if bounds.len() < threads && sum * threads as u128 >= total * next {
             bounds.push(i + 1);
         }
     }
@@ -698,5 +704,21 @@ fn check(mut fields: Fields<'_>, policy: OnUnsupported, subject: &str, notes: &m
             .map(|v| to_problem(v, endpoint, &fields, subject))
             .collect();
         return Outcome::Invalid(problems);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_points;
+
+    #[test]
+    fn prompts_are_cut_into_runs_of_about_equal_weight() {
+        assert_eq!(split_points(&[5, 5, 5, 5], 2), [0, 2, 4]);
+        assert_eq!(split_points(&[1, 1, 1, 9], 2), [0, 4, 4]);
+        assert_eq!(split_points(&[9, 1, 1, 1], 2), [0, 1, 4]);
+        assert_eq!(split_points(&[3, 3, 3], 1), [0, 3]);
+        assert_eq!(split_points(&[], 4), [0, 0]);
+        // Weights that overflow u64 when added do not panic.
+        assert_eq!(split_points(&[u64::MAX, u64::MAX, 1], 2), [0, 2, 3]);
     }
 }
