@@ -112,13 +112,6 @@ figure.cell{margin:0 0 .4rem;width:240px}figure.cell video{width:240px;height:13
 figcaption{font-size:12px;color:#444;word-break:break-all}.failed .error{color:#a00;background:#fee;padding:.5rem;min-height:4rem}\
 .pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}";
 
-pub fn gallery_html(plan: &Plan, jobs: &[JobRun], axes: &Axes, status: &RunStatus) -> String {
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail, and every piece written is a `str`.
-    let _ = write_gallery(plan, jobs, axes, status, &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
 /// report.html, a table row at a time into `out` (a large sweep's page is tens of megabytes).
 pub fn write_gallery(
     plan: &Plan,

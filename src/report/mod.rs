@@ -9,10 +9,10 @@ mod status;
 mod summary;
 mod table;
 
-pub use gallery::{Axes, escape, gallery_html, parse_axes, write_gallery};
+pub use gallery::{Axes, escape, parse_axes, write_gallery};
 pub use plan::{cell, plan_table, write_plan_json};
 pub use progress::{Progress, Snapshot, print_line, write_stderr};
-pub use results::{inert, results_csv, write_results_csv};
+pub use results::{inert, write_results_csv};
 pub use status::{Failure, NextSteps, RunStatus};
 pub use summary::{RunSummary, render_summary};
 pub use table::Table;

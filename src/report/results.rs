@@ -33,13 +33,6 @@ pub fn inert(text: &str) -> String {
     }
 }
 
-pub fn results_csv(plan: &Plan, jobs: &[JobRun]) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = write_results_csv(plan, jobs, &mut out);
-    out
-}
-
 /// results.csv, row by row into `out`.
 pub fn write_results_csv(plan: &Plan, jobs: &[JobRun], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let swept: Vec<&String> = plan.swept.iter().filter(|s| !FIXED.contains(&s.as_str())).collect();
