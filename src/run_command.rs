@@ -376,6 +376,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         estimates: &estimates,
         removed,
         resume: resume_command(&given_out, &args.out),
+        billed_above: dispatcher.billed_above_reservations(),
     });
     let _ = write!(stderr, "{summary}");
     if let Some(handle) = simulator {
@@ -564,7 +565,7 @@ async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stder
         history
             .jobs
             .get(id)
-            .is_none_or(|h| matches!(h.phase, None | Some(journal::Phase::Waiting)))
+            .is_none_or(|h| h.resume(false) == journal::Resume::Submit)
     };
     for job in plan.jobs.iter().filter(|j| to_submit(j.id.as_str())) {
         if per_second.contains_key(&*job.priced) {
@@ -585,10 +586,14 @@ async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stder
         };
         per_second.insert((*job.priced).clone(), quoted);
     }
+    // A quote is never trusted below the built-in price: a service that quotes a cent would
+    // otherwise make the cap meaningless (the dispatcher also raises it to the most it settled).
     plan.jobs
         .iter()
         .map(|job| match per_second.get(&*job.priced).copied().flatten() {
-            Some(rate) => Money::from_micro_cents((rate * f64::from(job.estimate.seconds)).ceil() as u64),
+            Some(rate) => {
+                Money::from_micro_cents((rate * f64::from(job.estimate.seconds)).ceil() as u64).max(job.estimate.cost)
+            }
             None => job.estimate.cost,
         })
         .collect()

@@ -8,5 +8,5 @@ mod writer;
 
 pub use reader::{JournalError, Recovery, parse_bytes, read, read_each};
 pub use record::{FailureKind, Record, VERSION};
-pub use replay::{JobHistory, Phase, Replayed, read_replayed, replay};
+pub use replay::{JobHistory, Phase, Replayed, Resume, read_replayed, replay};
 pub use writer::{JournalWriter, WriteError};

@@ -24,6 +24,42 @@ pub enum Phase {
     TimedOut,
 }
 
+/// What a resume does with a job: the one reading of journaled state that `run`, `status`,
+/// summary.json, results.csv and the gallery share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Never created, or waiting for its next attempt: create it (a new key).
+    Submit,
+    /// A create whose outcome is unknown: re-send it with the same key and body.
+    Resend,
+    /// A task exists and has not finished (or was left at its deadline): poll it.
+    Reattach,
+    /// Paid for, its video not (or no longer) on disk: fetch it.
+    Download,
+    /// On disk as recorded.
+    Done,
+    /// Given up, and nothing was paid for it.
+    Failed,
+}
+
+impl JobHistory {
+    /// What a resume does with this job; `file_ok` says whether its recorded video is on disk.
+    pub fn resume(&self, file_ok: bool) -> Resume {
+        let paid = self.task_id.is_some() && self.cost.is_some();
+        match self.phase {
+            None | Some(Phase::Waiting) => Resume::Submit,
+            Some(Phase::Submitting) => Resume::Resend,
+            Some(Phase::Submitted | Phase::TimedOut) => Resume::Reattach,
+            Some(Phase::Completed) => Resume::Download,
+            Some(Phase::Downloaded) if file_ok => Resume::Done,
+            Some(Phase::Downloaded) => Resume::Download,
+            // A paid video is never given up: whatever failed, a resume fetches it again.
+            Some(Phase::Failed) if paid => Resume::Download,
+            Some(Phase::Failed) => Resume::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobHistory {
     pub phase: Option<Phase>,

@@ -2,7 +2,7 @@
 //! reason, and what a resume would do next. Built from a live run (for `summary.json`) or from the
 //! journal alone (for `kling-batch status`), and shown as text or JSON.
 
-use crate::journal::{FailureKind, Phase, Replayed};
+use crate::journal::{FailureKind, Phase, Replayed, Resume};
 use crate::money::Money;
 use crate::plan::Plan;
 use crate::runner::{JobPhase, JobRun};
@@ -130,38 +130,38 @@ impl RunStatus {
         let mut failed = Vec::new();
         for id in &ids {
             let h = history.jobs.get(id);
-            let name = match h.and_then(|h| h.phase) {
+            let name = match h.map(|h| (h.resume(file_ok(id)), h)) {
                 None => {
                     next.submit += 1;
                     "not_started"
                 }
-                Some(Phase::Waiting) => {
+                Some((Resume::Submit, _)) => {
                     next.submit += 1;
                     "waiting"
                 }
-                Some(Phase::Submitting) => {
+                Some((Resume::Resend, _)) => {
                     next.resend += 1;
                     "submitting"
                 }
-                Some(Phase::Submitted) => {
+                Some((Resume::Reattach, h)) => {
                     next.reattach += 1;
-                    "generating"
+                    if h.phase == Some(Phase::TimedOut) {
+                        "timed_out"
+                    } else {
+                        "generating"
+                    }
                 }
-                Some(Phase::TimedOut) => {
-                    next.reattach += 1;
-                    "timed_out"
-                }
-                Some(Phase::Completed) => {
+                Some((Resume::Download, h)) => {
                     next.download += 1;
-                    "downloading"
+                    if h.phase == Some(Phase::Downloaded) {
+                        "file_missing"
+                    } else {
+                        "downloading"
+                    }
                 }
-                Some(Phase::Downloaded) if file_ok(id) => "completed",
-                Some(Phase::Downloaded) => {
-                    next.download += 1;
-                    "file_missing"
-                }
-                Some(Phase::Failed) => {
-                    if let Some((kind, message)) = h.and_then(|h| h.failure.as_ref()) {
+                Some((Resume::Done, _)) => "completed",
+                Some((Resume::Failed, h)) => {
+                    if let Some((kind, message)) = h.failure.as_ref() {
                         failed.push(reason(*kind, message));
                     }
                     "failed"

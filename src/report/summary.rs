@@ -21,6 +21,8 @@ pub struct RunSummary<'a> {
     pub estimates: &'a [Money],
     pub removed: usize,
     pub resume: String,
+    /// What the service billed above the reservations (its quotes, or our prices) of the tasks.
+    pub billed_above: Money,
 }
 
 pub fn render_summary(s: &RunSummary<'_>) -> String {
@@ -57,6 +59,13 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
         s.ledger.spent(),
         s.ledger.reserved()
     );
+    if s.billed_above > Money::ZERO {
+        let _ = writeln!(
+            out,
+            "warning: the service billed above its quotes: {} more than was reserved for those tasks; later jobs reserved the higher amount",
+            s.billed_above
+        );
+    }
     let _ = writeln!(
         out,
         "wall time {:.1} s · videos in {} · results in {}",
@@ -85,9 +94,19 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
     let left: Money = queued.iter().map(|i| s.estimates[*i]).sum();
     match s.stop {
         Some(StopReason::CapReached { left: room, .. }) => {
+            let committed = s.ledger.spent().saturating_add(s.ledger.reserved());
+            let cap = s.ledger.cap().unwrap_or(Money::ZERO);
+            // Room under the cap is only claimed when the service billed what it quoted.
+            let standing = if committed > cap {
+                format!("{committed} billed or reserved against the {cap} cap, above it")
+            } else if s.billed_above > Money::ZERO {
+                format!("{committed} of the {cap} cap billed or reserved")
+            } else {
+                format!("{room} of the cap was unused")
+            };
             let _ = writeln!(
                 out,
-                "stopped at the spend cap: {} job(s) not submitted (about {left} more); {room} of the cap was unused",
+                "stopped at the spend cap: {} job(s) not submitted (about {left} more); {standing}",
                 queued.len()
             );
         }
@@ -115,6 +134,17 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
             let _ = writeln!(out, "stopped: {message}");
         }
         None => {}
+    }
+    let unresolved: Vec<&JobRun> = s.jobs.iter().filter(|j| j.phase == JobPhase::Unresolved).collect();
+    if !unresolved.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} create(s) may have made a task whose answer never came: their money stays reserved, and a resume re-sends each with the same Idempotency-Key (the service returns the task it made, never a second one)",
+            unresolved.len()
+        );
+        if let Some(last) = unresolved.iter().find_map(|j| j.last_error.as_deref()) {
+            let _ = writeln!(out, "  last answer: {last}");
+        }
     }
     if s.jobs.iter().any(|j| !j.phase.is_terminal()) {
         let _ = writeln!(out, "resume with: {}", s.resume);

@@ -8,11 +8,12 @@ use super::schedule::{PollSchedule, Shape};
 use crate::budget::Ledger;
 use crate::client::{Class, TaskStatus};
 use crate::download::DownloadError;
-use crate::journal::{FailureKind, Phase, Record, Replayed};
+use crate::journal::{FailureKind, Phase, Record, Replayed, Resume};
 use crate::money::Money;
 use crate::plan::Plan;
 use crate::rng::Rng;
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,6 @@ pub struct Settings {
 const MAX_SUBMIT_RETRIES: u32 = 10;
 const MAX_DOWNLOAD_RETRIES: u32 = 8;
 const MAX_REFETCHES: u32 = 4;
-const MAX_LOOKUP_FAILURES: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -63,6 +63,9 @@ pub struct Dispatcher {
     abandon: bool,
     records: Vec<Record>,
     rng: Rng,
+    /// The most the service has settled per shape.
+    settled: HashMap<Shape, Money>,
+    over_reservation: Money,
 }
 
 /// The idempotency key of one attempt: the same run, job and attempt always give the same key.
@@ -104,6 +107,8 @@ impl Dispatcher {
             abandon: false,
             records: Vec::new(),
             plan: Arc::clone(&plan),
+            settled: HashMap::new(),
+            over_reservation: Money::ZERO,
         };
         for (i, spec) in plan.jobs.iter().enumerate() {
             let Some(h) = history.jobs.get(spec.id.as_str()) else {
@@ -112,46 +117,61 @@ impl Dispatcher {
                 continue;
             };
             let mut job = JobRun::from_history(h);
-            let paid_but_not_on_disk = job.task_id.is_some() && job.cost.is_some();
-            match h.phase {
-                None | Some(Phase::Waiting) => {
-                    d.queue.push_back(i);
-                }
-                Some(Phase::Submitting) => {
+            if let Some(cost) = job.cost {
+                d.saw_settlement(i, cost);
+            }
+            let file_ok = files_ok.get(i).copied().unwrap_or(false);
+            match h.resume(file_ok) {
+                Resume::Submit => d.queue.push_back(i),
+                Resume::Resend => {
                     job.phase = JobPhase::Submitting;
+                    // The intent is journaled: the POST may have gone out before the stop.
+                    job.outcome_unknown = true;
                     d.in_flight += 1;
                     d.push_timer(now, i, Timer::Submit);
                 }
-                Some(Phase::Submitted | Phase::TimedOut) => {
+                Resume::Reattach => {
                     job.phase = JobPhase::Generating;
                     job.submitted = Some(now);
                     d.in_flight += 1;
                     d.push_timer(now, i, Timer::Poll);
                 }
-                Some(Phase::Completed) => {
+                Resume::Download => {
                     job.phase = JobPhase::Downloading;
-                    d.ready_downloads.push_back(i);
-                }
-                Some(Phase::Downloaded) if files_ok.get(i).copied().unwrap_or(false) => job.phase = JobPhase::Done,
-                Some(Phase::Downloaded) => {
-                    // Missing or changed on disk: fetch a fresh URL and download again.
-                    job.phase = JobPhase::Downloading;
-                    job.file = None;
-                    d.push_timer(now, i, Timer::Poll);
-                }
-                Some(Phase::Failed)
-                    if job.failure.as_ref().is_some_and(|f| f.0 == FailureKind::Download) && paid_but_not_on_disk =>
-                {
-                    // Paid for but never saved: a rerun tries the download again.
-                    job.phase = JobPhase::Downloading;
+                    job.downloading_since = Some(now);
                     job.failure = None;
-                    d.push_timer(now, i, Timer::Poll);
+                    if h.phase == Some(Phase::Completed) && job.url.is_some() {
+                        d.ready_downloads.push_back(i);
+                    } else {
+                        // Missing, cut or never saved: fetch a fresh URL and download again.
+                        job.file = None;
+                        d.push_timer(now, i, Timer::Poll);
+                    }
                 }
-                Some(Phase::Failed) => job.phase = JobPhase::Failed,
+                Resume::Done => job.phase = JobPhase::Done,
+                Resume::Failed => job.phase = JobPhase::Failed,
             }
             d.jobs.push(job);
         }
         d
+    }
+
+    /// The most the service has settled for a job's shape raises what later jobs of that shape
+    /// reserve: a quote is never trusted below a bill.
+    fn saw_settlement(&mut self, job: usize, cost: Money) {
+        let highest = self.settled.entry(self.shapes[job].clone()).or_insert(Money::ZERO);
+        *highest = (*highest).max(cost);
+    }
+
+    /// What an attempt of `job` holds against the cap.
+    fn reservation(&self, job: usize) -> Money {
+        let settled = self.settled.get(&self.shapes[job]).copied().unwrap_or(Money::ZERO);
+        self.reservations[job].max(settled)
+    }
+
+    /// What the service billed above the reservations of the attempts it billed.
+    pub fn billed_above_reservations(&self) -> Money {
+        self.over_reservation
     }
 
     pub fn jobs(&self) -> &[JobRun] {
@@ -252,11 +272,14 @@ impl Dispatcher {
                 continue;
             }
             match (kind, self.jobs[job].phase) {
-                (Timer::Submit, JobPhase::Submitting) => {
-                    let key = self.jobs[job].key.clone().unwrap_or_default();
-                    self.jobs[job].busy = true;
-                    ops.push(Op::Submit { job, key, intent: None });
-                }
+                (Timer::Submit, JobPhase::Submitting) => match self.jobs[job].key.clone() {
+                    Some(key) => {
+                        self.jobs[job].busy = true;
+                        ops.push(Op::Submit { job, key, intent: None });
+                    }
+                    // Only a journaled intent puts a job in Submitting, and it carries its key.
+                    None => self.leave_for_rerun(job, "no idempotency key is recorded for this create".into()),
+                },
                 (Timer::Poll, JobPhase::Generating) => {
                     let overdue = self.jobs[job]
                         .submitted
@@ -267,7 +290,13 @@ impl Dispatcher {
                     }
                     self.start_poll(job, &mut ops);
                 }
-                (Timer::Poll, JobPhase::Downloading) => self.start_poll(job, &mut ops),
+                (Timer::Poll, JobPhase::Downloading) => {
+                    if self.download_overdue(job, now) {
+                        self.leave_for_rerun(job, "its video could not be fetched before the deadline".into());
+                        continue;
+                    }
+                    self.start_poll(job, &mut ops)
+                }
                 (Timer::Download, JobPhase::Downloading) => self.ready_downloads.push_back(job),
                 _ => {}
             }
@@ -287,7 +316,7 @@ impl Dispatcher {
         if self.stop.is_none() {
             while self.in_flight < self.settings.concurrency {
                 let Some(&job) = self.queue.front() else { break };
-                let amount = self.reservations[job];
+                let amount = self.reservation(job);
                 if let Err(cap) = self.ledger.try_reserve(amount) {
                     self.stop_submitting(StopReason::CapReached {
                         needed: cap.needed,
@@ -301,6 +330,7 @@ impl Dispatcher {
                 j.attempt += 1;
                 j.retries = 0;
                 j.polls = 0;
+                j.outcome_unknown = false;
                 j.phase = JobPhase::Submitting;
                 j.reserved = amount;
                 j.busy = true;
@@ -330,22 +360,45 @@ impl Dispatcher {
                 self.jobs[job].busy = true;
                 ops.push(Op::Poll { job, task_id });
             }
-            None => self.fail(job, FailureKind::NotFound, "no task id is known for this job".into()),
+            None => self.leave_for_rerun(job, "no task id is recorded for this job".into()),
         }
     }
 
+    fn download_overdue(&self, job: usize, now: Instant) -> bool {
+        self.jobs[job]
+            .downloading_since
+            .is_some_and(|s| now.duration_since(s) > self.settings.task_deadline)
+    }
+
     fn time_out(&mut self, job: usize) {
+        let message = format!("still generating after {:?}", self.settings.task_deadline);
+        self.leave_for_rerun(job, message);
+    }
+
+    /// Stops working on a job for this run without giving it up: whatever it holds (a key whose
+    /// outcome is unknown, a task, a reservation, a paid video) stays in the journal for a rerun.
+    fn leave_for_rerun(&mut self, job: usize, message: String) {
         let id = self.job_id(job);
-        let task_id = self.jobs[job].task_id.clone().unwrap_or_default();
-        self.jobs[job].phase = JobPhase::TimedOut;
-        self.jobs[job].last_error = Some(format!("still generating after {:?}", self.settings.task_deadline));
-        self.in_flight = self.in_flight.saturating_sub(1);
-        tracing::warn!(job = %id, task = %task_id, "still generating at the deadline: left for a rerun");
-        self.record(Record::TimedOut {
-            job: id,
-            task_id,
-            at: crate::time_format::now(),
-        });
+        let phase = self.jobs[job].phase;
+        if matches!(phase, JobPhase::Submitting | JobPhase::Generating) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        self.jobs[job].phase = if phase == JobPhase::Submitting {
+            JobPhase::Unresolved
+        } else {
+            JobPhase::TimedOut
+        };
+        tracing::warn!(job = %id, %message, "left for a rerun");
+        self.jobs[job].last_error = Some(message);
+        if phase == JobPhase::Generating
+            && let Some(task_id) = self.jobs[job].task_id.clone()
+        {
+            self.record(Record::TimedOut {
+                job: id,
+                task_id,
+                at: crate::time_format::now(),
+            });
+        }
     }
 
     /// Ends a job for good, releasing anything it still holds.
@@ -418,49 +471,78 @@ impl Dispatcher {
                 };
                 self.push_timer(now + first, job, Timer::Poll);
             }
-            Err(error) => match error.class() {
-                Class::Transient => {
-                    tracing::info!(job = %id, error = %error, "create outcome unknown: re-sending with the same key");
-                    self.jobs[job].retries += 1;
-                    self.jobs[job].last_error = Some(error.message());
-                    if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
-                        // The task may exist: keep the reservation and the key for a rerun.
-                        self.jobs[job].phase = JobPhase::Unresolved;
-                        self.in_flight = self.in_flight.saturating_sub(1);
-                    } else {
-                        let wait = self.backoff(self.jobs[job].retries);
-                        self.push_timer(now + wait, job, Timer::Submit);
-                    }
+            Err(error) => self.on_create_refused(job, &error, now),
+        }
+    }
+
+    /// A create answered with an error (or not at all). A key whose outcome is unknown stays
+    /// unresolved whatever the answer says: the first send may have made a task, and only a task
+    /// id or a replay for that key settles it.
+    fn on_create_refused(&mut self, job: usize, error: &crate::client::ApiError, now: Instant) {
+        let id = self.job_id(job);
+        let class = error.class();
+        if class == Class::RateLimited {
+            let wait = error.retry_after().unwrap_or(Duration::from_secs(1));
+            self.push_timer(now + wait, job, Timer::Submit);
+            return;
+        }
+        self.jobs[job].last_error = Some(error.message());
+        if class == Class::Transient || self.jobs[job].outcome_unknown {
+            self.jobs[job].outcome_unknown = true;
+            self.jobs[job].retries += 1;
+            tracing::info!(job = %id, error = %error, "create outcome unknown: re-sending with the same key later");
+            match class {
+                Class::Auth => {
+                    self.leave_for_rerun(
+                        job,
+                        format!(
+                            "the outcome of its create is unknown; the resend was refused: {}",
+                            error.message()
+                        ),
+                    );
+                    self.stop_everything(StopReason::Auth(error.message()));
+                    return;
                 }
-                Class::RateLimited => {
-                    let wait = error.retry_after().unwrap_or(Duration::from_secs(1));
-                    self.push_timer(now + wait, job, Timer::Submit);
+                Class::Credits => self.stop_submitting(StopReason::Credits(error.message())),
+                _ => {}
+            }
+            if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
+                let message = format!(
+                    "the outcome of its create is unknown (last answer: {}); a rerun re-sends it with the same key",
+                    error.message()
+                );
+                self.leave_for_rerun(job, message);
+            } else {
+                let wait = self.backoff(self.jobs[job].retries);
+                self.push_timer(now + wait, job, Timer::Submit);
+            }
+            return;
+        }
+        // The first send of this key, refused outright: no task was made.
+        match class {
+            Class::Credits | Class::Auth => {
+                let j = &mut self.jobs[job];
+                let held = std::mem::take(&mut j.reserved);
+                self.ledger.release(held);
+                j.phase = JobPhase::Queued;
+                let attempt = j.attempt;
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.queue.push_front(job);
+                self.record(Record::Unsubmitted {
+                    job: id,
+                    attempt,
+                    reason: error.message(),
+                    at: crate::time_format::now(),
+                });
+                if class == Class::Auth {
+                    self.stop_everything(StopReason::Auth(error.message()));
+                } else {
+                    self.stop_submitting(StopReason::Credits(error.message()));
                 }
-                Class::Credits | Class::Auth => {
-                    let j = &mut self.jobs[job];
-                    let held = std::mem::take(&mut j.reserved);
-                    self.ledger.release(held);
-                    j.phase = JobPhase::Queued;
-                    j.last_error = Some(error.message());
-                    let attempt = j.attempt;
-                    self.in_flight = self.in_flight.saturating_sub(1);
-                    self.queue.push_front(job);
-                    self.record(Record::Unsubmitted {
-                        job: id,
-                        attempt,
-                        reason: error.message(),
-                        at: crate::time_format::now(),
-                    });
-                    if error.class() == Class::Auth {
-                        self.stop_everything(StopReason::Auth(error.message()));
-                    } else {
-                        self.stop_submitting(StopReason::Credits(error.message()));
-                    }
-                }
-                Class::Invalid => self.fail(job, FailureKind::Invalid, error.message()),
-                Class::Conflict => self.fail(job, FailureKind::Conflict, error.message()),
-                Class::NotFound | Class::Refused => self.fail(job, FailureKind::Refused, error.message()),
-            },
+            }
+            Class::Invalid => self.fail(job, FailureKind::Invalid, error.message()),
+            Class::Conflict => self.fail(job, FailureKind::Conflict, error.message()),
+            _ => self.fail(job, FailureKind::Refused, error.message()),
         }
     }
 
@@ -481,23 +563,16 @@ impl Dispatcher {
             Ok(view) => view,
             Err(error) => {
                 self.jobs[job].last_error = Some(error.message());
+                // A task id we hold is never abandoned: a 404 right after the create (an eventually
+                // consistent read) or any other refusal is looked at again, until the deadline.
                 match error.class() {
                     Class::Auth => self.stop_everything(StopReason::Auth(error.message())),
-                    Class::Transient | Class::RateLimited => {
+                    _ => {
                         self.jobs[job].retries += 1;
                         let wait = error
                             .retry_after()
                             .unwrap_or_else(|| self.backoff(self.jobs[job].retries));
                         self.push_timer(now + wait, job, Timer::Poll);
-                    }
-                    _ => {
-                        self.jobs[job].retries += 1;
-                        if self.jobs[job].retries >= MAX_LOOKUP_FAILURES {
-                            self.fail(job, FailureKind::NotFound, error.message());
-                        } else {
-                            let wait = self.backoff(self.jobs[job].retries);
-                            self.push_timer(now + wait, job, Timer::Poll);
-                        }
                     }
                 }
                 return;
@@ -509,17 +584,11 @@ impl Dispatcher {
         match view.status {
             TaskStatus::Completed => {
                 let Some(url) = view.video_url.clone() else {
+                    // Not finished as far as we can use it: look again (the deadline bounds it).
                     self.jobs[job].refetches += 1;
-                    if self.jobs[job].refetches > MAX_REFETCHES {
-                        self.fail(
-                            job,
-                            FailureKind::Refused,
-                            "the task completed without a video URL".into(),
-                        );
-                    } else {
-                        let wait = self.backoff(self.jobs[job].refetches);
-                        self.push_timer(now + wait, job, Timer::Poll);
-                    }
+                    self.jobs[job].last_error = Some("the task completed without a video URL".into());
+                    let wait = self.backoff(self.jobs[job].refetches);
+                    self.push_timer(now + wait, job, Timer::Poll);
                     return;
                 };
                 if phase == JobPhase::Generating {
@@ -530,7 +599,22 @@ impl Dispatcher {
                     let cost = view.cost.unwrap_or(held);
                     self.ledger.settle(held, cost);
                     j.cost = Some(cost);
+                    j.downloading_since = Some(now);
+                    if cost > held {
+                        self.over_reservation = self.over_reservation.saturating_add(cost.saturating_sub(held));
+                        tracing::warn!(job = %id, reserved = %held, billed = %cost, "the service billed above the reservation");
+                    }
                     j.completed_at = Some(crate::time_format::now());
+                    self.saw_settlement(job, cost);
+                    if let Some(cap) = self.ledger.cap()
+                        && self.ledger.spent().saturating_add(self.ledger.reserved()) > cap
+                    {
+                        // Billed past the cap by a service that charged above its quote.
+                        self.stop_submitting(StopReason::CapReached {
+                            needed: Money::ZERO,
+                            left: Money::ZERO,
+                        });
+                    }
                     self.in_flight = self.in_flight.saturating_sub(1);
                     tracing::info!(job = %id, task = %view.id, cost = %cost, "completed");
                     self.record(Record::Completed {
@@ -629,11 +713,8 @@ impl Dispatcher {
             Err(DownloadError::Expired(status)) => {
                 self.jobs[job].refetches += 1;
                 if self.jobs[job].refetches > MAX_REFETCHES {
-                    self.fail(
-                        job,
-                        FailureKind::Download,
-                        format!("the video URL kept expiring (HTTP {status})"),
-                    );
+                    // Paid for: never given up. A rerun asks the task for a fresh URL.
+                    self.leave_for_rerun(job, format!("the video URL kept expiring (HTTP {status})"));
                 } else {
                     self.push_timer(now, job, Timer::Poll);
                 }
@@ -641,8 +722,8 @@ impl Dispatcher {
             Err(DownloadError::Transient(message)) => {
                 self.jobs[job].retries += 1;
                 self.jobs[job].last_error = Some(message.clone());
-                if self.jobs[job].retries > MAX_DOWNLOAD_RETRIES {
-                    self.fail(job, FailureKind::Download, message);
+                if self.jobs[job].retries > MAX_DOWNLOAD_RETRIES || self.download_overdue(job, now) {
+                    self.leave_for_rerun(job, message);
                 } else {
                     let wait = self.backoff(self.jobs[job].retries);
                     self.push_timer(now + wait, job, Timer::Download);

@@ -69,6 +69,11 @@ pub struct JobRun {
     pub(super) retries: u32,
     pub(super) refetches: u32,
     pub(super) busy: bool,
+    /// A send of the current key may have made a task (a lost answer, or an intent found on
+    /// resume): until a task id or a replay comes back, no error answer releases the job.
+    pub(super) outcome_unknown: bool,
+    /// When the job last began waiting for its video (the download deadline counts from here).
+    pub(super) downloading_since: Option<Instant>,
 }
 
 impl JobRun {
@@ -93,6 +98,8 @@ impl JobRun {
             retries: 0,
             refetches: 0,
             busy: false,
+            outcome_unknown: false,
+            downloading_since: None,
         }
     }
 }
@@ -120,18 +127,20 @@ impl JobRun {
     /// A job as a folder shows it without running anything: `file_ok` says whether its recorded
     /// video is on disk.
     pub fn at_rest(h: Option<&crate::journal::JobHistory>, file_ok: bool) -> JobRun {
-        use crate::journal::Phase;
+        use crate::journal::{Phase, Resume};
         let Some(h) = h else { return JobRun::queued() };
         let mut job = JobRun::from_history(h);
-        job.phase = match h.phase {
-            None | Some(Phase::Waiting) => JobPhase::Queued,
-            Some(Phase::Submitting) => JobPhase::Submitting,
-            Some(Phase::Submitted) => JobPhase::Generating,
-            Some(Phase::TimedOut) => JobPhase::TimedOut,
-            Some(Phase::Completed) => JobPhase::Downloading,
-            Some(Phase::Downloaded) if file_ok => JobPhase::Done,
-            Some(Phase::Downloaded) => JobPhase::Downloading,
-            Some(Phase::Failed) => JobPhase::Failed,
+        job.phase = match h.resume(file_ok) {
+            Resume::Submit => JobPhase::Queued,
+            Resume::Resend => JobPhase::Submitting,
+            Resume::Reattach if h.phase == Some(Phase::TimedOut) => JobPhase::TimedOut,
+            Resume::Reattach => JobPhase::Generating,
+            Resume::Download => {
+                job.failure = None;
+                JobPhase::Downloading
+            }
+            Resume::Done => JobPhase::Done,
+            Resume::Failed => JobPhase::Failed,
         };
         job
     }

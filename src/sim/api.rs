@@ -2,7 +2,7 @@
 //! and quotes — with the contract's error bodies and headers (§3–§5, §7).
 
 use super::server::{ConnectionControl, Shared, error_response, signed_url};
-use super::state::{CreateRefusal, Status};
+use super::state::{CreateRefusal, Read, Status};
 use crate::kling::{Endpoint, Strictness, ViolationKind, models_for, validate};
 use crate::money::Money;
 use axum::Json;
@@ -27,11 +27,15 @@ pub fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let expected = shared.lock().api_key.clone();
     match given {
         Some(key) if key == expected => Ok(()),
-        Some(_) => Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Invalid API key",
-        )),
+        Some(key) => {
+            let echo = shared.lock().faults.echo_key;
+            let message = if echo {
+                format!("Invalid API key: {key}")
+            } else {
+                "Invalid API key".to_string()
+            };
+            Err(error_response(StatusCode::UNAUTHORIZED, "unauthorized", message))
+        }
         None => Err(error_response(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -161,6 +165,17 @@ pub async fn create(
                 "This Idempotency-Key was already used with a different request body",
             );
         }
+        Err(CreateRefusal::ResendError(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            let (code, message) = match status.as_u16() {
+                401 => ("unauthorized", "Invalid API key".to_string()),
+                402 => ("insufficient_credits", "Insufficient credits".to_string()),
+                409 => ("request_conflict", "Idempotency-Key conflict".to_string()),
+                _ => ("validation_error", "The request is not valid".to_string()),
+            };
+            let message = message + &echoed_key(&shared, &headers).unwrap_or_default();
+            return error_response(status, code, message);
+        }
         Err(CreateRefusal::InsufficientCredits { needed, available }) => {
             return error_response(
                 StatusCode::PAYMENT_REQUIRED,
@@ -218,15 +233,34 @@ pub async fn get_task(
         state.counters.polls += 1;
         state.read_task(&id, endpoint, now)
     };
-    let Some(task) = task else {
-        return error_response(StatusCode::NOT_FOUND, "not_found", format!("Task {id} was not found"));
+    let (task, with_url) = match task {
+        Read::Found(task) => (task, true),
+        Read::Urlless(task) => (task, false),
+        Read::Hidden | Read::Missing => {
+            return error_response(StatusCode::NOT_FOUND, "not_found", format!("Task {id} was not found"));
+        }
     };
-    let url = (task.status(now) == Status::Completed).then(|| signed_url(&shared, &task.id));
-    with_task_headers(
-        Json(task.view(now, url)).into_response(),
-        &task.id,
-        task.client_request_id.as_deref(),
-    )
+    let url = (with_url && task.status(now) == Status::Completed).then(|| signed_url(&shared, &task.id));
+    let mut view = task.view(now, url);
+    if !with_url && let Value::Object(map) = &mut view {
+        map.remove("videos");
+    }
+    if let Some(echo) = echoed_key(&shared, &headers)
+        && let Some(Value::String(error)) = view.get_mut("error")
+    {
+        error.push_str(&echo);
+    }
+    with_task_headers(Json(view).into_response(), &task.id, task.client_request_id.as_deref())
+}
+
+/// With the `echo_key` fault: the request's Authorization header, quoted as a careless service
+/// quotes it in an error text.
+pub fn echoed_key(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    if !shared.lock().faults.echo_key {
+        return None;
+    }
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok())?;
+    Some(format!(" (request had Authorization: {given})"))
 }
 
 /// A status answer a careless or broken service might give.
@@ -358,14 +392,21 @@ pub async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -> Respo
     if let Err(r) = checked_body(endpoint, &serde_json::to_vec(&params).unwrap_or_default()) {
         return r;
     }
-    let estimate = shared.lock().prices().estimate(endpoint, &params);
+    let (estimate, factor) = {
+        let state = shared.lock();
+        (
+            state.prices().estimate(endpoint, &params),
+            state.faults.quote_factor.max(0.0),
+        )
+    };
+    let quoted_cents = ((estimate.cost.micro_cents() as f64 * factor) as u64).div_ceil(1_000_000);
     Json(json!({"price_quote": {
         "service": "kling",
         "action": endpoint.as_str(),
         "model": params.get("model"),
         "pricing_status": "available",
         "currency": "USD",
-        "reservation_amount_cents": estimate.cost.micro_cents().div_ceil(1_000_000),
+        "reservation_amount_cents": quoted_cents,
         "estimate_basis": "exact",
         "as_of": crate::time_format::rfc3339(std::time::SystemTime::now()),
     }}))

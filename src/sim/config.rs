@@ -55,6 +55,28 @@ pub struct Faults {
     /// Probability that a status answer is hostile: a 2 MiB body, an unknown status, HTML, a body
     /// without an id, or a 503 with a garbage `Retry-After`. The task itself is unaffected.
     pub weird_answer_rate: f64,
+    /// A create whose Idempotency-Key already made a task is answered once (per key) with this
+    /// status instead of the replay: 401 (a key rotated mid-run, or auth checked before the
+    /// idempotency lookup), 402, 409 or 422.
+    pub resend_error_status: Option<u16>,
+    /// The first N status reads of every task answer 404 (an eventually consistent read).
+    pub not_found_reads: u32,
+    /// The first N status reads that find a task completed leave out `videos`.
+    pub completed_without_url_reads: u32,
+    /// Price quotes are this share of the price (0.01: a quote of about a cent).
+    pub quote_factor: f64,
+    /// Completed tasks are billed this multiple of their price (3: three times the quote).
+    pub bill_factor: f64,
+    /// Error messages and failed tasks' `error` quote the request's `Authorization` header.
+    pub echo_key: bool,
+    /// Probability that a `Range` request is answered 206 from an earlier offset than asked.
+    pub misaligned_range_rate: f64,
+    /// Probability that a download is answered 200 without Content-Length (the body ends when the
+    /// connection closes) and stops after half the bytes.
+    pub no_length_rate: f64,
+    /// Probability that a download trickles at `trickle_bytes_per_second`.
+    pub trickle_rate: f64,
+    pub trickle_bytes_per_second: u64,
 }
 
 impl Default for Faults {
@@ -73,6 +95,16 @@ impl Default for Faults {
             ignore_range: false,
             url_ttl_seconds: 3600,
             weird_answer_rate: 0.0,
+            resend_error_status: None,
+            not_found_reads: 0,
+            completed_without_url_reads: 0,
+            quote_factor: 1.0,
+            bill_factor: 1.0,
+            echo_key: false,
+            misaligned_range_rate: 0.0,
+            no_length_rate: 0.0,
+            trickle_rate: 0.0,
+            trickle_bytes_per_second: 1,
         }
     }
 }

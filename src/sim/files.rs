@@ -81,15 +81,22 @@ pub async fn video(
         return error_response(StatusCode::FORBIDDEN, "access_denied", "Request has expired");
     }
     let now = shared.clock.now();
-    let (video_bytes, ignore_range, truncate) = {
+    let (video_bytes, ignore_range, truncate, hostile) = {
         let mut state = shared.lock();
         let completed = state.task(id).is_some_and(|t| t.status(now) == Status::Completed);
         if !completed {
             return error_response(StatusCode::NOT_FOUND, "not_found", "No such file");
         }
-        let truncate_rate = state.faults.truncate_download_rate;
-        let truncate = state.draw(truncate_rate);
-        (state.video_bytes, state.faults.ignore_range, truncate)
+        let faults = state.faults.clone();
+        let truncate = state.draw(faults.truncate_download_rate);
+        let hostile = Hostile {
+            misaligned: state.draw(faults.misaligned_range_rate),
+            no_length: state.draw(faults.no_length_rate),
+            trickle: state
+                .draw(faults.trickle_rate)
+                .then_some(faults.trickle_bytes_per_second.max(1)),
+        };
+        (state.video_bytes, faults.ignore_range, truncate, hostile)
     };
     let file = VideoFile::new(id, video_bytes);
     let len = file.len();
@@ -98,8 +105,16 @@ pub async fn video(
     } else {
         parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len)
     };
+    if hostile.no_length {
+        return without_length(&shared, &file);
+    }
     let (status, start, end) = match range {
         Ok(None) => (StatusCode::OK, 0, len),
+        Ok(Some((s, e))) if s > 0 && hostile.misaligned => {
+            // A 206 that starts before the offset asked for, saying so in Content-Range.
+            shared.lock().counters.misaligned_ranges += 1;
+            (StatusCode::PARTIAL_CONTENT, s - (s / 2).max(1), e)
+        }
         Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
         Err(()) => {
             let mut r = error_response(
@@ -128,6 +143,13 @@ pub async fn video(
         counter.download_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         Ok::<_, std::io::Error>(chunk)
     });
+    let chunks = match hostile.trickle {
+        Some(rate) => {
+            shared.lock().counters.trickled_downloads += 1;
+            trickle(chunks, rate).boxed()
+        }
+        None => chunks.boxed(),
+    };
     let body = if truncate {
         // Yield first: the connection flushes what it has (head and partial body) when the body
         // is not ready, so the client receives those bytes before the transfer fails.
@@ -157,6 +179,55 @@ pub async fn video(
         h.insert(header::CONTENT_RANGE, v);
     }
     response
+}
+
+/// The hostile file-host faults drawn for one download.
+struct Hostile {
+    misaligned: bool,
+    no_length: bool,
+    trickle: Option<u64>,
+}
+
+/// 200 without Content-Length, as HTTP/1.0 (the body ends when the connection closes), and only
+/// the first half of the file: a clean end that is not the whole video.
+fn without_length(shared: &Arc<Shared>, file: &VideoFile) -> Response {
+    shared.lock().counters.downloads_without_length += 1;
+    let half = file.len() / 2;
+    let counter = Arc::clone(shared);
+    let chunks = futures::stream::iter(file.chunks(0, half)).map(move |chunk| {
+        counter.download_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let mut response = (StatusCode::OK, Body::from_stream(chunks)).into_response();
+    *response.version_mut() = axum::http::Version::HTTP_10;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    response
+}
+
+/// The same bytes, `rate` a second: ten small pieces a second (at least a byte each).
+fn trickle(
+    chunks: impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    rate: u64,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    let piece = (rate / 10).max(1) as usize;
+    let every = std::time::Duration::from_secs_f64(piece as f64 / rate as f64);
+    chunks
+        .flat_map(move |chunk| {
+            let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = match chunk {
+                Ok(c) => (0..c.len())
+                    .step_by(piece)
+                    .map(|i| Ok(c.slice(i..(i + piece).min(c.len()))))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(pieces)
+        })
+        .then(move |piece| async move {
+            tokio::time::sleep(every).await;
+            piece
+        })
 }
 
 #[cfg(test)]

@@ -130,7 +130,8 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
             } else {
                 ("server_error", "Internal server error")
             };
-            error_response(status, code, message)
+            let echo = super::api::echoed_key(&shared, request.headers()).unwrap_or_default();
+            error_response(status, code, format!("{message}{echo}"))
         }
         Admission::RateLimited { retry_after, form } => rate_limited(retry_after, form),
     };

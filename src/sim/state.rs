@@ -49,6 +49,10 @@ pub struct Task {
     /// benchmark needs for polls per job and how late a client noticed.
     pub polls: u32,
     pub noticed: Option<Duration>,
+    /// Status reads of it so far, and those that found it completed: the eventual-consistency
+    /// faults hide the first few of each.
+    pub reads: u32,
+    pub completed_reads: u32,
 }
 
 /// One task's timing as `GET /__sim/tasks` reports it.
@@ -132,11 +136,27 @@ fn cents_up(m: Money) -> u64 {
     m.micro_cents().div_ceil(1_000_000)
 }
 
+/// What a status read finds.
+#[derive(Debug, Clone)]
+pub enum Read {
+    Found(Task),
+    /// Completed, but shown without `videos` (a fault).
+    Urlless(Task),
+    /// The task exists but the read answers 404 (a fault).
+    Hidden,
+    Missing,
+}
+
 /// Why a create did not make a task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateRefusal {
     Conflict,
-    InsufficientCredits { needed: Money, available: Money },
+    /// The `resend_error_status` fault: an error answer to a resend whose task exists.
+    ResendError(u16),
+    InsufficientCredits {
+        needed: Money,
+        available: Money,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +185,8 @@ pub struct State {
     tasks: HashMap<String, Task>,
     /// Idempotency-Key → (body hash, task id).
     keys: HashMap<String, (String, String)>,
+    /// Keys whose resend has had its one error answer.
+    resend_errored: std::collections::HashSet<String>,
     unsettled: BinaryHeap<Reverse<(Duration, String)>>,
     bucket: Bucket,
     retry_after_flip: bool,
@@ -196,6 +218,7 @@ impl State {
             prices: PriceTable::builtin(),
             tasks: HashMap::new(),
             keys: HashMap::new(),
+            resend_errored: Default::default(),
             unsettled: BinaryHeap::new(),
             bucket: Bucket {
                 tokens: config.faults.rate_limit_burst.max(0.0),
@@ -306,6 +329,12 @@ impl State {
                 self.counters.conflicts += 1;
                 return Err(CreateRefusal::Conflict);
             }
+            if let Some(status) = self.faults.resend_error_status
+                && self.resend_errored.insert(key.to_string())
+            {
+                self.counters.resend_errors += 1;
+                return Err(CreateRefusal::ResendError(status));
+            }
             let task = self.tasks[task_id].clone();
             self.counters.replays += 1;
             return Ok(Created {
@@ -340,12 +369,16 @@ impl State {
             ready: now + generation,
             outcome,
             reserved: estimate.cost,
-            charge: estimate.cost,
+            charge: Money::from_micro_cents(
+                (estimate.cost.micro_cents() as f64 * self.faults.bill_factor.max(0.0)).round() as u64,
+            ),
             settled_at: None,
             client_request_id: client_request_id.map(str::to_string),
             body_hash: body_hash.clone(),
             polls: 0,
             noticed: None,
+            reads: 0,
+            completed_reads: 0,
         };
         self.reserved = self.reserved.saturating_add(task.reserved);
         if let Some(key) = idempotency_key {
@@ -437,10 +470,10 @@ impl State {
         self.tasks.get(id)
     }
 
-    /// The task, or (when adopting) a finished, unbilled stand-in for one an earlier simulator made.
     /// A status read at `now`: the task (adopted if unknown and the simulator adopts), with the
-    /// read counted on it.
-    pub fn read_task(&mut self, id: &str, endpoint: Endpoint, now: Duration) -> Option<Task> {
+    /// read counted on it. The eventual-consistency faults apply here: a read they hide is
+    /// `Read::Hidden` (answered 404), a completed task they show without its URL `Read::Urlless`.
+    pub fn read_task(&mut self, id: &str, endpoint: Endpoint, now: Duration) -> Read {
         if !self.tasks.contains_key(id) && self.adopt_unknown_tasks && id.len() <= 64 {
             let task = Task {
                 id: id.to_string(),
@@ -458,15 +491,31 @@ impl State {
                 body_hash: String::new(),
                 polls: 0,
                 noticed: None,
+                reads: 0,
+                completed_reads: 0,
             };
             self.tasks.insert(id.to_string(), task);
         }
-        let task = self.tasks.get_mut(id).filter(|t| t.endpoint == endpoint)?;
+        let Some(task) = self.tasks.get_mut(id).filter(|t| t.endpoint == endpoint) else {
+            return Read::Missing;
+        };
+        task.reads = task.reads.saturating_add(1);
+        if task.reads <= self.faults.not_found_reads {
+            self.counters.not_found_reads += 1;
+            return Read::Hidden;
+        }
+        if task.status(now) == Status::Completed {
+            task.completed_reads = task.completed_reads.saturating_add(1);
+            if task.completed_reads <= self.faults.completed_without_url_reads {
+                self.counters.reads_without_url += 1;
+                return Read::Urlless(task.clone());
+            }
+        }
         task.polls = task.polls.saturating_add(1);
         if task.noticed.is_none() && now >= task.ready {
             task.noticed = Some(now);
         }
-        Some(task.clone())
+        Read::Found(task.clone())
     }
 
     /// Every task's timing, for benchmarks: simulated seconds, in creation order.

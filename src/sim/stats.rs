@@ -23,6 +23,14 @@ pub struct Counters {
     pub truncated_downloads: u64,
     pub file_requests: u64,
     pub file_requests_with_authorization: u64,
+    /// Resends answered with `resend_error_status` instead of their replay.
+    pub resend_errors: u64,
+    /// Status reads answered 404 or without `videos` by the eventual-consistency faults.
+    pub not_found_reads: u64,
+    pub reads_without_url: u64,
+    pub misaligned_ranges: u64,
+    pub downloads_without_length: u64,
+    pub trickled_downloads: u64,
     #[serde(skip)]
     pub billed: Money,
     pub creates_per_idempotency_key: BTreeMap<String, u64>,

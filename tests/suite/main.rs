@@ -3,6 +3,7 @@
 mod bad_manifests;
 mod common;
 mod expansion;
+mod hostile;
 mod plan_output;
 mod properties;
 mod reliability;

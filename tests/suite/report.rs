@@ -66,6 +66,7 @@ async fn summary_status_and_progress_read_well() {
     assert_eq!(summary["stop_reason"], "spend_cap");
     assert_eq!(summary["jobs"], 12);
     assert_eq!(summary["states"], json["states"], "summary.json and status agree");
+    env.check_money(Some(4.00));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +141,7 @@ async fn a_canary_key_appears_in_no_log_line_no_file_and_no_other_origin() {
         "the key never reached the file origin"
     );
     assert!(!logged.contains("sig="), "signed URL queries stay out of the log");
+    env.check_invariants(None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +172,7 @@ matrix: { aspect_ratio: ["16:9", "9:16"] }
         failed > 0 && completed > 0,
         "both kinds of cell are shown ({completed} completed, {failed} failed)"
     );
+    env.check_invariants(None);
     assert!(!page.contains("<script>alert"), "prompt text is escaped");
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(

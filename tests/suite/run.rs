@@ -132,6 +132,7 @@ async fn a_cap_covering_half_stops_with_its_code_and_a_higher_cap_finishes() {
     assert!(billed <= 4.20 + 1e-9 && billed > 0.0, "billed {billed}");
     let done = env.results().iter().filter(|r| r["status"] == "completed").count();
     assert_eq!(done, 6, "exactly the jobs the cap covers");
+    env.check_money(Some(4.20));
 
     let out = env.run(&["--max-spend", "100"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -153,6 +154,7 @@ async fn running_out_of_credits_finishes_in_flight_work_and_exits_3() {
             .all(|r| r["status"] == "completed" || r["status"] == "queued"),
         "{rows:?}"
     );
+    env.check_money(None);
     env.sim.set_balance(100_000);
     assert_eq!(env.run(&[]).await.code, Some(0));
     env.check_invariants(None);
@@ -172,6 +174,7 @@ async fn a_refused_key_stops_the_run_with_the_auth_code() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refused"), "{stderr}");
     assert!(!stderr.contains("sk-wrong"), "the key is never printed: {stderr}");
+    env.check_money(None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,6 +218,7 @@ async fn failed_tasks_are_retried_as_new_attempts_and_never_billed() {
     );
     let stats = env.sim.stats();
     assert_eq!((stats.counters.tasks_created, stats.billed_micro_cents), (24, 0));
+    env.check_invariants(None);
     // Failures are grouped by reason: the counts of the groups add up to every job.
     let grouped: usize = out
         .stderr
@@ -306,7 +310,7 @@ async fn a_changed_manifest_runs_new_jobs_and_leaves_removed_ones_alone() {
         out.stderr
     );
     assert_eq!(env.results().len(), 12);
-    env.check_invariants(None);
+    env.check_invariants_after_an_edit(None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,6 +346,7 @@ async fn ctrl_c_stops_submitting_finishes_in_flight_and_says_how_to_resume() {
     assert!(stderr.contains("resume with: kling-batch run"), "{stderr}");
     let created = env.sim.stats().counters.tasks_created;
     assert!(created < 12, "submission stopped at the interrupt ({created} created)");
+    env.check_money(None);
     let rows = env.results();
     assert!(
         rows.iter()

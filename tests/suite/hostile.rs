@@ -1,0 +1,166 @@
+//! A hostile service: the ways a real RunAPI (and the network and file hosts in front of it) can
+//! misbehave that a friendly simulator never shows — error answers to a resend, reads that are
+//! not yet consistent, quotes below the bill, the key echoed back, misaligned ranges, bodies of
+//! unknown length, trickling file hosts, planted symlinks. Each test names the rule it guards
+//! (issue 12; RELIABILITY.md's "hostile service" table).
+
+use crate::common::{TWELVE_JOBS, TestEnv};
+use kling_batch::sim::Faults;
+use serde_json::Value;
+
+fn summary(env: &TestEnv) -> Value {
+    serde_json::from_slice(&std::fs::read(env.out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Rule: a key whose outcome is unknown stays unresolved, whatever an error answer to a resend
+/// says; only a task id or a replay resolves it. Every create's answer is lost, and the resend is
+/// answered once with 401, 402, 409 or 422; a later run (the fault gone) must replay the same key
+/// rather than pay for a second task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answer_to_a_resend_never_leads_to_a_second_bill() {
+    for status in [401u16, 402, 409, 422] {
+        let env = TestEnv::new(
+            |c| {
+                c.seed = 31;
+                c.faults = Faults {
+                    drop_after_create_rate: 1.0,
+                    resend_error_status: Some(status),
+                    ..Faults::default()
+                };
+            },
+            TWELVE_JOBS,
+        )
+        .await;
+        let first = env.run(&["--concurrency", "4"]).await;
+        assert!(!first.stderr.contains("panicked"), "{}", first.stderr);
+        let stats = env.sim.stats();
+        assert!(stats.counters.resend_errors > 0, "HTTP {status}: the fault happened");
+        env.sim.set_faults(Faults::default());
+        let second = env.run(&["--concurrency", "4"]).await;
+        assert_eq!(
+            second.code,
+            Some(0),
+            "HTTP {status}:\n{}\n{}",
+            first.stderr,
+            second.stderr
+        );
+        env.check_invariants(None);
+        let stats = env.sim.stats();
+        assert_eq!(stats.counters.tasks_created, 12, "HTTP {status}: one task per job");
+        for (job, creates) in &stats.counters.creates_per_client_request_id {
+            assert_eq!(*creates, 1, "HTTP {status}: {job} was created {creates} times");
+        }
+    }
+}
+
+/// Rule: a task id we hold is never abandoned. Status reads that answer 404 for a while after the
+/// create, and `completed` answers without a URL for a while, are transient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_are_not_yet_consistent_never_give_up_a_paid_video() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 32;
+            c.faults = Faults {
+                not_found_reads: 6,
+                completed_without_url_reads: 6,
+                ..Faults::default()
+            };
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    let out = env.run(&["--concurrency", "6"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    assert!(env.results().iter().all(|r| r["status"] == "completed"));
+    let stats = env.sim.stats();
+    assert!(stats.counters.not_found_reads >= 12 * 6 && stats.counters.reads_without_url >= 12 * 6);
+}
+
+/// Past the task deadline, a task that still reads 404 is left resumable with its reservation
+/// kept — never an unbilled failure — and a later run finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_stays_unreadable_is_left_for_a_rerun_with_its_money_held() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 33;
+            c.faults.not_found_reads = 1_000_000;
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    let out = env
+        .run(&["--concurrency", "12", "--task-deadline", "1s", "--max-spend", "20"])
+        .await;
+    assert_eq!(out.code, Some(5), "{}", out.stderr);
+    let s = summary(&env);
+    assert!(s["failures"].as_array().unwrap().is_empty(), "nothing failed: {s}");
+    assert!(
+        (s["reserved_usd"].as_f64().unwrap() - 8.40).abs() < 1e-9,
+        "every job still holds its reservation: {s}"
+    );
+    env.sim.set_faults(Faults::default());
+    let again = env.run(&[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    env.check_invariants(Some(20.0));
+    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+}
+
+/// Rule: a reservation is the highest of the quote, the built-in price and the most the service
+/// has settled for that shape; a settlement above its reservation counts at once. A service that
+/// quotes about a cent and bills three times the price must not pass the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_below_the_bill_does_not_pass_the_cap() {
+    for quote_factor in [0.0, 0.01] {
+        let env = TestEnv::new(
+            |c| {
+                c.faults.quote_factor = quote_factor;
+                c.faults.bill_factor = 3.0;
+            },
+            TWELVE_JOBS,
+        )
+        .await;
+        let out = env.run(&["--max-spend", "4.20", "--concurrency", "1"]).await;
+        assert_eq!(out.code, Some(8), "{}", out.stderr);
+        let billed = env.sim.stats().billed_usd;
+        assert!(
+            billed <= 4.20 + 1e-9,
+            "quote ×{quote_factor}: billed ${billed} past a $4.20 cap"
+        );
+        assert!(billed > 0.0);
+        assert!(
+            out.stderr.contains("billed above"),
+            "the summary says so:\n{}",
+            out.stderr
+        );
+        env.check_money(Some(4.20));
+    }
+}
+
+/// Rule: one classification of journaled state serves run, status, summary and results. Paid
+/// videos that could not be downloaded leave the run unfinished, and `status` says a resume
+/// downloads them; the resume does exactly that, with no new create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_the_resume_agree_on_paid_videos_not_yet_downloaded() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let out = env.run(&["--max-video-bytes", "1000"]).await;
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    let status = crate::common::run(&["status", env.out.to_str().unwrap(), "--json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["finished"], false, "{status}");
+    assert_eq!(status["next"]["download"], 12, "{status}");
+    assert_eq!(status["next"]["submit"], 0, "{status}");
+    let requests = env.sim.stats().counters.file_requests;
+    let again = env.run(&[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    env.check_invariants(None);
+    let stats = env.sim.stats();
+    assert_eq!(stats.counters.tasks_created, 12, "no new create");
+    assert_eq!(
+        stats.counters.file_requests,
+        requests + 12,
+        "each video fetched once more"
+    );
+}
