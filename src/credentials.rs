@@ -22,6 +22,21 @@ impl ApiKey {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `text` holds the key (a key under 4 characters is no key anyone issues).
+    pub fn found_in(&self, text: &str) -> bool {
+        self.0.len() >= 4 && text.contains(self.0.as_str())
+    }
+
+    /// `text` with every occurrence of the key replaced by `***`: for anything a service says,
+    /// which may quote the key back (`Invalid API key: sk-…`, an echoed Authorization header).
+    pub fn scrub(&self, text: String) -> String {
+        if self.found_in(&text) {
+            text.replace(self.0.as_str(), "***")
+        } else {
+            text
+        }
+    }
 }
 
 impl fmt::Debug for ApiKey {
@@ -52,6 +67,8 @@ pub enum CredentialsError {
     BadUrl(String),
     #[error("refusing plain http:// to `{0}`: only loopback addresses may be reached without TLS")]
     PlainHttp(String),
+    #[error("the base URL `{0}` carries a user name or password, which would send them to that host")]
+    Userinfo(String),
 }
 
 impl CredentialsError {
@@ -63,6 +80,9 @@ impl CredentialsError {
             CredentialsError::BadConfig { .. } => "fix the file or set RUNAPI_API_KEY, which takes precedence",
             CredentialsError::BadUrl(_) | CredentialsError::PlainHttp(_) => {
                 "use https://, or http://127.0.0.1:PORT for a local simulator"
+            }
+            CredentialsError::Userinfo(_) => {
+                "give the host alone (the key travels in RUNAPI_API_KEY), e.g. https://runapi.ai or http://127.0.0.1:PORT"
             }
         }
     }
@@ -130,27 +150,46 @@ pub fn resolve(env: &dyn Env, api_base: Option<&str>) -> Result<Credentials, Cre
     })
 }
 
-/// The base URL without a trailing slash, if it is https, or http to a loopback host.
+/// The base URL without a trailing slash, if it is https, or http to a loopback host. Parsed
+/// with a real URL parser: userinfo is refused (`http://[::1]@host` names `host`), and loopback
+/// means the parsed host is a loopback address or `localhost`.
 pub fn check_base_url(url: &str) -> Result<String, CredentialsError> {
-    let url = url.trim().trim_end_matches('/');
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") && lower.len() > "https://".len() {
-        return Ok(url.to_string());
+    let trimmed = url.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed).map_err(|_| CredentialsError::BadUrl(trimmed.to_string()))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(CredentialsError::Userinfo(redact_userinfo(&parsed)));
     }
-    let Some(rest) = lower.strip_prefix("http://") else {
-        return Err(CredentialsError::BadUrl(url.to_string()));
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(url.to_string())
-    } else {
-        Err(CredentialsError::PlainHttp(url.to_string()))
+    if parsed.query().is_some() || parsed.fragment().is_some() || parsed.cannot_be_a_base() {
+        return Err(CredentialsError::BadUrl(trimmed.to_string()));
     }
+    // The parser's normal form: IPv4 in dotted decimal, IPv6 in brackets.
+    let Some(host) = parsed
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    else {
+        return Err(CredentialsError::BadUrl(trimmed.to_string()));
+    };
+    match parsed.scheme() {
+        "https" => Ok(trimmed.to_string()),
+        "http" => {
+            let loopback =
+                host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(trimmed.to_string())
+            } else {
+                Err(CredentialsError::PlainHttp(trimmed.to_string()))
+            }
+        }
+        _ => Err(CredentialsError::BadUrl(trimmed.to_string())),
+    }
+}
+
+/// A URL for a message, its user name and password replaced.
+fn redact_userinfo(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("***");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 #[cfg(test)]
@@ -199,6 +238,47 @@ mod tests {
             err.to_string(),
             "no API key: RUNAPI_API_KEY is not set and /nonexistent/xdg/runapi/config.json has none"
         );
+    }
+
+    #[test]
+    fn lookalike_loopback_urls_and_userinfo_are_refused() {
+        for url in [
+            "http://[::1]@example.com:80",
+            "http://localhost:1@example.com/",
+            "http://user:pw@127.0.0.1:80",
+            "https://user@runapi.ai",
+        ] {
+            assert!(
+                matches!(check_base_url(url), Err(CredentialsError::Userinfo(_))),
+                "{url}"
+            );
+        }
+        for url in [
+            "http://127.0.0.1.example.com/",
+            "http://localhost.example.com",
+            "http://0x7f000001.example/",
+        ] {
+            assert!(
+                matches!(check_base_url(url), Err(CredentialsError::PlainHttp(_))),
+                "{url}"
+            );
+        }
+        assert!(check_base_url("http://127.0.0.2:9/").is_ok());
+        assert!(check_base_url("http://LOCALHOST:9").is_ok());
+        assert!(check_base_url("https://runapi.ai/").is_ok());
+        assert!(matches!(check_base_url("http://"), Err(CredentialsError::BadUrl(_))));
+        let e = check_base_url("http://me:secret@example.com").unwrap_err().to_string();
+        assert!(!e.contains("secret") && !e.contains("me:"), "{e}");
+    }
+
+    #[test]
+    fn the_key_is_scrubbed_from_text_it_appears_in() {
+        let key = ApiKey::new("sk-live-123456");
+        assert_eq!(
+            key.scrub("Invalid API key: sk-live-123456 (Bearer sk-live-123456)".into()),
+            "Invalid API key: *** (Bearer ***)"
+        );
+        assert_eq!(key.scrub("nothing here".into()), "nothing here");
     }
 
     #[test]

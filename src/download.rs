@@ -109,7 +109,7 @@ pub async fn download(
         return Err(DownloadError::Fatal("the video URL is not http(s)".into()));
     }
     let (final_path, part) = paths(videos, job_id);
-    tracing::debug!(job = job_id, url = crate::logging::redact_url(url), "downloading");
+    tracing::debug!(job = job_id, url = %crate::logging::redact_url(url), "downloading");
     let started = std::time::Instant::now();
     let have = std::fs::metadata(&part).map_or(0, |m| m.len());
     let mut request = client.get(url);

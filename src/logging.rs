@@ -82,7 +82,35 @@ impl std::io::Write for SharedFile {
     }
 }
 
-/// A URL fit for a log line: scheme, host and path, without the query (signatures live there).
-pub fn redact_url(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or(url)
+/// A URL fit for a log line: scheme, host and path, without a user name or password, the query
+/// or the fragment (signatures and credentials live there).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                let _ = parsed.set_username("***");
+                let _ = parsed.set_password(None);
+            }
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => "(an unreadable URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_in_logs_keep_no_secret() {
+        assert_eq!(
+            super::redact_url("https://user:pa55@cdn.example/v/a.mp4?sig=abc#t=1"),
+            "https://***@cdn.example/v/a.mp4"
+        );
+        assert_eq!(
+            super::redact_url("http://127.0.0.1:9/f.mp4?x=1"),
+            "http://127.0.0.1:9/f.mp4"
+        );
+        assert_eq!(super::redact_url("not a url sk-secret"), "(an unreadable URL)");
+    }
 }

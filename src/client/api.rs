@@ -106,6 +106,7 @@ impl RunApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let body = read_capped(response).await?;
+        let scrub = |text: String| self.key.scrub(text);
         let result = if (200..300).contains(&status) {
             let mut value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Transport {
                 message: format!("unreadable answer (HTTP {status}): {e}"),
@@ -115,11 +116,12 @@ impl RunApi {
             }
             Ok(value)
         } else {
+            // The service's words are stored and shown: never with the key in them.
             let (code, message) = error_fields(&body, status);
             Err(ApiError::Status {
                 status,
-                code,
-                message,
+                code: code.map(scrub),
+                message: scrub(message),
                 retry_after,
             })
         };
@@ -158,7 +160,7 @@ impl RunApi {
             .body(body.as_str().to_string());
         let what = format!("POST /api/v1/kling/{}", endpoint.as_str());
         let value = self.send(request, &what).await?;
-        let view = task_view(&value)?;
+        let view = self.checked(task_view(&value)?)?;
         Ok(CreatedTask {
             replayed: value.get("task_replayed").and_then(Value::as_bool).unwrap_or(false),
             view,
@@ -170,7 +172,23 @@ impl RunApi {
         let what = format!("GET /api/v1/kling/{}/{}", endpoint.as_str(), task_id);
         let url = format!("{}/api/v1/kling/{}/{}", self.base, endpoint.as_str(), task_id);
         let value = self.send(self.http.get(url), &what).await?;
-        task_view(&value)
+        self.checked(task_view(&value)?)
+    }
+
+    /// A task as the service described it, with the key kept out of everything we store, show or
+    /// send elsewhere: an error text is masked, a video URL or task id holding the key is refused.
+    fn checked(&self, mut view: TaskView) -> Result<TaskView, ApiError> {
+        if self.key.found_in(&view.id) {
+            return Err(ApiError::Transport {
+                message: "the answer's task id holds the API key; it is not used".into(),
+            });
+        }
+        view.error = view.error.map(|e| self.key.scrub(e));
+        if view.video_url.as_deref().is_some_and(|u| self.key.found_in(u)) {
+            tracing::warn!(task = %view.id, "the video URL holds the API key: not fetched");
+            view.video_url = None;
+        }
+        Ok(view)
     }
 
     /// `POST /api/v1/price_quotes`: what the service would reserve for this request.

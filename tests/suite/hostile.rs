@@ -164,3 +164,94 @@ async fn status_and_the_resume_agree_on_paid_videos_not_yet_downloaded() {
         "each video fetched once more"
     );
 }
+
+/// Rule: every text that comes from the service is scrubbed of the key before it is stored or
+/// shown. This service quotes the Authorization header in its error messages and failed tasks'
+/// errors, and names the key it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_service_echoes_back_is_stored_and_shown_nowhere() {
+    let canary = "sk-echo-canary-5d1e9b";
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 34;
+            c.api_key = canary.into();
+            c.faults = Faults {
+                echo_key: true,
+                task_failure_rate: 0.4,
+                server_error_rate: 0.1,
+                drop_after_create_rate: 0.3,
+                resend_error_status: Some(422),
+                ..Faults::default()
+            };
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    std::fs::create_dir_all(&env.out).unwrap();
+    let log = env.out.join("run.log");
+    let out = env
+        .command(&["-vv", "--log-file", log.to_str().unwrap(), "--max-attempts", "1"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // A wrong key, echoed back by the 401.
+    let wrong = "sk-wrong-canary-88c2af";
+    let elsewhere = env.dir.path().join("out-wrong-key");
+    let refused = env
+        .command(&["--out", elsewhere.to_str().unwrap()])
+        .env("RUNAPI_API_KEY", wrong)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let refused_stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    let stats = env.sim.stats();
+    assert!(
+        stats.counters.tasks_failed > 0 && stats.counters.resend_errors > 0,
+        "the echoes happened"
+    );
+    for key in [canary, wrong] {
+        assert!(
+            !stderr.contains(key) && !refused_stderr.contains(key),
+            "{key} in stderr"
+        );
+        let mut files = vec![env.out.clone(), elsewhere.clone()];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "{key} is in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        std::fs::read_to_string(env.out.join("results.csv"))
+            .unwrap()
+            .contains("***"),
+        "the echoed errors are kept, with the key masked"
+    );
+    env.check_money(None);
+}
+
+/// Rule: URLs are parsed with a real URL parser; userinfo in the base URL is refused; loopback
+/// means the parsed host is a loopback address or `localhost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_that_only_looks_local_is_refused() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    for base in [
+        "http://[::1]@example.com:80",
+        "http://localhost:1@example.com/",
+        "http://127.0.0.1.example.com/",
+    ] {
+        let out = env.command(&["--api-base", base]).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(4), "{base}");
+        assert!(!env.out.exists(), "{base}: nothing written");
+    }
+    assert_eq!(env.sim.stats().requests_total(), 0);
+}
