@@ -110,10 +110,11 @@ pub struct RunArgs {
     /// A task still generating after this long is left for a rerun to pick up.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub task_deadline: Duration,
-    /// Stop submitting after this long and finish what is in flight (for nightly batches).
+    /// Stop submitting after this long; what is in flight gets --grace to finish, then the run
+    /// ends, resumable (for nightly batches).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_runtime: Option<Duration>,
-    /// After a first Ctrl-C, how long in-flight work may continue.
+    /// After a first Ctrl-C or --max-runtime, how long in-flight work may continue.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub grace: Duration,
     /// Generation runs this many times faster than real time (a simulator's --time-scale) [--simulate: 100].
@@ -128,6 +129,13 @@ pub struct RunArgs {
     /// The largest video accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
     pub max_video_bytes: u64,
+    /// A download slower than this many bytes a second for --stall-time is cut and continued
+    /// (curl's --speed-limit).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub min_download_speed: u64,
+    /// How long a download may stay under --min-download-speed (curl's --speed-time).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub stall_time: Duration,
 }
 
 /// `90s`, `30m`, `2h`, `500ms`, or a plain number of seconds.

@@ -1,7 +1,10 @@
 //! Downloading a finished video: streamed to `videos/<JobId>.mp4.part` (never held in memory),
-//! hashed (BLAKE3) while it streams, checked against Content-Length, fsynced, then renamed into place. A
-//! partial file is continued with `Range` when the server answers 206 at the right offset, else
-//! started again. The API key is never sent: this client has no credentials at all.
+//! hashed (BLAKE3) while it streams, checked against its whole length (Content-Length, a
+//! Content-Range total, or a probe when the server gave none), fsynced, then renamed into place. A
+//! partial file is continued with `Range` only when the server answers 206 exactly at the offset
+//! asked for, else started again. A transfer under a minimum rate for a while is cut (`Stall`).
+//! Symlinks in the videos folder are removed, never followed. The API key is never sent: this
+//! client has no credentials at all.
 
 use crate::hex::hex;
 use std::fs::{File, OpenOptions};
@@ -91,18 +94,75 @@ pub fn present(folder: &Path, relative: &str, bytes: u64) -> bool {
     std::fs::metadata(folder.join(relative)).is_ok_and(|m| m.is_file() && m.len() == bytes)
 }
 
-fn content_range_start(value: Option<&reqwest::header::HeaderValue>) -> Option<u64> {
-    let text = value?.to_str().ok()?;
-    text.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+/// `Content-Range: bytes a-b/total` as (a, b, total); `None` for anything else (`*/total`, an
+/// unknown total, garbage).
+fn content_range(value: Option<&reqwest::header::HeaderValue>) -> Option<(u64, u64, u64)> {
+    let text = value?.to_str().ok()?.trim();
+    let (range, total) = text.strip_prefix("bytes ")?.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let (a, b, total): (u64, u64, u64) = (
+        a.trim().parse().ok()?,
+        b.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    );
+    (a <= b && b < total).then_some((a, b, total))
 }
 
-/// Downloads `url` for `job_id` into `videos`, at most `max_bytes`.
+/// `Content-Range: bytes */total` (a 416's statement of the file's length).
+fn unsatisfied_total(value: Option<&reqwest::header::HeaderValue>) -> Option<u64> {
+    value?
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes */")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// When a transfer counts as stalled (curl's `--speed-limit` / `--speed-time`): fewer than
+/// `min_bytes_per_second` on average over `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub min_bytes_per_second: u64,
+    pub window: std::time::Duration,
+}
+
+impl Default for Stall {
+    fn default() -> Stall {
+        Stall {
+            min_bytes_per_second: 1024,
+            window: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// The length of the partial file to continue, after removing anything at `part` that is not a
+/// regular file (a planted symlink is removed, never followed).
+fn partial_length(part: &Path) -> Result<u64, DownloadError> {
+    match std::fs::symlink_metadata(part) {
+        Ok(m) if m.file_type().is_file() => Ok(m.len()),
+        Ok(_) => {
+            std::fs::remove_file(part).map_err(io_error(part))?;
+            Ok(0)
+        }
+        Err(_) => Ok(0),
+    }
+}
+
+fn transport(e: reqwest::Error) -> String {
+    crate::client::ApiError::transport(e).message()
+}
+
+/// Downloads `url` for `job_id` into `videos`, at most `max_bytes`. A file is accepted only when
+/// its whole length is known (Content-Length, a Content-Range total, or a probe) and matched.
 pub async fn download(
     client: &reqwest::Client,
     url: &str,
     videos: &Path,
     job_id: &str,
     max_bytes: u64,
+    stall: Stall,
 ) -> Result<Downloaded, DownloadError> {
     let lower = url.to_ascii_lowercase();
     if !(lower.starts_with("https://") || lower.starts_with("http://")) {
@@ -111,7 +171,7 @@ pub async fn download(
     let (final_path, part) = paths(videos, job_id);
     tracing::debug!(job = job_id, url = %crate::logging::redact_url(url), "downloading");
     let started = std::time::Instant::now();
-    let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+    let have = partial_length(&part)?;
     let mut request = client.get(url);
     if have > 0 {
         request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
@@ -119,7 +179,7 @@ pub async fn download(
     let mut response = request
         .send()
         .await
-        .map_err(|e| DownloadError::Transient(crate::client::ApiError::transport(e).message()))?;
+        .map_err(|e| DownloadError::Transient(transport(e)))?;
     let status = response.status().as_u16();
     match status {
         200 | 206 => {}
@@ -136,10 +196,27 @@ pub async fn download(
         }
         s => return Err(DownloadError::Fatal(format!("HTTP {s} from the video server"))),
     }
-    let resume = status == 206
-        && have > 0
-        && content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE)) == Some(have);
-    let expected = response.content_length().map(|n| n + if resume { have } else { 0 });
+    let length = response.content_length();
+    // Where the body starts in the file, and the file's whole length if the answer says it.
+    let (resume, expected) = if status == 206 {
+        // A 206 is used only when it starts exactly where asked and states its total, and its
+        // body is exactly that range.
+        match content_range(response.headers().get(reqwest::header::CONTENT_RANGE)) {
+            Some((a, b, total)) if a == have && length.is_none_or(|n| n == b - a + 1) && b + 1 == total => {
+                (have > 0, Some(total))
+            }
+            _ => {
+                if have > 0 {
+                    std::fs::remove_file(&part).map_err(io_error(&part))?;
+                }
+                return Err(DownloadError::Transient(format!(
+                    "the server answered a range that does not start at byte {have}; starting again from zero"
+                )));
+            }
+        }
+    } else {
+        (false, length)
+    };
     if expected.is_some_and(|n| n > max_bytes) {
         let _ = std::fs::remove_file(&part);
         return Err(DownloadError::Fatal(format!(
@@ -158,37 +235,60 @@ pub async fn download(
     let worker = tokio::task::spawn_blocking(move || sink.run(inbox));
     let mut written = if resume { have } else { 0 };
     let mut broke: Option<DownloadError> = None;
+    let window = stall.window.max(std::time::Duration::from_millis(10));
+    let floor = (stall.min_bytes_per_second as f64 * window.as_secs_f64()) as u64;
+    let mut window_start = tokio::time::Instant::now();
+    let mut window_bytes = 0u64;
     loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => {
+        let read = tokio::time::timeout_at(window_start + window, response.chunk()).await;
+        let window_over = tokio::time::Instant::now() >= window_start + window;
+        let chunk = match read {
+            Ok(Ok(Some(c))) => Some(c),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
                 broke = Some(DownloadError::Transient(format!(
                     "the transfer broke off after {written} bytes: {}",
-                    crate::client::ApiError::transport(e).message()
+                    transport(e)
                 )));
                 break;
             }
+            Err(_) => None,
         };
-        written += chunk.len() as u64;
-        if written > max_bytes {
-            broke = Some(DownloadError::Fatal(format!(
-                "the video is larger than the {max_bytes}-byte limit"
-            )));
-            break;
+        if let Some(chunk) = chunk {
+            window_bytes += chunk.len() as u64;
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                broke = Some(DownloadError::Fatal(format!(
+                    "the video is larger than the {max_bytes}-byte limit"
+                )));
+                break;
+            }
+            if pieces.send(Piece::Data(chunk)).await.is_err() {
+                // The writer stopped (a disk error): its answer says why.
+                break;
+            }
         }
-        if pieces.send(Piece::Data(chunk)).await.is_err() {
-            // The writer stopped (a disk error): its answer says why.
-            break;
+        if window_over {
+            if window_bytes < floor {
+                broke = Some(DownloadError::Transient(format!(
+                    "the transfer stalled after {written} bytes: under {} bytes/s for {:?}",
+                    stall.min_bytes_per_second, window
+                )));
+                break;
+            }
+            window_start = tokio::time::Instant::now();
+            window_bytes = 0;
         }
     }
-    if broke.is_none()
-        && let Some(n) = expected
-        && n != written
-    {
-        broke = Some(DownloadError::Transient(format!(
-            "the transfer stopped at {written} of {n} bytes"
-        )));
+    if broke.is_none() {
+        broke = match expected {
+            Some(n) if n != written => Some(DownloadError::Transient(format!(
+                "the transfer stopped at {written} of {n} bytes"
+            ))),
+            Some(_) => None,
+            // No length was given: only the server's own word on the total accepts the file.
+            None => confirm_length(client, url, written).await.err(),
+        };
     }
     let received = started.elapsed().as_secs_f64();
     if broke.is_none() {
@@ -225,6 +325,34 @@ pub async fn download(
     })
 }
 
+/// A body that came without a length ended after `have` bytes: ask for what lies beyond. Only a
+/// 416 stating `bytes */have` confirms the file is whole; more bytes mean it was cut (the partial
+/// file is kept and continued next time).
+async fn confirm_length(client: &reqwest::Client, url: &str, have: u64) -> Result<(), DownloadError> {
+    let unconfirmed = || {
+        DownloadError::Transient(format!(
+            "the server sent {have} bytes without saying the video's length, and would not confirm it"
+        ))
+    };
+    let probe = client
+        .get(url)
+        .header(reqwest::header::RANGE, format!("bytes={have}-"))
+        .send()
+        .await
+        .map_err(|e| DownloadError::Transient(transport(e)))?;
+    let range = probe.headers().get(reqwest::header::CONTENT_RANGE);
+    match probe.status().as_u16() {
+        416 if unsatisfied_total(range) == Some(have) => Ok(()),
+        206 => match content_range(range) {
+            Some((_, _, total)) => Err(DownloadError::Transient(format!(
+                "the transfer stopped at {have} of {total} bytes"
+            ))),
+            None => Err(unconfirmed()),
+        },
+        _ => Err(unconfirmed()),
+    }
+}
+
 /// Chunks in flight between the network and the writer (hyper's are up to a few hundred KiB).
 const PIPELINE_CHUNKS: usize = 8;
 
@@ -252,7 +380,18 @@ impl Sink {
             let file = OpenOptions::new().append(true).open(part).map_err(io_error(part))?;
             (file, hasher, len)
         } else {
-            (File::create(part).map_err(io_error(part))?, blake3::Hasher::new(), 0u64)
+            // Whatever stood there goes, and the file is made new: a planted symlink is never
+            // followed.
+            match std::fs::remove_file(part) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(part)(e)),
+                _ => {}
+            }
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(part)
+                .map_err(io_error(part))?;
+            (file, blake3::Hasher::new(), 0u64)
         };
         // Network chunks are small; one write per 256 KiB instead of one per chunk.
         let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);

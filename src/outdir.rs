@@ -11,6 +11,18 @@ pub const RESULTS: &str = "results.csv";
 pub const REPORT: &str = "report.html";
 pub const VIDEOS: &str = "videos";
 const LOCK: &str = ".lock";
+/// Everything kling-batch writes at the top of an output folder.
+const OWN_ENTRIES: &[&str] = &[
+    VIDEOS,
+    JOURNAL,
+    LOCK,
+    RESULTS,
+    REPORT,
+    "summary.json",
+    "manifest.yaml",
+    "manifest.yml",
+    "manifest.csv",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutDirError {
@@ -18,6 +30,8 @@ pub enum OutDirError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("another kling-batch run is using {}", .path.display())]
     Locked { path: PathBuf },
+    #[error("{} is a symlink: kling-batch never writes through links inside its output folder", .path.display())]
+    Symlink { path: PathBuf },
 }
 
 impl OutDirError {
@@ -25,6 +39,9 @@ impl OutDirError {
         match self {
             OutDirError::Io { .. } => "choose a folder you can write to with --out",
             OutDirError::Locked { .. } => "wait for it to finish, or give this run another --out folder",
+            OutDirError::Symlink { .. } => {
+                "replace the link with a real folder or file (or remove it), or point --out at where it leads"
+            }
         }
     }
 }
@@ -36,12 +53,20 @@ pub struct OutDir {
 }
 
 impl OutDir {
-    /// Creates (if needed) and locks the folder.
+    /// Creates (if needed) and locks the folder. The folder itself may be a link the user made;
+    /// the entries kling-batch writes inside it may not (a `videos/` replaced by a symlink would
+    /// send every video elsewhere).
     pub fn open(root: &Path) -> Result<OutDir, OutDirError> {
         let io = |source| OutDirError::Io {
             path: root.to_path_buf(),
             source,
         };
+        for name in OWN_ENTRIES {
+            let path = root.join(name);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(OutDirError::Symlink { path });
+            }
+        }
         std::fs::create_dir_all(root.join(VIDEOS)).map_err(io)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -92,7 +117,13 @@ impl OutDir {
     ) -> std::io::Result<()> {
         let target = self.root.join(name);
         let temporary = self.root.join(format!(".{name}.tmp"));
-        let mut file = std::io::BufWriter::with_capacity(128 * 1024, File::create(&temporary)?);
+        // Whatever stood there goes and the file is made new: a planted symlink is never followed.
+        match std::fs::remove_file(&temporary) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let file = OpenOptions::new().write(true).create_new(true).open(&temporary)?;
+        let mut file = std::io::BufWriter::with_capacity(128 * 1024, file);
         content(&mut file)?;
         let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;

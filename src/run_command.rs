@@ -187,6 +187,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
 
     let out = match OutDir::open(&args.out) {
         Ok(o) => o,
+        Err(e @ crate::outdir::OutDirError::Symlink { .. }) => return fail(stderr, &e, e.hint(), Exit::Invalid),
         Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
     };
     let journal_path = out.path(JOURNAL);
@@ -293,6 +294,10 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         journal: Arc::clone(&writer),
         videos: out.videos(),
         max_video_bytes: args.max_video_bytes,
+        stall: crate::download::Stall {
+            min_bytes_per_second: args.min_download_speed,
+            window: args.stall_time,
+        },
         grace: args.grace,
         max_runtime: args.max_runtime,
         refresh: Duration::from_secs(2),

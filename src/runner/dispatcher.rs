@@ -226,6 +226,12 @@ impl Dispatcher {
         }
     }
 
+    /// The grace period after a stop ran out: stop waiting for what is in flight (the stop's
+    /// reason stays what it was).
+    pub fn abandon_in_flight(&mut self) {
+        self.abandon = true;
+    }
+
     /// `--max-runtime` elapsed: submit nothing more.
     pub fn stop_for_runtime(&mut self) {
         self.stop_submitting(StopReason::MaxRuntime);

@@ -26,6 +26,8 @@ pub struct Context {
     pub journal: Arc<JournalWriter>,
     pub videos: PathBuf,
     pub max_video_bytes: u64,
+    /// When a download counts as stalled and is cut.
+    pub stall: crate::download::Stall,
     /// How long in-flight work may continue after a first Ctrl-C.
     pub grace: Duration,
     /// Stop submitting after this long.
@@ -64,7 +66,8 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         Op::Download { job, url } => async move {
             // Writing, hashing and fsyncing happen on a blocking thread inside `download`.
             let id = ctx.plan.jobs[job].id.as_str();
-            let result = crate::download::download(&ctx.downloads, &url, &ctx.videos, id, ctx.max_video_bytes).await;
+            let result =
+                crate::download::download(&ctx.downloads, &url, &ctx.videos, id, ctx.max_video_bytes, ctx.stall).await;
             Event::Downloaded { job, result }
         }
         .boxed(),
@@ -90,6 +93,14 @@ pub async fn execute(
         for record in dispatcher.take_records() {
             ctx.journal.append(&record);
         }
+        if let Some(deadline) = runtime_deadline
+            && Instant::now() >= deadline
+            && dispatcher.stop_reason().is_none()
+        {
+            // `--max-runtime`: submit nothing more; what is in flight has `--grace` to finish.
+            dispatcher.stop_for_runtime();
+            grace_deadline.get_or_insert(Instant::now() + ctx.grace);
+        }
         for op in dispatcher.ready_ops(Instant::now()) {
             ops.push(start(op, ctx));
         }
@@ -111,11 +122,10 @@ pub async fn execute(
             Some(event) = ops.next(), if !ops.is_empty() => dispatcher.handle(event, Instant::now()),
             _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             _ = tokio::time::sleep_until(grace_deadline.unwrap_or_else(Instant::now)), if grace_deadline.is_some() => {
-                dispatcher.interrupt(2);
+                // The journal holds every task id and key: what is left is resumable.
+                dispatcher.abandon_in_flight();
             }
-            _ = tokio::time::sleep_until(runtime_deadline.unwrap_or_else(Instant::now)), if runtime_deadline.is_some() && dispatcher.stop_reason().is_none() => {
-                dispatcher.stop_for_runtime();
-            }
+            _ = tokio::time::sleep_until(runtime_deadline.unwrap_or_else(Instant::now)), if runtime_deadline.is_some() && dispatcher.stop_reason().is_none() => {}
             _ = refresh.tick() => on_refresh(dispatcher),
         }
     }

@@ -315,6 +315,13 @@ impl SimHandle {
         self.shared.lock().set_balance(cents);
     }
 
+    /// The bytes this simulator serves for a completed task's video: what a download must end with.
+    pub fn video_of(&self, task_id: &str) -> Vec<u8> {
+        let len = self.shared.lock().video_bytes;
+        let file = super::mp4::VideoFile::new(task_id, len);
+        file.chunks(0, file.len()).flat_map(|c| c.to_vec()).collect()
+    }
+
     /// Moves a manual clock (time scale 0) forward.
     pub fn advance(&self, by: Duration) {
         self.shared.clock.advance(by);

@@ -194,6 +194,14 @@ impl TestEnv {
                 assert_eq!(bytes.len().to_string(), row["bytes"], "{}", row["job_id"]);
                 let sum = format!("blake3:{}", blake3::hash(&bytes).to_hex());
                 assert_eq!(sum, row["checksum"], "{}", row["job_id"]);
+                // …and they are the bytes the service serves for that task, not merely the bytes
+                // that arrived.
+                let served = self.sim.video_of(&row["task_id"]);
+                assert!(
+                    bytes == served,
+                    "{}: the file differs from the task's video",
+                    row["job_id"]
+                );
             } else {
                 assert_eq!(
                     row["status"], "failed",

@@ -255,3 +255,152 @@ async fn a_base_url_that_only_looks_local_is_refused() {
     }
     assert_eq!(env.sim.stats().requests_total(), 0);
 }
+
+/// Two jobs: enough to see a fault on each download without a long wait.
+const TWO_JOBS: &str = r#"
+defaults: { model: kling-3.0, duration_seconds: 5 }
+prompts: ["a lake at dawn", "a river in spring"]
+"#;
+
+/// Rule: a 206 is used only when `Content-Range` starts exactly at the offset asked for (and its
+/// total matches); a file is accepted only when its full length is known and matched. Cut
+/// transfers are continued from servers whose 206s start early, and some answers are 200s
+/// without a length that end after half the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misaligned_ranges_and_bodies_of_unknown_length_are_never_accepted() {
+    for (misaligned, no_length) in [(1.0, 0.0), (0.0, 0.5), (0.5, 0.3)] {
+        let env = TestEnv::new(
+            |c| {
+                c.seed = 35;
+                c.video_bytes = 120_000;
+                c.faults = Faults {
+                    truncate_download_rate: 0.5,
+                    misaligned_range_rate: misaligned,
+                    no_length_rate: no_length,
+                    ..Faults::default()
+                };
+            },
+            TWELVE_JOBS,
+        )
+        .await;
+        // A download whose every try met a fault is left for a rerun (exit 5), never accepted.
+        let mut out = env.run(&["--concurrency", "6"]).await;
+        for _ in 0..3 {
+            if out.code != Some(5) {
+                break;
+            }
+            out = env.run(&["--concurrency", "6"]).await;
+        }
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        // Every file is compared with the task's video here, not with our own hash of it.
+        env.check_invariants(None);
+        let stats = env.sim.stats().counters;
+        assert!(
+            stats.misaligned_ranges > 0 || stats.downloads_without_length > 0,
+            "the faults happened"
+        );
+    }
+}
+
+/// Rule: a stalled transfer (under a minimum rate for a while) is cut and continued or retried;
+/// downloads are bounded, and the run ends by itself, resumable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_file_host_is_cut_off_and_the_run_ends_resumable() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 36;
+            c.faults = Faults {
+                trickle_rate: 1.0,
+                trickle_bytes_per_second: 200,
+                ..Faults::default()
+            };
+        },
+        TWO_JOBS,
+    )
+    .await;
+    let out = env
+        .run(&["--stall-time", "300ms", "--min-download-speed", "2000"])
+        .await;
+    assert_eq!(out.code, Some(5), "{}", out.stderr);
+    assert!(out.stderr.contains("resume with:"), "{}", out.stderr);
+    assert!(
+        env.sim.stats().counters.trickled_downloads > 2,
+        "stalled transfers were cut and retried"
+    );
+    env.check_money(None);
+    env.sim.set_faults(Faults::default());
+    let again = env.run(&[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    env.check_invariants(None);
+    assert_eq!(env.sim.stats().counters.tasks_created, 2);
+}
+
+/// `--max-runtime` and `--grace` cover downloads: a transfer slow enough not to count as
+/// stalled still cannot keep the run going past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_runtime_and_grace_end_a_run_stuck_in_slow_downloads() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 37;
+            c.faults = Faults {
+                trickle_rate: 1.0,
+                trickle_bytes_per_second: 2_000,
+                ..Faults::default()
+            };
+        },
+        TWO_JOBS,
+    )
+    .await;
+    // 50,000 bytes at 2,000 a second would take 25 s; the run must end after about 2.
+    let run = env.run(&["--max-runtime", "1s", "--grace", "1s", "--min-download-speed", "100"]);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the run ended by itself");
+    assert_eq!(out.code, Some(5), "{}", out.stderr);
+    env.check_money(None);
+    env.sim.set_faults(Faults::default());
+    let again = env.run(&[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    env.check_invariants(None);
+    assert_eq!(env.sim.stats().counters.tasks_created, 2);
+}
+
+/// Rule: entries inside the output folder are never followed as symlinks. A `videos/` replaced
+/// by a symlink is refused, naming it; a planted `.part` symlink is removed, never written
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_planted_in_the_output_folder_are_never_followed() {
+    let env = TestEnv::new(|_| {}, TWO_JOBS).await;
+    let elsewhere = env.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&env.out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.out.join("videos")).unwrap();
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("videos") && out.stderr.contains("symlink"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing was written through it"
+    );
+    assert_eq!(env.sim.stats().counters.tasks_created, 0, "nothing was sent");
+    std::fs::remove_file(env.out.join("videos")).unwrap();
+
+    // A planted partial download pointing at a file of the user's.
+    let victim = env.dir.path().join("precious.txt");
+    std::fs::write(&victim, b"the user's own file").unwrap();
+    let manifest = kling_batch::manifest::load(&env.manifest).unwrap();
+    let plan = kling_batch::plan::expand(&manifest).unwrap();
+    std::fs::create_dir_all(env.out.join("videos")).unwrap();
+    for job in &plan.jobs {
+        std::os::unix::fs::symlink(&victim, env.out.join("videos").join(format!("{}.mp4.part", job.id))).unwrap();
+    }
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"the user's own file");
+    env.check_invariants(None);
+}

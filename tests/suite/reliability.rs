@@ -172,21 +172,40 @@ async fn hostile_answers_slow_responses_and_servers_ignoring_range_are_survived(
     );
 }
 
+/// A real full disk: `videos/` is a 120 KiB tmpfs (mounted in a private mount namespace of the
+/// run's own, so it vanishes with the process), which two 50 KB videos and a third's start fill.
+/// The run must stop cleanly (exit 1, the resume command); a resume on the real disk finishes
+/// without paying twice. Needs root or unprivileged user namespaces (`unshare -rm`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_run_cleanly_and_a_resume_finishes() {
     let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
-    let manifest = kling_batch::manifest::load(&env.manifest).unwrap();
-    let plan = kling_batch::plan::expand(&manifest).unwrap();
     let videos = env.out.join("videos");
     std::fs::create_dir_all(&videos).unwrap();
-    // Every write to /dev/full fails with ENOSPC, as on a full disk.
-    let part = videos.join(format!("{}.mp4.part", plan.jobs[0].id));
-    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
-    let out = env.run(&["--concurrency", "1"]).await;
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("disk is full"), "{}", out.stderr);
-    assert!(out.stderr.contains("resume with:"), "{}", out.stderr);
-    std::fs::remove_file(&part).unwrap();
+    let run = env.command(&["--concurrency", "1"]);
+    let std_run = run.as_std();
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.args([
+        "-rm",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=120k tmpfs \"$0\" && exec \"$@\"",
+    ])
+    .arg(&videos)
+    .arg(std_run.get_program())
+    .args(std_run.get_args())
+    .env_remove("RUNAPI_BASE_URL")
+    .stdin(std::process::Stdio::null())
+    .kill_on_drop(true);
+    for (key, value) in std_run.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let out = cmd.output().await.expect("unshare runs (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("disk is full"), "{stderr}");
+    assert!(stderr.contains("resume with:"), "{stderr}");
     let out = env.run(&[]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     env.check_invariants(None);
