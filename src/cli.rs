@@ -133,6 +133,14 @@ pub struct RunArgs {
     /// (curl's --speed-limit).
     #[arg(long, value_name = "BYTES", default_value_t = 1024)]
     pub min_download_speed: u64,
+    /// Rewrite a damaged journal with every intact record (the run's keys and task ids) and set
+    /// the damaged lines aside beside it, then resume.
+    #[arg(long)]
+    pub repair_journal: bool,
+    /// Start a new run in a folder that holds an earlier run's videos but no journal: every job is
+    /// created, and paid for, again.
+    #[arg(long)]
+    pub start_afresh: bool,
     /// How long a download may stay under --min-download-speed (curl's --speed-time).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub stall_time: Duration,

@@ -11,11 +11,13 @@ pub struct Money(u64);
 
 const PER_CENT: u64 = 1_000_000;
 const PER_DOLLAR: u64 = 100 * PER_CENT;
-/// Larger amounts are refused as input: no batch costs a billion dollars.
-const MAX_USD: f64 = 1e9;
+/// Larger amounts are refused as input (well inside u64 micro-cents, 1.8e11 dollars).
+const MAX_USD: f64 = 1e11;
 
 impl Money {
     pub const ZERO: Money = Money(0);
+    /// The largest amount accepted as input, for messages.
+    pub const MAX_INPUT: &'static str = "$100,000,000,000";
 
     pub const fn from_micro_cents(n: u64) -> Money {
         Money(n)

@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_RATE: f64 = 2.0;
 const SIMULATE_TIME_SCALE: f64 = 100.0;
+const MIN_TIME_SCALE: f64 = 1e-3;
+const MAX_TIME_SCALE: f64 = 1e6;
+/// One request every 100 s at the slowest; the pacer cannot go faster than this either.
+const MIN_RATE: f64 = 0.01;
+const MAX_RATE: f64 = 100_000.0;
 
 pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
     // One thread runs the whole run (the dispatcher, every HTTP exchange); file writes, hashing
@@ -46,9 +51,47 @@ fn fail(stderr: &mut dyn Write, message: impl std::fmt::Display, hint: &str, exi
     exit
 }
 
+/// The settings a printed resume command spells out, so that following it can never run with
+/// another cap, pace or target than the run it resumes.
+struct ResumeSettings {
+    cap: Option<Money>,
+    rate: f64,
+    concurrency: u32,
+    api_base: Option<String>,
+    simulate: bool,
+}
+
+/// A flag given again replaces the recorded value (and the run says so); otherwise the recorded
+/// one is kept; a folder without one takes the manifest's `limits:`.
+fn keep_or_replace<T: PartialEq + std::fmt::Display + Copy>(
+    flag: &str,
+    given: Option<T>,
+    recorded: Option<T>,
+    manifest: Option<T>,
+    stderr: &mut dyn Write,
+) -> Option<T> {
+    match (given, recorded) {
+        (Some(g), Some(r)) if g != r => {
+            let _ = writeln!(stderr, "note: {flag} {g} replaces the {r} this folder's run recorded");
+            Some(g)
+        }
+        (Some(g), _) => Some(g),
+        (None, Some(r)) => {
+            if let Some(m) = manifest.filter(|m| *m != r) {
+                let _ = writeln!(
+                    stderr,
+                    "note: keeping this folder's recorded {flag} {r} (the manifest's limits say {m}); give {flag} to change it"
+                );
+            }
+            Some(r)
+        }
+        (None, None) => manifest,
+    }
+}
+
 /// The command line that resumes this run, quoted for a POSIX shell, with a templated `--out`
-/// replaced by the folder it named this time.
-fn resume_command(given_out: &std::path::Path, out: &std::path::Path) -> String {
+/// replaced by the folder it named this time, and every setting that matters spelled out.
+fn resume_command(given_out: &std::path::Path, out: &std::path::Path, settings: &ResumeSettings) -> String {
     let quote = |a: String| {
         if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
             a
@@ -73,6 +116,29 @@ fn resume_command(given_out: &std::path::Path, out: &std::path::Path) -> String 
             })
             .map(quote),
     );
+    let given = |flag: &str| {
+        words
+            .iter()
+            .any(|w| w == flag || w.starts_with(&format!("{flag}=")) || w.starts_with(&format!("'{flag}=")))
+    };
+    let mut extra: Vec<String> = Vec::new();
+    if settings.simulate {
+        if !given("--simulate") {
+            extra.push("--simulate".into());
+        }
+    } else if let Some(base) = settings.api_base.as_ref().filter(|_| !given("--api-base")) {
+        extra.extend(["--api-base".to_string(), quote(base.clone())]);
+    }
+    if let Some(cap) = settings.cap.filter(|_| !given("--max-spend")) {
+        extra.extend(["--max-spend".to_string(), format!("{:.2}", cap.usd())]);
+    }
+    if !given("--rate") {
+        extra.extend(["--rate".to_string(), settings.rate.to_string()]);
+    }
+    if !given("--concurrency") {
+        extra.extend(["--concurrency".to_string(), settings.concurrency.to_string()]);
+    }
+    words.extend(extra);
     words.join(" ")
 }
 
@@ -88,8 +154,62 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     let time_scale = args
         .time_scale
         .unwrap_or(if args.simulate { SIMULATE_TIME_SCALE } else { 1.0 });
-    if !(time_scale.is_finite() && time_scale > 0.0) {
-        return fail(stderr, "--time-scale must be above 0", "", Exit::Usage);
+    if !(time_scale.is_finite() && (MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&time_scale)) {
+        return fail(
+            stderr,
+            format!("--time-scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE}"),
+            "for example --time-scale 100 (generation 100 times faster than real time)",
+            Exit::Usage,
+        );
+    }
+    // Flags are checked before anything starts; the recorded settings of an earlier run in the
+    // same folder fill in what was not given (a resume keeps its cap, pace and target).
+    if args.concurrency == Some(0) || args.max_attempts == 0 {
+        return fail(
+            stderr,
+            "--concurrency and --max-attempts must be at least 1",
+            "",
+            Exit::Usage,
+        );
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate))
+    {
+        return fail(
+            stderr,
+            format!("--rate must be between {MIN_RATE} and {MAX_RATE} requests per second"),
+            "for example --rate 2",
+            Exit::Usage,
+        );
+    }
+    let flag_cap = match args.max_spend {
+        None => None,
+        Some(usd) => match Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO) {
+            Some(m) => Some(m),
+            None => {
+                return fail(
+                    stderr,
+                    format!(
+                        "--max-spend must be a number of US dollars above 0 and at most {}",
+                        Money::MAX_INPUT
+                    ),
+                    "for example --max-spend 25",
+                    Exit::Usage,
+                );
+            }
+        },
+    };
+    let recorded = crate::journal::last_run_started(&args.out.join(JOURNAL));
+    let recorded_settings = recorded.as_ref().and_then(|r| r.1.clone()).unwrap_or_default();
+    if !args.simulate && args.api_base.is_none() && recorded_settings.simulate {
+        let _ = writeln!(
+            stderr,
+            "note: this folder's run used the simulator; resuming on it (give --api-base to change)"
+        );
+        args.simulate = true;
+    }
+    if args.api_base.is_none() && !args.simulate {
+        args.api_base = recorded_settings.api_base.clone();
     }
     // The key first: without one nothing else matters.
     let mut simulator: Option<SimHandle> = None;
@@ -133,6 +253,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
             }
         }
     };
+    let credentials_base = credentials.base_url.clone();
 
     let plan = match load_plan(&args.manifest) {
         Ok(plan) => {
@@ -149,40 +270,30 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
             return Exit::Invalid;
         }
     };
-    if args.concurrency == Some(0) || args.max_attempts == 0 {
-        return fail(
-            stderr,
-            "--concurrency and --max-attempts must be at least 1",
-            "",
-            Exit::Usage,
-        );
-    }
-    let concurrency = args
-        .concurrency
-        .or(plan.limits.concurrency.map(|c| c.get()))
-        .unwrap_or(DEFAULT_CONCURRENCY);
-    let rate = args.rate.or(plan.limits.rate_per_second).unwrap_or(DEFAULT_RATE);
-    if !(rate.is_finite() && rate > 0.0) {
-        return fail(
-            stderr,
-            "--rate must be a number of requests per second above 0",
-            "",
-            Exit::Usage,
-        );
-    }
-    let cap = match args.max_spend {
-        Some(usd) => match Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO) {
-            Some(m) => Some(m),
-            None => {
-                return fail(
-                    stderr,
-                    "--max-spend must be a positive number of US dollars",
-                    "for example --max-spend 25",
-                    Exit::Usage,
-                );
-            }
-        },
-        None => plan.limits.max_spend,
+    let recorded_cap = recorded.as_ref().and_then(|r| r.0).map(Money::from_micro_cents);
+    let concurrency = keep_or_replace(
+        "--concurrency",
+        args.concurrency,
+        recorded_settings.concurrency,
+        plan.limits.concurrency.map(|c| c.get()),
+        stderr,
+    )
+    .unwrap_or(DEFAULT_CONCURRENCY);
+    let rate = keep_or_replace(
+        "--rate",
+        args.rate,
+        recorded_settings.rate,
+        plan.limits.rate_per_second,
+        stderr,
+    )
+    .unwrap_or(DEFAULT_RATE);
+    let cap = keep_or_replace("--max-spend", flag_cap, recorded_cap, plan.limits.max_spend, stderr);
+    let resume_settings = ResumeSettings {
+        cap,
+        rate,
+        concurrency,
+        api_base: (!args.simulate).then(|| credentials_base.clone()),
+        simulate: args.simulate,
     };
 
     let out = match OutDir::open(&args.out) {
@@ -191,10 +302,44 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
     };
     let journal_path = out.path(JOURNAL);
+    if args.repair_journal && journal_path.exists() {
+        match journal::repair(&journal_path) {
+            Ok(r) => {
+                let _ = writeln!(
+                    stderr,
+                    "repaired {}: kept {} record(s){}",
+                    journal_path.display(),
+                    r.kept,
+                    r.aside.as_ref().map_or(String::new(), |p| format!(
+                        ", set {} damaged line(s) aside in {}",
+                        r.set_aside,
+                        p.display()
+                    ))
+                );
+            }
+            Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
+        }
+    }
     let (history, recovery) = match journal::read_replayed(&journal_path) {
         Ok(r) => r,
         Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
     };
+    if history.run_id.is_none() && history.jobs.is_empty() && !args.start_afresh {
+        let videos = out.earlier_videos();
+        if videos > 0 {
+            // Nothing the tool advises may lead to a second bill: without the journal, every job
+            // here would be created and paid for again.
+            return fail(
+                stderr,
+                format!(
+                    "{} holds {videos} video(s) of an earlier run but no journal: a new run would create and pay for every job again",
+                    out.root().display()
+                ),
+                "put its journal.jsonl back (a damaged one: add --repair-journal), or choose another --out; to pay again for every job here, add --start-afresh",
+                Exit::Invalid,
+            );
+        }
+    }
     if recovery.torn_tail_bytes > 0 {
         let _ = writeln!(
             stderr,
@@ -219,6 +364,12 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         at: crate::time_format::now(),
         manifest: Some(args.manifest.display().to_string()),
         cap: cap.map(Money::micro_cents),
+        settings: Some(crate::journal::RecordedSettings {
+            rate: Some(rate),
+            concurrency: Some(concurrency),
+            api_base: resume_settings.api_base.clone(),
+            simulate: args.simulate,
+        }),
     });
     copy_manifest(&out, &args.manifest, stderr);
 
@@ -380,7 +531,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         out: out.root(),
         estimates: &estimates,
         removed,
-        resume: resume_command(&given_out, &args.out),
+        resume: resume_command(&given_out, &args.out, &resume_settings),
         billed_above: dispatcher.billed_above_reservations(),
     });
     let _ = write!(stderr, "{summary}");

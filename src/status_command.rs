@@ -86,11 +86,24 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
         if !status.finished
             && let Some(manifest) = &status.manifest
         {
-            let _ = writeln!(
-                stdout,
-                "resume with: kling-batch run {manifest} --out {}",
-                dir.display()
-            );
+            // Every recorded setting that matters, spelled out (a resume keeps them anyway).
+            let mut command = format!("kling-batch run {manifest} --out {}", dir.display());
+            let settings = history.settings.clone().unwrap_or_default();
+            if settings.simulate {
+                command.push_str(" --simulate");
+            } else if let Some(base) = &settings.api_base {
+                command.push_str(&format!(" --api-base {base}"));
+            }
+            if let Some(cap) = history.cap {
+                command.push_str(&format!(" --max-spend {:.2}", cap.usd()));
+            }
+            if let Some(rate) = settings.rate {
+                command.push_str(&format!(" --rate {rate}"));
+            }
+            if let Some(concurrency) = settings.concurrency {
+                command.push_str(&format!(" --concurrency {concurrency}"));
+            }
+            let _ = writeln!(stdout, "resume with: {command}");
         }
     }
     Exit::Success

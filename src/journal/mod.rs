@@ -6,7 +6,7 @@ mod record;
 mod replay;
 mod writer;
 
-pub use reader::{JournalError, Recovery, parse_bytes, read, read_each};
-pub use record::{FailureKind, Record, VERSION};
+pub use reader::{JournalError, Recovery, Repaired, last_run_started, parse_bytes, read, read_each, repair};
+pub use record::{FailureKind, Record, RecordedSettings, VERSION};
 pub use replay::{JobHistory, Phase, Replayed, Resume, read_replayed, replay};
 pub use writer::{JournalWriter, WriteError};

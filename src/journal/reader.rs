@@ -20,7 +20,7 @@ impl JournalError {
         match self {
             JournalError::Io { .. } => "check the output folder's permissions",
             JournalError::Corrupt { .. } => {
-                "the lines before it are intact; move the journal aside to start this folder afresh, or repair that line"
+                "rerun with --repair-journal: it keeps every intact record (the run's keys and task ids, so nothing is paid twice) and sets the damaged lines aside; do not move the journal away, which would pay for every job again"
             }
             JournalError::TooNew { .. } => "resume this folder with the newer kling-batch that wrote it",
         }
@@ -54,6 +54,107 @@ pub fn read_each(path: &Path, each: impl FnMut(Record)) -> Result<Recovery, Jour
             source,
         }),
     }
+}
+
+/// The journal's last `run_started` record, read cheaply (only those lines are parsed): what a
+/// resume needs before anything else starts: its cap (µ¢) and settings. `None` without a journal
+/// or such a record.
+pub fn last_run_started(path: &Path) -> Option<(Option<u64>, Option<super::RecordedSettings>)> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    let mut line = Vec::new();
+    let mut last = None;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return last,
+            Ok(_) => {}
+        }
+        if line.windows(13).any(|w| w == b"\"run_started\"")
+            && let Ok(Some(Record::RunStarted { cap, settings, .. })) = parse_line(line.trim_ascii_end())
+        {
+            last = Some((cap, settings));
+        }
+    }
+}
+
+/// What `repair` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    pub kept: usize,
+    pub set_aside: usize,
+    /// Where the damaged lines went (none if there were none).
+    pub aside: Option<PathBuf>,
+}
+
+/// Rewrites the journal at `path` with every intact record, in order, and moves the lines that
+/// cannot be read into `<path>.damaged-<unix seconds>` beside it. A record from a newer version
+/// is not damage: it stops the repair. The new journal replaces the old one atomically.
+pub fn repair(path: &Path) -> Result<Repaired, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.into(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut damaged = Vec::new();
+    let (mut kept_count, mut damaged_count) = (0usize, 0usize);
+    for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        match parse_line(text) {
+            Ok(Some(_)) => {
+                kept.extend_from_slice(text);
+                kept.push(b'\n');
+                kept_count += 1;
+            }
+            Ok(None) => {}
+            Err(LineError::TooNew(version)) => {
+                return Err(JournalError::TooNew {
+                    path: path.into(),
+                    line: i + 1,
+                    version,
+                });
+            }
+            Err(LineError::Syntax(_)) => {
+                damaged.extend_from_slice(text);
+                damaged.push(b'\n');
+                damaged_count += 1;
+            }
+        }
+    }
+    let aside = if damaged_count > 0 {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = path.with_extension(format!("jsonl.damaged-{stamp}"));
+        std::fs::write(&aside, &damaged).map_err(io)?;
+        Some(aside)
+    } else {
+        None
+    };
+    let temporary = path.with_extension("jsonl.repairing");
+    let _ = std::fs::remove_file(&temporary);
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .map_err(io)?;
+        file.write_all(&kept).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&temporary, path).map_err(io)?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(Repaired {
+        kept: kept_count,
+        set_aside: damaged_count,
+        aside,
+    })
 }
 
 /// Parses journal bytes that did not come from a file (fuzzing, tests).

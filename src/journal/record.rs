@@ -34,6 +34,22 @@ impl FailureKind {
     }
 }
 
+/// What a run was started with, beyond the cap: a resume keeps each unless a flag replaces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RecordedSettings {
+    /// API requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// The RunAPI base URL (never with credentials: userinfo is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    /// The run went to the built-in simulator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulate: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
@@ -47,6 +63,9 @@ pub enum Record {
         /// The spend cap in µ¢, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cap: Option<u64>,
+        /// The limits and target this run used, which a resume keeps unless a flag replaces them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<RecordedSettings>,
     },
     /// Intent: this attempt is about to be POSTed with this key; `reserve` µ¢ are held against the cap.
     Submitting {

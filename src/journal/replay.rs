@@ -87,11 +87,19 @@ pub struct Replayed {
     /// The manifest and cap of the latest run.
     pub manifest: Option<String>,
     pub cap: Option<Money>,
+    /// The latest run's recorded settings (none for journals written before they were recorded).
+    pub settings: Option<super::RecordedSettings>,
     pub jobs: HashMap<String, JobHistory>,
     /// Billed so far.
     pub spent: Money,
     /// Held for attempts whose outcome is not known yet.
     pub reserved: Money,
+}
+
+/// The run id inside an idempotency key (`kb1-<run id>-<job id>-a<n>`; run ids are 12 hex).
+fn run_id_of_key(key: &str) -> Option<String> {
+    let id = key.strip_prefix("kb1-")?.get(..12)?;
+    id.bytes().all(|b| b.is_ascii_hexdigit()).then(|| id.to_string())
 }
 
 pub fn replay(records: &[Record]) -> Replayed {
@@ -116,12 +124,17 @@ impl Replayed {
     pub fn apply(&mut self, record: &Record) {
         let out = self;
         if let Record::RunStarted {
-            run_id, manifest, cap, ..
+            run_id,
+            manifest,
+            cap,
+            settings,
+            ..
         } = record
         {
             out.run_id.get_or_insert_with(|| run_id.clone());
             out.manifest = manifest.clone().or(out.manifest.take());
             out.cap = cap.map(Money::from_micro_cents);
+            out.settings = settings.clone().or(out.settings.take());
             return;
         }
         let Some(job) = record.job() else { return };
@@ -133,6 +146,10 @@ impl Replayed {
             Record::Submitting {
                 attempt, key, reserve, ..
             } => {
+                // The keys carry the run id: a journal whose first line was damaged keeps it.
+                if out.run_id.is_none() {
+                    out.run_id = run_id_of_key(key);
+                }
                 h.attempt = h.attempt.max(*attempt);
                 h.key = Some(key.clone());
                 h.reserved = Money::from_micro_cents(*reserve);
@@ -229,6 +246,7 @@ mod tests {
                 at: at(),
                 manifest: None,
                 cap: None,
+                settings: None,
             },
             Record::Submitting {
                 job: "a".into(),

@@ -205,6 +205,7 @@ mod tests {
             at: "t".into(),
             manifest: None,
             cap: None,
+            settings: None,
         };
         let w = JournalWriter::open(&path, 0).unwrap();
         w.append(&a);

@@ -186,6 +186,7 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             at: at(),
             manifest: None,
             cap: None,
+            settings: None,
         },
         Record::Submitting {
             job: ids[0].clone(),

@@ -404,3 +404,104 @@ async fn symlinks_planted_in_the_output_folder_are_never_followed() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"the user's own file");
     env.check_invariants(None);
 }
+
+/// Rule: a resume keeps every recorded limit (cap, rate, concurrency, base URL); a flag given
+/// again replaces it and the run says so; every printed resume command reproduces them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_keeps_the_recorded_cap_and_target() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let first = env.run(&["--max-spend", "4.20", "--concurrency", "3"]).await;
+    assert_eq!(first.code, Some(8), "{}", first.stderr);
+    let status = crate::common::run(&["status", env.out.to_str().unwrap()]);
+    let resume = status
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("resume with: "))
+        .unwrap_or_else(|| panic!("status prints a resume command:\n{}", status.stdout))
+        .to_string();
+    assert!(resume.contains("--max-spend 4.20"), "{resume}");
+    assert!(
+        resume.contains(&format!("--api-base {}", env.sim.base_url())),
+        "{resume}"
+    );
+    // Follow the tool's advice as a user would: the printed command, word for word (the key
+    // comes from the environment, as before).
+    let words: Vec<&str> = resume.split_whitespace().skip(1).collect();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"))
+        .args(&words)
+        .env("RUNAPI_API_KEY", env.sim.api_key())
+        .env("RUNAPI_CONFIG_DIR", env.dir.path().join("no-config"))
+        .env_remove("RUNAPI_BASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8), "{}", String::from_utf8_lossy(&out.stderr));
+    // And with no flags at all: still capped, still aimed at the same service.
+    let bare = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"))
+        .args([
+            "run",
+            env.manifest.to_str().unwrap(),
+            "--out",
+            env.out.to_str().unwrap(),
+        ])
+        .env("RUNAPI_API_KEY", env.sim.api_key())
+        .env("RUNAPI_CONFIG_DIR", env.dir.path().join("no-config"))
+        .env_remove("RUNAPI_BASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(8), "{}", String::from_utf8_lossy(&bare.stderr));
+    env.check_money(Some(4.20));
+    // A higher cap given again replaces the recorded one, and the run says so.
+    let raised = env.run(&["--max-spend", "100"]).await;
+    assert_eq!(raised.code, Some(0), "{}", raised.stderr);
+    assert!(raised.stderr.contains("replaces"), "{}", raised.stderr);
+    env.check_invariants(Some(8.40));
+}
+
+/// Rule: nothing the tool advises can lead to a second bill. A journal damaged mid-file is
+/// repaired keeping every intact record (the run's keys), and a folder of videos without a
+/// journal is never started afresh without an explicit flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_missing_journal_never_leads_to_paying_again() {
+    let env = TestEnv::new(|c| c.seed = 38, TWELVE_JOBS).await;
+    // Stop half way (a cap), so the repaired journal still has work to resume.
+    assert_eq!(env.run(&["--max-spend", "4.20"]).await.code, Some(8));
+    let journal = env.out.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Damage the first line (the run's start, with its id) and one in the middle.
+    lines[0] = "{\"t\":\"run_st\u{0}".into();
+    let middle = lines.len() / 2;
+    lines[middle] = "garbage that is not JSON".into();
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let refused = env.run(&["--max-spend", "100"]).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--repair-journal"), "{}", refused.stderr);
+    assert!(
+        !refused.stderr.contains("to start this folder afresh"),
+        "{}",
+        refused.stderr
+    );
+    let repaired = env.run(&["--max-spend", "100", "--repair-journal"]).await;
+    assert_eq!(repaired.code, Some(0), "{}", repaired.stderr);
+    assert!(
+        repaired.stderr.contains("set 2 damaged line(s) aside"),
+        "{}",
+        repaired.stderr
+    );
+    env.check_invariants(None);
+    for (job, creates) in &env.sim.stats().counters.creates_per_client_request_id {
+        assert_eq!(*creates, 1, "{job} was created {creates} times");
+    }
+
+    // The journal gone: the folder's videos are not paid for again unless asked.
+    std::fs::remove_file(&journal).unwrap();
+    let before = env.sim.stats().counters.tasks_created;
+    let refused = env.run(&[]).await;
+    assert_eq!(refused.code, Some(4), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--start-afresh"), "{}", refused.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, before, "nothing was sent");
+}
