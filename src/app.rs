@@ -52,6 +52,9 @@ where
             let _ = writeln!(stderr, "error: {e}; nothing was submitted");
             Exit::Invalid
         }
+        // The reader went away (`plan --json | head`): nothing is wrong, stop quietly, as
+        // ripgrep and other command-line tools do.
+        Err(CommandError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
         Err(CommandError::Io(e)) => {
             let _ = writeln!(stderr, "error: cannot write output: {e}");
             Exit::Failure

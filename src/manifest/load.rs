@@ -61,6 +61,24 @@ fn load_yaml(path: &Path) -> Result<Loaded, ManifestError> {
     let text = read_capped(path).map_err(|p| ManifestError {
         diagnostics: Sources::default().resolve(vec![p]),
     })?;
+    // The parser underneath takes time quadratic in nesting depth before its own limit answers
+    // (40,000 levels: seconds): a linear scan stops a deep file first, with the place.
+    if let Some((line, column)) = flow_nesting_past(&text, MAX_NESTING) {
+        return Err(ManifestError {
+            diagnostics: vec![Diagnostic {
+                place: super::Place {
+                    file: path.to_path_buf(),
+                    line: Some(line),
+                    column: Some(column),
+                    column_name: None,
+                },
+                subject: None,
+                message: format!("the YAML is nested too deeply (more than {MAX_NESTING} levels)"),
+                hints: vec!["flatten the structure".to_string()],
+                occurrences: 1,
+            }],
+        });
+    }
     let mut root: serde_yaml::Value = match serde_yaml::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
@@ -115,6 +133,69 @@ fn load_csv(path: &Path) -> Result<Loaded, ManifestError> {
         sources,
     };
     Ok(Loaded { manifest, problems })
+}
+
+/// serde_yaml's own recursion limit: nothing deeper can load anyway.
+const MAX_NESTING: usize = 128;
+
+/// The place (line, column, 1-based) where flow collections (`[`, `{`) open more than `limit`
+/// deep, in one linear pass. A bracket counts only where a collection can start (line start, after
+/// `:`, `-`, `?`, `,`, `[` or `{`), never inside quotes or comments, so prose such as
+/// `a [b` in a plain scalar does not.
+fn flow_nesting_past(text: &str, limit: usize) -> Option<(u64, u64)> {
+    let (mut depth, mut line, mut column) = (0usize, 1u64, 0u64);
+    let (mut single, mut double, mut escaped, mut comment) = (false, false, false, false);
+    let mut previous: Option<char> = None; // the last character that was not a space
+    let mut after_space = true;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            column = 0;
+            comment = false;
+            previous = None;
+            after_space = true;
+            continue;
+        }
+        column += 1;
+        if comment {
+            continue;
+        }
+        if double {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                double = false;
+            }
+            continue;
+        }
+        if single {
+            single = c != '\'';
+            continue;
+        }
+        let starts_token = previous.is_none_or(|p| matches!(p, ':' | '-' | '?' | ',' | '[' | '{'));
+        match c {
+            ' ' | '\t' => {
+                after_space = true;
+                continue;
+            }
+            '#' if after_space => comment = true,
+            '"' if starts_token => double = true,
+            '\'' if starts_token => single = true,
+            '[' | '{' if starts_token => {
+                depth += 1;
+                if depth > limit {
+                    return Some((line, column));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = Some(c);
+        after_space = false;
+    }
+    None
 }
 
 /// A YAML parse error as a diagnostic, in plain words for the failures people meet.
@@ -213,5 +294,33 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flow_nesting_past;
+
+    #[test]
+    fn deep_flow_nesting_is_found_in_linear_time_with_its_place() {
+        let deep = format!("prompts: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        let started = std::time::Instant::now();
+        assert_eq!(flow_nesting_past(&deep, 128), Some((1, 10 + 128)));
+        // Not a timing assertion: a guard against the quadratic parser being reached at all.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let maps = format!("a:\n  b: {}1{}", "{x: ".repeat(300), "}".repeat(300));
+        assert_eq!(flow_nesting_past(&maps, 128).map(|p| p.0), Some(2));
+        for fine in [
+            "prompts: [a, [b, {c: [d]}]]\n",
+            "prompts:\n  - a [b with an open bracket\n  - \"[[[[[[\"\n  - '{{{{{' # [[[[\n",
+        ] {
+            assert_eq!(flow_nesting_past(fine, 4), None, "{fine}");
+        }
+        let prose = "prompts:\n".to_string() + &"  - a [scene\n".repeat(500);
+        assert_eq!(
+            flow_nesting_past(&prose, 128),
+            None,
+            "brackets inside plain text do not nest"
+        );
     }
 }

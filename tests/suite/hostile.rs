@@ -505,3 +505,92 @@ async fn a_damaged_or_missing_journal_never_leads_to_paying_again() {
     assert!(refused.stderr.contains("--start-afresh"), "{}", refused.stderr);
     assert_eq!(env.sim.stats().counters.tasks_created, before, "nothing was sent");
 }
+
+/// Rule: the depth limit stops reading at once, in linear time, with the place. (200,000 levels
+/// in 400 KB took the YAML parser minutes before its own limit answered.)
+#[test]
+fn deeply_nested_yaml_is_refused_at_its_place_before_the_parser_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.yaml");
+    std::fs::write(
+        &path,
+        format!("prompts: {}{}\n", "[".repeat(200_000), "]".repeat(200_000)),
+    )
+    .unwrap();
+    let out = crate::common::run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("deep.yaml:1:138"), "{}", out.stderr);
+    assert!(out.stderr.contains("nested too deeply"), "{}", out.stderr);
+}
+
+/// `plan --json | head`: a reader that goes away is no error.
+#[test]
+fn a_closed_pipe_ends_plan_quietly() {
+    // 1,000 jobs: a plan far larger than a pipe's buffer, so the writer meets the closed pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("big.yaml");
+    let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+    std::fs::write(
+        &manifest,
+        format!(
+            "defaults: {{ model: kling-3.0 }}\nprompts:\n  - prompt: \"a lake, take {{n}}\"\n    vars: {{ n: [{}] }}\n",
+            values.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"))
+        .args(["plan", "--json", manifest.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then close the pipe while the plan is still being written.
+    use std::io::Read;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    stdout.read_exact(&mut byte).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Broken pipe") && !stderr.contains("error"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// `--max-runtime 0s` submits nothing; the spend flags take large caps and refuse absurd paces
+/// and time scales with a message instead of a panic or a silent clamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_values_of_the_run_flags_are_honoured_or_refused_clearly() {
+    let env = TestEnv::new(|_| {}, TWO_JOBS).await;
+    let out = env.run(&["--max-runtime", "0s"]).await;
+    assert_eq!(out.code, Some(5), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 0, "nothing submitted");
+    let out = env.run(&["--max-spend", "1e10"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    for (flag, value) in [
+        ("--rate", "1e-300"),
+        ("--rate", "inf"),
+        ("--time-scale", "1e308"),
+        ("--max-spend", "0"),
+    ] {
+        let other = env.dir.path().join("never");
+        let out = env.run(&[flag, value, "--out", other.to_str().unwrap()]).await;
+        assert_eq!(out.code, Some(64), "{flag} {value}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(flag) && !out.stderr.contains("panicked"),
+            "{}",
+            out.stderr
+        );
+        assert!(!other.exists(), "{flag} {value}: nothing written");
+    }
+    let out = crate::common::run(&[
+        "run",
+        "manifests/example.yaml",
+        "--out",
+        env.dir.path().join("s").to_str().unwrap(),
+        "--simulate",
+        "--time-scale",
+        "1e308",
+    ]);
+    assert_eq!(out.code, 64, "{}", out.stderr);
+}
