@@ -256,10 +256,17 @@ fn task_view(value: &Value) -> Result<TaskView, ApiError> {
             message: "the answer has no task id".into(),
         })?;
     let status = TaskStatus::parse(&text("/status").unwrap_or_else(|| "pending".into()));
+    // The settlement's micro-cents when given (exact), else its cents (rounded up), else usage.
     let cost = value
-        .pointer("/billing/settlement/charged_amount_cents")
-        .and_then(Value::as_f64)
-        .and_then(Money::from_cents_f64)
+        .pointer("/billing/settlement/amount_micro_cents")
+        .and_then(Value::as_u64)
+        .map(Money::from_micro_cents)
+        .or_else(|| {
+            value
+                .pointer("/billing/settlement/charged_amount_cents")
+                .and_then(Value::as_f64)
+                .and_then(Money::from_cents_f64)
+        })
         .or_else(|| {
             value
                 .pointer("/usage/cost")
@@ -295,6 +302,12 @@ mod tests {
         let t = task_view(&v).unwrap();
         assert_eq!((t.id.as_str(), &t.status), ("t1", &TaskStatus::Completed));
         assert_eq!(t.cost, Some(Money::from_cents(113)));
+        let exact = json!({"id": "t4", "status": "completed",
+                           "billing": {"settlement": {"charged_amount_cents": 88, "amount_micro_cents": 87_500_000}}});
+        assert_eq!(
+            task_view(&exact).unwrap().cost,
+            Some(Money::from_micro_cents(87_500_000))
+        );
         let failed = task_view(&json!({"id": "t2", "status": "failed", "error": "Generation failed"})).unwrap();
         assert_eq!(failed.error.as_deref(), Some("Generation failed"));
         assert_eq!(

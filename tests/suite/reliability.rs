@@ -25,6 +25,10 @@ async fn an_abrupt_exit_at_every_crash_point_resumes_without_loss_or_double_pay(
                     c.faults = Faults {
                         truncate_download_rate: 0.2,
                         task_failure_rate: 0.1,
+                        not_found_reads: 1,
+                        misaligned_range_rate: 0.2,
+                        no_length_rate: 0.1,
+                        bill_factor: 1.25,
                         ..Faults::default()
                     };
                 },
@@ -43,7 +47,11 @@ async fn an_abrupt_exit_at_every_crash_point_resumes_without_loss_or_double_pay(
                 "{point}:{nth} should abort the process:\n{}",
                 String::from_utf8_lossy(&crashed.stderr)
             );
-            let resumed = env.run(&["--concurrency", "4"]).await;
+            let mut resumed = env.run(&["--concurrency", "4"]).await;
+            if resumed.code == Some(5) {
+                // A download that met a fault on every try is left for the next run.
+                resumed = env.run(&["--concurrency", "4"]).await;
+            }
             assert!(
                 matches!(resumed.code, Some(0 | 7)),
                 "resume after {point}:{nth}: {:?}\n{}",

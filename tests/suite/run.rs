@@ -249,11 +249,24 @@ async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video
             |c| {
                 c.seed = 5 + folders as u64;
                 c.video_bytes = 300_000;
+                // The friendly faults and the hostile ones (issue 12): eventually consistent
+                // reads, error answers to resends, quotes below the bill, the key echoed back,
+                // misaligned ranges, bodies of unknown length, slow file hosts.
                 c.faults = Faults {
                     server_error_rate: 0.03,
                     drop_after_create_rate: 0.1,
                     task_failure_rate: 0.1,
                     truncate_download_rate: 0.2,
+                    not_found_reads: 2,
+                    completed_without_url_reads: 1,
+                    resend_error_status: Some(422),
+                    quote_factor: 0.5,
+                    bill_factor: 1.25,
+                    echo_key: true,
+                    misaligned_range_rate: 0.2,
+                    no_length_rate: 0.1,
+                    trickle_rate: 0.05,
+                    trickle_bytes_per_second: 2_000_000,
                     ..Faults::default()
                 };
             },
@@ -267,7 +280,8 @@ async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video
             tokio::select! {
                 status = child.wait() => {
                     let code = status.unwrap().code();
-                    assert!(matches!(code, Some(0 | 7)), "a run between kills ended with {code:?}");
+                    // 5: a download that met a fault on every try is left for the next run.
+                    assert!(matches!(code, Some(0 | 5 | 7)), "a run between kills ended with {code:?}");
                     break;
                 }
                 _ = tokio::time::sleep(moment) => {
@@ -277,7 +291,13 @@ async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video
                 }
             }
         }
-        let out = env.run(&["--concurrency", "6"]).await;
+        let mut out = env.run(&["--concurrency", "6"]).await;
+        for _ in 0..3 {
+            if out.code != Some(5) {
+                break;
+            }
+            out = env.run(&["--concurrency", "6"]).await;
+        }
         assert!(matches!(out.code, Some(0 | 7)), "{}", out.stderr);
         env.check_invariants(None);
         let rows = env.results();
