@@ -237,3 +237,143 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             .any(|(job, key, intent)| *job == 2 && key.ends_with("-a1") && *intent)
     );
 }
+
+fn refused(status: u16) -> ApiError {
+    ApiError::Status {
+        status,
+        code: None,
+        message: format!("HTTP {status}"),
+        retry_after: None,
+    }
+}
+
+/// Issue 12, case 1, as a table: after a lost answer, no error answer to the resend releases
+/// the job, writes `Unsubmitted` or `Failed`, or changes its key; the same answers to a first
+/// send do end it the way they always did.
+#[test]
+fn an_error_answer_to_a_resend_leaves_the_key_unresolved_and_reserved() {
+    for status in [400u16, 401, 402, 403, 404, 409, 410, 413, 422] {
+        let mut d = dispatcher(1, 1, Some(1_000), &Replayed::default());
+        let now = Instant::now();
+        let (_, key, _) = submits(&d.ready_ops(now))[0].clone();
+        let lost = Err(ApiError::Transport {
+            message: "reset".into(),
+        });
+        d.handle(Event::Submitted { job: 0, result: lost }, now);
+        let later = now + Duration::from_secs(60);
+        assert_eq!(submits(&d.ready_ops(later)), vec![(0, key.clone(), false)]);
+        d.handle(
+            Event::Submitted {
+                job: 0,
+                result: Err(refused(status)),
+            },
+            later,
+        );
+        let records = d.take_records();
+        assert!(
+            !records
+                .iter()
+                .any(|r| matches!(r, Record::Unsubmitted { .. } | Record::Failed { .. })),
+            "HTTP {status}: {records:?}"
+        );
+        assert_eq!(
+            d.ledger().reserved(),
+            Money::from_cents(70),
+            "HTTP {status}: still reserved"
+        );
+        assert_eq!(d.jobs()[0].key.as_deref(), Some(key.as_str()), "HTTP {status}");
+        assert!(
+            matches!(d.jobs()[0].phase, JobPhase::Submitting | JobPhase::Unresolved),
+            "HTTP {status}: {:?}",
+            d.jobs()[0].phase
+        );
+        if !matches!(status, 401 | 403) {
+            // Re-sent later with the same key, never as a new attempt.
+            let much_later = later + Duration::from_secs(3600);
+            assert_eq!(
+                submits(&d.ready_ops(much_later)),
+                vec![(0, key.clone(), false)],
+                "HTTP {status}"
+            );
+        }
+    }
+    // The same answers to a first send: no task was made, so the job is released or failed.
+    for (status, phase) in [
+        (402u16, JobPhase::Queued),
+        (422, JobPhase::Failed),
+        (409, JobPhase::Failed),
+    ] {
+        let mut d = dispatcher(1, 1, Some(1_000), &Replayed::default());
+        let now = Instant::now();
+        submits(&d.ready_ops(now));
+        d.handle(
+            Event::Submitted {
+                job: 0,
+                result: Err(refused(status)),
+            },
+            now,
+        );
+        assert_eq!(d.jobs()[0].phase, phase, "first send, HTTP {status}");
+        assert_eq!(d.ledger().reserved(), Money::ZERO, "first send, HTTP {status}");
+    }
+}
+
+/// A resumed intent is an unknown outcome: the first answer to its resend cannot release it.
+#[test]
+fn a_resumed_intent_is_an_unknown_outcome() {
+    let history = replay(&[Record::Submitting {
+        job: plan(1).jobs[0].id.to_string(),
+        attempt: 1,
+        key: "kb1-run1-k".into(),
+        reserve: 70_000_000,
+        at: "t".into(),
+    }]);
+    let mut d = dispatcher(1, 1, None, &history);
+    let now = Instant::now();
+    assert_eq!(submits(&d.ready_ops(now)), vec![(0, "kb1-run1-k".to_string(), false)]);
+    d.handle(
+        Event::Submitted {
+            job: 0,
+            result: Err(refused(422)),
+        },
+        now,
+    );
+    assert_ne!(d.jobs()[0].phase, JobPhase::Failed);
+    assert_eq!(d.ledger().reserved(), Money::from_cents(70));
+}
+
+/// Issue 12, case 3: a reservation never drops below the most the service settled for a shape,
+/// and a settlement above its reservation counts at once.
+#[test]
+fn reservations_rise_to_the_highest_settlement_of_their_shape() {
+    let mut d = dispatcher(3, 1, Some(500), &Replayed::default());
+    let now = Instant::now();
+    submits(&d.ready_ops(now));
+    d.handle(
+        Event::Submitted {
+            job: 0,
+            result: Ok(CreatedTask {
+                view: view("t1", TaskStatus::Pending),
+                replayed: false,
+            }),
+        },
+        now,
+    );
+    let mut billed = view("t1", TaskStatus::Completed);
+    billed.cost = Some(Money::from_cents(210));
+    d.handle(
+        Event::Polled {
+            job: 0,
+            result: Ok(billed),
+        },
+        now,
+    );
+    assert_eq!(d.ledger().spent(), Money::from_cents(210));
+    assert_eq!(d.billed_above_reservations(), Money::from_cents(140));
+    submits(&d.ready_ops(now));
+    assert_eq!(
+        d.ledger().reserved(),
+        Money::from_cents(210),
+        "the next job reserves what the first cost"
+    );
+}
