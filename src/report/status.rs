@@ -85,15 +85,19 @@ impl RunStatus {
         let mut states: BTreeMap<String, usize> = BTreeMap::new();
         let mut next = NextSteps::default();
         for job in jobs {
+            // A paid job left at its deadline waits for its video: as `status` reads the journal.
+            let paid_and_parked = job.phase == JobPhase::TimedOut && job.cost.is_some();
             let name = match job.phase {
                 JobPhase::Queued if job.attempt == 0 => "not_started",
                 JobPhase::Queued => "waiting",
+                _ if paid_and_parked => "downloading",
                 other => other.as_str(),
             };
             *states.entry(name.to_string()).or_default() += 1;
             match job.phase {
                 JobPhase::Queued => next.submit += 1,
                 JobPhase::Submitting | JobPhase::Unresolved => next.resend += 1,
+                _ if paid_and_parked => next.download += 1,
                 JobPhase::Generating | JobPhase::TimedOut => next.reattach += 1,
                 JobPhase::Downloading => next.download += 1,
                 JobPhase::Done | JobPhase::Failed => {}

@@ -327,6 +327,11 @@ async fn a_trickling_file_host_is_cut_off_and_the_run_ends_resumable() {
         env.sim.stats().counters.trickled_downloads > 2,
         "stalled transfers were cut and retried"
     );
+    // The run's own summary and `status` agree on what is left: the paid videos.
+    let status = crate::common::run(&["status", env.out.to_str().unwrap(), "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(summary(&env)["next"], status["next"], "summary.json and status agree");
+    assert_eq!(status["next"]["download"], 2, "{status}");
     env.check_money(None);
     env.sim.set_faults(Faults::default());
     let again = env.run(&[]).await;

@@ -88,6 +88,7 @@ async fn formulas_in_prompts_come_out_inert_in_results_csv() {
             row["prompt"]
         );
     }
+    env.check_invariants(None);
 }
 
 proptest! {
