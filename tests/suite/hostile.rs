@@ -8,6 +8,15 @@ use crate::common::{TWELVE_JOBS, TestEnv};
 use kling_batch::sim::Faults;
 use serde_json::Value;
 
+/// The service behaves again: a plain rerun finishes every job, and no job was created twice.
+async fn the_fault_gone_a_resume_finishes(env: &TestEnv, jobs: u64, cap: Option<f64>) {
+    env.sim.set_faults(Faults::default());
+    let again = env.run(&[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    env.check_invariants(cap);
+    assert_eq!(env.sim.stats().counters.tasks_created, jobs);
+}
+
 fn summary(env: &TestEnv) -> Value {
     serde_json::from_slice(&std::fs::read(env.out.join("summary.json")).unwrap()).unwrap()
 }
@@ -99,11 +108,7 @@ async fn a_task_that_stays_unreadable_is_left_for_a_rerun_with_its_money_held() 
         (s["reserved_usd"].as_f64().unwrap() - 8.40).abs() < 1e-9,
         "every job still holds its reservation: {s}"
     );
-    env.sim.set_faults(Faults::default());
-    let again = env.run(&[]).await;
-    assert_eq!(again.code, Some(0), "{}", again.stderr);
-    env.check_invariants(Some(20.0));
-    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+    the_fault_gone_a_resume_finishes(&env, 12, Some(20.0)).await;
 }
 
 /// Rule: a reservation is the highest of the quote, the built-in price and the most the service
@@ -333,11 +338,7 @@ async fn a_trickling_file_host_is_cut_off_and_the_run_ends_resumable() {
     assert_eq!(summary(&env)["next"], status["next"], "summary.json and status agree");
     assert_eq!(status["next"]["download"], 2, "{status}");
     env.check_money(None);
-    env.sim.set_faults(Faults::default());
-    let again = env.run(&[]).await;
-    assert_eq!(again.code, Some(0), "{}", again.stderr);
-    env.check_invariants(None);
-    assert_eq!(env.sim.stats().counters.tasks_created, 2);
+    the_fault_gone_a_resume_finishes(&env, 2, None).await;
 }
 
 /// `--max-runtime` and `--grace` cover downloads: a transfer slow enough not to count as
@@ -363,11 +364,7 @@ async fn max_runtime_and_grace_end_a_run_stuck_in_slow_downloads() {
         .expect("the run ended by itself");
     assert_eq!(out.code, Some(5), "{}", out.stderr);
     env.check_money(None);
-    env.sim.set_faults(Faults::default());
-    let again = env.run(&[]).await;
-    assert_eq!(again.code, Some(0), "{}", again.stderr);
-    env.check_invariants(None);
-    assert_eq!(env.sim.stats().counters.tasks_created, 2);
+    the_fault_gone_a_resume_finishes(&env, 2, None).await;
 }
 
 /// Rule: entries inside the output folder are never followed as symlinks. A `videos/` replaced
