@@ -6,27 +6,16 @@
 //! codes; `main` only calls it.
 
 pub mod app;
-pub mod budget;
 pub mod cli;
 pub mod client;
-pub mod crash;
-pub mod credentials;
-pub mod download;
-pub mod exit;
-pub mod hex;
+mod commands;
+pub mod error;
 pub mod journal;
 pub mod kling;
-pub mod logging;
 pub mod manifest;
-pub mod money;
-pub mod outdir;
+pub mod output;
 pub mod plan;
-pub mod pricing;
 pub mod report;
-pub mod rng;
-mod run_command;
 pub mod runner;
 pub mod sim;
-mod sim_command;
-mod status_command;
-pub mod time_format;
+pub mod util;

@@ -3,10 +3,10 @@
 
 use super::error::{ApiError, Class, parse_retry_after};
 use super::pacer::Pacer;
-use crate::credentials::{ApiKey, Credentials};
+use crate::client::credentials::{ApiKey, Credentials};
 use crate::kling::Endpoint;
-use crate::money::Money;
 use crate::plan::RequestBody;
+use crate::util::money::Money;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

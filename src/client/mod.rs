@@ -3,6 +3,7 @@
 //! pacer that shapes all API requests.
 
 mod api;
+pub mod credentials;
 mod error;
 mod pacer;
 

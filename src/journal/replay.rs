@@ -2,7 +2,7 @@
 //! holds. Pure and idempotent: a record seen twice changes nothing the second time.
 
 use super::record::{FailureKind, Record};
-use crate::money::Money;
+use crate::util::money::Money;
 use std::collections::HashMap;
 
 /// Where a job stood when the journal ends.
@@ -189,7 +189,11 @@ impl Replayed {
             Record::Downloaded {
                 path, bytes, checksum, ..
             } => {
-                h.file = Some((path.clone(), *bytes, crate::download::normalize_checksum(checksum)));
+                h.file = Some((
+                    path.clone(),
+                    *bytes,
+                    crate::output::download::normalize_checksum(checksum),
+                ));
                 h.phase = Some(Phase::Downloaded);
             }
             Record::Failed { kind, message, .. } => {

@@ -165,7 +165,7 @@ fn write_loop(mut file: File, receiver: mpsc::Receiver<Message>) -> Result<(), W
                     buffer.push_str(&m.line);
                     buffer.push('\n');
                 }
-                crate::crash::point("journal.before_write");
+                crate::util::crash::point("journal.before_write");
                 let waited_for = group.iter().any(|m| m.ack.is_some());
                 let written = file.write_all(buffer.as_bytes());
                 unsynced = written.is_ok() && !waited_for;

@@ -10,6 +10,7 @@ mod endpoint;
 mod fields;
 pub(crate) mod models;
 mod o1;
+pub mod pricing;
 mod validate;
 
 pub use endpoint::{Endpoint, UnknownEndpoint};

@@ -7,8 +7,8 @@ use super::suggest::did_you_mean;
 use super::values::{is_request_key, kind_of, parse_endpoint, request_field_names, unknown_key};
 use super::yaml::{LIMIT_KEYS, MAX_CONCURRENCY, MAX_RATE, MAX_REPEAT, PRICING_KEYS, Walker, entries};
 use crate::kling::MODEL_NAMES;
-use crate::money::Money;
-use crate::pricing::{PriceRule, PriceSource};
+use crate::kling::pricing::{PriceRule, PriceSource};
+use crate::util::money::Money;
 use serde_yaml::{Mapping, Value as Y};
 use std::num::NonZeroU32;
 

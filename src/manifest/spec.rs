@@ -3,8 +3,8 @@
 
 use super::diagnostic::{Diagnostic, Origin, Place, Problem};
 use super::locate::Index;
-use crate::money::Money;
-use crate::pricing::PriceRule;
+use crate::kling::pricing::PriceRule;
+use crate::util::money::Money;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;

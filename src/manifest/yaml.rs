@@ -10,7 +10,7 @@ use super::values::{
     unknown_key,
 };
 use crate::kling::Endpoint;
-use crate::pricing::PriceRule;
+use crate::kling::pricing::PriceRule;
 use serde_yaml::{Mapping, Value as Y};
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;

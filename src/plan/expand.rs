@@ -6,12 +6,12 @@ use super::job::{JobId, JobSpec, Params, RequestBody, request_digest, slug};
 use super::matrix::{Combination, combinations};
 use super::problems::{describe, duplicate, to_problem};
 use super::template::{Template, TemplateError};
+use crate::kling::pricing::{Estimate, PriceSource, PriceTable, PricedShape, priced_shape, video_seconds};
 use crate::kling::{self, Endpoint, Strictness, ViolationKind, models_for};
 use crate::manifest::{
     Diagnostic, Limits, Manifest, OnUnsupported, Origin, Problem, PromptEntry, Sourced, did_you_mean,
 };
-use crate::money::Money;
-use crate::pricing::{Estimate, PriceSource, PriceTable, PricedShape, priced_shape, video_seconds};
+use crate::util::money::Money;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -242,7 +242,7 @@ impl Merged {
                     self.seen
                         .insert((candidate.digest, sample), (self.jobs.len(), candidate.adapted));
                     self.jobs.push(JobSpec {
-                        id: JobId::new(&candidate.prefix, &crate::hex::hex(&candidate.digest), sample),
+                        id: JobId::new(&candidate.prefix, &crate::util::hex::hex(&candidate.digest), sample),
                         endpoint: candidate.endpoint,
                         // The last sample takes the text itself (no copy for `repeat: 1`).
                         request: if sample == last { body.take() } else { body.clone() }.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! A planned job and its identity.
 
 use crate::kling::Endpoint;
-use crate::pricing::{Estimate, PricedShape};
+use crate::kling::pricing::{Estimate, PricedShape};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

@@ -3,9 +3,9 @@
 
 use super::Table;
 use crate::kling::Endpoint;
-use crate::money::Money;
+use crate::kling::pricing::{PriceSource, PricedShape};
 use crate::plan::{JobSpec, Params, Plan, RequestBody};
-use crate::pricing::{PriceSource, PricedShape};
+use crate::util::money::Money;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Value, json};

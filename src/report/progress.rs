@@ -3,7 +3,7 @@
 //! (`print_line`), never over it. Elsewhere (cron, CI, `| tee`): a plain line when something
 //! changed, at most every few seconds, and always the last one.
 
-use crate::money::Money;
+use crate::util::money::Money;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;

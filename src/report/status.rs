@@ -3,9 +3,9 @@
 //! journal alone (for `kling-batch status`), and shown as text or JSON.
 
 use crate::journal::{FailureKind, Phase, Replayed, Resume};
-use crate::money::Money;
 use crate::plan::Plan;
 use crate::runner::{JobPhase, JobRun};
+use crate::util::money::Money;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,10 +1,10 @@
 //! The end-of-run summary on stderr: what happened, what it cost, where the files are, failures
 //! grouped by reason, and the exact command to resume if anything is left.
 
-use crate::budget::Ledger;
-use crate::money::Money;
 use crate::plan::Plan;
+use crate::runner::budget::Ledger;
 use crate::runner::{JobPhase, JobRun, StopReason};
+use crate::util::money::Money;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;

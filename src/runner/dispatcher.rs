@@ -5,13 +5,13 @@
 
 use super::job::{Event, JobPhase, JobRun, Op, StopReason};
 use super::schedule::{PollSchedule, Shape};
-use crate::budget::Ledger;
 use crate::client::{Class, TaskStatus};
-use crate::download::DownloadError;
 use crate::journal::{FailureKind, Phase, Record, Replayed, Resume};
-use crate::money::Money;
+use crate::output::download::DownloadError;
 use crate::plan::Plan;
-use crate::rng::Rng;
+use crate::runner::budget::Ledger;
+use crate::util::money::Money;
+use crate::util::rng::Rng;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::collections::{BinaryHeap, VecDeque};
@@ -347,7 +347,7 @@ impl Dispatcher {
                     attempt: j.attempt,
                     key: key.clone(),
                     reserve: amount.micro_cents(),
-                    at: crate::time_format::now(),
+                    at: crate::util::time_format::now(),
                 };
                 self.in_flight += 1;
                 ops.push(Op::Submit {
@@ -402,7 +402,7 @@ impl Dispatcher {
             self.record(Record::TimedOut {
                 job: id,
                 task_id,
-                at: crate::time_format::now(),
+                at: crate::util::time_format::now(),
             });
         }
     }
@@ -424,7 +424,7 @@ impl Dispatcher {
             job: id,
             kind,
             message,
-            at: crate::time_format::now(),
+            at: crate::util::time_format::now(),
         });
     }
 
@@ -462,14 +462,14 @@ impl Dispatcher {
                 j.phase = JobPhase::Generating;
                 j.submitted = Some(now);
                 j.retries = 0;
-                j.submitted_at.get_or_insert_with(crate::time_format::now);
+                j.submitted_at.get_or_insert_with(crate::util::time_format::now);
                 let attempt = j.attempt;
                 tracing::info!(job = %id, task = %created.view.id, attempt, replayed = created.replayed, "submitted");
                 self.record(Record::Submitted {
                     job: id,
                     attempt,
                     task_id: created.view.id.clone(),
-                    at: crate::time_format::now(),
+                    at: crate::util::time_format::now(),
                 });
                 let first = match created.view.status {
                     TaskStatus::Completed | TaskStatus::Failed => Duration::ZERO,
@@ -538,7 +538,7 @@ impl Dispatcher {
                     job: id,
                     attempt,
                     reason: error.message(),
-                    at: crate::time_format::now(),
+                    at: crate::util::time_format::now(),
                 });
                 if class == Class::Auth {
                     self.stop_everything(StopReason::Auth(error.message()));
@@ -610,7 +610,7 @@ impl Dispatcher {
                         self.over_reservation = self.over_reservation.saturating_add(cost.saturating_sub(held));
                         tracing::warn!(job = %id, reserved = %held, billed = %cost, "the service billed above the reservation");
                     }
-                    j.completed_at = Some(crate::time_format::now());
+                    j.completed_at = Some(crate::util::time_format::now());
                     self.saw_settlement(job, cost);
                     if let Some(cap) = self.ledger.cap()
                         && self.ledger.spent().saturating_add(self.ledger.reserved()) > cap
@@ -628,7 +628,7 @@ impl Dispatcher {
                         task_id: view.id.clone(),
                         url: url.clone(),
                         cost: cost.micro_cents(),
-                        at: crate::time_format::now(),
+                        at: crate::util::time_format::now(),
                     });
                 }
                 let j = &mut self.jobs[job];
@@ -661,7 +661,7 @@ impl Dispatcher {
                     attempt,
                     task_id: view.id.clone(),
                     message: message.clone(),
-                    at: crate::time_format::now(),
+                    at: crate::util::time_format::now(),
                 });
                 if retry {
                     self.jobs[job].phase = JobPhase::Queued;
@@ -679,7 +679,7 @@ impl Dispatcher {
                         job: id,
                         kind: FailureKind::TaskFailed,
                         message,
-                        at: crate::time_format::now(),
+                        at: crate::util::time_format::now(),
                     });
                 }
             }
@@ -698,7 +698,12 @@ impl Dispatcher {
         }
     }
 
-    fn on_downloaded(&mut self, job: usize, result: Result<crate::download::Downloaded, DownloadError>, now: Instant) {
+    fn on_downloaded(
+        &mut self,
+        job: usize,
+        result: Result<crate::output::download::Downloaded, DownloadError>,
+        now: Instant,
+    ) {
         if self.jobs[job].phase != JobPhase::Downloading {
             return;
         }
@@ -713,7 +718,7 @@ impl Dispatcher {
                     path: d.path,
                     bytes: d.bytes,
                     checksum: d.checksum,
-                    at: crate::time_format::now(),
+                    at: crate::util::time_format::now(),
                 });
             }
             Err(DownloadError::Expired(status)) => {

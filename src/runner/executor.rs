@@ -27,7 +27,7 @@ pub struct Context {
     pub videos: PathBuf,
     pub max_video_bytes: u64,
     /// When a download counts as stalled and is cut.
-    pub stall: crate::download::Stall,
+    pub stall: crate::output::download::Stall,
     /// How long in-flight work may continue after a first Ctrl-C.
     pub grace: Duration,
     /// Stop submitting after this long.
@@ -45,13 +45,13 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
             {
                 return Event::JournalFailed { job, error };
             }
-            crate::crash::point("submit.after_intent");
+            crate::util::crash::point("submit.after_intent");
             let spec = &ctx.plan.jobs[job];
             let result = ctx
                 .api
                 .create(spec.endpoint, &spec.request, &key, spec.id.as_str())
                 .await;
-            crate::crash::point("submit.after_post");
+            crate::util::crash::point("submit.after_post");
             Event::Submitted { job, result }
         }
         .boxed(),
@@ -66,8 +66,15 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         Op::Download { job, url } => async move {
             // Writing, hashing and fsyncing happen on a blocking thread inside `download`.
             let id = ctx.plan.jobs[job].id.as_str();
-            let result =
-                crate::download::download(&ctx.downloads, &url, &ctx.videos, id, ctx.max_video_bytes, ctx.stall).await;
+            let result = crate::output::download::download(
+                &ctx.downloads,
+                &url,
+                &ctx.videos,
+                id,
+                ctx.max_video_bytes,
+                ctx.stall,
+            )
+            .await;
             Event::Downloaded { job, result }
         }
         .boxed(),

@@ -2,9 +2,9 @@
 //! themselves are the dispatcher's; this file only names things.
 
 use crate::client::{ApiError, CreatedTask, TaskView};
-use crate::download::{DownloadError, Downloaded};
 use crate::journal::{FailureKind, Record, WriteError};
-use crate::money::Money;
+use crate::output::download::{DownloadError, Downloaded};
+use crate::util::money::Money;
 use std::time::Duration;
 use tokio::time::Instant;
 

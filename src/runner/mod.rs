@@ -2,6 +2,7 @@
 //! (`dispatcher`), when to poll (`schedule`), and the executor that runs operations
 //! concurrently and feeds their results back (`executor`).
 
+pub mod budget;
 mod dispatcher;
 mod executor;
 mod job;

@@ -4,8 +4,8 @@
 //! are learned online per model, length and resolution from what polls observe.
 
 use crate::kling::Endpoint;
-use crate::pricing::PricedShape;
-use crate::rng::Rng;
+use crate::kling::pricing::PricedShape;
+use crate::util::rng::Rng;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +140,7 @@ mod tests {
             unreachable!()
         };
         Shape::of(
-            &Arc::new(crate::pricing::priced_shape(Endpoint::TextToVideo, &request)),
+            &Arc::new(crate::kling::pricing::priced_shape(Endpoint::TextToVideo, &request)),
             5,
         )
     }

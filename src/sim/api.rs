@@ -4,7 +4,7 @@
 use super::server::{ConnectionControl, Shared, error_response, signed_url};
 use super::state::{CreateRefusal, Read, Status};
 use crate::kling::{Endpoint, Strictness, ViolationKind, models_for, validate};
-use crate::money::Money;
+use crate::util::money::Money;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -353,8 +353,10 @@ pub async fn price_schedules(State(shared): State<Arc<Shared>>, Query(filter): Q
             }
         }
     }
-    Json(json!({"as_of": crate::time_format::rfc3339(std::time::SystemTime::now()), "price_schedules": schedules}))
-        .into_response()
+    Json(
+        json!({"as_of": crate::util::time_format::rfc3339(std::time::SystemTime::now()), "price_schedules": schedules}),
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,7 +410,7 @@ pub async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -> Respo
         "currency": "USD",
         "reservation_amount_cents": quoted_cents,
         "estimate_basis": "exact",
-        "as_of": crate::time_format::rfc3339(std::time::SystemTime::now()),
+        "as_of": crate::util::time_format::rfc3339(std::time::SystemTime::now()),
     }}))
     .into_response()
 }

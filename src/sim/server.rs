@@ -8,7 +8,7 @@ use super::config::{Faults, RetryAfterForm, SimConfig};
 use super::files;
 use super::state::{Admission, State as SimState};
 use super::stats::Stats;
-use crate::hex::hex;
+use crate::util::hex::hex;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};

@@ -4,12 +4,12 @@
 
 use super::config::{Faults, GenerationTime, RetryAfterForm, SimConfig};
 use super::stats::Counters;
-use crate::hex::hex;
 use crate::kling::Endpoint;
-use crate::money::Money;
+use crate::kling::pricing::PriceTable;
 use crate::plan::canonical_json;
-use crate::pricing::PriceTable;
-use crate::rng::Rng;
+use crate::util::hex::hex;
+use crate::util::money::Money;
+use crate::util::rng::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -109,7 +109,7 @@ impl Task {
             "task_id": self.id,
             "status": status.as_str(),
             "model": self.model,
-            "created_at": crate::time_format::rfc3339(self.created_at),
+            "created_at": crate::util::time_format::rfc3339(self.created_at),
             "billing": { "reservation": { "amount_cents": cents_up(self.reserved) } },
         });
         match (status, self.outcome) {
@@ -124,7 +124,7 @@ impl Task {
             (Status::Failed, Outcome::Fails(reason)) => {
                 body["error"] = json!(reason);
                 let refunded = self.settled_at.unwrap_or(self.created_at);
-                body["billing"]["refund"] = json!({ "refunded_at": crate::time_format::rfc3339(refunded) });
+                body["billing"]["refund"] = json!({ "refunded_at": crate::util::time_format::rfc3339(refunded) });
             }
             _ => {}
         }

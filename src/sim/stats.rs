@@ -1,6 +1,6 @@
 //! Counters: what tests and benchmarks assert on. Served at `GET /__sim/stats` and by the handle.
 
-use crate::money::Money;
+use crate::util::money::Money;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

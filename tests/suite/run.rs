@@ -240,7 +240,7 @@ fn kill_cycles() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video() {
     let target = kill_cycles();
-    let mut rng = kling_batch::rng::Rng::new(42);
+    let mut rng = kling_batch::util::rng::Rng::new(42);
     let mut kills = 0;
     let mut folders = 0;
     while kills < target {

@@ -128,7 +128,7 @@ impl OutDir {
         let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        crate::crash::point("results.before_rename");
+        crate::util::crash::point("results.before_rename");
         std::fs::rename(&temporary, &target)?;
         if let Ok(dir) = File::open(&self.root) {
             let _ = dir.sync_all();
@@ -169,7 +169,7 @@ pub fn expand_template(path: &Path, now: std::time::SystemTime) -> PathBuf {
     if !text.contains('{') {
         return path.to_path_buf();
     }
-    let stamp = crate::time_format::rfc3339(now);
+    let stamp = crate::util::time_format::rfc3339(now);
     let date = &stamp[..10];
     let time: String = stamp[11..19].chars().filter(|c| *c != ':').collect();
     PathBuf::from(

@@ -2,18 +2,19 @@
 //! the executor; at the end results.csv, the summary and the exit code. Everything a rerun needs
 //! is in the output folder, so running the same command again resumes.
 
-use crate::app::{load_plan, render_diagnostics};
 use crate::cli::RunArgs;
+use crate::client::credentials::{self, Credentials, ProcessEnv};
 use crate::client::{Pacer, RunApi};
-use crate::credentials::{self, Credentials, ProcessEnv};
-use crate::exit::Exit;
+use crate::commands::load::load_plan;
+use crate::error::Exit;
+use crate::error::render_diagnostics;
 use crate::journal::{self, JournalWriter, Record, Replayed};
-use crate::money::Money;
-use crate::outdir::{JOURNAL, OutDir, RESULTS};
+use crate::output::folder::{JOURNAL, OutDir, RESULTS};
 use crate::plan::Plan;
 use crate::report::{RunSummary, render_summary, write_results_csv};
 use crate::runner::{Context, Dispatcher, JobPhase, Settings, StopReason, execute};
 use crate::sim::{self, SimConfig, SimHandle};
+use crate::util::money::Money;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
@@ -144,13 +145,13 @@ fn resume_command(given_out: &std::path::Path, out: &std::path::Path, settings: 
 
 fn new_run_id() -> String {
     let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
-    crate::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
+    crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
 async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
     let started = Instant::now();
     let given_out = args.out.clone();
-    args.out = crate::outdir::expand_template(&args.out, std::time::SystemTime::now());
+    args.out = crate::output::folder::expand_template(&args.out, std::time::SystemTime::now());
     let time_scale = args
         .time_scale
         .unwrap_or(if args.simulate { SIMULATE_TIME_SCALE } else { 1.0 });
@@ -298,7 +299,9 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
 
     let out = match OutDir::open(&args.out) {
         Ok(o) => o,
-        Err(e @ crate::outdir::OutDirError::Symlink { .. }) => return fail(stderr, &e, e.hint(), Exit::Invalid),
+        Err(e @ crate::output::folder::OutDirError::Symlink { .. }) => {
+            return fail(stderr, &e, e.hint(), Exit::Invalid);
+        }
         Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
     };
     let journal_path = out.path(JOURNAL);
@@ -361,7 +364,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     let run_id = history.run_id.clone().unwrap_or_else(new_run_id);
     writer.append(&Record::RunStarted {
         run_id: run_id.clone(),
-        at: crate::time_format::now(),
+        at: crate::util::time_format::now(),
         manifest: Some(args.manifest.display().to_string()),
         cap: cap.map(Money::micro_cents),
         settings: Some(crate::journal::RecordedSettings {
@@ -445,7 +448,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         journal: Arc::clone(&writer),
         videos: out.videos(),
         max_video_bytes: args.max_video_bytes,
-        stall: crate::download::Stall {
+        stall: crate::output::download::Stall {
             min_bytes_per_second: args.min_download_speed,
             window: args.stall_time,
         },
@@ -512,7 +515,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     );
     let axes = crate::report::Axes::default_for(&plan);
     let gallery = |w: &mut dyn Write| crate::report::write_gallery(&plan, dispatcher.jobs(), &axes, &status, w);
-    if let Err(e) = out.write_atomic_with(crate::outdir::REPORT, gallery) {
+    if let Err(e) = out.write_atomic_with(crate::output::folder::REPORT, gallery) {
         let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
     }
     write_summary_json(&out, &plan, &dispatcher, removed, exit, started.elapsed(), stderr);
@@ -566,7 +569,7 @@ fn write_summary_json(
     value["exit_code"] = exit.code().into();
     value["stop_reason"] = d.stop_reason().map(stop_name).into();
     value["wall_seconds"] = elapsed.as_secs_f64().into();
-    value["finished_at"] = crate::time_format::now().into();
+    value["finished_at"] = crate::util::time_format::now().into();
     let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
     if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
         let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
@@ -707,7 +710,7 @@ fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
                 .jobs
                 .get(job.id.as_str())
                 .and_then(|h| h.file.as_ref())
-                .is_some_and(|(path, bytes, _)| crate::download::present(out.root(), path, *bytes))
+                .is_some_and(|(path, bytes, _)| crate::output::download::present(out.root(), path, *bytes))
         })
         .collect()
 }
@@ -715,7 +718,7 @@ fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
 /// What each job reserves: the service's quote for its priced shape (asked once per shape, and
 /// only for jobs that may still be submitted), or the built-in estimate when there is no quote.
 async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stderr: &mut dyn Write) -> Vec<Money> {
-    let mut per_second: HashMap<crate::pricing::PricedShape, Option<f64>> = HashMap::new();
+    let mut per_second: HashMap<crate::kling::pricing::PricedShape, Option<f64>> = HashMap::new();
     let mut warned = false;
     let to_submit = |id: &str| {
         history

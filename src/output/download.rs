@@ -6,7 +6,7 @@
 //! Symlinks in the videos folder are removed, never followed. The API key is never sent: this
 //! client has no credentials at all.
 
-use crate::hex::hex;
+use crate::util::hex::hex;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -169,7 +169,7 @@ pub async fn download(
         return Err(DownloadError::Fatal("the video URL is not http(s)".into()));
     }
     let (final_path, part) = paths(videos, job_id);
-    tracing::debug!(job = job_id, url = %crate::logging::redact_url(url), "downloading");
+    tracing::debug!(job = job_id, url = %crate::util::logging::redact_url(url), "downloading");
     let started = std::time::Instant::now();
     let have = partial_length(&part)?;
     let mut request = client.get(url);
@@ -405,7 +405,7 @@ impl Sink {
                     written += chunk.len() as u64;
                     if first {
                         first = false;
-                        crate::crash::point("download.mid");
+                        crate::util::crash::point("download.mid");
                     }
                 }
                 Piece::Finish => {
@@ -421,7 +421,7 @@ impl Sink {
         }
         file.sync_all().map_err(io_error(part))?;
         drop(file);
-        crate::crash::point("download.before_rename");
+        crate::util::crash::point("download.before_rename");
         std::fs::rename(part, &self.final_path).map_err(io_error(&self.final_path))?;
         if let Ok(dir) = File::open(&self.videos) {
             let _ = dir.sync_all();

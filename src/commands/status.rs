@@ -1,21 +1,20 @@
-//! `kling-batch status DIR` and `kling-batch report DIR`: what a run folder holds, from its
-//! journal and the manifest it names, without touching the network. `status` only reads; `report`
-//! takes the folder's lock and rewrites results.csv and report.html.
+//! `kling-batch status DIR`: what a run folder holds, from its journal and the manifest it names,
+//! without touching the network or writing anything.
 
-use crate::exit::Exit;
+use crate::error::Exit;
 use crate::journal;
-use crate::outdir::JOURNAL;
+use crate::output::folder::JOURNAL;
 use crate::report::RunStatus;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-struct Folder {
-    history: crate::journal::Replayed,
-    torn_tail_bytes: u64,
-    plan: Option<crate::plan::Plan>,
+pub(super) struct Folder {
+    pub(super) history: crate::journal::Replayed,
+    pub(super) torn_tail_bytes: u64,
+    pub(super) plan: Option<crate::plan::Plan>,
 }
 
-fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
+pub(super) fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
     let journal_path = dir.join(JOURNAL);
     if !journal_path.is_file() {
         let _ = writeln!(
@@ -43,7 +42,7 @@ fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
     let plan = candidates
         .iter()
         .filter(|p| p.is_file())
-        .find_map(|p| crate::app::load_plan(p).ok());
+        .find_map(|p| crate::commands::load::load_plan(p).ok());
     Ok(Folder {
         history,
         torn_tail_bytes: recovery.torn_tail_bytes,
@@ -51,9 +50,9 @@ fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
     })
 }
 
-fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
+pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
     let recorded = history.jobs.get(id).and_then(|h| h.file.as_ref());
-    recorded.is_some_and(|(path, bytes, _)| crate::download::present(dir, path, *bytes))
+    recorded.is_some_and(|(path, bytes, _)| crate::output::download::present(dir, path, *bytes))
 }
 
 pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
@@ -107,72 +106,4 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
         }
     }
     Exit::Success
-}
-
-pub fn report(
-    dir: &Path,
-    rows: Option<&str>,
-    columns: Option<&str>,
-    stdout: &mut dyn Write,
-    stderr: &mut dyn Write,
-) -> Exit {
-    let folder = match read_folder(dir, stderr) {
-        Ok(f) => f,
-        Err(exit) => return exit,
-    };
-    let Some(plan) = folder.plan.as_ref() else {
-        let _ = writeln!(
-            stderr,
-            "error: the manifest of {} cannot be read, and the report is laid out from it",
-            dir.display()
-        );
-        let _ = writeln!(
-            stderr,
-            "  hint: put the manifest back where the run read it, or as manifest.yaml in the folder"
-        );
-        return Exit::Invalid;
-    };
-    let axes = match crate::report::parse_axes(plan, rows, columns) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = writeln!(stderr, "error: {e}");
-            return Exit::Usage;
-        }
-    };
-    let out = match crate::outdir::OutDir::open(dir) {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = writeln!(
-                stderr,
-                "error: {e}\n  hint: a running run writes report.html itself when it ends"
-            );
-            return Exit::Failure;
-        }
-    };
-    let history = &folder.history;
-    let jobs: Vec<crate::runner::JobRun> = plan
-        .jobs
-        .iter()
-        .map(|j| crate::runner::JobRun::at_rest(history.jobs.get(j.id.as_str()), file_ok(dir, history, j.id.as_str())))
-        .collect();
-    let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
-    let written = out
-        .write_atomic_with(crate::outdir::RESULTS, |w| {
-            crate::report::write_results_csv(plan, &jobs, w)
-        })
-        .and_then(|()| {
-            out.write_atomic_with(crate::outdir::REPORT, |w| {
-                crate::report::write_gallery(plan, &jobs, &axes, &status, w)
-            })
-        });
-    match written {
-        Ok(()) => {
-            let _ = writeln!(stdout, "{}", dir.join(crate::outdir::REPORT).display());
-            Exit::Success
-        }
-        Err(e) => {
-            let _ = writeln!(stderr, "error: cannot write the report: {e}");
-            Exit::Failure
-        }
-    }
 }

@@ -2,7 +2,7 @@
 //! admitted only if billed + held + its own reservation stays within the cap. Pure arithmetic;
 //! the journal records every reservation, settlement and release, so the ledger survives resumes.
 
-use crate::money::Money;
+use crate::util::money::Money;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {

@@ -4,7 +4,7 @@
 //! The simulator bills from this same table, so plans, caps and bills agree in tests.
 
 use crate::kling::{Endpoint, model_spec};
-use crate::money::Money;
+use crate::util::money::Money;
 use serde::Serialize;
 use serde_json::{Map, Value};
 

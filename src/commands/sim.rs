@@ -1,7 +1,7 @@
 //! `kling-batch sim`: the simulator as a standalone server, until Ctrl-C (or SIGTERM).
 
 use crate::cli::SimArgs;
-use crate::exit::Exit;
+use crate::error::Exit;
 use crate::sim::{self, DEFAULT_API_KEY, SimConfig};
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! The process exit codes, one per outcome a script may want to branch on. They follow the
 //! official RunAPI CLI where the meanings match (2 auth, 3 credits, 4 validation, 5 timeout,
-//! 7 task failed) and are listed in the README.
+//! 7 task failed) and are listed in the README. Also the one place where a command's failure
+//! becomes text: `error: …`, then a `hint: …` line that says what to type next.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -30,5 +31,28 @@ pub enum Exit {
 impl Exit {
     pub fn code(self) -> u8 {
         self as u8
+    }
+}
+
+use crate::manifest::{Diagnostic, ManifestError};
+use std::io::Write;
+
+/// What a command that reads files or writes output can fail with, besides its own exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes each diagnostic as `error: place: message` with its hints, at most 50 of them.
+pub fn render_diagnostics(out: &mut dyn Write, diagnostics: &[Diagnostic]) {
+    const SHOWN: usize = 50;
+    for d in diagnostics.iter().take(SHOWN) {
+        let _ = writeln!(out, "error: {d}");
+    }
+    if diagnostics.len() > SHOWN {
+        let _ = writeln!(out, "… and {} more", diagnostics.len() - SHOWN);
     }
 }

@@ -1,0 +1,26 @@
+//! The first step every command that reads a manifest shares: read it, expand it, and report the
+//! problems of both in file order.
+
+use crate::manifest::{self, ManifestError};
+use crate::plan::{self, Plan};
+use std::path::Path;
+
+/// Loads and expands a manifest: the shared first step of every command that reads one. Problems
+/// from reading and from expansion are reported together, in file order.
+pub fn load_plan(path: &Path) -> Result<Plan, ManifestError> {
+    let loaded = manifest::read(path)?;
+    let mut diagnostics = loaded.problems;
+    match plan::expand(&loaded.manifest) {
+        Ok(plan) if diagnostics.is_empty() => return Ok(plan),
+        Ok(_) => {}
+        Err(more) => {
+            // A place already reported while reading explains whatever expansion says of it.
+            let known: Vec<_> = diagnostics.iter().map(|d| d.place.clone()).collect();
+            diagnostics.extend(more.into_iter().filter(|d| !known.contains(&d.place)));
+        }
+    }
+    diagnostics.sort_by(|a, b| {
+        (&a.place.file, a.place.line, a.place.column).cmp(&(&b.place.file, b.place.line, b.place.column))
+    });
+    Err(ManifestError { diagnostics })
+}

@@ -1,0 +1,76 @@
+//! `kling-batch report DIR`: takes the folder's lock and rewrites results.csv and report.html from
+//! the journal and the manifest, with the gallery's axes as asked.
+
+use super::status::{file_ok, read_folder};
+use crate::error::Exit;
+use crate::report::RunStatus;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(
+    dir: &Path,
+    rows: Option<&str>,
+    columns: Option<&str>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Exit {
+    let folder = match read_folder(dir, stderr) {
+        Ok(f) => f,
+        Err(exit) => return exit,
+    };
+    let Some(plan) = folder.plan.as_ref() else {
+        let _ = writeln!(
+            stderr,
+            "error: the manifest of {} cannot be read, and the report is laid out from it",
+            dir.display()
+        );
+        let _ = writeln!(
+            stderr,
+            "  hint: put the manifest back where the run read it, or as manifest.yaml in the folder"
+        );
+        return Exit::Invalid;
+    };
+    let axes = match crate::report::parse_axes(plan, rows, columns) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let out = match crate::output::folder::OutDir::open(dir) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(
+                stderr,
+                "error: {e}\n  hint: a running run writes report.html itself when it ends"
+            );
+            return Exit::Failure;
+        }
+    };
+    let history = &folder.history;
+    let jobs: Vec<crate::runner::JobRun> = plan
+        .jobs
+        .iter()
+        .map(|j| crate::runner::JobRun::at_rest(history.jobs.get(j.id.as_str()), file_ok(dir, history, j.id.as_str())))
+        .collect();
+    let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
+    let written = out
+        .write_atomic_with(crate::output::folder::RESULTS, |w| {
+            crate::report::write_results_csv(plan, &jobs, w)
+        })
+        .and_then(|()| {
+            out.write_atomic_with(crate::output::folder::REPORT, |w| {
+                crate::report::write_gallery(plan, &jobs, &axes, &status, w)
+            })
+        });
+    match written {
+        Ok(()) => {
+            let _ = writeln!(stdout, "{}", dir.join(crate::output::folder::REPORT).display());
+            Exit::Success
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot write the report: {e}");
+            Exit::Failure
+        }
+    }
+}
