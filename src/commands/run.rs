@@ -460,20 +460,24 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         .jobs()
         .iter()
         .zip(&estimates)
-        .filter(|(j, _)| j.phase == JobPhase::Queued)
+        .filter(|(j, _)| j.phase() == JobPhase::Queued)
         .map(|(_, m)| *m)
         .sum();
     if !confirm(
         &args,
         to_spend,
-        dispatcher.jobs().iter().filter(|j| j.phase == JobPhase::Queued).count(),
+        dispatcher
+            .jobs()
+            .iter()
+            .filter(|j| j.phase() == JobPhase::Queued)
+            .count(),
         stderr,
     ) {
         let _ = writeln!(stderr, "cancelled: nothing was submitted");
         return Exit::Interrupted;
     }
     let mut signals = listen_for_interrupts();
-    let finished_before = dispatcher.jobs().iter().filter(|j| j.phase.is_terminal()).count();
+    let finished_before = dispatcher.jobs().iter().filter(|j| j.phase().is_terminal()).count();
     let mut progress = crate::report::Progress::new(plan.jobs.len(), finished_before, quiet);
     // results.csv is rewritten while the run goes, when something changed, and never more than
     // 5 % of the time (a 100,000-row file takes a few hundred milliseconds).
@@ -519,7 +523,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
     }
     write_summary_json(&out, &plan, &dispatcher, removed, exit, started.elapsed(), stderr);
-    let finished = dispatcher.jobs().iter().all(|j| j.phase.is_terminal());
+    let finished = dispatcher.jobs().iter().all(|j| j.phase().is_terminal());
     if finished {
         for part in out.stray_parts() {
             let _ = std::fs::remove_file(part);
@@ -619,7 +623,7 @@ fn snapshot(d: &Dispatcher) -> crate::report::Snapshot {
         ..Default::default()
     };
     for job in d.jobs() {
-        match job.phase {
+        match job.phase() {
             JobPhase::Done => s.done += 1,
             JobPhase::Failed => s.failed += 1,
             JobPhase::Queued => s.queued += 1,
@@ -641,9 +645,9 @@ fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun]) -> Exit 
         Some(StopReason::CapReached { .. }) => return Exit::SpendCap,
         Some(StopReason::MaxRuntime) | None => {}
     }
-    if jobs.iter().any(|j| !j.phase.is_terminal()) {
+    if jobs.iter().any(|j| !j.phase().is_terminal()) {
         Exit::TimedOut
-    } else if jobs.iter().any(|j| j.phase == JobPhase::Failed) {
+    } else if jobs.iter().any(|j| j.phase() == JobPhase::Failed) {
         Exit::JobsFailed
     } else {
         Exit::Success
@@ -709,8 +713,8 @@ fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
             history
                 .jobs
                 .get(job.id.as_str())
-                .and_then(|h| h.file.as_ref())
-                .is_some_and(|(path, bytes, _)| crate::output::download::present(out.root(), path, *bytes))
+                .and_then(|h| h.video.as_ref())
+                .is_some_and(|v| crate::output::download::present(out.root(), &v.path, v.bytes))
         })
         .collect()
 }

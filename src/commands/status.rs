@@ -51,8 +51,8 @@ pub(super) fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, 
 }
 
 pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
-    let recorded = history.jobs.get(id).and_then(|h| h.file.as_ref());
-    recorded.is_some_and(|(path, bytes, _)| crate::output::download::present(dir, path, *bytes))
+    let recorded = history.jobs.get(id).and_then(|h| h.video.as_ref());
+    recorded.is_some_and(|v| crate::output::download::present(dir, &v.path, v.bytes))
 }
 
 pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {

@@ -177,26 +177,23 @@ fn cell_html(spec: &JobSpec, job: &JobRun) -> String {
     for (name, value) in spec.params.iter() {
         let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));
     }
-    if let Some(cost) = job.cost {
+    if let Some(cost) = job.facts.cost {
         let _ = write!(caption, "<br>{cost}");
     }
-    let _ = write!(caption, " · {}", job.phase.as_str());
-    let body = match (job.phase, &job.file) {
-        (JobPhase::Done, Some((path, _, _))) => format!(
+    let _ = write!(caption, " · {}", job.phase().as_str());
+    let body = match (job.phase(), job.video()) {
+        (JobPhase::Done, Some(video)) => format!(
             "<video src=\"{}\" controls muted loop playsinline preload=\"metadata\" title=\"{}\"></video>",
-            escape(path),
+            escape(&video.path),
             escape(spec.prompt().as_deref().unwrap_or(""))
         ),
         (JobPhase::Failed, _) => {
-            let error = job
-                .failure
-                .as_ref()
-                .map_or("failed".to_string(), |(k, m)| format!("{}: {m}", k.as_str()));
+            let error = job.failure().map_or("failed".to_string(), ToString::to_string);
             format!("<div class=\"error\">{}</div>", escape(&error))
         }
         (phase, _) => format!("<div class=\"pending\">{}</div>", phase.as_str()),
     };
-    let class = match job.phase {
+    let class = match job.phase() {
         JobPhase::Done => "completed",
         JobPhase::Failed => "failed",
         _ => "pending",

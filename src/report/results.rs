@@ -46,7 +46,7 @@ pub fn write_results_csv(plan: &Plan, jobs: &[JobRun], out: &mut dyn std::io::Wr
     for (spec, job) in plan.jobs.iter().zip(jobs) {
         let mut row: Vec<String> = vec![
             spec.id.to_string(),
-            job.phase.as_str().to_string(),
+            job.phase().as_str().to_string(),
             spec.endpoint.to_string(),
             spec.model().unwrap_or("").to_string(),
             spec.prompt().unwrap_or_default(),
@@ -56,27 +56,20 @@ pub fn write_results_csv(plan: &Plan, jobs: &[JobRun], out: &mut dyn std::io::Wr
                 .iter()
                 .map(|s| spec.params.get(s).map_or(String::new(), |v| cell(Some(v)))),
         );
-        let (path, bytes, sha) = job
-            .file
-            .clone()
-            .map_or((String::new(), String::new(), String::new()), |(p, b, s)| {
-                (p, b.to_string(), s)
-            });
-        let error = job
-            .failure
-            .as_ref()
-            .map(|(k, m)| format!("{}: {m}", k.as_str()))
-            .or_else(|| (!job.phase.is_terminal()).then(|| job.last_error.clone()).flatten());
+        let (path, bytes, checksum) = job.video().map_or((String::new(), String::new(), String::new()), |v| {
+            (v.path.clone(), v.bytes.to_string(), v.checksum.clone())
+        });
+        let facts = &job.facts;
         row.extend([
-            job.task_id.clone().unwrap_or_default(),
-            job.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
+            facts.task_id.clone().unwrap_or_default(),
+            facts.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
             path,
             bytes,
-            sha,
-            job.attempt.to_string(),
-            error.unwrap_or_default(),
-            job.submitted_at.clone().unwrap_or_default(),
-            job.completed_at.clone().unwrap_or_default(),
+            checksum,
+            facts.attempt.to_string(),
+            job.error().unwrap_or_default(),
+            facts.submitted_at.clone().unwrap_or_default(),
+            facts.completed_at.clone().unwrap_or_default(),
         ]);
         row.extend(meta.iter().map(|k| spec.meta.get(*k).cloned().unwrap_or_default()));
         writer.write_record(row.iter().map(|c| inert(c)))?;

@@ -61,10 +61,9 @@ fn failures(reasons: impl Iterator<Item = String>) -> Vec<Failure> {
 
 /// The failed jobs of a run, grouped by reason, most common first.
 pub fn failure_groups(jobs: &[JobRun]) -> Vec<Failure> {
-    failures(jobs.iter().filter(|j| j.phase == JobPhase::Failed).map(|j| {
-        j.failure
-            .as_ref()
-            .map_or_else(|| "unknown".to_string(), |(k, m)| reason(*k, m))
+    failures(jobs.iter().filter(|j| j.phase() == JobPhase::Failed).map(|j| {
+        j.failure()
+            .map_or_else(|| "unknown".to_string(), |f| reason(f.kind, &f.message))
     }))
 }
 
@@ -86,15 +85,15 @@ impl RunStatus {
         let mut next = NextSteps::default();
         for job in jobs {
             // A paid job left at its deadline waits for its video: as `status` reads the journal.
-            let paid_and_parked = job.phase == JobPhase::TimedOut && job.cost.is_some();
-            let name = match job.phase {
-                JobPhase::Queued if job.attempt == 0 => "not_started",
+            let paid_and_parked = job.phase() == JobPhase::TimedOut && job.facts.cost.is_some();
+            let name = match job.phase() {
+                JobPhase::Queued if job.facts.attempt == 0 => "not_started",
                 JobPhase::Queued => "waiting",
                 _ if paid_and_parked => "downloading",
                 other => other.as_str(),
             };
             *states.entry(name.to_string()).or_default() += 1;
-            match job.phase {
+            match job.phase() {
                 JobPhase::Queued => next.submit += 1,
                 JobPhase::Submitting | JobPhase::Unresolved => next.resend += 1,
                 _ if paid_and_parked => next.download += 1,
@@ -112,7 +111,7 @@ impl RunStatus {
             reserved_usd: reserved.usd(),
             cap_usd: cap.map(Money::usd),
             failures: failure_groups(jobs),
-            finished: jobs.iter().all(|j| j.phase.is_terminal()),
+            finished: jobs.iter().all(|j| j.phase().is_terminal()),
             next,
             removed,
         }
@@ -143,11 +142,11 @@ impl RunStatus {
                     next.submit += 1;
                     "waiting"
                 }
-                Some((Resume::Resend, _)) => {
+                Some((Resume::Resend { .. }, _)) => {
                     next.resend += 1;
                     "submitting"
                 }
-                Some((Resume::Reattach, h)) => {
+                Some((Resume::Reattach { .. }, h)) => {
                     next.reattach += 1;
                     if h.phase == Some(Phase::TimedOut) {
                         "timed_out"
@@ -155,7 +154,7 @@ impl RunStatus {
                         "generating"
                     }
                 }
-                Some((Resume::Download, h)) => {
+                Some((Resume::Download { .. }, h)) => {
                     next.download += 1;
                     if h.phase == Some(Phase::Downloaded) {
                         "file_missing"
@@ -163,10 +162,10 @@ impl RunStatus {
                         "downloading"
                     }
                 }
-                Some((Resume::Done, _)) => "completed",
+                Some((Resume::Done { .. }, _)) => "completed",
                 Some((Resume::Failed, h)) => {
-                    if let Some((kind, message)) = h.failure.as_ref() {
-                        failed.push(reason(*kind, message));
+                    if let Some(f) = h.failure.as_ref() {
+                        failed.push(reason(f.kind, &f.message));
                     }
                     "failed"
                 }

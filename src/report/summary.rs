@@ -29,7 +29,7 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
     let mut out = String::new();
     let mut counts: BTreeMap<JobPhase, usize> = BTreeMap::new();
     for job in s.jobs {
-        *counts.entry(job.phase).or_default() += 1;
+        *counts.entry(job.phase()).or_default() += 1;
     }
     let count = |p: JobPhase| counts.get(&p).copied().unwrap_or(0);
     let total = s.jobs.len();
@@ -90,7 +90,7 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
             s.removed
         );
     }
-    let queued: Vec<usize> = (0..total).filter(|i| s.jobs[*i].phase == JobPhase::Queued).collect();
+    let queued: Vec<usize> = (0..total).filter(|i| s.jobs[*i].phase() == JobPhase::Queued).collect();
     let left: Money = queued.iter().map(|i| s.estimates[*i]).sum();
     match s.stop {
         Some(StopReason::CapReached { left: room, .. }) => {
@@ -135,18 +135,18 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
         }
         None => {}
     }
-    let unresolved: Vec<&JobRun> = s.jobs.iter().filter(|j| j.phase == JobPhase::Unresolved).collect();
+    let unresolved: Vec<&JobRun> = s.jobs.iter().filter(|j| j.phase() == JobPhase::Unresolved).collect();
     if !unresolved.is_empty() {
         let _ = writeln!(
             out,
             "{} create(s) may have made a task whose answer never came: their money stays reserved, and a resume re-sends each with the same Idempotency-Key (the service returns the task it made, never a second one)",
             unresolved.len()
         );
-        if let Some(last) = unresolved.iter().find_map(|j| j.last_error.as_deref()) {
+        if let Some(last) = unresolved.iter().find_map(|j| j.error()) {
             let _ = writeln!(out, "  last answer: {last}");
         }
     }
-    if s.jobs.iter().any(|j| !j.phase.is_terminal()) {
+    if s.jobs.iter().any(|j| !j.phase().is_terminal()) {
         let _ = writeln!(out, "resume with: {}", s.resume);
     }
     out

@@ -1,8 +1,9 @@
 //! The dispatcher's transitions, without a runtime or network.
 
 use super::*;
-use crate::client::{ApiError, CreatedTask, TaskView};
+use crate::client::{ApiError, CreatedTask, TaskStatus, TaskView};
 use crate::journal::replay;
+use crate::runner::job::{Event, JobPhase};
 
 fn plan(jobs: usize) -> Arc<Plan> {
     let dir = tempfile::tempdir().unwrap();
@@ -171,7 +172,7 @@ fn credits_running_out_stops_submitting_but_keeps_the_job() {
         now,
     );
     assert!(matches!(d.stop_reason(), Some(StopReason::Credits(_))));
-    assert_eq!(d.jobs()[1].phase, JobPhase::Queued);
+    assert_eq!(d.jobs()[1].phase(), JobPhase::Queued);
     assert!(submits(&d.ready_ops(now)).is_empty());
     assert!(!d.abandoned(), "in-flight work carries on");
 }
@@ -281,11 +282,11 @@ fn an_error_answer_to_a_resend_leaves_the_key_unresolved_and_reserved() {
             Money::from_cents(70),
             "HTTP {status}: still reserved"
         );
-        assert_eq!(d.jobs()[0].key.as_deref(), Some(key.as_str()), "HTTP {status}");
+        assert_eq!(d.jobs()[0].facts.key.as_deref(), Some(key.as_str()), "HTTP {status}");
         assert!(
-            matches!(d.jobs()[0].phase, JobPhase::Submitting | JobPhase::Unresolved),
+            matches!(d.jobs()[0].phase(), JobPhase::Submitting | JobPhase::Unresolved),
             "HTTP {status}: {:?}",
-            d.jobs()[0].phase
+            d.jobs()[0].phase()
         );
         if !matches!(status, 401 | 403) {
             // Re-sent later with the same key, never as a new attempt.
@@ -313,7 +314,7 @@ fn an_error_answer_to_a_resend_leaves_the_key_unresolved_and_reserved() {
             },
             now,
         );
-        assert_eq!(d.jobs()[0].phase, phase, "first send, HTTP {status}");
+        assert_eq!(d.jobs()[0].phase(), phase, "first send, HTTP {status}");
         assert_eq!(d.ledger().reserved(), Money::ZERO, "first send, HTTP {status}");
     }
 }
@@ -338,7 +339,7 @@ fn a_resumed_intent_is_an_unknown_outcome() {
         },
         now,
     );
-    assert_ne!(d.jobs()[0].phase, JobPhase::Failed);
+    assert_ne!(d.jobs()[0].phase(), JobPhase::Failed);
     assert_eq!(d.ledger().reserved(), Money::from_cents(70));
 }
 
@@ -376,4 +377,147 @@ fn reservations_rise_to_the_highest_settlement_of_their_shape() {
         Money::from_cents(210),
         "the next job reserves what the first cost"
     );
+}
+
+mod properties {
+    use super::*;
+    use crate::output::download::{DownloadError, Downloaded};
+    use crate::report::RunStatus;
+    use proptest::prelude::*;
+
+    /// What the executor and the service answer, drawn from `choice`.
+    fn answer(op: &Op, choice: u8, step: usize) -> Event {
+        match op {
+            Op::Submit { job, .. } => Event::Submitted {
+                job: *job,
+                result: match choice % 16 {
+                    0 => Err(ApiError::Transport {
+                        message: "reset".into(),
+                    }),
+                    1 => Err(refused(402)),
+                    2 => Err(refused(422)),
+                    3 => Err(refused(503)),
+                    4 => Err(refused(409)),
+                    _ => Ok(CreatedTask {
+                        view: view(&format!("t{job}-{step}"), TaskStatus::Pending),
+                        replayed: choice.is_multiple_of(2),
+                    }),
+                },
+            },
+            Op::Poll { job, task_id } => {
+                let mut v = view(task_id, TaskStatus::Pending);
+                // Never billed above the reservation here, so the cap must hold exactly.
+                v.cost = Some(Money::from_cents(40 + u64::from(choice % 31)));
+                let result = match choice % 7 {
+                    0 => Err(refused(404)),
+                    1 => Err(refused(500)),
+                    2 => Ok(TaskView {
+                        status: TaskStatus::Failed,
+                        ..v
+                    }),
+                    3 => Ok(TaskView {
+                        status: TaskStatus::Completed,
+                        video_url: None,
+                        ..v
+                    }),
+                    4 => Ok(v),
+                    _ => Ok(TaskView {
+                        status: TaskStatus::Completed,
+                        ..v
+                    }),
+                };
+                Event::Polled { job: *job, result }
+            }
+            Op::Download { job, .. } => Event::Downloaded {
+                job: *job,
+                result: match choice % 5 {
+                    0 => Err(DownloadError::Transient("cut".into())),
+                    1 => Err(DownloadError::Expired(403)),
+                    2 => Err(DownloadError::Fatal("too large".into())),
+                    _ => Ok(Downloaded {
+                        path: format!("videos/{job}.mp4"),
+                        bytes: 10,
+                        checksum: "blake3:00".into(),
+                    }),
+                },
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Issue 13: for random event sequences, replaying the records the dispatcher emitted
+        /// gives the dispatcher's facts and ledger; the ledger never passes the cap; and what
+        /// `status` predicts from the journal is what a resume then does.
+        #[test]
+        fn replay_equals_the_dispatchers_facts_and_status_predicts_the_resume(
+            jobs in 1usize..6,
+            concurrency in 1usize..4,
+            cap_cents in prop::option::of(70u64..400),
+            choices in prop::collection::vec(any::<u8>(), 1..200),
+        ) {
+            let plan = plan(jobs);
+            let reservations = vec![Money::from_cents(70); jobs];
+            let mut d = Dispatcher::new(
+                Arc::clone(&plan),
+                reservations.clone(),
+                &Replayed::default(),
+                &vec![false; jobs],
+                settings(concurrency, cap_cents),
+                Instant::now(),
+            );
+            let mut now = Instant::now();
+            let mut journal: Vec<Record> = Vec::new();
+            let mut pending: Vec<Op> = Vec::new();
+            for (step, choice) in choices.iter().copied().enumerate() {
+                if pending.is_empty() || choice % 4 == 0 {
+                    now += Duration::from_secs(600);
+                    for op in d.ready_ops(now) {
+                        if let Op::Submit { intent: Some(intent), .. } = &op {
+                            journal.push(intent.clone());
+                        }
+                        pending.push(op);
+                    }
+                } else {
+                    let op = pending.remove(usize::from(choice) % pending.len());
+                    d.handle(answer(&op, choice / 4, step), now);
+                }
+                journal.extend(d.take_records());
+                let replayed = replay(&journal);
+                for (i, spec) in plan.jobs.iter().enumerate() {
+                    let facts = replayed.jobs.get(spec.id.as_str()).cloned().unwrap_or_default();
+                    prop_assert_eq!(&facts, &d.jobs()[i].facts, "job {} after step {}", i, step);
+                }
+                prop_assert_eq!(replayed.spent, d.ledger().spent());
+                prop_assert_eq!(replayed.reserved, d.ledger().reserved());
+                if let Some(cap) = cap_cents {
+                    let committed = d.ledger().spent().saturating_add(d.ledger().reserved());
+                    prop_assert!(committed <= Money::from_cents(cap), "{} over the cap", committed);
+                }
+            }
+            // Stop here, as a kill would: what `status` says a resume does, it does.
+            let replayed = replay(&journal);
+            let predicted = RunStatus::of_journal(&replayed, Some(&plan), &|_| true).next;
+            let resumed = Dispatcher::new(
+                Arc::clone(&plan),
+                reservations,
+                &replayed,
+                &vec![true; jobs],
+                settings(concurrency, cap_cents),
+                Instant::now(),
+            );
+            let mut did = crate::report::NextSteps::default();
+            for job in resumed.jobs() {
+                match &job.state {
+                    JobState::Queued => did.submit += 1,
+                    JobState::Submitting { .. } => did.resend += 1,
+                    JobState::Generating { .. } | JobState::Parked => did.reattach += 1,
+                    JobState::Downloading { .. } => did.download += 1,
+                    JobState::Done { .. } | JobState::Failed { .. } | JobState::Unresolved { .. } => {}
+                }
+            }
+            prop_assert_eq!(predicted, did);
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! themselves are the dispatcher's; this file only names things.
 
 use crate::client::{ApiError, CreatedTask, TaskView};
-use crate::journal::{FailureKind, Record, WriteError};
+use crate::journal::{Failure, FailureKind, JobFacts, Phase, Record, Resume, StoredVideo, WriteError};
 use crate::output::download::{DownloadError, Downloaded};
 use crate::util::money::Money;
 use std::time::Duration;
@@ -45,24 +45,79 @@ impl JobPhase {
     }
 }
 
+/// Where a job is during this run, each step with what it needs: a create in flight has its key,
+/// a generating task its id, a finished job its stored video. There is no optional key or task
+/// id to fall back on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    Queued,
+    Submitting {
+        key: String,
+    },
+    Generating {
+        task_id: String,
+    },
+    /// Finished and paid: its video is being fetched (from `url`, else a fresh URL is asked for).
+    Downloading {
+        task_id: String,
+        url: Option<String>,
+    },
+    Done {
+        video: StoredVideo,
+    },
+    Failed {
+        failure: Failure,
+    },
+    /// Left for a rerun (a deadline, repeated transfer failures): whatever it holds — a task, a
+    /// reservation, a paid video — stays in the journal.
+    Parked,
+    /// The create's outcome stayed unknown: a rerun re-sends it with the same key.
+    Unresolved {
+        key: String,
+    },
+}
+
+impl JobState {
+    pub fn phase(&self) -> JobPhase {
+        match self {
+            JobState::Queued => JobPhase::Queued,
+            JobState::Submitting { .. } => JobPhase::Submitting,
+            JobState::Generating { .. } => JobPhase::Generating,
+            JobState::Downloading { .. } => JobPhase::Downloading,
+            JobState::Done { .. } => JobPhase::Done,
+            JobState::Failed { .. } => JobPhase::Failed,
+            JobState::Parked => JobPhase::TimedOut,
+            JobState::Unresolved { .. } => JobPhase::Unresolved,
+        }
+    }
+
+    /// The state a resume starts a job in, from the one classification of its facts.
+    pub fn resumed(facts: &JobFacts, video_ok: bool) -> JobState {
+        match facts.resume(video_ok) {
+            Resume::Submit => JobState::Queued,
+            Resume::Resend { key } => JobState::Submitting { key },
+            Resume::Reattach { .. } if facts.phase == Some(Phase::TimedOut) => JobState::Parked,
+            Resume::Reattach { task_id } => JobState::Generating { task_id },
+            Resume::Download { task_id, url } => JobState::Downloading { task_id, url },
+            Resume::Done { video } => JobState::Done { video },
+            Resume::Failed => JobState::Failed {
+                failure: facts.failure.clone().unwrap_or(Failure {
+                    kind: FailureKind::NotFound,
+                    message: "the journal records no task for this job".into(),
+                }),
+            },
+        }
+    }
+}
+
+/// One job during a run: its durable facts (changed only by the records the dispatcher emits,
+/// through the journal's own fold), its state, and the bookkeeping of this run.
 #[derive(Debug, Clone)]
 pub struct JobRun {
-    pub phase: JobPhase,
-    /// POST attempts made (each with its own idempotency key).
-    pub attempt: u32,
-    pub key: Option<String>,
-    pub task_id: Option<String>,
-    /// µ¢ held against the cap for the attempt in flight.
-    pub reserved: Money,
-    pub cost: Option<Money>,
-    pub url: Option<String>,
-    /// (path relative to the output folder, bytes, checksum as `algorithm:hex`)
-    pub file: Option<(String, u64, String)>,
-    pub failure: Option<(FailureKind, String)>,
-    pub last_error: Option<String>,
-    pub submitted_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub task_failures: u32,
+    pub facts: JobFacts,
+    pub state: JobState,
+    /// The latest error met in this run, journaled or not (a transient one is not).
+    pub note: Option<String>,
     pub polls: u32,
     pub(super) submitted: Option<Instant>,
     pub(super) last_unfinished: Duration,
@@ -77,21 +132,11 @@ pub struct JobRun {
 }
 
 impl JobRun {
-    pub fn queued() -> JobRun {
+    pub fn new(facts: JobFacts, state: JobState) -> JobRun {
         JobRun {
-            phase: JobPhase::Queued,
-            attempt: 0,
-            key: None,
-            task_id: None,
-            reserved: Money::ZERO,
-            cost: None,
-            url: None,
-            file: None,
-            failure: None,
-            last_error: None,
-            submitted_at: None,
-            completed_at: None,
-            task_failures: 0,
+            facts,
+            state,
+            note: None,
             polls: 0,
             submitted: None,
             last_unfinished: Duration::ZERO,
@@ -102,47 +147,49 @@ impl JobRun {
             downloading_since: None,
         }
     }
-}
 
-impl JobRun {
-    /// What the journal recorded of a job; the phase is left `Queued` for the caller to decide.
-    pub fn from_history(h: &crate::journal::JobHistory) -> JobRun {
-        JobRun {
-            attempt: h.attempt,
-            key: h.key.clone(),
-            task_id: h.task_id.clone(),
-            reserved: h.reserved,
-            cost: h.cost,
-            url: h.url.clone(),
-            file: h.file.clone(),
-            failure: h.failure.clone(),
-            last_error: h.last_error.clone(),
-            submitted_at: h.submitted_at.clone(),
-            completed_at: h.completed_at.clone(),
-            task_failures: h.failed_attempts.len() as u32,
-            ..JobRun::queued()
+    pub fn queued() -> JobRun {
+        JobRun::new(JobFacts::default(), JobState::Queued)
+    }
+
+    /// A job as a folder shows it without running anything: `video_ok` says whether its recorded
+    /// video is in place.
+    pub fn at_rest(facts: Option<&JobFacts>, video_ok: bool) -> JobRun {
+        match facts {
+            None => JobRun::queued(),
+            Some(f) => JobRun::new(f.clone(), JobState::resumed(f, video_ok)),
         }
     }
 
-    /// A job as a folder shows it without running anything: `file_ok` says whether its recorded
-    /// video is on disk.
-    pub fn at_rest(h: Option<&crate::journal::JobHistory>, file_ok: bool) -> JobRun {
-        use crate::journal::{Phase, Resume};
-        let Some(h) = h else { return JobRun::queued() };
-        let mut job = JobRun::from_history(h);
-        job.phase = match h.resume(file_ok) {
-            Resume::Submit => JobPhase::Queued,
-            Resume::Resend => JobPhase::Submitting,
-            Resume::Reattach if h.phase == Some(Phase::TimedOut) => JobPhase::TimedOut,
-            Resume::Reattach => JobPhase::Generating,
-            Resume::Download => {
-                job.failure = None;
-                JobPhase::Downloading
-            }
-            Resume::Done => JobPhase::Done,
-            Resume::Failed => JobPhase::Failed,
-        };
-        job
+    pub fn phase(&self) -> JobPhase {
+        self.state.phase()
+    }
+
+    /// The video, once it is stored and verified.
+    pub fn video(&self) -> Option<&StoredVideo> {
+        match &self.state {
+            JobState::Done { video } => Some(video),
+            _ => None,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.state {
+            JobState::Failed { failure } => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// What went wrong, for a row or a summary: why it failed, else (while unfinished) the
+    /// latest error met.
+    pub fn error(&self) -> Option<String> {
+        if let Some(failure) = self.failure() {
+            return Some(failure.to_string());
+        }
+        if self.phase().is_terminal() {
+            return None;
+        }
+        self.note.clone().or_else(|| self.facts.last_error.clone())
     }
 }
 

@@ -1,0 +1,210 @@
+//! A job's durable facts — everything the journal says about it — and the one fold from records to
+//! facts. Replay applies it to every record it reads; the dispatcher applies it to every record it
+//! emits; so what a resume knows and what the run knew are the same thing by construction. The
+//! one classification of facts into what a resume does (`Resume`) lives here too.
+
+use super::record::{FailureKind, Record};
+use crate::util::money::Money;
+use std::collections::BTreeSet;
+
+/// Where a job stood when its last record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The POST may or may not have happened: re-send with the same key.
+    Submitting,
+    /// The task exists: poll it.
+    Submitted,
+    /// No task is live (a refused create or a failed attempt): submit the next attempt.
+    Waiting,
+    /// Generated: download it.
+    Completed,
+    /// On disk: verify it.
+    Downloaded,
+    /// Given up.
+    Failed,
+    /// Past its deadline: re-attach and poll.
+    TimedOut,
+}
+
+/// A finished video where the video store put it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVideo {
+    /// Relative to the output folder: `videos/<job id>.mp4`.
+    pub path: String,
+    pub bytes: u64,
+    /// `algorithm:hex` (`blake3:…`; journals from before BLAKE3 give `sha256:…`).
+    pub checksum: String,
+}
+
+/// Why a job was given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// Everything the journal records of one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFacts {
+    pub phase: Option<Phase>,
+    /// The latest attempt begun (1-based; 0 before any).
+    pub attempt: u32,
+    /// The idempotency key of the latest attempt.
+    pub key: Option<String>,
+    pub task_id: Option<String>,
+    /// µ¢ held against the cap for the current attempt.
+    pub reserved: Money,
+    /// What the service billed for the task that completed.
+    pub cost: Option<Money>,
+    /// The video URL the completed task gave (signed URLs expire: a fresh one is asked for).
+    pub url: Option<String>,
+    pub video: Option<StoredVideo>,
+    pub failure: Option<Failure>,
+    /// Attempts whose task ended `failed`.
+    pub failed_attempts: BTreeSet<u32>,
+    pub last_error: Option<String>,
+    pub submitted_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+/// What a resume does with a job: the one reading of journaled facts that `run`, `status`,
+/// summary.json, results.csv and the gallery share. Each variant carries what its step needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Never created, or waiting for its next attempt: create it (a new key).
+    Submit,
+    /// A create whose outcome is unknown: re-send it with the same key and body.
+    Resend { key: String },
+    /// A task exists and has not finished (or was left at its deadline): poll it.
+    Reattach { task_id: String },
+    /// Paid for, its video not (or no longer) on disk: fetch it (from `url`, else a fresh one).
+    Download { task_id: String, url: Option<String> },
+    /// On disk as recorded.
+    Done { video: StoredVideo },
+    /// Given up, and nothing was paid for it.
+    Failed,
+}
+
+impl JobFacts {
+    /// Folds one record of this job in. Idempotent: the same record twice changes nothing more.
+    pub fn apply(&mut self, record: &Record) {
+        let h = self;
+        match record {
+            Record::Submitting {
+                attempt, key, reserve, ..
+            } => {
+                h.attempt = h.attempt.max(*attempt);
+                h.key = Some(key.clone());
+                h.reserved = Money::from_micro_cents(*reserve);
+                h.phase = Some(Phase::Submitting);
+            }
+            Record::Submitted { task_id, at, .. } => {
+                h.task_id = Some(task_id.clone());
+                h.submitted_at.get_or_insert_with(|| at.clone());
+                if h.phase == Some(Phase::Submitting) || h.phase.is_none() {
+                    h.phase = Some(Phase::Submitted);
+                }
+            }
+            Record::Unsubmitted { reason, .. } => {
+                h.reserved = Money::ZERO;
+                h.last_error = Some(reason.clone());
+                h.phase = Some(Phase::Waiting);
+            }
+            Record::Completed {
+                task_id, url, cost, at, ..
+            } => {
+                h.reserved = Money::ZERO;
+                h.task_id = Some(task_id.clone());
+                h.url = Some(url.clone());
+                h.cost = Some(Money::from_micro_cents(*cost));
+                h.completed_at.get_or_insert_with(|| at.clone());
+                if h.phase != Some(Phase::Downloaded) {
+                    h.phase = Some(Phase::Completed);
+                }
+            }
+            Record::AttemptFailed { attempt, message, .. } => {
+                h.failed_attempts.insert(*attempt);
+                h.reserved = Money::ZERO;
+                h.task_id = None;
+                h.last_error = Some(message.clone());
+                h.phase = Some(Phase::Waiting);
+            }
+            Record::Downloaded {
+                path, bytes, checksum, ..
+            } => {
+                h.video = Some(StoredVideo {
+                    path: path.clone(),
+                    bytes: *bytes,
+                    checksum: crate::output::download::normalize_checksum(checksum),
+                });
+                h.phase = Some(Phase::Downloaded);
+            }
+            Record::Failed { kind, message, .. } => {
+                h.reserved = Money::ZERO;
+                h.failure = Some(Failure {
+                    kind: *kind,
+                    message: message.clone(),
+                });
+                h.last_error = Some(message.clone());
+                h.phase = Some(Phase::Failed);
+            }
+            Record::TimedOut { .. } => {
+                if h.phase == Some(Phase::Submitted) {
+                    h.phase = Some(Phase::TimedOut);
+                }
+            }
+            Record::RunStarted { .. } => {}
+        }
+    }
+
+    /// What a resume does with this job; `video_ok` says whether its recorded video is still in
+    /// the video store as recorded.
+    pub fn resume(&self, video_ok: bool) -> Resume {
+        let download = || match &self.task_id {
+            Some(task_id) => Resume::Download {
+                task_id: task_id.clone(),
+                url: self.url.clone(),
+            },
+            // A paid video whose task id was never recorded cannot be fetched (no journal this
+            // tool writes has one: the task id comes in the same record as the cost).
+            None => Resume::Failed,
+        };
+        match self.phase {
+            None | Some(Phase::Waiting) => Resume::Submit,
+            Some(Phase::Submitting) => match &self.key {
+                Some(key) => Resume::Resend { key: key.clone() },
+                None => Resume::Submit,
+            },
+            Some(Phase::Submitted | Phase::TimedOut) => match &self.task_id {
+                Some(task_id) => Resume::Reattach {
+                    task_id: task_id.clone(),
+                },
+                None => Resume::Submit,
+            },
+            Some(Phase::Downloaded) => match (&self.video, self.cost, &self.task_id) {
+                // A repaired journal can lose the record of what a task cost: ask the task again,
+                // so the spend counts what the service billed.
+                (Some(_), None, Some(task_id)) => Resume::Reattach {
+                    task_id: task_id.clone(),
+                },
+                (Some(video), _, _) if video_ok => Resume::Done { video: video.clone() },
+                _ => download(),
+            },
+            Some(Phase::Completed) => download(),
+            // A paid video is never given up: whatever failed, a resume fetches it again.
+            Some(Phase::Failed) if self.cost.is_some() && self.task_id.is_some() => download(),
+            Some(Phase::Failed) => Resume::Failed,
+        }
+    }
+
+    /// Attempts whose task ended `failed`.
+    pub fn task_failures(&self) -> u32 {
+        self.failed_attempts.len() as u32
+    }
+}

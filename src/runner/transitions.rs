@@ -1,0 +1,326 @@
+//! The dispatcher's transitions: what each operation's result does to its job. Every durable
+//! change goes through `record` (the journal's fold); the rest is this run's bookkeeping.
+
+use super::{Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_REFETCHES, MAX_SUBMIT_RETRIES, Timer};
+use crate::client::{ApiError, Class, CreatedTask, TaskStatus, TaskView};
+use crate::journal::{FailureKind, Record};
+use crate::output::download::{DownloadError, Downloaded};
+use crate::runner::job::{Event, JobState, StopReason};
+use crate::util::money::Money;
+use crate::util::time_format;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Dispatcher {
+    /// Takes one operation's result.
+    pub fn handle(&mut self, event: Event, now: Instant) {
+        let job = event.job();
+        self.jobs[job].busy = false;
+        if let Event::Downloaded { .. } = event {
+            self.downloads_running = self.downloads_running.saturating_sub(1);
+        }
+        if self.abandon {
+            return;
+        }
+        match event {
+            Event::JournalFailed { error, .. } => {
+                self.stop_everything(StopReason::Local(error.to_string()));
+            }
+            Event::Submitted { result, .. } => self.on_submitted(job, result, now),
+            Event::Polled { result, .. } => self.on_polled(job, result, now),
+            Event::Downloaded { result, .. } => self.on_downloaded(job, result, now),
+        }
+    }
+
+    fn on_submitted(&mut self, job: usize, result: Result<CreatedTask, ApiError>, now: Instant) {
+        if !matches!(self.jobs[job].state, JobState::Submitting { .. }) {
+            return;
+        }
+        let created = match result {
+            Ok(created) => created,
+            Err(error) => return self.on_create_refused(job, &error, now),
+        };
+        let id = self.job_id(job);
+        let attempt = self.jobs[job].facts.attempt;
+        let task_id = created.view.id.clone();
+        tracing::info!(job = %id, task = %task_id, attempt, replayed = created.replayed, "submitted");
+        self.record(
+            job,
+            Record::Submitted {
+                job: id,
+                attempt,
+                task_id: task_id.clone(),
+                at: time_format::now(),
+            },
+        );
+        let j = &mut self.jobs[job];
+        j.state = JobState::Generating { task_id };
+        j.submitted = Some(now);
+        j.retries = 0;
+        let first = match created.view.status {
+            TaskStatus::Completed | TaskStatus::Failed => Duration::ZERO,
+            _ => self.schedule.first(&self.shapes[job]),
+        };
+        self.push_timer(now + first, job, Timer::Poll);
+    }
+
+    /// A create answered with an error (or not at all). A key whose outcome is unknown stays
+    /// unresolved whatever the answer says: the first send may have made a task, and only a task
+    /// id or a replay for that key settles it.
+    fn on_create_refused(&mut self, job: usize, error: &ApiError, now: Instant) {
+        let id = self.job_id(job);
+        let class = error.class();
+        if class == Class::RateLimited {
+            let wait = error.retry_after().unwrap_or(Duration::from_secs(1));
+            self.push_timer(now + wait, job, Timer::Submit);
+            return;
+        }
+        self.jobs[job].note = Some(error.message());
+        if class == Class::Transient || self.jobs[job].outcome_unknown {
+            self.jobs[job].outcome_unknown = true;
+            self.jobs[job].retries += 1;
+            tracing::info!(job = %id, error = %error, "create outcome unknown: re-sending with the same key later");
+            match class {
+                Class::Auth => {
+                    let message = format!(
+                        "the outcome of its create is unknown; the resend was refused: {}",
+                        error.message()
+                    );
+                    self.leave_for_rerun(job, message);
+                    self.stop_everything(StopReason::Auth(error.message()));
+                    return;
+                }
+                Class::Credits => self.stop_submitting(StopReason::Credits(error.message())),
+                _ => {}
+            }
+            if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
+                let message = format!(
+                    "the outcome of its create is unknown (last answer: {}); a rerun re-sends it with the same key",
+                    error.message()
+                );
+                self.leave_for_rerun(job, message);
+            } else {
+                let wait = self.backoff(self.jobs[job].retries);
+                self.push_timer(now + wait, job, Timer::Submit);
+            }
+            return;
+        }
+        // The first send of this key, refused outright: no task was made.
+        match class {
+            Class::Credits | Class::Auth => {
+                self.ledger.release(self.jobs[job].facts.reserved);
+                let attempt = self.jobs[job].facts.attempt;
+                self.record(
+                    job,
+                    Record::Unsubmitted {
+                        job: id,
+                        attempt,
+                        reason: error.message(),
+                        at: time_format::now(),
+                    },
+                );
+                self.jobs[job].state = JobState::Queued;
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.queue.push_front(job);
+                if class == Class::Auth {
+                    self.stop_everything(StopReason::Auth(error.message()));
+                } else {
+                    self.stop_submitting(StopReason::Credits(error.message()));
+                }
+            }
+            Class::Invalid => self.fail(job, FailureKind::Invalid, error.message()),
+            Class::Conflict => self.fail(job, FailureKind::Conflict, error.message()),
+            _ => self.fail(job, FailureKind::Refused, error.message()),
+        }
+    }
+
+    fn on_polled(&mut self, job: usize, result: Result<TaskView, ApiError>, now: Instant) {
+        let generating = match &self.jobs[job].state {
+            JobState::Generating { .. } => true,
+            JobState::Downloading { .. } => false,
+            _ => return,
+        };
+        let elapsed = self.jobs[job]
+            .submitted
+            .map_or(Duration::ZERO, |s| now.duration_since(s));
+        let view = match result {
+            Ok(view) => view,
+            Err(error) => {
+                self.jobs[job].note = Some(error.message());
+                // A task id we hold is never abandoned: a 404 right after the create (an eventually
+                // consistent read) or any other refusal is looked at again, until the deadline.
+                match error.class() {
+                    Class::Auth => self.stop_everything(StopReason::Auth(error.message())),
+                    _ => {
+                        self.jobs[job].retries += 1;
+                        let wait = error
+                            .retry_after()
+                            .unwrap_or_else(|| self.backoff(self.jobs[job].retries));
+                        self.push_timer(now + wait, job, Timer::Poll);
+                    }
+                }
+                return;
+            }
+        };
+        self.jobs[job].retries = 0;
+        self.jobs[job].polls += 1;
+        match view.status {
+            TaskStatus::Completed => self.on_completed(job, view, generating, elapsed, now),
+            TaskStatus::Failed if !generating => {
+                let message = "the task reports failed after completing".into();
+                self.fail(job, FailureKind::Download, message);
+            }
+            TaskStatus::Failed => self.on_task_failed(job, &view),
+            TaskStatus::Pending | TaskStatus::Processing | TaskStatus::Other(_) => {
+                if !generating {
+                    // A refetch that found the task not finished: odd, but look again later.
+                    let wait = self.backoff(1);
+                    self.push_timer(now + wait, job, Timer::Poll);
+                    return;
+                }
+                self.jobs[job].last_unfinished = elapsed;
+                let polls = self.jobs[job].polls;
+                let wait = self.schedule.next(&self.shapes[job], elapsed, polls, view.retry_after);
+                self.push_timer(now + wait, job, Timer::Poll);
+            }
+        }
+    }
+
+    fn on_completed(&mut self, job: usize, view: TaskView, generating: bool, elapsed: Duration, now: Instant) {
+        let Some(url) = view.video_url.clone() else {
+            // Not finished as far as we can use it: look again (the deadline bounds it).
+            self.jobs[job].refetches += 1;
+            self.jobs[job].note = Some("the task completed without a video URL".into());
+            let wait = self.backoff(self.jobs[job].refetches);
+            self.push_timer(now + wait, job, Timer::Poll);
+            return;
+        };
+        if generating {
+            let id = self.job_id(job);
+            let low = self.jobs[job].last_unfinished;
+            self.schedule.learn(&self.shapes[job], low, elapsed);
+            let held = self.jobs[job].facts.reserved;
+            let cost = view.cost.unwrap_or(held);
+            self.ledger.settle(held, cost);
+            if cost > held {
+                self.over_reservation = self.over_reservation.saturating_add(cost.saturating_sub(held));
+                tracing::warn!(job = %id, reserved = %held, billed = %cost, "the service billed above the reservation");
+            }
+            tracing::info!(job = %id, task = %view.id, cost = %cost, "completed");
+            self.record(
+                job,
+                Record::Completed {
+                    job: id,
+                    task_id: view.id.clone(),
+                    url: url.clone(),
+                    cost: cost.micro_cents(),
+                    at: time_format::now(),
+                },
+            );
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.jobs[job].downloading_since = Some(now);
+            self.saw_settlement(job, cost);
+            if let Some(cap) = self.ledger.cap()
+                && self.ledger.spent().saturating_add(self.ledger.reserved()) > cap
+            {
+                // Billed past the cap by a service that charged above its quote.
+                self.stop_submitting(StopReason::CapReached {
+                    needed: Money::ZERO,
+                    left: Money::ZERO,
+                });
+            }
+        }
+        self.jobs[job].state = JobState::Downloading {
+            task_id: view.id,
+            url: Some(url),
+        };
+        self.ready_downloads.push_back(job);
+    }
+
+    /// The task ended `failed`: not billed. Another attempt (a new key) if any are left.
+    fn on_task_failed(&mut self, job: usize, view: &TaskView) {
+        let id = self.job_id(job);
+        let message = view.error.clone().unwrap_or_else(|| "the task failed".into());
+        self.ledger.release(self.jobs[job].facts.reserved);
+        let attempt = self.jobs[job].facts.attempt;
+        tracing::info!(job = %id, task = %view.id, %message, "task failed");
+        self.record(
+            job,
+            Record::AttemptFailed {
+                job: id.clone(),
+                attempt,
+                task_id: view.id.clone(),
+                message: message.clone(),
+                at: time_format::now(),
+            },
+        );
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let attempts = self.jobs[job].facts.task_failures();
+        if attempts < self.settings.max_attempts {
+            self.jobs[job].state = JobState::Queued;
+            self.queue.push_front(job);
+        } else {
+            // `fail` counts in-flight jobs; this one has already left.
+            self.jobs[job].state = JobState::Queued;
+            let message = format!(
+                "{message} (after {attempts} attempt{})",
+                if attempts == 1 { "" } else { "s" }
+            );
+            self.fail(job, FailureKind::TaskFailed, message);
+        }
+    }
+
+    fn on_downloaded(&mut self, job: usize, result: Result<Downloaded, DownloadError>, now: Instant) {
+        if !matches!(self.jobs[job].state, JobState::Downloading { .. }) {
+            return;
+        }
+        match result {
+            Ok(d) => {
+                let id = self.job_id(job);
+                tracing::info!(job = %id, path = %d.path, bytes = d.bytes, "downloaded");
+                self.record(
+                    job,
+                    Record::Downloaded {
+                        job: id,
+                        path: d.path,
+                        bytes: d.bytes,
+                        checksum: d.checksum,
+                        at: time_format::now(),
+                    },
+                );
+                if let Some(video) = self.jobs[job].facts.video.clone() {
+                    self.jobs[job].state = JobState::Done { video };
+                }
+            }
+            Err(DownloadError::Expired(status)) => {
+                self.jobs[job].refetches += 1;
+                if self.jobs[job].refetches > MAX_REFETCHES {
+                    // Paid for: never given up. A rerun asks the task for a fresh URL.
+                    self.leave_for_rerun(job, format!("the video URL kept expiring (HTTP {status})"));
+                } else {
+                    self.push_timer(now, job, Timer::Poll);
+                }
+            }
+            Err(DownloadError::Transient(message)) => {
+                self.jobs[job].retries += 1;
+                self.jobs[job].note = Some(message.clone());
+                if self.jobs[job].retries > MAX_DOWNLOAD_RETRIES || self.download_overdue(job, now) {
+                    self.leave_for_rerun(job, message);
+                } else {
+                    let wait = self.backoff(self.jobs[job].retries);
+                    self.push_timer(now + wait, job, Timer::Download);
+                }
+            }
+            Err(DownloadError::Fatal(message)) => self.fail(job, FailureKind::Download, message),
+            Err(error @ DownloadError::Io { .. }) => {
+                let message = if error.disk_full() {
+                    format!("the disk is full: {error}")
+                } else {
+                    error.to_string()
+                };
+                self.jobs[job].note = Some(message.clone());
+                self.stop_everything(StopReason::Local(message));
+            }
+        }
+    }
+}
