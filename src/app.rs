@@ -2,7 +2,7 @@
 //! its file in `commands/`, and render what it failed with (`error`).
 
 use crate::cli::{Cli, Command};
-use crate::error::{CommandError, Exit, render_diagnostics};
+use crate::error::{CommandFailure, Exit};
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
@@ -27,33 +27,24 @@ where
         }
     };
     if let Err(e) = crate::util::logging::init(&cli) {
-        let _ = writeln!(stderr, "error: {e}");
-        return Exit::Usage;
+        return CommandFailure::new(Exit::Usage, e).render(stderr);
     }
     let quiet = cli.quiet;
-    let outcome = match cli.command {
-        Command::Plan { manifest, json } => crate::commands::plan::plan(&manifest, json, stdout),
-        Command::Validate { manifest } => crate::commands::plan::validate(&manifest, stdout),
-        Command::Sim(args) => return crate::commands::sim::run(args, stdout, stderr),
-        Command::Run(args) => return crate::commands::run::run(args, quiet, stderr),
-        Command::Status { dir, json } => return crate::commands::status::run(&dir, json, stdout, stderr),
+    let outcome: Result<Exit, CommandFailure> = match cli.command {
+        Command::Plan { manifest, json } => crate::commands::plan::plan(&manifest, json, stdout).map_err(Into::into),
+        Command::Validate { manifest } => crate::commands::plan::validate(&manifest, stdout).map_err(Into::into),
+        Command::Sim(args) => crate::commands::sim::run(args, stdout, stderr),
+        Command::Run(args) => crate::commands::run::run(args, quiet, stderr),
+        Command::Status { dir, json } => crate::commands::status::run(&dir, json, stdout),
         Command::Report { dir, rows, columns } => {
-            return crate::commands::report::run(&dir, rows.as_deref(), columns.as_deref(), stdout, stderr);
+            crate::commands::report::run(&dir, rows.as_deref(), columns.as_deref(), stdout)
         }
     };
     match outcome {
         Ok(exit) => exit,
-        Err(CommandError::Manifest(e)) => {
-            render_diagnostics(stderr, &e.diagnostics);
-            let _ = writeln!(stderr, "error: {e}; nothing was submitted");
-            Exit::Invalid
-        }
         // The reader went away (`plan --json | head`): nothing is wrong, stop quietly, as
         // ripgrep and other command-line tools do.
-        Err(CommandError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success,
-        Err(CommandError::Io(e)) => {
-            let _ = writeln!(stderr, "error: cannot write output: {e}");
-            Exit::Failure
-        }
+        Err(failure) if failure.broken_pipe => Exit::Success,
+        Err(failure) => failure.render(stderr),
     }
 }

@@ -37,6 +37,75 @@ impl Exit {
 use crate::manifest::{Diagnostic, ManifestError};
 use std::io::Write;
 
+/// A command's failure, as the one renderer prints it: `error: …`, then each `caused by: …`, then
+/// `hint: …` lines that say what to type next, and its exit code.
+#[derive(Debug)]
+pub struct CommandFailure {
+    pub exit: Exit,
+    pub message: String,
+    pub causes: Vec<String>,
+    pub hints: Vec<String>,
+    /// Manifest problems, each with its place, shown before the message.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Output went to a reader that has gone away: not worth a word.
+    pub broken_pipe: bool,
+}
+
+impl CommandFailure {
+    pub fn new(exit: Exit, message: impl std::fmt::Display) -> CommandFailure {
+        CommandFailure {
+            exit,
+            message: message.to_string(),
+            causes: Vec::new(),
+            hints: Vec::new(),
+            diagnostics: Vec::new(),
+            broken_pipe: false,
+        }
+    }
+
+    /// Adds a hint; an empty one is left out.
+    pub fn hint(mut self, hint: impl Into<String>) -> CommandFailure {
+        let hint = hint.into();
+        if !hint.is_empty() {
+            self.hints.push(hint);
+        }
+        self
+    }
+
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> CommandFailure {
+        self.causes.push(cause.to_string());
+        self
+    }
+
+    /// Writes the failure and returns its exit code.
+    pub fn render(&self, out: &mut dyn Write) -> Exit {
+        render_diagnostics(out, &self.diagnostics);
+        let _ = writeln!(out, "error: {}", self.message);
+        for cause in &self.causes {
+            let _ = writeln!(out, "  caused by: {cause}");
+        }
+        for hint in &self.hints {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
+        self.exit
+    }
+}
+
+impl From<CommandError> for CommandFailure {
+    fn from(error: CommandError) -> CommandFailure {
+        match error {
+            CommandError::Manifest(e) => CommandFailure {
+                diagnostics: e.diagnostics.clone(),
+                ..CommandFailure::new(Exit::Invalid, format!("{e}; nothing was submitted"))
+            },
+            CommandError::Io(e) => CommandFailure {
+                broken_pipe: e.kind() == std::io::ErrorKind::BrokenPipe,
+                ..CommandFailure::new(Exit::Failure, format!("cannot write output: {e}"))
+            },
+        }
+    }
+}
+
 /// What a command that reads files or writes output can fail with, besides its own exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {

@@ -2,7 +2,7 @@
 //! the journal and the manifest, with the gallery's axes as asked.
 
 use super::status::{file_ok, read_folder};
-use crate::error::Exit;
+use crate::error::{CommandFailure, Exit};
 use crate::report::RunStatus;
 use std::io::Write;
 use std::path::Path;
@@ -12,41 +12,22 @@ pub fn run(
     rows: Option<&str>,
     columns: Option<&str>,
     stdout: &mut dyn Write,
-    stderr: &mut dyn Write,
-) -> Exit {
-    let folder = match read_folder(dir, stderr) {
-        Ok(f) => f,
-        Err(exit) => return exit,
-    };
+) -> Result<Exit, CommandFailure> {
+    let folder = read_folder(dir)?;
     let Some(plan) = folder.plan.as_ref() else {
-        let _ = writeln!(
-            stderr,
-            "error: the manifest of {} cannot be read, and the report is laid out from it",
-            dir.display()
-        );
-        let _ = writeln!(
-            stderr,
-            "  hint: put the manifest back where the run read it, or as manifest.yaml in the folder"
-        );
-        return Exit::Invalid;
+        return Err(CommandFailure::new(
+            Exit::Invalid,
+            format!(
+                "the manifest of {} cannot be read, and the report is laid out from it",
+                dir.display()
+            ),
+        )
+        .hint("put the manifest back where the run read it, or as manifest.yaml in the folder"));
     };
-    let axes = match crate::report::parse_axes(plan, rows, columns) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = writeln!(stderr, "error: {e}");
-            return Exit::Usage;
-        }
-    };
-    let out = match crate::output::folder::OutDir::open(dir) {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = writeln!(
-                stderr,
-                "error: {e}\n  hint: a running run writes report.html itself when it ends"
-            );
-            return Exit::Failure;
-        }
-    };
+    let axes = crate::report::parse_axes(plan, rows, columns).map_err(|e| CommandFailure::new(Exit::Usage, e))?;
+    let out = crate::output::folder::OutDir::open(dir).map_err(|e| {
+        CommandFailure::new(Exit::Failure, e).hint("a running run writes report.html itself when it ends")
+    })?;
     let history = &folder.history;
     let jobs: Vec<crate::runner::JobRun> = plan
         .jobs
@@ -63,14 +44,7 @@ pub fn run(
                 crate::report::write_gallery(plan, &jobs, &axes, &status, w)
             })
         });
-    match written {
-        Ok(()) => {
-            let _ = writeln!(stdout, "{}", dir.join(crate::output::folder::REPORT).display());
-            Exit::Success
-        }
-        Err(e) => {
-            let _ = writeln!(stderr, "error: cannot write the report: {e}");
-            Exit::Failure
-        }
-    }
+    written.map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot write the report: {e}")))?;
+    let _ = writeln!(stdout, "{}", dir.join(crate::output::folder::REPORT).display());
+    Ok(Exit::Success)
 }

@@ -6,8 +6,7 @@ use crate::cli::RunArgs;
 use crate::client::credentials::{self, Credentials, ProcessEnv};
 use crate::client::{Pacer, RunApi};
 use crate::commands::load::load_plan;
-use crate::error::Exit;
-use crate::error::render_diagnostics;
+use crate::error::{CommandFailure, Exit};
 use crate::journal::{self, JournalWriter, Record, Replayed};
 use crate::output::folder::{JOURNAL, OutDir, RESULTS};
 use crate::plan::Plan;
@@ -30,26 +29,19 @@ const MAX_TIME_SCALE: f64 = 1e6;
 const MIN_RATE: f64 = 0.01;
 const MAX_RATE: f64 = 100_000.0;
 
-pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
+pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
     // One thread runs the whole run (the dispatcher, every HTTP exchange); file writes, hashing
     // and fsyncs go to the blocking pool. Measured on scenario 1 of BENCHMARKS.md: a third less
     // user CPU than the multi-threaded runtime, whose workers mostly woke each other.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(stderr, "error: cannot start the async runtime: {e}");
-            return Exit::Failure;
-        }
+        Err(e) => return Err(fail(format!("cannot start the async runtime: {e}"), "", Exit::Failure)),
     };
     runtime.block_on(run_async(args, quiet, stderr))
 }
 
-fn fail(stderr: &mut dyn Write, message: impl std::fmt::Display, hint: &str, exit: Exit) -> Exit {
-    let _ = writeln!(stderr, "error: {message}");
-    if !hint.is_empty() {
-        let _ = writeln!(stderr, "  hint: {hint}");
-    }
-    exit
+fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
+    CommandFailure::new(exit, message).hint(hint)
 }
 
 /// The settings a printed resume command spells out, so that following it can never run with
@@ -148,7 +140,7 @@ fn new_run_id() -> String {
     crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
-async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Exit {
+async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
     let started = Instant::now();
     let given_out = args.out.clone();
     args.out = crate::output::folder::expand_template(&args.out, std::time::SystemTime::now());
@@ -156,47 +148,43 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         .time_scale
         .unwrap_or(if args.simulate { SIMULATE_TIME_SCALE } else { 1.0 });
     if !(time_scale.is_finite() && (MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&time_scale)) {
-        return fail(
-            stderr,
+        return Err(fail(
             format!("--time-scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE}"),
             "for example --time-scale 100 (generation 100 times faster than real time)",
             Exit::Usage,
-        );
+        ));
     }
     // Flags are checked before anything starts; the recorded settings of an earlier run in the
     // same folder fill in what was not given (a resume keeps its cap, pace and target).
     if args.concurrency == Some(0) || args.max_attempts == 0 {
-        return fail(
-            stderr,
+        return Err(fail(
             "--concurrency and --max-attempts must be at least 1",
             "",
             Exit::Usage,
-        );
+        ));
     }
     if let Some(rate) = args.rate
         && !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate))
     {
-        return fail(
-            stderr,
+        return Err(fail(
             format!("--rate must be between {MIN_RATE} and {MAX_RATE} requests per second"),
             "for example --rate 2",
             Exit::Usage,
-        );
+        ));
     }
     let flag_cap = match args.max_spend {
         None => None,
         Some(usd) => match Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO) {
             Some(m) => Some(m),
             None => {
-                return fail(
-                    stderr,
+                return Err(fail(
                     format!(
                         "--max-spend must be a number of US dollars above 0 and at most {}",
                         Money::MAX_INPUT
                     ),
                     "for example --max-spend 25",
                     Exit::Usage,
-                );
+                ));
             }
         },
     };
@@ -239,7 +227,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
                 simulator = Some(handle);
                 c
             }
-            Err(e) => return fail(stderr, format!("cannot start the simulator: {e}"), "", Exit::Failure),
+            Err(e) => return Err(fail(format!("cannot start the simulator: {e}"), "", Exit::Failure)),
         }
     } else {
         match credentials::resolve(&ProcessEnv, args.api_base.as_deref()) {
@@ -250,7 +238,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
                 } else {
                     Exit::Invalid
                 };
-                return fail(stderr, &e, e.hint(), exit);
+                return Err(fail(&e, e.hint(), exit));
             }
         }
     };
@@ -265,11 +253,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
             );
             Arc::new(plan)
         }
-        Err(e) => {
-            render_diagnostics(stderr, &e.diagnostics);
-            let _ = writeln!(stderr, "error: {e}; nothing was submitted");
-            return Exit::Invalid;
-        }
+        Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
     let recorded_cap = recorded.as_ref().and_then(|r| r.0).map(Money::from_micro_cents);
     let concurrency = keep_or_replace(
@@ -300,9 +284,9 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     let out = match OutDir::open(&args.out) {
         Ok(o) => o,
         Err(e @ crate::output::folder::OutDirError::Symlink { .. }) => {
-            return fail(stderr, &e, e.hint(), Exit::Invalid);
+            return Err(fail(&e, e.hint(), Exit::Invalid));
         }
-        Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
+        Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
     };
     let journal_path = out.path(JOURNAL);
     if args.repair_journal && journal_path.exists() {
@@ -320,27 +304,26 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
                     ))
                 );
             }
-            Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
+            Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
         }
     }
     let (history, recovery) = match journal::read_replayed(&journal_path) {
         Ok(r) => r,
-        Err(e) => return fail(stderr, &e, e.hint(), Exit::Failure),
+        Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
     };
     if history.run_id.is_none() && history.jobs.is_empty() && !args.start_afresh {
         let videos = out.earlier_videos();
         if videos > 0 {
             // Nothing the tool advises may lead to a second bill: without the journal, every job
             // here would be created and paid for again.
-            return fail(
-                stderr,
+            return Err(fail(
                 format!(
                     "{} holds {videos} video(s) of an earlier run but no journal: a new run would create and pay for every job again",
                     out.root().display()
                 ),
                 "put its journal.jsonl back (a damaged one: add --repair-journal), or choose another --out; to pay again for every job here, add --start-afresh",
                 Exit::Invalid,
-            );
+            ));
         }
     }
     if recovery.torn_tail_bytes > 0 {
@@ -353,12 +336,11 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
     let writer = match JournalWriter::open(&journal_path, recovery.valid_len) {
         Ok(w) => Arc::new(w),
         Err(e) => {
-            return fail(
-                stderr,
+            return Err(fail(
                 format!("cannot open {}: {e}", journal_path.display()),
                 "",
                 Exit::Failure,
-            );
+            ));
         }
     };
     let run_id = history.run_id.clone().unwrap_or_else(new_run_id);
@@ -406,7 +388,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         args.request_timeout.max(Duration::from_millis(50)),
     ) {
         Ok(a) => Arc::new(a),
-        Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
+        Err(e) => return Err(fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure)),
     };
     let reservations = quote_reservations(&api, &plan, &history, stderr).await;
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "prices quoted");
@@ -439,7 +421,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         .build()
     {
         Ok(c) => c,
-        Err(e) => return fail(stderr, format!("cannot build the HTTP client: {e}"), "", Exit::Failure),
+        Err(e) => return Err(fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure)),
     };
     let ctx = Context {
         plan: Arc::clone(&plan),
@@ -474,7 +456,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         stderr,
     ) {
         let _ = writeln!(stderr, "cancelled: nothing was submitted");
-        return Exit::Interrupted;
+        return Ok(Exit::Interrupted);
     }
     let mut signals = listen_for_interrupts();
     let finished_before = dispatcher.jobs().iter().filter(|j| j.phase().is_terminal()).count();
@@ -546,14 +528,13 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Ex
         handle.stop().await;
     }
     if let Err(e) = journal_result {
-        return fail(
-            stderr,
+        return Err(fail(
             &e,
             "free some space or fix the folder, then rerun to resume",
             Exit::Failure,
-        );
+        ));
     }
-    exit
+    Ok(exit)
 }
 
 /// `summary.json` beside results.csv: the run's status, exit code and why it stopped, for alerts.

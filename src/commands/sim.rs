@@ -1,28 +1,26 @@
 //! `kling-batch sim`: the simulator as a standalone server, until Ctrl-C (or SIGTERM).
 
 use crate::cli::SimArgs;
-use crate::error::Exit;
+use crate::error::{CommandFailure, Exit};
 use crate::sim::{self, DEFAULT_API_KEY, SimConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 
-pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
+pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
     let mut config = match &args.faults {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => match SimConfig::from_yaml(&text) {
                 Ok(c) => c,
                 Err(e) => {
-                    let _ = writeln!(stderr, "error: {}: {e}", path.display());
-                    let _ = writeln!(
-                        stderr,
-                        "  hint: a profile takes the keys listed under `Simulator` in README.md"
-                    );
-                    return Exit::Invalid;
+                    return Err(CommandFailure::new(Exit::Invalid, format!("{}: {e}", path.display()))
+                        .hint("a profile takes the keys listed under `Simulator` in README.md"));
                 }
             },
             Err(e) => {
-                let _ = writeln!(stderr, "error: cannot read {}: {e}", path.display());
-                return Exit::Invalid;
+                return Err(CommandFailure::new(
+                    Exit::Invalid,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
             }
         },
         None => SimConfig {
@@ -42,12 +40,11 @@ pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exi
         "the default"
     };
     if let Some(x) = args.time_scale {
-        if !(x.is_finite() && x >= 0.0) {
-            let _ = writeln!(
-                stderr,
-                "error: --time-scale must be a number of 0 or more (0 stops the clock)"
-            );
-            return Exit::Usage;
+        if !(x.is_finite() && (0.0..=1e6).contains(&x)) {
+            return Err(CommandFailure::new(
+                Exit::Usage,
+                "--time-scale must be a number from 0 to 1000000 (0 stops the clock)",
+            ));
         }
         config.time_scale = x;
     }
@@ -59,8 +56,10 @@ pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exi
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(stderr, "error: cannot start the async runtime: {e}");
-            return Exit::Failure;
+            return Err(CommandFailure::new(
+                Exit::Failure,
+                format!("cannot start the async runtime: {e}"),
+            ));
         }
     };
     runtime.block_on(async {
@@ -69,9 +68,10 @@ pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exi
         let handle = match sim::server_start_on(config.clone(), api, Some(files)).await {
             Ok(h) => h,
             Err(e) => {
-                let _ = writeln!(stderr, "error: cannot listen on {api}: {e}");
-                let _ = writeln!(stderr, "  hint: choose another --port, or --port 0 for a free one");
-                return Exit::Failure;
+                return Err(
+                    CommandFailure::new(Exit::Failure, format!("cannot listen on {api}: {e}"))
+                        .hint("choose another --port, or --port 0 for a free one"),
+                );
             }
         };
         let _ = writeln!(stdout, "{}", handle.base_url());
@@ -91,7 +91,7 @@ pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exi
         wait_for_stop().await;
         handle.stop().await;
         let _ = writeln!(stderr, "simulator stopped");
-        Exit::Success
+        Ok(Exit::Success)
     })
 }
 

@@ -1,7 +1,7 @@
 //! `kling-batch status DIR`: what a run folder holds, from its journal and the manifest it names,
 //! without touching the network or writing anything.
 
-use crate::error::Exit;
+use crate::error::{CommandFailure, Exit};
 use crate::journal;
 use crate::output::folder::JOURNAL;
 use crate::report::RunStatus;
@@ -14,24 +14,20 @@ pub(super) struct Folder {
     pub(super) plan: Option<crate::plan::Plan>,
 }
 
-pub(super) fn read_folder(dir: &Path, stderr: &mut dyn Write) -> Result<Folder, Exit> {
+pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
     let journal_path = dir.join(JOURNAL);
     if !journal_path.is_file() {
-        let _ = writeln!(
-            stderr,
-            "error: {} is not a kling-batch output folder (it has no {JOURNAL})",
-            dir.display()
-        );
-        let _ = writeln!(stderr, "  hint: give the folder a run wrote to with --out");
-        return Err(Exit::Invalid);
+        return Err(CommandFailure::new(
+            Exit::Invalid,
+            format!(
+                "{} is not a kling-batch output folder (it has no {JOURNAL})",
+                dir.display()
+            ),
+        )
+        .hint("give the folder a run wrote to with --out"));
     }
-    let (history, recovery) = match journal::read_replayed(&journal_path) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(stderr, "error: {e}\n  hint: {}", e.hint());
-            return Err(Exit::Failure);
-        }
-    };
+    let (history, recovery) =
+        journal::read_replayed(&journal_path).map_err(|e| CommandFailure::new(Exit::Failure, &e).hint(e.hint()))?;
     // The manifest as the run was given it, else the copy in the folder.
     let candidates: Vec<PathBuf> = history
         .manifest
@@ -55,11 +51,8 @@ pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) 
     recorded.is_some_and(|v| crate::output::download::present(dir, &v.path, v.bytes))
 }
 
-pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
-    let folder = match read_folder(dir, stderr) {
-        Ok(f) => f,
-        Err(exit) => return exit,
-    };
+pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write) -> Result<Exit, CommandFailure> {
+    let folder = read_folder(dir)?;
     let (history, plan) = (&folder.history, folder.plan.as_ref());
     let status = RunStatus::of_journal(history, plan, &|id| file_ok(dir, history, id));
     if json {
@@ -105,5 +98,5 @@ pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Writ
             let _ = writeln!(stdout, "resume with: {command}");
         }
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
