@@ -7,6 +7,7 @@ mod dispatcher;
 mod executor;
 mod job;
 mod schedule;
+pub mod signals;
 
 pub use dispatcher::{Dispatcher, Settings, idempotency_key};
 pub use executor::{Context, execute};

@@ -412,3 +412,79 @@ async fn two_runs_cannot_share_an_output_folder() {
     first.start_kill().unwrap();
     first.wait().await.unwrap();
 }
+
+/// The executor in-process, as a library user (or a test) drives it: a simulator, a journal in a
+/// temporary folder, and a signal source that never signals. What the journal replays to is what
+/// the dispatcher ended with, and the money invariants hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executor_runs_in_process_with_a_silent_signal_source() {
+    use kling_batch::client::credentials::{ApiKey, Credentials};
+    use kling_batch::client::{Pacer, RunApi};
+    use kling_batch::runner::{Context, Dispatcher, Settings, execute, signals};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let env = TestEnv::new(|c| c.faults.drop_after_create_rate = 0.3, TWELVE_JOBS).await;
+    let manifest = kling_batch::manifest::load(&env.manifest).unwrap();
+    let plan = Arc::new(kling_batch::plan::expand(&manifest).unwrap());
+    std::fs::create_dir_all(env.out.join("videos")).unwrap();
+    let journal_path = env.out.join("journal.jsonl");
+    let journal = Arc::new(kling_batch::journal::JournalWriter::open(&journal_path, 0).unwrap());
+    let credentials = Credentials {
+        api_key: ApiKey::new(env.sim.api_key()),
+        base_url: env.sim.base_url().to_string(),
+    };
+    let api = Arc::new(RunApi::new(credentials, Arc::new(Pacer::new(400.0)), Duration::from_secs(5)).unwrap());
+    let reservations = plan.jobs.iter().map(|j| j.estimate.cost).collect();
+    let settings = Settings {
+        run_id: "0123456789ab".into(),
+        concurrency: 4,
+        max_attempts: 3,
+        cap: None,
+        task_deadline: Duration::from_secs(60),
+        time_scale: 1000.0,
+        downloads_at_once: 4,
+        seed: 7,
+    };
+    let mut dispatcher = Dispatcher::new(
+        Arc::clone(&plan),
+        reservations,
+        &kling_batch::journal::Replayed::default(),
+        &vec![false; plan.jobs.len()],
+        settings,
+        tokio::time::Instant::now(),
+    );
+    let ctx = Context {
+        plan: Arc::clone(&plan),
+        api,
+        downloads: reqwest::Client::new(),
+        journal: Arc::clone(&journal),
+        videos: env.out.join("videos"),
+        max_video_bytes: 1 << 30,
+        stall: Default::default(),
+        grace: Duration::from_secs(5),
+        max_runtime: None,
+        refresh: Duration::from_secs(60),
+    };
+    execute(&mut dispatcher, &ctx, &mut signals::none(), |_| {}).await;
+    drop(ctx);
+    Arc::try_unwrap(journal).unwrap().finish().unwrap();
+    assert!(
+        dispatcher
+            .jobs()
+            .iter()
+            .all(|j| j.phase() == kling_batch::runner::JobPhase::Done)
+    );
+    let (replayed, _) = kling_batch::journal::read_replayed(&journal_path).unwrap();
+    for (spec, job) in plan.jobs.iter().zip(dispatcher.jobs()) {
+        assert_eq!(replayed.jobs[spec.id.as_str()], job.facts, "{}", spec.id);
+    }
+    let stats = env.sim.stats();
+    assert_eq!(replayed.spent, stats.billed(), "the journal's spend is the bill");
+    for (job, billed) in &stats.counters.billed_per_client_request_id {
+        assert!(*billed <= 1, "{job} was billed {billed} times");
+    }
+    assert!(
+        stats.counters.replays > 0,
+        "dropped creates were re-sent with their keys"
+    );
+}

@@ -2,20 +2,21 @@
 //! the executor; at the end results.csv, the summary and the exit code. Everything a rerun needs
 //! is in the output folder, so running the same command again resumes.
 
+use super::finish::{confirm, copy_manifest, exit_code, snapshot, verify_files, write_summary_json};
+use super::quotes::quote_reservations;
+use super::resume::{ResumeSettings, keep_or_replace, resume_command};
 use crate::cli::RunArgs;
 use crate::client::credentials::{self, Credentials, ProcessEnv};
 use crate::client::{Pacer, RunApi};
 use crate::commands::load::load_plan;
 use crate::error::{CommandFailure, Exit};
-use crate::journal::{self, JournalWriter, Record, Replayed};
+use crate::journal::{self, JournalWriter, Record};
 use crate::output::folder::{JOURNAL, OutDir, RESULTS};
-use crate::plan::Plan;
 use crate::report::{RunSummary, render_summary, write_results_csv};
-use crate::runner::{Context, Dispatcher, JobPhase, Settings, StopReason, execute};
+use crate::runner::{Context, Dispatcher, JobPhase, Settings, execute};
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::util::money::Money;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,97 +43,6 @@ pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, C
 
 fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
     CommandFailure::new(exit, message).hint(hint)
-}
-
-/// The settings a printed resume command spells out, so that following it can never run with
-/// another cap, pace or target than the run it resumes.
-struct ResumeSettings {
-    cap: Option<Money>,
-    rate: f64,
-    concurrency: u32,
-    api_base: Option<String>,
-    simulate: bool,
-}
-
-/// A flag given again replaces the recorded value (and the run says so); otherwise the recorded
-/// one is kept; a folder without one takes the manifest's `limits:`.
-fn keep_or_replace<T: PartialEq + std::fmt::Display + Copy>(
-    flag: &str,
-    given: Option<T>,
-    recorded: Option<T>,
-    manifest: Option<T>,
-    stderr: &mut dyn Write,
-) -> Option<T> {
-    match (given, recorded) {
-        (Some(g), Some(r)) if g != r => {
-            let _ = writeln!(stderr, "note: {flag} {g} replaces the {r} this folder's run recorded");
-            Some(g)
-        }
-        (Some(g), _) => Some(g),
-        (None, Some(r)) => {
-            if let Some(m) = manifest.filter(|m| *m != r) {
-                let _ = writeln!(
-                    stderr,
-                    "note: keeping this folder's recorded {flag} {r} (the manifest's limits say {m}); give {flag} to change it"
-                );
-            }
-            Some(r)
-        }
-        (None, None) => manifest,
-    }
-}
-
-/// The command line that resumes this run, quoted for a POSIX shell, with a templated `--out`
-/// replaced by the folder it named this time, and every setting that matters spelled out.
-fn resume_command(given_out: &std::path::Path, out: &std::path::Path, settings: &ResumeSettings) -> String {
-    let quote = |a: String| {
-        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', "'\\''"))
-        }
-    };
-    let given = given_out.to_string_lossy().into_owned();
-    let resolved = out.to_string_lossy().into_owned();
-    let mut words = vec!["kling-batch".to_string()];
-    words.extend(
-        std::env::args()
-            .skip(1)
-            .map(|a| {
-                if a == given {
-                    resolved.clone()
-                } else if let Some(v) = a.strip_prefix("--out=").filter(|v| *v == given) {
-                    format!("--out={v}").replace(&given, &resolved)
-                } else {
-                    a
-                }
-            })
-            .map(quote),
-    );
-    let given = |flag: &str| {
-        words
-            .iter()
-            .any(|w| w == flag || w.starts_with(&format!("{flag}=")) || w.starts_with(&format!("'{flag}=")))
-    };
-    let mut extra: Vec<String> = Vec::new();
-    if settings.simulate {
-        if !given("--simulate") {
-            extra.push("--simulate".into());
-        }
-    } else if let Some(base) = settings.api_base.as_ref().filter(|_| !given("--api-base")) {
-        extra.extend(["--api-base".to_string(), quote(base.clone())]);
-    }
-    if let Some(cap) = settings.cap.filter(|_| !given("--max-spend")) {
-        extra.extend(["--max-spend".to_string(), format!("{:.2}", cap.usd())]);
-    }
-    if !given("--rate") {
-        extra.extend(["--rate".to_string(), settings.rate.to_string()]);
-    }
-    if !given("--concurrency") {
-        extra.extend(["--concurrency".to_string(), settings.concurrency.to_string()]);
-    }
-    words.extend(extra);
-    words.join(" ")
 }
 
 fn new_run_id() -> String {
@@ -458,7 +368,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         let _ = writeln!(stderr, "cancelled: nothing was submitted");
         return Ok(Exit::Interrupted);
     }
-    let mut signals = listen_for_interrupts();
+    let mut signals = crate::runner::signals::listen();
     let finished_before = dispatcher.jobs().iter().filter(|j| j.phase().is_terminal()).count();
     let mut progress = crate::report::Progress::new(plan.jobs.len(), finished_before, quiet);
     // results.csv is rewritten while the run goes, when something changed, and never more than
@@ -535,210 +445,4 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         ));
     }
     Ok(exit)
-}
-
-/// `summary.json` beside results.csv: the run's status, exit code and why it stopped, for alerts.
-fn write_summary_json(
-    out: &OutDir,
-    plan: &Plan,
-    d: &Dispatcher,
-    removed: usize,
-    exit: Exit,
-    elapsed: Duration,
-    stderr: &mut dyn Write,
-) {
-    let ledger = d.ledger();
-    let status =
-        crate::report::RunStatus::of_run(plan, d.jobs(), ledger.spent(), ledger.reserved(), ledger.cap(), removed);
-    let mut value = serde_json::to_value(&status).unwrap_or_default();
-    value["exit_code"] = exit.code().into();
-    value["stop_reason"] = d.stop_reason().map(stop_name).into();
-    value["wall_seconds"] = elapsed.as_secs_f64().into();
-    value["finished_at"] = crate::util::time_format::now().into();
-    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
-    if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
-        let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
-    }
-}
-
-fn stop_name(stop: &StopReason) -> &'static str {
-    match stop {
-        StopReason::Auth(_) => "auth",
-        StopReason::Local(_) => "local_error",
-        StopReason::Interrupted => "interrupted",
-        StopReason::Credits(_) => "credits",
-        StopReason::CapReached { .. } => "spend_cap",
-        StopReason::MaxRuntime => "max_runtime",
-    }
-}
-
-/// On a terminal, asks before spending more than `--confirm-above`; off a terminal (cron, CI,
-/// pipes) never asks: the spend cap is the guard there.
-fn confirm(args: &RunArgs, estimate: Money, jobs: usize, stderr: &mut dyn Write) -> bool {
-    use std::io::IsTerminal;
-    let threshold = Money::from_usd_f64(args.confirm_above).unwrap_or(Money::ZERO);
-    if args.yes
-        || args.simulate
-        || estimate <= threshold
-        || !std::io::stdin().is_terminal()
-        || !std::io::stderr().is_terminal()
-    {
-        return true;
-    }
-    let _ = write!(
-        stderr,
-        "{jobs} job(s) to submit, estimated {estimate}. Go ahead? [y/N] "
-    );
-    let _ = stderr.flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).is_ok()
-        && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-}
-
-/// Where the run stands, for the progress display.
-fn snapshot(d: &Dispatcher) -> crate::report::Snapshot {
-    let mut s = crate::report::Snapshot {
-        total: d.jobs().len(),
-        spent: d.ledger().spent(),
-        cap: d.ledger().cap(),
-        ..Default::default()
-    };
-    for job in d.jobs() {
-        match job.phase() {
-            JobPhase::Done => s.done += 1,
-            JobPhase::Failed => s.failed += 1,
-            JobPhase::Queued => s.queued += 1,
-            JobPhase::Submitting => s.submitting += 1,
-            JobPhase::Generating => s.generating += 1,
-            JobPhase::Downloading => s.downloading += 1,
-            JobPhase::TimedOut | JobPhase::Unresolved => {}
-        }
-    }
-    s
-}
-
-fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun]) -> Exit {
-    match stop {
-        Some(StopReason::Auth(_)) => return Exit::Auth,
-        Some(StopReason::Local(_)) => return Exit::Failure,
-        Some(StopReason::Interrupted) => return Exit::Interrupted,
-        Some(StopReason::Credits(_)) => return Exit::Credits,
-        Some(StopReason::CapReached { .. }) => return Exit::SpendCap,
-        Some(StopReason::MaxRuntime) | None => {}
-    }
-    if jobs.iter().any(|j| !j.phase().is_terminal()) {
-        Exit::TimedOut
-    } else if jobs.iter().any(|j| j.phase() == JobPhase::Failed) {
-        Exit::JobsFailed
-    } else {
-        Exit::Success
-    }
-}
-
-/// Ctrl-C (and SIGTERM) presses, counted: the first stops submitting, the second abandons the
-/// work in flight, the third exits at once.
-fn listen_for_interrupts() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut presses = 0u8;
-        #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let got = match term.as_mut() {
-                Some(t) => tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() },
-                None => tokio::signal::ctrl_c().await.is_ok(),
-            };
-            #[cfg(not(unix))]
-            let got = tokio::signal::ctrl_c().await.is_ok();
-            if !got {
-                return;
-            }
-            presses = presses.saturating_add(1);
-            match presses {
-                1 => crate::report::print_line(
-                    "interrupted: no new submissions; finishing what is in flight (Ctrl-C again to stop now)",
-                ),
-                2 => crate::report::print_line(
-                    "stopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)",
-                ),
-                _ => std::process::exit(i32::from(Exit::Interrupted.code())),
-            }
-            if sender.send(presses).is_err() {
-                return;
-            }
-        }
-    });
-    receiver
-}
-
-fn copy_manifest(out: &OutDir, manifest: &std::path::Path, stderr: &mut dyn Write) {
-    let ext = manifest.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
-    match std::fs::read(manifest) {
-        Ok(bytes) => {
-            if let Err(e) = out.write_atomic(&format!("manifest.{ext}"), &bytes) {
-                let _ = writeln!(stderr, "warning: cannot copy the manifest into the output folder: {e}");
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(stderr, "warning: cannot copy the manifest: {e}");
-        }
-    }
-}
-
-/// Whether each downloaded job's file is on disk at its recorded size (see `download::present`).
-fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
-    plan.jobs
-        .iter()
-        .map(|job| {
-            history
-                .jobs
-                .get(job.id.as_str())
-                .and_then(|h| h.video.as_ref())
-                .is_some_and(|v| crate::output::download::present(out.root(), &v.path, v.bytes))
-        })
-        .collect()
-}
-
-/// What each job reserves: the service's quote for its priced shape (asked once per shape, and
-/// only for jobs that may still be submitted), or the built-in estimate when there is no quote.
-async fn quote_reservations(api: &RunApi, plan: &Plan, history: &Replayed, stderr: &mut dyn Write) -> Vec<Money> {
-    let mut per_second: HashMap<crate::kling::pricing::PricedShape, Option<f64>> = HashMap::new();
-    let mut warned = false;
-    let to_submit = |id: &str| {
-        history
-            .jobs
-            .get(id)
-            .is_none_or(|h| h.resume(false) == journal::Resume::Submit)
-    };
-    for job in plan.jobs.iter().filter(|j| to_submit(j.id.as_str())) {
-        if per_second.contains_key(&*job.priced) {
-            continue;
-        }
-        let quoted = match api.quote(job.endpoint, &job.request.fields()).await {
-            Ok(total) => Some(total.micro_cents() as f64 / f64::from(job.estimate.seconds.max(1))),
-            Err(e) => {
-                if !warned {
-                    let _ = writeln!(
-                        stderr,
-                        "warning: price quotes are unavailable ({e}); reserving from the built-in price table"
-                    );
-                    warned = true;
-                }
-                None
-            }
-        };
-        per_second.insert((*job.priced).clone(), quoted);
-    }
-    // A quote is never trusted below the built-in price: a service that quotes a cent would
-    // otherwise make the cap meaningless (the dispatcher also raises it to the most it settled).
-    plan.jobs
-        .iter()
-        .map(|job| match per_second.get(&*job.priced).copied().flatten() {
-            Some(rate) => {
-                Money::from_micro_cents((rate * f64::from(job.estimate.seconds)).ceil() as u64).max(job.estimate.cost)
-            }
-            None => job.estimate.cost,
-        })
-        .collect()
 }

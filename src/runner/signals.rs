@@ -1,0 +1,48 @@
+//! Ctrl-C escalation (and SIGTERM): the first press stops submitting, the second abandons the
+//! work in flight, the third exits at once. The run reads presses from a channel, so a test can
+//! hand it `none()`, a source that never signals.
+
+use crate::error::Exit;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Ctrl-C (and SIGTERM) presses, counted: the first stops submitting, the second abandons the
+/// work in flight, the third exits at once.
+pub fn listen() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut presses = 0u8;
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let got = match term.as_mut() {
+                Some(t) => tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            #[cfg(not(unix))]
+            let got = tokio::signal::ctrl_c().await.is_ok();
+            if !got {
+                return;
+            }
+            presses = presses.saturating_add(1);
+            match presses {
+                1 => crate::report::print_line(
+                    "interrupted: no new submissions; finishing what is in flight (Ctrl-C again to stop now)",
+                ),
+                2 => crate::report::print_line(
+                    "stopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)",
+                ),
+                _ => std::process::exit(i32::from(Exit::Interrupted.code())),
+            }
+            if sender.send(presses).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// A source that never signals (its sender is gone): for runs driven by tests.
+pub fn none() -> UnboundedReceiver<u8> {
+    tokio::sync::mpsc::unbounded_channel().1
+}
