@@ -5,7 +5,7 @@ use super::error::{ApiError, Class, parse_retry_after};
 use super::pacer::Pacer;
 use crate::client::credentials::{ApiKey, Credentials};
 use crate::kling::Endpoint;
-use crate::plan::RequestBody;
+use crate::kling::request::RequestBody;
 use crate::util::money::Money;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;

@@ -77,25 +77,9 @@ impl ApiError {
 
     /// A transport failure from reqwest, with any URL (and so any signed query) left out.
     pub fn transport(error: reqwest::Error) -> ApiError {
-        let error = error.without_url();
-        let mut message = if error.is_timeout() {
-            "timed out".to_string()
-        } else if error.is_connect() {
-            "could not connect".to_string()
-        } else {
-            error.to_string()
-        };
-        // The innermost cause says what happened ("connection reset by peer", …).
-        let mut source = std::error::Error::source(&error);
-        let mut innermost = None;
-        while let Some(s) = source {
-            innermost = Some(s.to_string());
-            source = s.source();
+        ApiError::Transport {
+            message: crate::util::net::describe(error),
         }
-        if let Some(cause) = innermost.filter(|c| !message.contains(c.as_str())) {
-            message = format!("{message}: {cause}");
-        }
-        ApiError::Transport { message }
     }
 }
 

@@ -141,7 +141,7 @@ impl JobFacts {
                 h.video = Some(StoredVideo {
                     path: path.clone(),
                     bytes: *bytes,
-                    checksum: crate::output::download::normalize_checksum(checksum),
+                    checksum: normalize_checksum(checksum),
                 });
                 h.phase = Some(Phase::Downloaded);
             }
@@ -206,5 +206,14 @@ impl JobFacts {
     /// Attempts whose task ended `failed`.
     pub fn task_failures(&self) -> u32 {
         self.failed_attempts.len() as u32
+    }
+}
+
+/// A checksum as recorded by any version: journals from before BLAKE3 hold bare SHA-256 hex.
+fn normalize_checksum(recorded: &str) -> String {
+    if recorded.contains(':') {
+        recorded.to_string()
+    } else {
+        format!("sha256:{recorded}")
     }
 }

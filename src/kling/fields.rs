@@ -74,3 +74,9 @@ pub const FIELDS: &[FieldSpec] = &[
 pub fn field(name: &str) -> Option<&'static FieldSpec> {
     FIELDS.iter().find(|f| f.name == name)
 }
+
+/// Whether `name` is a request field or the endpoint (the one key that picks the action): what a
+/// manifest may set per job, and what a gallery may lay out as an axis.
+pub fn is_request_key(name: &str) -> bool {
+    name == "endpoint" || field(name).is_some()
+}

@@ -11,9 +11,10 @@ mod fields;
 pub(crate) mod models;
 mod o1;
 pub mod pricing;
+pub mod request;
 mod validate;
 
 pub use endpoint::{Endpoint, UnknownEndpoint};
-pub use fields::{FIELDS, FieldSpec, FieldType, field};
+pub use fields::{FIELDS, FieldSpec, FieldType, field, is_request_key};
 pub use models::{Constraint, MODEL_NAMES, ModelSpec, model_spec, models_for};
 pub use validate::{Strictness, Violation, ViolationKind, accepts, is_present, validate};

@@ -3,7 +3,7 @@
 
 use super::diagnostic::{Origin, Problem};
 use super::suggest::did_you_mean;
-use crate::kling::{Endpoint, FIELDS, field};
+use crate::kling::{Endpoint, FIELDS};
 use serde_json::Value;
 
 /// Keys a prompt entry, `defaults:` or a matrix may use besides request fields.
@@ -16,9 +16,7 @@ pub fn request_field_names() -> impl Iterator<Item = &'static str> {
     FIELDS.iter().map(|f| f.name).chain(std::iter::once(ENDPOINT_KEY))
 }
 
-pub fn is_request_key(name: &str) -> bool {
-    name == ENDPOINT_KEY || field(name).is_some()
-}
+pub use crate::kling::is_request_key;
 
 /// A problem for an unknown key ("`{key}` is not {what}"), with a did-you-mean over `candidates`.
 pub fn unknown_key<'a>(
@@ -56,7 +54,7 @@ pub fn check_id(id: &str, origin: &Origin) -> Result<(), Problem> {
     if ok_chars && ok_start && id.len() <= MAX_ID_LEN {
         return Ok(());
     }
-    let suggestion = crate::plan::slug(id, MAX_ID_LEN);
+    let suggestion = crate::util::slug::slug(id, MAX_ID_LEN);
     let problem = Problem::new(
         origin.clone(),
         format!("id `{}` is not usable as a file name", id.escape_debug()),

@@ -77,15 +77,6 @@ pub fn checksum(hasher: &blake3::Hasher) -> String {
     format!("blake3:{}", hex(hasher.finalize().as_bytes()))
 }
 
-/// A checksum as recorded by any version: journals from before BLAKE3 hold bare SHA-256 hex.
-pub fn normalize_checksum(recorded: &str) -> String {
-    if recorded.contains(':') {
-        recorded.to_string()
-    } else {
-        format!("sha256:{recorded}")
-    }
-}
-
 /// Whether the file recorded for a job is still on disk at its recorded size. This is what a
 /// resume checks: files are fsynced before they are renamed into place, so a recorded file is
 /// whole unless someone cut or removed it, and re-reading every video (gigabytes, for a real
@@ -151,7 +142,7 @@ fn partial_length(part: &Path) -> Result<u64, DownloadError> {
 }
 
 fn transport(e: reqwest::Error) -> String {
-    crate::client::ApiError::transport(e).message()
+    crate::util::net::describe(e)
 }
 
 /// Downloads `url` for `job_id` into `videos`, at most `max_bytes`. A file is accepted only when

@@ -2,8 +2,10 @@
 
 use crate::kling::Endpoint;
 use crate::kling::pricing::{Estimate, PricedShape};
+pub use crate::kling::request::{RequestBody, canonical_json};
+pub use crate::util::slug::slug;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,40 +78,6 @@ impl JobSpec {
     }
 }
 
-/// A create request's JSON body as canonical text (object keys sorted at every level): the bytes
-/// sent, and the bytes hashed into the job id. About a tenth of the memory of a `Map`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestBody(Box<str>);
-
-impl RequestBody {
-    pub fn new(request: &Map<String, Value>) -> RequestBody {
-        let mut out = Vec::with_capacity(256);
-        write_canonical_map(request, &mut out);
-        // serde_json writes valid UTF-8 for any `Value`.
-        RequestBody(String::from_utf8(out).unwrap_or_default().into_boxed_str())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// One field of the body, parsed from the text.
-    pub fn get(&self, name: &str) -> Option<Value> {
-        self.fields().remove(name)
-    }
-
-    /// The body as a map, parsed again from the text.
-    pub fn fields(&self) -> Map<String, Value> {
-        serde_json::from_str(&self.0).unwrap_or_default()
-    }
-}
-
-impl Serialize for RequestBody {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.fields().serialize(serializer)
-    }
-}
-
 /// The swept parameters of one job, sorted by name. Shared: the jobs of a matrix combination
 /// mostly have equal parameters, and the planner keeps one copy of each.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,51 +126,6 @@ impl Serialize for Params {
     }
 }
 
-/// JSON with object keys sorted at every level: the same value always gives the same text,
-/// whatever map order a dependency's features select.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = Vec::new();
-    write_canonical(value, &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => write_canonical_map(map, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(b']');
-        }
-        // Writing into a Vec cannot fail.
-        other => {
-            let _ = serde_json::to_writer(&mut *out, other);
-        }
-    }
-}
-
-fn write_canonical_map(map: &Map<String, Value>, out: &mut Vec<u8>) {
-    let mut sorted: Vec<(&String, &Value)> = map.iter().collect();
-    if !sorted.is_sorted_by(|a, b| a.0 <= b.0) {
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    }
-    out.push(b'{');
-    for (i, (k, v)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let _ = serde_json::to_writer(&mut *out, k);
-        out.push(b':');
-        write_canonical(v, out);
-    }
-    out.push(b'}');
-}
-
 /// The SHA-256 of the endpoint and the canonical request body: its first 8 bytes as 16 hex digits
 /// name the job, and as a number they find duplicates.
 pub fn request_digest(endpoint: Endpoint, body: &RequestBody) -> [u8; 8] {
@@ -219,44 +142,10 @@ pub fn request_digest(endpoint: Endpoint, body: &RequestBody) -> [u8; 8] {
     first
 }
 
-/// A readable, filesystem-safe fragment of `text`: lowercase ASCII words joined by `-`, cut at a
-/// word boundary to at most `max` characters. Empty when the text has no ASCII letters or digits.
-pub fn slug(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for word in text
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-    {
-        let extra = if out.is_empty() { word.len() } else { word.len() + 1 };
-        if out.len() + extra > max {
-            if out.is_empty() {
-                out.push_str(&word[..max]);
-            }
-            break;
-        }
-        if !out.is_empty() {
-            out.push('-');
-        }
-        out.push_str(&word);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slugs_are_short_safe_words() {
-        assert_eq!(
-            slug("A drone shot pulling back from a mountain lake", 32),
-            "a-drone-shot-pulling-back-from-a"
-        );
-        assert_eq!(slug("../../etc/passwd\0", 32), "etc-passwd");
-        assert_eq!(slug("🌊🌊", 32), "");
-        assert_eq!(slug("supercalifragilisticexpialidocious", 10), "supercalif");
-    }
+    use serde_json::Map;
 
     #[test]
     fn the_request_digest_is_the_hash_of_the_canonical_endpoint_and_body() {

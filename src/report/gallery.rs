@@ -23,7 +23,7 @@ impl Axes {
             .jobs
             .iter()
             .flat_map(|j| j.params.keys())
-            .filter(|k| !is_request_key(k))
+            .filter(|k| !crate::kling::is_request_key(k))
             .map(str::to_string)
             .collect();
         let mut rows = vec!["prompt".to_string()];
@@ -35,10 +35,6 @@ impl Axes {
         let columns = plan.swept.iter().filter(|s| !rows.contains(s)).cloned().collect();
         Axes { rows, columns }
     }
-}
-
-fn is_request_key(name: &str) -> bool {
-    name == "endpoint" || crate::kling::field(name).is_some()
 }
 
 fn value_of(job: &JobSpec, axis: &str) -> String {

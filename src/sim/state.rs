@@ -6,7 +6,7 @@ use super::config::{Faults, GenerationTime, RetryAfterForm, SimConfig};
 use super::stats::Counters;
 use crate::kling::Endpoint;
 use crate::kling::pricing::PriceTable;
-use crate::plan::canonical_json;
+use crate::kling::request::canonical_json;
 use crate::util::hex::hex;
 use crate::util::money::Money;
 use crate::util::rng::Rng;

@@ -6,5 +6,7 @@ pub mod crash;
 pub mod hex;
 pub mod logging;
 pub mod money;
+pub mod net;
 pub mod rng;
+pub mod slug;
 pub mod time_format;
