@@ -26,6 +26,18 @@ pub struct Loaded {
     pub problems: Vec<Diagnostic>,
 }
 
+/// Checks a YAML manifest given as text (see `parse_yaml`); any problem is an error.
+pub fn from_yaml(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+    let loaded = parse_yaml(text.to_string(), path)?;
+    if loaded.problems.is_empty() {
+        Ok(loaded.manifest)
+    } else {
+        Err(ManifestError {
+            diagnostics: loaded.problems,
+        })
+    }
+}
+
 /// Reads and checks the manifest at `path`; any problem is an error.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
     let loaded = read(path)?;
@@ -61,6 +73,13 @@ fn load_yaml(path: &Path) -> Result<Loaded, ManifestError> {
     let text = read_capped(path).map_err(|p| ManifestError {
         diagnostics: Sources::default().resolve(vec![p]),
     })?;
+    parse_yaml(text, path)
+}
+
+/// Checks a YAML manifest given as text; `path` names it in messages, and files it names
+/// (`prompts_csv:`) are read relative to its folder. Tests, benches and the fuzzer read
+/// manifests this way, without a file.
+pub fn parse_yaml(text: String, path: &Path) -> Result<Loaded, ManifestError> {
     // The parser underneath takes time quadratic in nesting depth before its own limit answers
     // (40,000 levels: seconds): a linear scan stops a deep file first, with the place.
     if let Some((line, column)) = flow_nesting_past(&text, MAX_NESTING) {

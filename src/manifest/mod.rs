@@ -13,7 +13,7 @@ mod yaml;
 
 pub use csv_rows::META_PREFIX;
 pub use diagnostic::{Diagnostic, Origin, Place, Problem};
-pub use load::{Loaded, MAX_MANIFEST_BYTES, ManifestError, load, read};
+pub use load::{Loaded, MAX_MANIFEST_BYTES, ManifestError, from_yaml, load, parse_yaml, read};
 pub use spec::{FieldMap, Limits, Manifest, ManifestKind, Matrix, MatrixEntry, OnUnsupported, PromptEntry, Sourced};
 pub use suggest::did_you_mean;
 pub use yaml::endpoints_of;

@@ -6,15 +6,9 @@ use crate::journal::replay;
 use crate::runner::job::{Event, JobPhase};
 
 fn plan(jobs: usize) -> Arc<Plan> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
     let prompts: Vec<String> = (0..jobs).map(|i| format!("\"prompt number {i}\"")).collect();
-    std::fs::write(
-        &path,
-        format!("defaults: {{ model: kling-3.0 }}\nprompts: [{}]\n", prompts.join(", ")),
-    )
-    .unwrap();
-    let manifest = crate::manifest::load(&path).unwrap();
+    let text = format!("defaults: {{ model: kling-3.0 }}\nprompts: [{}]\n", prompts.join(", "));
+    let manifest = crate::manifest::from_yaml(&text, std::path::Path::new("m.yaml")).unwrap();
     Arc::new(crate::plan::expand(&manifest).unwrap())
 }
 

@@ -3,6 +3,13 @@
 use assert_cmd::Command;
 use std::path::PathBuf;
 
+/// A manifest's plan from YAML text, without a file; the problems as one text if refused.
+pub fn plan_from_yaml(text: &str) -> Result<kling_batch::plan::Plan, String> {
+    let manifest = kling_batch::manifest::from_yaml(text, std::path::Path::new("manifest.yaml"))
+        .map_err(|e| format!("{:#?}", e.diagnostics))?;
+    kling_batch::plan::expand(&manifest).map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

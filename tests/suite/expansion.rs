@@ -10,11 +10,7 @@ fn plan_yaml(text: &str) -> Plan {
 }
 
 fn try_plan(text: &str) -> Result<Plan, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
-    std::fs::write(&path, text).unwrap();
-    let manifest = manifest::load(&path).map_err(|e| format!("{:#?}", e.diagnostics))?;
-    plan::expand(&manifest).map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    crate::common::plan_from_yaml(text)
 }
 
 fn combos(plan: &Plan, keys: &[&str]) -> Vec<Vec<String>> {
@@ -201,11 +197,8 @@ pricing:
 /// notes) and the problems (and their order) are the same as on one thread in one piece.
 #[test]
 fn the_plan_does_not_depend_on_threads_or_slices() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
     let expand = |text: &str, threads: usize, chunk: usize| {
-        std::fs::write(&path, text).unwrap();
-        let manifest = manifest::load(&path).unwrap();
+        let manifest = manifest::from_yaml(text, std::path::Path::new("m.yaml")).unwrap();
         plan::expand_with(&manifest, Some(threads), chunk)
             .map(|p| {
                 let jobs: Vec<(String, String, String)> = p

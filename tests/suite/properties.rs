@@ -1,8 +1,7 @@
-//! Properties of expansion, on manifests generated at random and read from real files: the job
+//! Properties of expansion, on manifests generated at random and read from text: the job
 //! count is the product of the axes, ids ignore the order things are written in, and ids are
 //! unique and filesystem-safe whatever the prompt text.
 
-use kling_batch::manifest;
 use kling_batch::plan::{self, Plan};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
@@ -10,11 +9,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn plan_of(doc: &Value) -> Result<Plan, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
-    std::fs::write(&path, serde_yaml::to_string(doc).unwrap()).unwrap();
-    let manifest = manifest::load(&path).map_err(|e| format!("{:?}", e.diagnostics))?;
-    plan::expand(&manifest).map_err(|d| format!("{d:?}"))
+    crate::common::plan_from_yaml(&serde_yaml::to_string(doc).unwrap())
 }
 
 /// A sweep on kling-3.0: distinct prompts (some with a variable), up to four matrix axes of
