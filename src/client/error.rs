@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 /// The longest `Retry-After` honoured; larger (or absurd) values are clamped to it.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Loads and expands a manifest: the shared first step of every command that reads one. Problems
 /// from reading and from expansion are reported together, in file order.
-pub fn load_plan(path: &Path) -> Result<Plan, ManifestError> {
+pub(crate) fn load_plan(path: &Path) -> Result<Plan, ManifestError> {
     let loaded = manifest::read(path)?;
     let mut diagnostics = loaded.problems;
     match plan::expand(&loaded.manifest) {

@@ -1,9 +1,9 @@
 //! One file per subcommand. Each takes its parsed flags, calls the library, writes what the user
 //! sees on success, and returns its exit code or a `CommandFailure` that `app` renders.
 
-pub mod load;
-pub mod plan;
-pub mod report;
-pub mod run;
-pub mod sim;
-pub mod status;
+pub(crate) mod load;
+pub(crate) mod plan;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod sim;
+pub(crate) mod status;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// `kling-batch plan`: the jobs and their estimated cost, as a table or JSON.
-pub fn plan(path: &Path, json: bool, out: &mut dyn Write) -> Result<Exit, CommandError> {
+pub(crate) fn plan(path: &Path, json: bool, out: &mut dyn Write) -> Result<Exit, CommandError> {
     let plan = super::load::load_plan(path)?;
     if json {
         report::write_plan_json(&plan, &mut *out)?;
@@ -18,7 +18,7 @@ pub fn plan(path: &Path, json: bool, out: &mut dyn Write) -> Result<Exit, Comman
 }
 
 /// `kling-batch validate`: every problem, or a one-line verdict.
-pub fn validate(path: &Path, out: &mut dyn Write) -> Result<Exit, CommandError> {
+pub(crate) fn validate(path: &Path, out: &mut dyn Write) -> Result<Exit, CommandError> {
     let plan = super::load::load_plan(path)?;
     let total: crate::util::money::Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
     writeln!(

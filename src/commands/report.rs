@@ -7,7 +7,7 @@ use crate::report::RunStatus;
 use std::io::Write;
 use std::path::Path;
 
-pub fn run(
+pub(crate) fn run(
     dir: &Path,
     rows: Option<&str>,
     columns: Option<&str>,

@@ -6,7 +6,7 @@ use crate::sim::{self, DEFAULT_API_KEY, SimConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 
-pub fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
+pub(crate) fn run(args: SimArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
     let mut config = match &args.faults {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => match SimConfig::from_yaml(&text) {

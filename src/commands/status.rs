@@ -51,7 +51,7 @@ pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) 
     recorded.is_some_and(|v| crate::output::download::present(dir, &v.path, v.bytes))
 }
 
-pub fn run(dir: &Path, json: bool, stdout: &mut dyn Write) -> Result<Exit, CommandFailure> {
+pub(crate) fn run(dir: &Path, json: bool, stdout: &mut dyn Write) -> Result<Exit, CommandFailure> {
     let folder = read_folder(dir)?;
     let (history, plan) = (&folder.history, folder.plan.as_ref());
     let status = RunStatus::of_journal(history, plan, &|id| file_ok(dir, history, id));

@@ -163,7 +163,7 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<(Vec<Record>, Recovery), JournalError
 }
 
 /// Parses journal bytes (the pure part of `read`).
-pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
+pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Record>, Recovery), JournalError> {
     let mut records = Vec::new();
     let recovery = scan(bytes, path, |r| records.push(r))?;
     Ok((records, recovery))

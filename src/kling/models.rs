@@ -129,7 +129,7 @@ const V26_SOUND_NEEDS_PRO: [Rule; 2] = [
 ];
 
 /// Every model of every endpoint.
-pub static MODELS: &[ModelSpec] = &[
+pub(crate) static MODELS: &[ModelSpec] = &[
     // ---------------------------------------------------------------- text_to_video (§2.3)
     ModelSpec {
         endpoint: Endpoint::TextToVideo,

@@ -23,7 +23,7 @@ enum Column {
 
 /// The prompt entries of a CSV file, and every problem found in it. `referenced_from` is the
 /// manifest key that names the file, when it is not the manifest itself.
-pub fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> (Vec<PromptEntry>, Vec<Problem>) {
+pub(super) fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> (Vec<PromptEntry>, Vec<Problem>) {
     let mut problems = Vec::new();
     let text = match read_capped(path) {
         Ok(text) => text,

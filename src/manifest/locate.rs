@@ -8,13 +8,13 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pos {
+pub(super) struct Pos {
     pub line: u64,
     pub column: u64,
 }
 
 #[derive(Debug, Default)]
-pub struct Index {
+pub(super) struct Index {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
 }
@@ -37,7 +37,7 @@ struct Builder {
     depth_in_complex_key: usize,
 }
 
-pub fn join_key(parent: &str, key: &str) -> String {
+pub(super) fn join_key(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_string()
     } else {
@@ -45,7 +45,7 @@ pub fn join_key(parent: &str, key: &str) -> String {
     }
 }
 
-pub fn join_index(parent: &str, i: usize) -> String {
+pub(super) fn join_index(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
 
@@ -149,7 +149,7 @@ impl MarkedEventReceiver for Builder {
 
 impl Index {
     /// Scans `text`; a document the marking parser rejects yields whatever was indexed before.
-    pub fn build(text: &str) -> Index {
+    pub(super) fn build(text: &str) -> Index {
         let mut builder = Builder {
             index: Index::default(),
             stack: Vec::new(),
@@ -161,7 +161,7 @@ impl Index {
     }
 
     /// The position of `path` (its key when `key`), or of its nearest indexed ancestor.
-    pub fn find(&self, path: &str, key: bool) -> Option<Pos> {
+    pub(super) fn find(&self, path: &str, key: bool) -> Option<Pos> {
         if key && let Some(pos) = self.keys.get(path) {
             return Some(*pos);
         }

@@ -88,7 +88,7 @@ pub struct Manifest {
 
 /// The text a YAML manifest was read from, to turn origins into lines and columns on demand.
 #[derive(Debug, Default)]
-pub struct Sources {
+pub(crate) struct Sources {
     pub(crate) yaml: Option<(PathBuf, String)>,
     index: OnceLock<Index>,
 }
@@ -101,7 +101,7 @@ impl Sources {
         }
     }
 
-    pub fn place(&self, origin: &Origin) -> Place {
+    pub(crate) fn place(&self, origin: &Origin) -> Place {
         match origin {
             Origin::Yaml { path, key } => {
                 let Some((file, text)) = &self.yaml else {
@@ -142,7 +142,7 @@ impl Sources {
 
     /// Resolves problems to diagnostics, merging repeats of one problem (same place, subject and
     /// message) into one with a count, in the order first seen.
-    pub fn resolve(&self, problems: Vec<Problem>) -> Vec<Diagnostic> {
+    pub(crate) fn resolve(&self, problems: Vec<Problem>) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = Vec::new();
         let mut seen: BTreeMap<(Origin, Option<String>, String), usize> = BTreeMap::new();
         for problem in problems {

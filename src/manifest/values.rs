@@ -7,19 +7,19 @@ use crate::kling::{Endpoint, FIELDS};
 use serde_json::Value;
 
 /// Keys a prompt entry, `defaults:` or a matrix may use besides request fields.
-pub const ENDPOINT_KEY: &str = "endpoint";
+pub(super) const ENDPOINT_KEY: &str = "endpoint";
 
 /// Longest prompt id, so job ids and file names stay short.
-pub const MAX_ID_LEN: usize = 40;
+pub(super) const MAX_ID_LEN: usize = 40;
 
-pub fn request_field_names() -> impl Iterator<Item = &'static str> {
+pub(super) fn request_field_names() -> impl Iterator<Item = &'static str> {
     FIELDS.iter().map(|f| f.name).chain(std::iter::once(ENDPOINT_KEY))
 }
 
-pub use crate::kling::is_request_key;
+pub(super) use crate::kling::is_request_key;
 
 /// A problem for an unknown key ("`{key}` is not {what}"), with a did-you-mean over `candidates`.
-pub fn unknown_key<'a>(
+pub(super) fn unknown_key<'a>(
     origin: Origin,
     what: &str,
     key: &str,
@@ -33,7 +33,7 @@ pub fn unknown_key<'a>(
 }
 
 /// Parses an endpoint name, or explains which ones exist.
-pub fn parse_endpoint(text: &str, origin: &Origin) -> Result<Endpoint, Problem> {
+pub(super) fn parse_endpoint(text: &str, origin: &Origin) -> Result<Endpoint, Problem> {
     text.parse().map_err(|_| {
         let names = Endpoint::ALL.map(Endpoint::as_str);
         Problem::new(origin.clone(), format!("unknown endpoint `{text}`"))
@@ -43,7 +43,7 @@ pub fn parse_endpoint(text: &str, origin: &Origin) -> Result<Endpoint, Problem> 
 }
 
 /// Checks a user-chosen prompt id: it names files, so it must be short and filesystem-safe.
-pub fn check_id(id: &str, origin: &Origin) -> Result<(), Problem> {
+pub(super) fn check_id(id: &str, origin: &Origin) -> Result<(), Problem> {
     let ok_chars = id
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
@@ -70,7 +70,7 @@ pub fn check_id(id: &str, origin: &Origin) -> Result<(), Problem> {
 }
 
 /// Converts a YAML node to JSON. Tags and non-finite numbers have no JSON form.
-pub fn to_json(value: &serde_yaml::Value, origin: &Origin) -> Result<Value, Problem> {
+pub(super) fn to_json(value: &serde_yaml::Value, origin: &Origin) -> Result<Value, Problem> {
     use serde_yaml::Value as Y;
     Ok(match value {
         Y::Null => Value::Null,
@@ -109,7 +109,7 @@ pub fn to_json(value: &serde_yaml::Value, origin: &Origin) -> Result<Value, Prob
 }
 
 /// The text of a scalar used as a key or a template value.
-pub fn scalar_text(value: &serde_yaml::Value) -> Option<String> {
+pub(super) fn scalar_text(value: &serde_yaml::Value) -> Option<String> {
     use serde_yaml::Value as Y;
     match value {
         Y::String(s) => Some(s.clone()),
@@ -120,7 +120,7 @@ pub fn scalar_text(value: &serde_yaml::Value) -> Option<String> {
 }
 
 /// What a YAML node is, for "expected X, found Y" messages.
-pub fn kind_of(value: &serde_yaml::Value) -> &'static str {
+pub(super) fn kind_of(value: &serde_yaml::Value) -> &'static str {
     use serde_yaml::Value as Y;
     match value {
         Y::Null => "nothing",

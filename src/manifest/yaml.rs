@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-pub const TOP_KEYS: &[&str] = &[
+pub(super) const TOP_KEYS: &[&str] = &[
     "name",
     "defaults",
     "prompts",
@@ -36,13 +36,13 @@ pub(super) const PRICING_KEYS: &[&str] = &[
     "enable_sound",
     "cents_per_second",
 ];
-pub const MAX_REPEAT: u64 = 10_000;
-pub const MAX_CONCURRENCY: u64 = 10_000;
-pub const MAX_RATE: f64 = 10_000.0;
+pub(super) const MAX_REPEAT: u64 = 10_000;
+pub(super) const MAX_CONCURRENCY: u64 = 10_000;
+pub(super) const MAX_RATE: f64 = 10_000.0;
 
 /// Everything a YAML manifest says, as checked values.
 #[derive(Debug, Default)]
-pub struct Parts {
+pub(super) struct Parts {
     pub name: Option<String>,
     pub defaults: FieldMap,
     pub prompts: Vec<PromptEntry>,
@@ -53,7 +53,7 @@ pub struct Parts {
     pub on_unsupported: OnUnsupported,
 }
 
-pub struct Walker<'a> {
+pub(super) struct Walker<'a> {
     pub problems: Vec<Problem>,
     /// The manifest's path as the user gave it; relative paths inside resolve against its folder.
     pub manifest_path: &'a Path,
@@ -88,7 +88,7 @@ impl Walker<'_> {
         key
     }
 
-    pub fn top(&mut self, root: &Y) -> Parts {
+    pub(super) fn top(&mut self, root: &Y) -> Parts {
         let mut parts = Parts::default();
         let Y::Mapping(map) = root else {
             self.problem(

@@ -128,7 +128,7 @@ impl Serialize for Params {
 
 /// The SHA-256 of the endpoint and the canonical request body: its first 8 bytes as 16 hex digits
 /// name the job, and as a number they find duplicates.
-pub fn request_digest(endpoint: Endpoint, body: &RequestBody) -> [u8; 8] {
+pub(super) fn request_digest(endpoint: Endpoint, body: &RequestBody) -> [u8; 8] {
     // The canonical text of {"endpoint": …, "request": …}, written without building it.
     let mut hasher = Sha256::new();
     hasher.update(b"{\"endpoint\":\"");

@@ -60,7 +60,7 @@ fn failures(reasons: impl Iterator<Item = String>) -> Vec<Failure> {
 }
 
 /// The failed jobs of a run, grouped by reason, most common first.
-pub fn failure_groups(jobs: &[JobRun]) -> Vec<Failure> {
+pub(super) fn failure_groups(jobs: &[JobRun]) -> Vec<Failure> {
     failures(jobs.iter().filter(|j| j.phase() == JobPhase::Failed).map(|j| {
         j.failure()
             .map_or_else(|| "unknown".to_string(), |f| reason(f.kind, &f.message))

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
-pub const CREATE_ROUTE: &str = "POST /api/v1/kling/{action}";
+pub(super) const CREATE_ROUTE: &str = "POST /api/v1/kling/{action}";
 const MAX_HEADER_VALUE: usize = 512;
 
 /// Checks `Authorization: Bearer <key>` against the one key the simulator accepts.
-pub fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+pub(super) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -128,7 +128,7 @@ fn with_task_headers(mut response: Response, task_id: &str, client_request_id: O
     response
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(shared): State<Arc<Shared>>,
     Path(action): Path<String>,
     connection: Option<axum::Extension<ConnectionControl>>,
@@ -208,7 +208,7 @@ pub async fn create(
     with_task_headers(Json(view).into_response(), &task.id, client.as_deref())
 }
 
-pub async fn get_task(
+pub(super) async fn get_task(
     State(shared): State<Arc<Shared>>,
     Path((action, id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -255,7 +255,7 @@ pub async fn get_task(
 
 /// With the `echo_key` fault: the request's Authorization header, quoted as a careless service
 /// quotes it in an error text.
-pub fn echoed_key(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+pub(super) fn echoed_key(shared: &Shared, headers: &HeaderMap) -> Option<String> {
     if !shared.lock().faults.echo_key {
         return None;
     }
@@ -282,7 +282,7 @@ fn weird_answer(kind: u64, id: &str) -> Response {
     }
 }
 
-pub async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(super) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&shared, &headers) {
         return r;
     }
@@ -290,7 +290,7 @@ pub async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         .into_response()
 }
 
-pub async fn balance(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(super) async fn balance(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&shared, &headers) {
         return r;
     }
@@ -311,13 +311,16 @@ pub async fn balance(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ScheduleFilter {
+pub(super) struct ScheduleFilter {
     service: Option<String>,
     action: Option<String>,
     model: Option<String>,
 }
 
-pub async fn price_schedules(State(shared): State<Arc<Shared>>, Query(filter): Query<ScheduleFilter>) -> Response {
+pub(super) async fn price_schedules(
+    State(shared): State<Arc<Shared>>,
+    Query(filter): Query<ScheduleFilter>,
+) -> Response {
     let prices = shared.lock().prices().clone();
     let mut schedules = Vec::new();
     if filter.service.as_deref().is_none_or(|s| s == "kling") {
@@ -360,7 +363,7 @@ pub async fn price_schedules(State(shared): State<Arc<Shared>>, Query(filter): Q
 }
 
 #[derive(Debug, Deserialize)]
-pub struct QuoteRequest {
+pub(super) struct QuoteRequest {
     service: String,
     action: String,
     model: Option<String>,
@@ -368,7 +371,7 @@ pub struct QuoteRequest {
     params: Map<String, Value>,
 }
 
-pub async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
+pub(super) async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<QuoteRequest>(&raw) else {
         return error_response(
             StatusCode::BAD_REQUEST,

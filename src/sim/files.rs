@@ -15,14 +15,14 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Deserialize)]
-pub struct Signature {
+pub(super) struct Signature {
     expires: Option<u64>,
     sig: Option<String>,
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a file of `len` bytes: `Ok(None)` when there is
 /// no usable range header (serve it all), `Err(())` when the range cannot be satisfied.
-pub fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(super) fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };
@@ -50,7 +50,7 @@ pub fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, 
     if start >= len { Err(()) } else { Ok(Some((start, end))) }
 }
 
-pub async fn video(
+pub(super) async fn video(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
     Query(signature): Query<Signature>,

@@ -15,14 +15,14 @@ const LARGE_HEADER: u64 = 16;
 const MIN_PADDING: u64 = SMALL_HEADER + 8;
 
 #[derive(Debug, Clone)]
-pub struct VideoFile {
+pub(super) struct VideoFile {
     len: u64,
     header: Vec<u8>,
     pattern: Vec<u8>,
 }
 
 impl VideoFile {
-    pub fn new(task_id: &str, requested_len: u64) -> VideoFile {
+    pub(super) fn new(task_id: &str, requested_len: u64) -> VideoFile {
         let len = requested_len.max(BASE.len() as u64 + MIN_PADDING);
         let padding = len - BASE.len() as u64;
         let header = if padding <= u64::from(u32::MAX) {
@@ -45,12 +45,12 @@ impl VideoFile {
         VideoFile { len, header, pattern }
     }
 
-    pub fn len(&self) -> u64 {
+    pub(super) fn len(&self) -> u64 {
         self.len
     }
 
     /// Fills `buf` with the file's bytes from `offset` (stopping at the end of the file).
-    pub fn read_at(&self, mut offset: u64, buf: &mut [u8]) -> usize {
+    pub(super) fn read_at(&self, mut offset: u64, buf: &mut [u8]) -> usize {
         let mut written = 0;
         let base = BASE.len() as u64;
         let header_end = base + self.header.len() as u64;
@@ -80,7 +80,7 @@ impl VideoFile {
     }
 
     /// The bytes in `start..end` as chunks of at most 64 KiB.
-    pub fn chunks(&self, start: u64, end: u64) -> impl Iterator<Item = Bytes> + Send + 'static {
+    pub(super) fn chunks(&self, start: u64, end: u64) -> impl Iterator<Item = Bytes> + Send + 'static {
         let file = self.clone();
         let mut at = start.min(end);
         std::iter::from_fn(move || {

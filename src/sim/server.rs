@@ -30,7 +30,7 @@ use tower::ServiceExt;
 
 /// What every handler shares. The mutex is never held across an await.
 #[derive(Debug)]
-pub struct Shared {
+pub(super) struct Shared {
     pub clock: SimClock,
     state: Mutex<SimState>,
     secret: [u8; 32],
@@ -39,7 +39,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, SimState> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -60,10 +60,10 @@ impl Shared {
 
 /// Lets a handler close the connection it arrived on without answering.
 #[derive(Debug, Clone)]
-pub struct ConnectionControl(Arc<Notify>);
+pub(super) struct ConnectionControl(Arc<Notify>);
 
 impl ConnectionControl {
-    pub fn drop_now(&self) {
+    pub(super) fn drop_now(&self) {
         self.0.notify_one();
     }
 }
@@ -71,7 +71,7 @@ impl ConnectionControl {
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The contract's error body, `{"error": {"code", "message"}}`, with an `X-Request-ID`.
-pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into()}});
     let mut response = (status, axum::Json(body)).into_response();
     let id = format!("req_sim_{}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed));
@@ -81,7 +81,7 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
     response
 }
 
-pub fn sign(shared: &Shared, task_id: &str, expires: u64) -> String {
+pub(super) fn sign(shared: &Shared, task_id: &str, expires: u64) -> String {
     let mut hasher = Sha256::new();
     hasher.update(shared.secret);
     hasher.update(task_id.as_bytes());
@@ -91,7 +91,7 @@ pub fn sign(shared: &Shared, task_id: &str, expires: u64) -> String {
 }
 
 /// A fresh signed URL for a completed task's video, valid for the configured time.
-pub fn signed_url(shared: &Shared, task_id: &str) -> String {
+pub(super) fn signed_url(shared: &Shared, task_id: &str) -> String {
     let ttl = shared.lock().faults.url_ttl_seconds;
     let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + ttl;
     let base = shared.file_base.get().map_or("", String::as_str);

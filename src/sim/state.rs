@@ -18,7 +18,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     Completes,
     Fails(&'static str),
 }
@@ -30,7 +30,7 @@ const FAILURE_REASONS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone)]
-pub struct Task {
+pub(super) struct Task {
     pub id: String,
     pub endpoint: Endpoint,
     pub model: Option<String>,
@@ -57,7 +57,7 @@ pub struct Task {
 
 /// One task's timing as `GET /__sim/tasks` reports it.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskTiming {
+pub(super) struct TaskTiming {
     pub id: String,
     pub created_unix_ms: u64,
     /// From creation to the moment it finished, in simulated seconds.
@@ -69,7 +69,7 @@ pub struct TaskTiming {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(super) enum Status {
     Pending,
     Processing,
     Completed,
@@ -77,7 +77,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
             Status::Processing => "processing",
@@ -88,7 +88,7 @@ impl Status {
 }
 
 impl Task {
-    pub fn status(&self, now: Duration) -> Status {
+    pub(super) fn status(&self, now: Duration) -> Status {
         if now < self.started {
             Status::Pending
         } else if now < self.ready {
@@ -102,7 +102,7 @@ impl Task {
     }
 
     /// The task as `GET /api/v1/kling/{action}/{id}` shows it; `video_url` for a completed task.
-    pub fn view(&self, now: Duration, video_url: Option<String>) -> Value {
+    pub(super) fn view(&self, now: Duration, video_url: Option<String>) -> Value {
         let status = self.status(now);
         let mut body = json!({
             "id": self.id,
@@ -138,7 +138,7 @@ fn cents_up(m: Money) -> u64 {
 
 /// What a status read finds.
 #[derive(Debug, Clone)]
-pub enum Read {
+pub(super) enum Read {
     Found(Task),
     /// Completed, but shown without `videos` (a fault).
     Urlless(Task),
@@ -149,7 +149,7 @@ pub enum Read {
 
 /// Why a create did not make a task.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CreateRefusal {
+pub(super) enum CreateRefusal {
     Conflict,
     /// The `resend_error_status` fault: an error answer to a resend whose task exists.
     ResendError(u16),
@@ -160,7 +160,7 @@ pub enum CreateRefusal {
 }
 
 #[derive(Debug, Clone)]
-pub struct Created {
+pub(super) struct Created {
     pub task: Task,
     pub replayed: bool,
     pub drop_connection: bool,
@@ -174,7 +174,7 @@ struct Bucket {
 }
 
 #[derive(Debug)]
-pub struct State {
+pub(super) struct State {
     pub faults: Faults,
     adopt_unknown_tasks: bool,
     pub api_key: String,
@@ -197,7 +197,7 @@ pub struct State {
 
 /// What the admission check decided for one request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Admission {
+pub(super) enum Admission {
     Proceed,
     ServerError(u16),
     RateLimited {
@@ -207,7 +207,7 @@ pub enum Admission {
 }
 
 impl State {
-    pub fn new(config: &SimConfig) -> State {
+    pub(super) fn new(config: &SimConfig) -> State {
         State {
             faults: config.faults.clone(),
             adopt_unknown_tasks: config.adopt_unknown_tasks,
@@ -231,25 +231,25 @@ impl State {
         }
     }
 
-    pub fn prices(&self) -> &PriceTable {
+    pub(super) fn prices(&self) -> &PriceTable {
         &self.prices
     }
 
-    pub fn set_faults(&mut self, faults: Faults) {
+    pub(super) fn set_faults(&mut self, faults: Faults) {
         self.bucket.tokens = faults.rate_limit_burst.max(0.0);
         self.faults = faults;
     }
 
-    pub fn set_balance(&mut self, cents: u64) {
+    pub(super) fn set_balance(&mut self, cents: u64) {
         self.balance = Money::from_cents(cents);
     }
 
-    pub fn available(&self) -> Money {
+    pub(super) fn available(&self) -> Money {
         self.balance.saturating_sub(self.reserved)
     }
 
     /// Faults that answer before anything happens: a 5xx, or a 429 from the token bucket.
-    pub fn admit(&mut self, api: bool) -> Admission {
+    pub(super) fn admit(&mut self, api: bool) -> Admission {
         if self.rng.chance(self.faults.server_error_rate) {
             let status = [500, 502, 503, 504][(self.rng.next_u64() % 4) as usize];
             self.counters.server_errors += 1;
@@ -290,7 +290,7 @@ impl State {
     }
 
     /// Extra delay for this response, from the latency and slow-response faults.
-    pub fn latency(&mut self) -> Duration {
+    pub(super) fn latency(&mut self) -> Duration {
         let (low, high) = self.faults.latency_ms;
         let mut ms = if high > low {
             self.rng.between(low as f64, high as f64) as u64
@@ -303,17 +303,17 @@ impl State {
         Duration::from_millis(ms)
     }
 
-    pub fn draw(&mut self, probability: f64) -> bool {
+    pub(super) fn draw(&mut self, probability: f64) -> bool {
         self.rng.chance(probability)
     }
 
     /// A number below `n`.
-    pub fn pick(&mut self, n: u64) -> u64 {
+    pub(super) fn pick(&mut self, n: u64) -> u64 {
         self.rng.next_u64() % n.max(1)
     }
 
     /// Creates a task for a validated request, or replays the one an Idempotency-Key made.
-    pub fn create(
+    pub(super) fn create(
         &mut self,
         endpoint: Endpoint,
         body: &Map<String, Value>,
@@ -436,7 +436,7 @@ impl State {
 
     /// Settles every task whose outcome is due: a completed task is charged, a failed one's
     /// reservation is released.
-    pub fn settle_due(&mut self, now: Duration) {
+    pub(super) fn settle_due(&mut self, now: Duration) {
         while let Some(Reverse((ready, _))) = self.unsettled.peek() {
             if *ready > now {
                 break;
@@ -466,14 +466,14 @@ impl State {
         }
     }
 
-    pub fn task(&self, id: &str) -> Option<&Task> {
+    pub(super) fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.get(id)
     }
 
     /// A status read at `now`: the task (adopted if unknown and the simulator adopts), with the
     /// read counted on it. The eventual-consistency faults apply here: a read they hide is
     /// `Read::Hidden` (answered 404), a completed task they show without its URL `Read::Urlless`.
-    pub fn read_task(&mut self, id: &str, endpoint: Endpoint, now: Duration) -> Read {
+    pub(super) fn read_task(&mut self, id: &str, endpoint: Endpoint, now: Duration) -> Read {
         if !self.tasks.contains_key(id) && self.adopt_unknown_tasks && id.len() <= 64 {
             let task = Task {
                 id: id.to_string(),
@@ -519,7 +519,7 @@ impl State {
     }
 
     /// Every task's timing, for benchmarks: simulated seconds, in creation order.
-    pub fn timings(&self) -> Vec<TaskTiming> {
+    pub(super) fn timings(&self) -> Vec<TaskTiming> {
         let mut all: Vec<TaskTiming> = self
             .tasks
             .values()
@@ -538,11 +538,11 @@ impl State {
         all
     }
 
-    pub fn balance(&self) -> Money {
+    pub(super) fn balance(&self) -> Money {
         self.balance
     }
 
-    pub fn reserved(&self) -> Money {
+    pub(super) fn reserved(&self) -> Money {
         self.reserved
     }
 }

@@ -4,31 +4,31 @@ use assert_cmd::Command;
 use std::path::PathBuf;
 
 /// A manifest's plan from YAML text, without a file; the problems as one text if refused.
-pub fn plan_from_yaml(text: &str) -> Result<kling_batch::plan::Plan, String> {
+pub(crate) fn plan_from_yaml(text: &str) -> Result<kling_batch::plan::Plan, String> {
     let manifest = kling_batch::manifest::from_yaml(text, std::path::Path::new("manifest.yaml"))
         .map_err(|e| format!("{:#?}", e.diagnostics))?;
     kling_batch::plan::expand(&manifest).map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
 }
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The `kling-batch` binary, run from the repository root so paths in output are stable.
-pub fn kling_batch() -> Command {
+pub(crate) fn kling_batch() -> Command {
     let mut cmd = Command::cargo_bin("kling-batch").expect("the binary is built for integration tests");
     cmd.current_dir(repo_root());
     cmd.env_remove("RUNAPI_API_KEY").env_remove("RUNAPI_BASE_URL");
     cmd
 }
 
-pub struct Output {
+pub(crate) struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
-pub fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     let out = kling_batch().args(args).output().expect("the binary runs");
     Output {
         code: out.status.code().expect("exited, not killed by a signal"),
@@ -38,7 +38,7 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// A temp folder, an in-process simulator, a manifest, and the real binary pointed at both.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub sim: kling_batch::sim::SimHandle,
     pub dir: tempfile::TempDir,
     pub manifest: PathBuf,
@@ -47,19 +47,19 @@ pub struct TestEnv {
 }
 
 /// 12 jobs of 5 s at 720p on kling-3.0: $0.70 each, $8.40 in all.
-pub const TWELVE_JOBS: &str = r#"
+pub(crate) const TWELVE_JOBS: &str = r#"
 defaults: { model: kling-3.0, duration_seconds: 5 }
 prompts: ["a lake at dawn", "a river in spring", "a sea in a storm", "a forest at night"]
 matrix: { aspect_ratio: ["16:9", "9:16", "1:1"] }
 "#;
 
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     pub code: Option<i32>,
     pub stderr: String,
 }
 
 impl TestEnv {
-    pub async fn new(configure: impl FnOnce(&mut kling_batch::sim::SimConfig), manifest: &str) -> TestEnv {
+    pub(crate) async fn new(configure: impl FnOnce(&mut kling_batch::sim::SimConfig), manifest: &str) -> TestEnv {
         let mut config = kling_batch::sim::SimConfig {
             time_scale: 1000.0,
             video_bytes: 50_000,
@@ -81,7 +81,7 @@ impl TestEnv {
         }
     }
 
-    pub fn command(&self, extra: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, extra: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
         cmd.arg("run")
             .arg(&self.manifest)
@@ -106,7 +106,7 @@ impl TestEnv {
         cmd
     }
 
-    pub async fn run(&self, extra: &[&str]) -> RunOutput {
+    pub(crate) async fn run(&self, extra: &[&str]) -> RunOutput {
         let out = self.command(extra).output().await.expect("the binary runs");
         RunOutput {
             code: out.status.code(),
@@ -115,7 +115,7 @@ impl TestEnv {
     }
 
     /// results.csv as one map per row.
-    pub fn results(&self) -> Vec<std::collections::HashMap<String, String>> {
+    pub(crate) fn results(&self) -> Vec<std::collections::HashMap<String, String>> {
         let mut reader = csv::Reader::from_path(self.out.join("results.csv")).expect("results.csv exists");
         let headers = reader.headers().unwrap().clone();
         reader
@@ -133,19 +133,19 @@ impl TestEnv {
     /// The invariants every finished run keeps: each completed row's file is on disk with the
     /// recorded size and hash, no partial download is left, no job was billed twice, and the
     /// bill is within `cap`.
-    pub fn check_invariants(&self, cap_usd: Option<f64>) {
+    pub(crate) fn check_invariants(&self, cap_usd: Option<f64>) {
         self.check(cap_usd, true);
     }
 
     /// `check_invariants` for a folder whose manifest lost jobs it had paid for: results.csv then
     /// lists fewer bills than the service made, so only summary.json's total is compared.
-    pub fn check_invariants_after_an_edit(&self, cap_usd: Option<f64>) {
+    pub(crate) fn check_invariants_after_an_edit(&self, cap_usd: Option<f64>) {
         self.check(cap_usd, false);
     }
 
     /// The spend the run reports, in summary.json and (when every paid job is listed) results.csv,
     /// is what the simulator billed.
-    pub fn check_spend_reported(&self, every_job_listed: bool) {
+    pub(crate) fn check_spend_reported(&self, every_job_listed: bool) {
         let billed = self.sim.stats().billed_usd;
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.out.join("summary.json")).expect("summary.json exists"))
@@ -173,7 +173,7 @@ impl TestEnv {
 
     /// The money invariants alone, for a run that stopped before the end (a cap, a deadline): no
     /// task per key or job billed twice, the bill within `cap`, the spend reported is the bill.
-    pub fn check_money(&self, cap_usd: Option<f64>) {
+    pub(crate) fn check_money(&self, cap_usd: Option<f64>) {
         self.check_bills(cap_usd);
         self.check_spend_reported(true);
     }

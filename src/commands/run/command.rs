@@ -30,7 +30,7 @@ const MAX_TIME_SCALE: f64 = 1e6;
 const MIN_RATE: f64 = 0.01;
 const MAX_RATE: f64 = 100_000.0;
 
-pub fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
+pub(crate) fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
     // One thread runs the whole run (the dispatcher, every HTTP exchange); file writes, hashing
     // and fsyncs go to the blocking pool. Measured on scenario 1 of BENCHMARKS.md: a third less
     // user CPU than the multi-threaded runtime, whose workers mostly woke each other.

@@ -6,4 +6,4 @@ mod finish;
 mod quotes;
 mod resume;
 
-pub use command::run;
+pub(crate) use command::run;
