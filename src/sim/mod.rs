@@ -11,6 +11,7 @@ mod mp4;
 mod server;
 mod state;
 mod stats;
+mod task;
 
 pub use clock::SimClock;
 pub use config::{DEFAULT_API_KEY, Faults, GenerationTime, RetryAfterForm, SimConfig};
