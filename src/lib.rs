@@ -18,4 +18,5 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sim;
+pub mod store;
 pub mod util;

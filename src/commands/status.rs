@@ -47,8 +47,9 @@ pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
 }
 
 pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
+    use crate::output::videos::{LocalVideos, VideoStore};
     let recorded = history.jobs.get(id).and_then(|h| h.video.as_ref());
-    recorded.is_some_and(|v| crate::output::download::present(dir, &v.path, v.bytes))
+    recorded.is_some_and(|v| LocalVideos::new(dir).present(v))
 }
 
 pub(crate) fn run(dir: &Path, json: bool, stdout: &mut dyn Write) -> Result<Exit, CommandFailure> {

@@ -12,7 +12,7 @@ use super::record::Record;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
@@ -41,8 +41,8 @@ struct Message {
 
 #[derive(Debug)]
 pub struct JournalWriter {
-    sender: Option<mpsc::Sender<Message>>,
-    thread: Option<JoinHandle<Result<(), WriteError>>>,
+    sender: Mutex<Option<mpsc::Sender<Message>>>,
+    thread: Mutex<Option<JoinHandle<Result<(), WriteError>>>>,
 }
 
 /// Records written per group at most, so acknowledgements never wait long behind a flood.
@@ -70,14 +70,16 @@ impl JournalWriter {
             .name("journal".into())
             .spawn(move || write_loop(file, receiver))?;
         Ok(JournalWriter {
-            sender: Some(sender),
-            thread: Some(thread),
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
     fn send(&self, record: &Record, ack: Option<Ack>) -> bool {
         let line = record.to_line();
         self.sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .is_some_and(|s| s.send(Message { line, ack }).is_ok())
     }
@@ -105,9 +107,15 @@ impl JournalWriter {
     }
 
     /// Writes everything sent so far, fsyncs, and stops the writer.
-    pub fn finish(mut self) -> Result<(), WriteError> {
-        self.sender.take();
-        match self.thread.take().map(JoinHandle::join) {
+    pub fn finish(self) -> Result<(), WriteError> {
+        self.close()
+    }
+
+    /// Like `finish`, through a shared reference (the run store seam); later appends are lost.
+    pub fn close(&self) -> Result<(), WriteError> {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match thread.map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(WriteError {
                 message: "the journal writer panicked".into(),
@@ -120,8 +128,8 @@ impl JournalWriter {
 
 impl Drop for JournalWriter {
     fn drop(&mut self) {
-        self.sender.take();
-        if let Some(thread) = self.thread.take() {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
     }

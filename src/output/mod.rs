@@ -1,5 +1,7 @@
 //! Where a run's output goes: the output folder (the checkpoint's home, its lock, atomic whole
-//! files) and the videos in it, streamed, verified and renamed into place.
+//! files) and the videos in it, behind the `VideoStore` seam (`videos`), streamed, verified and
+//! renamed into place (`download`).
 
 pub mod download;
 pub mod folder;
+pub mod videos;

@@ -6,12 +6,12 @@
 use super::dispatcher::Dispatcher;
 use super::job::{Event, Op};
 use crate::client::RunApi;
-use crate::journal::JournalWriter;
+use crate::output::videos::{FetchLimits, VideoStore};
 use crate::plan::Plan;
+use crate::store::RunStore;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,11 +23,11 @@ pub struct Context {
     pub api: Arc<RunApi>,
     /// A client without credentials, for video downloads.
     pub downloads: reqwest::Client,
-    pub journal: Arc<JournalWriter>,
-    pub videos: PathBuf,
-    pub max_video_bytes: u64,
-    /// When a download counts as stalled and is cut.
-    pub stall: crate::output::download::Stall,
+    /// Where records go (the local journal today).
+    pub journal: Arc<dyn RunStore>,
+    /// Where videos go (the output folder's `videos/` today).
+    pub videos: Arc<dyn VideoStore>,
+    pub fetch: FetchLimits,
     /// How long in-flight work may continue after a first Ctrl-C.
     pub grace: Duration,
     /// Stop submitting after this long.
@@ -66,15 +66,7 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         Op::Download { job, url } => async move {
             // Writing, hashing and fsyncing happen on a blocking thread inside `download`.
             let id = ctx.plan.jobs[job].id.as_str();
-            let result = crate::output::download::download(
-                &ctx.downloads,
-                &url,
-                &ctx.videos,
-                id,
-                ctx.max_video_bytes,
-                ctx.stall,
-            )
-            .await;
+            let result = ctx.videos.fetch(&ctx.downloads, &url, id, ctx.fetch).await;
             Event::Downloaded { job, result }
         }
         .boxed(),

@@ -428,7 +428,9 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
     let plan = Arc::new(kling_batch::plan::expand(&manifest).unwrap());
     std::fs::create_dir_all(env.out.join("videos")).unwrap();
     let journal_path = env.out.join("journal.jsonl");
-    let journal = Arc::new(kling_batch::journal::JournalWriter::open(&journal_path, 0).unwrap());
+    let (store, replayed, _) = kling_batch::store::LocalRunStore::open(&journal_path).unwrap();
+    assert!(replayed.jobs.is_empty(), "a new journal");
+    let journal: Arc<dyn kling_batch::store::RunStore> = Arc::new(store);
     let credentials = Credentials {
         api_key: ApiKey::new(env.sim.api_key()),
         base_url: env.sim.base_url().to_string(),
@@ -458,16 +460,18 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         api,
         downloads: reqwest::Client::new(),
         journal: Arc::clone(&journal),
-        videos: env.out.join("videos"),
-        max_video_bytes: 1 << 30,
-        stall: Default::default(),
+        videos: Arc::new(kling_batch::output::videos::LocalVideos::new(&env.out)),
+        fetch: kling_batch::output::videos::FetchLimits {
+            max_bytes: 1 << 30,
+            stall: Default::default(),
+        },
         grace: Duration::from_secs(5),
         max_runtime: None,
         refresh: Duration::from_secs(60),
     };
     execute(&mut dispatcher, &ctx, &mut signals::none(), |_| {}).await;
     drop(ctx);
-    Arc::try_unwrap(journal).unwrap().finish().unwrap();
+    journal.close().unwrap();
     assert!(
         dispatcher
             .jobs()

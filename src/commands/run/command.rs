@@ -10,11 +10,13 @@ use crate::client::credentials::{self, Credentials, ProcessEnv};
 use crate::client::{Pacer, RunApi};
 use crate::commands::load::load_plan;
 use crate::error::{CommandFailure, Exit};
-use crate::journal::{self, JournalWriter, Record};
+use crate::journal::{self, Record};
 use crate::output::folder::{JOURNAL, OutDir, RESULTS};
+use crate::output::videos::{FetchLimits, LocalVideos, VideoStore};
 use crate::report::{RunSummary, render_summary, write_results_csv};
 use crate::runner::{Context, Dispatcher, JobPhase, Settings, execute};
 use crate::sim::{self, SimConfig, SimHandle};
+use crate::store::{LocalRunStore, RunStore};
 use crate::util::money::Money;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -217,11 +219,8 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
             Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
         }
     }
-    let (history, recovery) = match journal::read_replayed(&journal_path) {
-        Ok(r) => r,
-        Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
-    };
-    if history.run_id.is_none() && history.jobs.is_empty() && !args.start_afresh {
+    let no_journal = std::fs::metadata(&journal_path).map_or(true, |m| m.len() == 0);
+    if no_journal && !args.start_afresh {
         let videos = out.earlier_videos();
         if videos > 0 {
             // Nothing the tool advises may lead to a second bill: without the journal, every job
@@ -236,6 +235,10 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
             ));
         }
     }
+    let (store, history, recovery) = match LocalRunStore::open(&journal_path) {
+        Ok(r) => r,
+        Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
+    };
     if recovery.torn_tail_bytes > 0 {
         let _ = writeln!(
             stderr,
@@ -243,18 +246,9 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
             recovery.torn_tail_bytes
         );
     }
-    let writer = match JournalWriter::open(&journal_path, recovery.valid_len) {
-        Ok(w) => Arc::new(w),
-        Err(e) => {
-            return Err(fail(
-                format!("cannot open {}: {e}", journal_path.display()),
-                "",
-                Exit::Failure,
-            ));
-        }
-    };
+    let store: Arc<dyn RunStore> = Arc::new(store);
     let run_id = history.run_id.clone().unwrap_or_else(new_run_id);
-    writer.append(&Record::RunStarted {
+    store.append(&Record::RunStarted {
         run_id: run_id.clone(),
         at: crate::util::time_format::now(),
         manifest: Some(args.manifest.display().to_string()),
@@ -288,7 +282,8 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         seconds = started.elapsed().as_secs_f64(),
         "journal replayed"
     );
-    let files_ok = verify_files(&plan, &history, &out);
+    let videos: Arc<dyn VideoStore> = Arc::new(LocalVideos::new(out.root()));
+    let files_ok = verify_files(&plan, &history, videos.as_ref());
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "recorded videos checked");
 
     let pacer = Arc::new(Pacer::new(rate));
@@ -337,12 +332,14 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         plan: Arc::clone(&plan),
         api,
         downloads,
-        journal: Arc::clone(&writer),
-        videos: out.videos(),
-        max_video_bytes: args.max_video_bytes,
-        stall: crate::output::download::Stall {
-            min_bytes_per_second: args.min_download_speed,
-            window: args.stall_time,
+        journal: Arc::clone(&store),
+        videos: Arc::clone(&videos),
+        fetch: FetchLimits {
+            max_bytes: args.max_video_bytes,
+            stall: crate::output::download::Stall {
+                min_bytes_per_second: args.min_download_speed,
+                window: args.stall_time,
+            },
         },
         grace: args.grace,
         max_runtime: args.max_runtime,
@@ -392,10 +389,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
     progress.update(&snapshot(&dispatcher), true);
     progress.finish();
     drop(ctx);
-    let journal_result = match Arc::try_unwrap(writer) {
-        Ok(w) => w.finish(),
-        Err(_) => Ok(()),
-    };
+    let journal_result = store.close();
     if let Err(e) = out.write_atomic_with(RESULTS, |w| write_results_csv(&plan, dispatcher.jobs(), w)) {
         let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
     }

@@ -6,6 +6,7 @@ use crate::cli::RunArgs;
 use crate::error::Exit;
 use crate::journal::Replayed;
 use crate::output::folder::OutDir;
+use crate::output::videos::VideoStore;
 use crate::plan::Plan;
 use crate::runner::{Dispatcher, JobPhase, StopReason};
 use crate::util::money::Money;
@@ -125,7 +126,7 @@ pub(super) fn copy_manifest(out: &OutDir, manifest: &std::path::Path, stderr: &m
 }
 
 /// Whether each downloaded job's file is on disk at its recorded size (see `download::present`).
-pub(super) fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec<bool> {
+pub(super) fn verify_files(plan: &Plan, history: &Replayed, videos: &dyn VideoStore) -> Vec<bool> {
     plan.jobs
         .iter()
         .map(|job| {
@@ -133,7 +134,7 @@ pub(super) fn verify_files(plan: &Plan, history: &Replayed, out: &OutDir) -> Vec
                 .jobs
                 .get(job.id.as_str())
                 .and_then(|h| h.video.as_ref())
-                .is_some_and(|v| crate::output::download::present(out.root(), &v.path, v.bytes))
+                .is_some_and(|v| videos.present(v))
         })
         .collect()
 }
