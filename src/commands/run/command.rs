@@ -4,7 +4,8 @@
 
 use super::finish::{confirm, copy_manifest, exit_code, snapshot, verify_files, write_summary_json};
 use super::quotes::quote_reservations;
-use super::resume::{ResumeSettings, keep_or_replace, resume_command};
+use super::resume::{ResumeSettings, resume_command};
+use super::settings::Flags;
 use crate::cli::RunArgs;
 use crate::client::credentials::{self, Credentials, ProcessEnv};
 use crate::client::{Pacer, RunApi};
@@ -22,15 +23,6 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const DEFAULT_CONCURRENCY: u32 = 4;
-const DEFAULT_RATE: f64 = 2.0;
-const SIMULATE_TIME_SCALE: f64 = 100.0;
-const MIN_TIME_SCALE: f64 = 1e-3;
-const MAX_TIME_SCALE: f64 = 1e6;
-/// One request every 100 s at the slowest; the pacer cannot go faster than this either.
-const MIN_RATE: f64 = 0.01;
-const MAX_RATE: f64 = 100_000.0;
 
 pub(crate) fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
     // One thread runs the whole run (the dispatcher, every HTTP exchange); file writes, hashing
@@ -56,50 +48,10 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
     let started = Instant::now();
     let given_out = args.out.clone();
     args.out = crate::output::folder::expand_template(&args.out, std::time::SystemTime::now());
-    let time_scale = args
-        .time_scale
-        .unwrap_or(if args.simulate { SIMULATE_TIME_SCALE } else { 1.0 });
-    if !(time_scale.is_finite() && (MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&time_scale)) {
-        return Err(fail(
-            format!("--time-scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE}"),
-            "for example --time-scale 100 (generation 100 times faster than real time)",
-            Exit::Usage,
-        ));
-    }
     // Flags are checked before anything starts; the recorded settings of an earlier run in the
     // same folder fill in what was not given (a resume keeps its cap, pace and target).
-    if args.concurrency == Some(0) || args.max_attempts == 0 {
-        return Err(fail(
-            "--concurrency and --max-attempts must be at least 1",
-            "",
-            Exit::Usage,
-        ));
-    }
-    if let Some(rate) = args.rate
-        && !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate))
-    {
-        return Err(fail(
-            format!("--rate must be between {MIN_RATE} and {MAX_RATE} requests per second"),
-            "for example --rate 2",
-            Exit::Usage,
-        ));
-    }
-    let flag_cap = match args.max_spend {
-        None => None,
-        Some(usd) => match Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO) {
-            Some(m) => Some(m),
-            None => {
-                return Err(fail(
-                    format!(
-                        "--max-spend must be a number of US dollars above 0 and at most {}",
-                        Money::MAX_INPUT
-                    ),
-                    "for example --max-spend 25",
-                    Exit::Usage,
-                ));
-            }
-        },
-    };
+    let flags = Flags::check(&args)?;
+    let time_scale = flags.time_scale;
     let recorded = crate::journal::last_run_started(&args.out.join(JOURNAL));
     let recorded_settings = recorded.as_ref().and_then(|r| r.1.clone()).unwrap_or_default();
     if !args.simulate && args.api_base.is_none() && recorded_settings.simulate {
@@ -168,23 +120,11 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
     let recorded_cap = recorded.as_ref().and_then(|r| r.0).map(Money::from_micro_cents);
-    let concurrency = keep_or_replace(
-        "--concurrency",
-        args.concurrency,
-        recorded_settings.concurrency,
-        plan.limits.concurrency.map(|c| c.get()),
-        stderr,
-    )
-    .unwrap_or(DEFAULT_CONCURRENCY);
-    let rate = keep_or_replace(
-        "--rate",
-        args.rate,
-        recorded_settings.rate,
-        plan.limits.rate_per_second,
-        stderr,
-    )
-    .unwrap_or(DEFAULT_RATE);
-    let cap = keep_or_replace("--max-spend", flag_cap, recorded_cap, plan.limits.max_spend, stderr);
+    let settled = flags.settle(&recorded_settings, recorded_cap, &plan.limits);
+    for note in &settled.notes {
+        let _ = writeln!(stderr, "{note}");
+    }
+    let (concurrency, rate, cap) = (settled.concurrency, settled.rate, settled.cap);
     let resume_settings = ResumeSettings {
         cap,
         rate,

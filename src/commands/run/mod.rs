@@ -1,9 +1,11 @@
-//! `kling-batch run`: the command (`command`), the settings a resume keeps (`resume`), price
-//! quotes (`quotes`), and what comes before and after the run (`finish`).
+//! `kling-batch run`: the command (`command`), flags ▶ settings (`settings`), the printed resume
+//! command (`resume`), price quotes (`quotes`), and what comes before and after the run
+//! (`finish`).
 
 mod command;
 mod finish;
 mod quotes;
 mod resume;
+mod settings;
 
 pub(crate) use command::run;

@@ -1,9 +1,7 @@
-//! What a resume keeps from the run before it: a flag given again replaces the recorded value
-//! (and says so), a recorded one is kept, and the printed resume command spells every setting
-//! that matters out, so following it can never run with another cap, pace or target.
+//! The printed resume command: it spells out every setting that matters, so following it can
+//! never run with another cap, pace or target than the run it resumes.
 
 use crate::util::money::Money;
-use std::io::Write;
 
 /// The settings a printed resume command spells out, so that following it can never run with
 /// another cap, pace or target than the run it resumes.
@@ -13,34 +11,6 @@ pub(super) struct ResumeSettings {
     pub(super) concurrency: u32,
     pub(super) api_base: Option<String>,
     pub(super) simulate: bool,
-}
-
-/// A flag given again replaces the recorded value (and the run says so); otherwise the recorded
-/// one is kept; a folder without one takes the manifest's `limits:`.
-pub(super) fn keep_or_replace<T: PartialEq + std::fmt::Display + Copy>(
-    flag: &str,
-    given: Option<T>,
-    recorded: Option<T>,
-    manifest: Option<T>,
-    stderr: &mut dyn Write,
-) -> Option<T> {
-    match (given, recorded) {
-        (Some(g), Some(r)) if g != r => {
-            let _ = writeln!(stderr, "note: {flag} {g} replaces the {r} this folder's run recorded");
-            Some(g)
-        }
-        (Some(g), _) => Some(g),
-        (None, Some(r)) => {
-            if let Some(m) = manifest.filter(|m| *m != r) {
-                let _ = writeln!(
-                    stderr,
-                    "note: keeping this folder's recorded {flag} {r} (the manifest's limits say {m}); give {flag} to change it"
-                );
-            }
-            Some(r)
-        }
-        (None, None) => manifest,
-    }
 }
 
 /// The command line that resumes this run, quoted for a POSIX shell, with a templated `--out`
