@@ -1,5 +1,7 @@
 //! The run's write-ahead journal: append-only JSON lines, one writer, fsynced in groups. It is the
-//! checkpoint: replaying it (a pure fold) says where every job stands and what has been spent.
+//! checkpoint: replaying it (a pure fold, `JobFacts::apply`, the same fold the dispatcher applies
+//! to what it emits) says what every job durably is and what has been spent, and `Resume` is the
+//! one reading of those facts that run, status and the reports share.
 
 mod facts;
 mod reader;

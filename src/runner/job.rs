@@ -1,5 +1,5 @@
-//! One job's state during a run, and the events and operations that move it. The transitions
-//! themselves are the dispatcher's; this file only names things.
+//! One job during a run: its durable facts, its state (each variant with the data its step
+//! needs), and the events and operations that move it. The transitions are the dispatcher's.
 
 use crate::client::{ApiError, CreatedTask, TaskView};
 use crate::journal::{Failure, FailureKind, JobFacts, Phase, Record, Resume, StoredVideo, WriteError};

@@ -1,6 +1,8 @@
-//! The runner: job state machine (`job`), the dispatcher that owns all run state
-//! (`dispatcher`), when to poll (`schedule`), and the executor that runs operations
-//! concurrently and feeds their results back (`executor`).
+//! The runner: job states with their data (`job`), the dispatcher that owns all run state
+//! (`dispatcher`, its transitions in `transitions.rs`), the spend ledger (`budget`), when to poll
+//! (`schedule`), the executor that runs operations concurrently and feeds their results back
+//! (`executor`), and Ctrl-C escalation (`signals`). The dispatcher changes a job's durable facts
+//! only through the records it emits, folded by the journal's own fold.
 
 pub mod budget;
 mod dispatcher;
@@ -11,5 +13,5 @@ pub mod signals;
 
 pub use dispatcher::{Dispatcher, Settings, idempotency_key};
 pub use executor::{Context, execute};
-pub use job::{Event, JobPhase, JobRun, Op, StopReason};
+pub use job::{Event, JobPhase, JobRun, JobState, Op, StopReason};
 pub use schedule::{PollSchedule, Shape};
