@@ -1,7 +1,7 @@
 //! The RunAPI routes: create and get for the six Kling actions, account balance, price schedules
 //! and quotes — with the contract's error bodies and headers (§3–§5, §7).
 
-use super::server::{ConnectionControl, Shared, error_response, signed_url};
+use super::shared::{ConnectionControl, Shared, error_response, signed_url};
 use super::state::{CreateRefusal, Read, Status};
 use crate::kling::{Endpoint, Strictness, ViolationKind, models_for, validate};
 use crate::util::money::Money;

@@ -2,7 +2,7 @@
 //! (truncation, servers that ignore `Range`). Bodies are streamed, never held in memory.
 
 use super::mp4::VideoFile;
-use super::server::{Shared, error_response, sign};
+use super::shared::{Shared, error_response, sign};
 use super::state::Status;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

@@ -9,6 +9,7 @@ mod files;
 mod mp4;
 
 mod server;
+mod shared;
 mod state;
 mod stats;
 mod task;

@@ -6,9 +6,9 @@ use super::api;
 use super::clock::SimClock;
 use super::config::{Faults, RetryAfterForm, SimConfig};
 use super::files;
+use super::shared::{ConnectionControl, Shared, error_response};
 use super::state::{Admission, State as SimState};
 use super::stats::Stats;
-use crate::util::hex::hex;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -17,89 +17,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
-
-/// What every handler shares. The mutex is never held across an await.
-#[derive(Debug)]
-pub(super) struct Shared {
-    pub clock: SimClock,
-    state: Mutex<SimState>,
-    secret: [u8; 32],
-    file_base: OnceLock<String>,
-    pub download_bytes: AtomicU64,
-}
-
-impl Shared {
-    pub(super) fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn stats(&self) -> Stats {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.settle_due(now);
-        Stats {
-            counters: state.counters.clone(),
-            download_bytes: self.download_bytes.load(Ordering::Relaxed),
-            billed_micro_cents: state.counters.billed.micro_cents(),
-            billed_usd: state.counters.billed.usd(),
-            balance_cents: state.balance().cents(),
-            reserved_cents: state.reserved().cents(),
-        }
-    }
-}
-
-/// Lets a handler close the connection it arrived on without answering.
-#[derive(Debug, Clone)]
-pub(super) struct ConnectionControl(Arc<Notify>);
-
-impl ConnectionControl {
-    pub(super) fn drop_now(&self) {
-        self.0.notify_one();
-    }
-}
-
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// The contract's error body, `{"error": {"code", "message"}}`, with an `X-Request-ID`.
-pub(super) fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": {"code": code, "message": message.into()}});
-    let mut response = (status, axum::Json(body)).into_response();
-    let id = format!("req_sim_{}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    response
-}
-
-pub(super) fn sign(shared: &Shared, task_id: &str, expires: u64) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(shared.secret);
-    hasher.update(task_id.as_bytes());
-    hasher.update(b":");
-    hasher.update(expires.to_string().as_bytes());
-    hex(&hasher.finalize()[..16])
-}
-
-/// A fresh signed URL for a completed task's video, valid for the configured time.
-pub(super) fn signed_url(shared: &Shared, task_id: &str) -> String {
-    let ttl = shared.lock().faults.url_ttl_seconds;
-    let expires = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + ttl;
-    let base = shared.file_base.get().map_or("", String::as_str);
-    format!(
-        "{base}/files/{task_id}.mp4?expires={expires}&sig={}",
-        sign(shared, task_id, expires)
-    )
-}
 
 /// Counts every request by route and status and applies the faults that come before a handler
 /// (5xx, 429) and the added latency after it. Control routes are exempt.
