@@ -10,6 +10,22 @@ pub(crate) fn plan_from_yaml(text: &str) -> Result<kling_batch::plan::Plan, Stri
     kling_batch::plan::expand(&manifest).map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
 }
 
+/// A text-to-video task as the simulator's status route shows it (asserting a 200).
+pub(crate) async fn text_to_video_task(
+    sim: &kling_batch::sim::SimHandle,
+    client: &reqwest::Client,
+    id: &str,
+) -> serde_json::Value {
+    let r = client
+        .get(format!("{}/api/v1/kling/text_to_video/{id}", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .send()
+        .await
+        .expect("the simulator answers");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    r.json().await.expect("a JSON task")
+}
+
 pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -9,7 +9,6 @@ prompts: ["a lake at dawn", "a river in spring", "a sea in a storm", "a forest a
 matrix: { aspect_ratio: ["16:9", "9:16", "1:1"], enable_sound: [false, true] }
 "#;
 use kling_batch::sim::Faults;
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_completes_and_every_file_is_the_served_video() {
@@ -23,19 +22,7 @@ async fn the_sweep_completes_and_every_file_is_the_served_video() {
     // The bytes on disk are the bytes the service serves for that task.
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     for row in &rows {
-        let task: Value = client
-            .get(format!(
-                "{}/api/v1/kling/text_to_video/{}",
-                env.sim.base_url(),
-                row["task_id"]
-            ))
-            .bearer_auth(env.sim.api_key())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let task = crate::common::text_to_video_task(&env.sim, &client, &row["task_id"]).await;
         let served = client
             .get(task["videos"][0]["url"].as_str().unwrap())
             .send()

@@ -37,14 +37,7 @@ async fn create(sim: &SimHandle, client: &Client, body: &Value, key: Option<&str
 }
 
 async fn get_task(sim: &SimHandle, client: &Client, id: &str) -> Value {
-    let r = client
-        .get(format!("{}{T2V}/{id}", sim.base_url()))
-        .bearer_auth(sim.api_key())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
+    crate::common::text_to_video_task(sim, client, id).await
 }
 
 async fn completed_task(sim: &SimHandle, client: &Client) -> Value {
