@@ -78,6 +78,11 @@ impl Status {
 }
 
 impl Task {
+    /// A stand-in for a task an earlier simulator made: no request was ever seen for it.
+    pub(super) fn adopted(&self) -> bool {
+        self.body_hash.is_empty()
+    }
+
     pub(super) fn status(&self, now: Duration) -> Status {
         if now < self.started {
             Status::Pending
@@ -103,6 +108,11 @@ impl Task {
             "billing": { "reservation": { "amount_cents": cents_up(self.reserved) } },
         });
         match (status, self.outcome) {
+            // A task an earlier simulator made (`adopt_unknown_tasks`): this one never saw its
+            // request, so it cannot say what it cost; the client counts what it reserved.
+            (Status::Completed, _) if self.adopted() => {
+                body["videos"] = json!([{ "url": video_url }]);
+            }
             (Status::Completed, _) => {
                 body["videos"] = json!([{ "url": video_url }]);
                 body["billing"]["settlement"] = json!({

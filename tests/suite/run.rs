@@ -479,3 +479,56 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         "dropped creates were re-sent with their keys"
     );
 }
+
+/// `--simulate` resumed after a kill: the tasks it re-attaches to were made by the killed run's
+/// simulator, and the spend shown must still be the spend made — every job at its price (issue 14,
+/// item 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_run_resumed_after_a_kill_reports_the_spend_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let manifest = crate::common::repo_root().join("manifests/example.yaml");
+    let run = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
+        cmd.args([
+            "run",
+            manifest.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--simulate",
+        ])
+        .env_remove("RUNAPI_API_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        cmd
+    };
+    let mut child = run().spawn().unwrap();
+    // Kill it once some task exists and before every job is done.
+    let journal = out.join("journal.jsonl");
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.contains("\"t\":\"submitted\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let resumed = run().output().await.unwrap();
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let plan = kling_batch::plan::expand(&kling_batch::manifest::load(&manifest).unwrap()).unwrap();
+    let priced: f64 = plan.jobs.iter().map(|j| j.estimate.cost.usd()).sum();
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let spent = summary["spent_usd"].as_f64().unwrap();
+    assert!(
+        (spent - priced).abs() < 1e-6,
+        "reported ${spent}, the jobs cost ${priced}"
+    );
+}
