@@ -34,7 +34,7 @@ where
         Command::Plan { manifest, json } => crate::commands::plan::plan(&manifest, json, stdout).map_err(Into::into),
         Command::Validate { manifest } => crate::commands::plan::validate(&manifest, stdout).map_err(Into::into),
         Command::Sim(args) => crate::commands::sim::run(args, stdout, stderr),
-        Command::Run(args) => crate::commands::run::run(args, quiet, stderr),
+        Command::Run(args) => crate::commands::run::run(args, quiet, cli.log_file.as_deref(), stderr),
         Command::Status { dir, json } => crate::commands::status::run(&dir, json, stdout),
         Command::Report { dir, rows, columns } => {
             crate::commands::report::run(&dir, rows.as_deref(), columns.as_deref(), stdout)

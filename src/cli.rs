@@ -141,6 +141,10 @@ pub struct RunArgs {
     /// created, and paid for, again.
     #[arg(long)]
     pub start_afresh: bool,
+    /// Run this manifest in a folder an earlier run of another manifest wrote: its journal,
+    /// videos and spend carry over into this manifest's run.
+    #[arg(long)]
+    pub adopt_folder: bool,
     /// How long a download may stay under --min-download-speed (curl's --speed-time).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub stall_time: Duration,

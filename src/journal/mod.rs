@@ -10,7 +10,7 @@ mod replay;
 mod writer;
 
 pub use facts::{Failure, JobFacts, Phase, Resume, StoredVideo};
-pub use reader::{JournalError, Recovery, Repaired, last_run_started, parse_bytes, read, read_each, repair};
+pub use reader::{JournalError, LastRun, Recovery, Repaired, last_run_started, parse_bytes, read, read_each, repair};
 pub use record::{FailureKind, Record, RecordedSettings, VERSION};
 pub use replay::{Replayed, read_replayed, replay};
 pub use writer::{JournalWriter, WriteError};

@@ -56,10 +56,19 @@ pub fn read_each(path: &Path, each: impl FnMut(Record)) -> Result<Recovery, Jour
     }
 }
 
+/// What the latest run in a folder started with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastRun {
+    /// The spend cap in µ¢.
+    pub cap: Option<u64>,
+    pub settings: Option<super::RecordedSettings>,
+    /// The manifest as that run was given it.
+    pub manifest: Option<String>,
+}
+
 /// The journal's last `run_started` record, read cheaply (only those lines are parsed): what a
-/// resume needs before anything else starts: its cap (µ¢) and settings. `None` without a journal
-/// or such a record.
-pub fn last_run_started(path: &Path) -> Option<(Option<u64>, Option<super::RecordedSettings>)> {
+/// resume needs before anything else starts. `None` without a journal or such a record.
+pub fn last_run_started(path: &Path) -> Option<LastRun> {
     let file = std::fs::File::open(path).ok()?;
     let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
     let mut line = Vec::new();
@@ -71,9 +80,18 @@ pub fn last_run_started(path: &Path) -> Option<(Option<u64>, Option<super::Recor
             Ok(_) => {}
         }
         if line.windows(13).any(|w| w == b"\"run_started\"")
-            && let Ok(Some(Record::RunStarted { cap, settings, .. })) = parse_line(line.trim_ascii_end())
+            && let Ok(Some(Record::RunStarted {
+                cap,
+                settings,
+                manifest,
+                ..
+            })) = parse_line(line.trim_ascii_end())
         {
-            last = Some((cap, settings));
+            last = Some(LastRun {
+                cap,
+                settings,
+                manifest,
+            });
         }
     }
 }

@@ -136,18 +136,6 @@ impl OutDir {
         Ok(())
     }
 
-    /// Finished videos in `videos/`: an earlier run's work.
-    pub fn earlier_videos(&self) -> usize {
-        std::fs::read_dir(self.videos())
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-
     /// Partial downloads left by an interrupted run.
     pub fn stray_parts(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.videos())

@@ -24,7 +24,12 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
+pub(crate) fn run(
+    args: RunArgs,
+    quiet: bool,
+    log_file: Option<&std::path::Path>,
+    stderr: &mut dyn Write,
+) -> Result<Exit, CommandFailure> {
     // One thread runs the whole run (the dispatcher, every HTTP exchange); file writes, hashing
     // and fsyncs go to the blocking pool. Measured on scenario 1 of BENCHMARKS.md: a third less
     // user CPU than the multi-threaded runtime, whose workers mostly woke each other.
@@ -32,7 +37,7 @@ pub(crate) fn run(args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<
         Ok(r) => r,
         Err(e) => return Err(fail(format!("cannot start the async runtime: {e}"), "", Exit::Failure)),
     };
-    runtime.block_on(run_async(args, quiet, stderr))
+    runtime.block_on(run_async(args, quiet, log_file, stderr))
 }
 
 fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
@@ -44,7 +49,12 @@ fn new_run_id() -> String {
     crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
-async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
+async fn run_async(
+    mut args: RunArgs,
+    quiet: bool,
+    log_file: Option<&std::path::Path>,
+    stderr: &mut dyn Write,
+) -> Result<Exit, CommandFailure> {
     let started = Instant::now();
     let given_out = args.out.clone();
     args.out = crate::output::folder::expand_template(&args.out, std::time::SystemTime::now());
@@ -53,7 +63,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
     let flags = Flags::check(&args)?;
     let time_scale = flags.time_scale;
     let recorded = crate::journal::last_run_started(&args.out.join(JOURNAL));
-    let recorded_settings = recorded.as_ref().and_then(|r| r.1.clone()).unwrap_or_default();
+    let recorded_settings = recorded.as_ref().and_then(|r| r.settings.clone()).unwrap_or_default();
     if !args.simulate && args.api_base.is_none() && recorded_settings.simulate {
         let _ = writeln!(
             stderr,
@@ -119,7 +129,7 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         }
         Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
-    let recorded_cap = recorded.as_ref().and_then(|r| r.0).map(Money::from_micro_cents);
+    let recorded_cap = recorded.as_ref().and_then(|r| r.cap).map(Money::from_micro_cents);
     let settled = flags.settle(&recorded_settings, recorded_cap, &plan.limits);
     for note in &settled.notes {
         let _ = writeln!(stderr, "{note}");
@@ -133,6 +143,8 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
         simulate: args.simulate,
     };
 
+    // Whose folder this is, before anything is written to it.
+    super::folder::check(&args, recorded.as_ref(), log_file)?;
     let out = match OutDir::open(&args.out) {
         Ok(o) => o,
         Err(e @ crate::output::folder::OutDirError::Symlink { .. }) => {
@@ -157,22 +169,6 @@ async fn run_async(mut args: RunArgs, quiet: bool, stderr: &mut dyn Write) -> Re
                 );
             }
             Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
-        }
-    }
-    let no_journal = std::fs::metadata(&journal_path).map_or(true, |m| m.len() == 0);
-    if no_journal && !args.start_afresh {
-        let videos = out.earlier_videos();
-        if videos > 0 {
-            // Nothing the tool advises may lead to a second bill: without the journal, every job
-            // here would be created and paid for again.
-            return Err(fail(
-                format!(
-                    "{} holds {videos} video(s) of an earlier run but no journal: a new run would create and pay for every job again",
-                    out.root().display()
-                ),
-                "put its journal.jsonl back (a damaged one: add --repair-journal), or choose another --out; to pay again for every job here, add --start-afresh",
-                Exit::Invalid,
-            ));
         }
     }
     let (store, history, recovery) = match LocalRunStore::open(&journal_path) {

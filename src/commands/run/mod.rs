@@ -4,6 +4,7 @@
 
 mod command;
 mod finish;
+mod folder;
 mod quotes;
 mod resume;
 mod settings;

@@ -1,0 +1,89 @@
+//! What a new user trips over (issue 14): folders taken over, a manifest that is not the
+//! folder's, caps that cannot run a job.
+
+use crate::common::{TWELVE_JOBS, TestEnv};
+
+/// Every file in `dir` with its bytes, sorted by path.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Item 1: `--out` pointing at a folder of the user's own files is refused, exit 4, and the
+/// folder is byte-identical afterwards; nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_folder_is_refused_and_left_byte_identical() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    std::fs::create_dir_all(env.out.join("notes")).unwrap();
+    std::fs::write(env.out.join("results.csv"), "name,score\nalice,3\n").unwrap();
+    std::fs::write(env.out.join("notes/todo.txt"), "buy milk").unwrap();
+    let before = snapshot(&env.out);
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("not a kling-batch run folder"), "{}", out.stderr);
+    assert_eq!(snapshot(&env.out), before, "the folder is untouched");
+    assert_eq!(env.sim.stats().requests_total(), 0, "nothing was sent");
+}
+
+/// Item 2: another manifest into a run folder is refused with a hint; the same manifest edited
+/// keeps working; `--adopt-folder` adopts the folder knowingly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_folder_belongs_to_its_manifest_file() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    assert_eq!(env.run(&[]).await.code, Some(0));
+    let rows = env.results().len();
+    let other = env.dir.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "defaults: { model: kling-3.0 }\nprompts: [\"a glacier at noon\"]\n",
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
+    cmd.args(["run", other.to_str().unwrap(), "--out", env.out.to_str().unwrap()])
+        .args([
+            "--api-base",
+            env.sim.base_url(),
+            "--time-scale",
+            "1000",
+            "--rate",
+            "400",
+        ])
+        .env("RUNAPI_API_KEY", env.sim.api_key())
+        .env("RUNAPI_CONFIG_DIR", env.dir.path().join("no-config"))
+        .env_remove("RUNAPI_BASE_URL")
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("is the run folder of") && stderr.contains("--adopt-folder"),
+        "{stderr}"
+    );
+    assert_eq!(env.results().len(), rows, "results.csv untouched");
+    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+    // The same manifest, edited: still its folder.
+    std::fs::write(
+        &env.manifest,
+        TWELVE_JOBS.replace("a forest at night", "a forest at dusk"),
+    )
+    .unwrap();
+    assert_eq!(env.run(&[]).await.code, Some(0));
+    // Adopted knowingly.
+    let adopted = cmd.arg("--adopt-folder").output().await.unwrap();
+    assert_eq!(
+        adopted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&adopted.stderr)
+    );
+    env.check_invariants_after_an_edit(None);
+}
