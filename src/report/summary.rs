@@ -109,6 +109,13 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
                 "stopped at the spend cap: {} job(s) not submitted (about {left} more); {standing}",
                 queued.len()
             );
+            let finish = committed.saturating_add(left);
+            let _ = writeln!(
+                out,
+                "  a cap of ${:.2} would finish the run: rerun with --max-spend {:.2}",
+                finish.usd_ceil_cents(),
+                finish.usd_ceil_cents()
+            );
         }
         Some(StopReason::Credits(message)) => {
             let _ = writeln!(

@@ -49,6 +49,11 @@ impl Money {
         self.0 as f64 / PER_DOLLAR as f64
     }
 
+    /// In US dollars, rounded up to a whole cent: an amount that covers this one when typed back.
+    pub fn usd_ceil_cents(self) -> f64 {
+        self.0.div_ceil(PER_CENT) as f64 / 100.0
+    }
+
     pub fn cents(self) -> f64 {
         self.0 as f64 / PER_CENT as f64
     }

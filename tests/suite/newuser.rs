@@ -87,3 +87,31 @@ async fn a_run_folder_belongs_to_its_manifest_file() {
     );
     env.check_invariants_after_an_edit(None);
 }
+
+/// Item 6: a cap below the cheapest job is refused before anything is written, naming the cap
+/// that runs one job and the one that runs them all; a capped stop says what cap would finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_cap_is_refused_before_anything_is_written() {
+    let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
+    let out = env.run(&["--max-spend", "0.50"]).await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot run a single job"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--max-spend 0.70 runs one job") && out.stderr.contains("--max-spend 8.40 runs all 12"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.out.exists(), "nothing was written");
+    assert_eq!(env.sim.stats().requests_total(), 0, "nothing was sent");
+    // A cap that runs some: the summary names the cap that finishes.
+    let out = env.run(&["--max-spend", "4.20"]).await;
+    assert_eq!(out.code, Some(8), "{}", out.stderr);
+    assert!(out.stderr.contains("rerun with --max-spend 8.40"), "{}", out.stderr);
+    env.check_money(Some(4.20));
+    // Resumed with a cap below what is committed plus a job: stopped by the cap (8), nothing sent.
+    let creates = env.sim.stats().counters.tasks_created;
+    let out = env.run(&["--max-spend", "4.50"]).await;
+    assert_eq!(out.code, Some(8), "{}", out.stderr);
+    assert!(out.stderr.contains("already billed or reserved"), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, creates);
+}

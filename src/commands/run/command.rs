@@ -44,6 +44,68 @@ fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailu
     CommandFailure::new(exit, message).hint(hint)
 }
 
+/// Refuses, before anything is written, a cap under which not one of the jobs left could be
+/// submitted: it names the smallest cap that runs one and the cap that runs them all.
+fn cap_can_run_a_job(
+    cap: Money,
+    plan: &crate::plan::Plan,
+    history: &crate::journal::Replayed,
+) -> Result<(), CommandFailure> {
+    let committed = history.spent.saturating_add(history.reserved);
+    // Work already paid for or in flight (re-sends, tasks, downloads) goes on whatever the cap.
+    let other_work = plan.jobs.iter().any(|j| {
+        history.jobs.get(j.id.as_str()).is_some_and(|f| {
+            !matches!(
+                f.resume(true),
+                journal::Resume::Submit | journal::Resume::Done { .. } | journal::Resume::Failed
+            )
+        })
+    });
+    if other_work {
+        return Ok(());
+    }
+    let left: Vec<Money> = plan
+        .jobs
+        .iter()
+        .filter(|j| {
+            history
+                .jobs
+                .get(j.id.as_str())
+                .is_none_or(|f| f.resume(false) == journal::Resume::Submit)
+        })
+        .map(|j| j.estimate.cost)
+        .collect();
+    let Some(cheapest) = left.iter().min().copied() else {
+        return Ok(());
+    };
+    let one = committed.saturating_add(cheapest);
+    if one <= cap {
+        return Ok(());
+    }
+    let all = committed.saturating_add(left.iter().copied().sum());
+    let spent = if committed > Money::ZERO {
+        format!(" ({committed} already billed or reserved in this folder)")
+    } else {
+        String::new()
+    };
+    // A new folder: the cap is wrong input (4). A resume: the cap stops it, as it did before (8).
+    let exit = if committed > Money::ZERO {
+        Exit::SpendCap
+    } else {
+        Exit::Invalid
+    };
+    Err(CommandFailure::new(
+        exit,
+        format!("the spend cap {cap} cannot run a single job: the cheapest costs {cheapest}{spent}"),
+    )
+    .hint(format!(
+        "--max-spend {:.2} runs one job; --max-spend {:.2} runs all {} left; nothing was written or sent",
+        one.usd_ceil_cents(),
+        all.usd_ceil_cents(),
+        left.len()
+    )))
+}
+
 fn new_run_id() -> String {
     let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
     crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
@@ -143,8 +205,13 @@ async fn run_async(
         simulate: args.simulate,
     };
 
-    // Whose folder this is, before anything is written to it.
+    // Whose folder this is, and whether the cap can run anything, before anything is written.
     super::folder::check(&args, recorded.as_ref(), log_file)?;
+    if let Some(cap) = cap
+        && recorded.is_none()
+    {
+        cap_can_run_a_job(cap, &plan, &journal::Replayed::default())?;
+    }
     let out = match OutDir::open(&args.out) {
         Ok(o) => o,
         Err(e @ crate::output::folder::OutDirError::Symlink { .. }) => {
@@ -181,6 +248,9 @@ async fn run_async(
             "note: the journal's last line was cut short ({} bytes, from an interrupted write) and was dropped",
             recovery.torn_tail_bytes
         );
+    }
+    if let Some(cap) = cap {
+        cap_can_run_a_job(cap, &plan, &history)?;
     }
     let store: Arc<dyn RunStore> = Arc::new(store);
     let run_id = history.run_id.clone().unwrap_or_else(new_run_id);
