@@ -100,9 +100,14 @@ pub struct RunArgs {
     /// Run against a built-in simulator instead of RunAPI: no key, no cost.
     #[arg(long)]
     pub simulate: bool,
-    /// Attempts per job when tasks end `failed` (failed tasks are not billed).
+    /// Attempts per job when tasks end `failed` (failed tasks are not billed). Raised on a rerun,
+    /// failed jobs get the difference.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_attempts: u32,
+    /// Give failed jobs new attempts (new keys, --max-attempts of them); with a PATTERN, only
+    /// failures whose reason contains it (e.g. --retry-failed=upstream).
+    #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "", require_equals = true)]
+    pub retry_failed: Option<String>,
     /// How long one API request may take before its outcome counts as unknown (creates are then
     /// re-sent with the same key).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]

@@ -22,6 +22,9 @@ pub struct Settings {
     pub run_id: String,
     pub concurrency: usize,
     pub max_attempts: u32,
+    /// `--retry-failed[=PATTERN]`: failed jobs (whose reason contains PATTERN, if one is given)
+    /// get `max_attempts` new attempts, each with a new key.
+    pub retry_failed: Option<String>,
     pub cap: Option<Money>,
     pub task_deadline: Duration,
     /// Real seconds per simulated second of generation (1 against the real service).
@@ -145,7 +148,21 @@ impl Dispatcher {
                         d.push_timer(now, i, Timer::Poll);
                     }
                 }
-                JobState::Done { .. } | JobState::Failed { .. } | JobState::Unresolved { .. } => {}
+                JobState::Failed { failure } => {
+                    let failures = facts.task_failures();
+                    let asked =
+                        d.settings.retry_failed.as_ref().is_some_and(|pattern| {
+                            failure.to_string().to_lowercase().contains(&pattern.to_lowercase())
+                        });
+                    // A raised --max-attempts gives failed tasks the difference.
+                    let more_attempts = failure.kind == FailureKind::TaskFailed && failures < d.settings.max_attempts;
+                    if asked || more_attempts {
+                        job.failures_before = if asked { failures } else { 0 };
+                        job.state = JobState::Queued;
+                        d.queue.push_back(i);
+                    }
+                }
+                JobState::Done { .. } | JobState::Unresolved { .. } => {}
             }
             d.jobs.push(job);
         }

@@ -17,6 +17,7 @@ fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
         run_id: "run1".into(),
         concurrency,
         max_attempts: 2,
+        retry_failed: None,
         cap: cap_cents.map(Money::from_cents),
         task_deadline: Duration::from_secs(1800),
         time_scale: 1.0,

@@ -129,6 +129,9 @@ pub struct JobRun {
     pub(super) outcome_unknown: bool,
     /// When the job last began waiting for its video (the download deadline counts from here).
     pub(super) downloading_since: Option<Instant>,
+    /// Failed attempts that do not count against `--max-attempts` in this run (a job given new
+    /// attempts by `--retry-failed`).
+    pub(super) failures_before: u32,
 }
 
 impl JobRun {
@@ -145,6 +148,7 @@ impl JobRun {
             busy: false,
             outcome_unknown: false,
             downloading_since: None,
+            failures_before: 0,
         }
     }
 

@@ -256,7 +256,7 @@ impl Dispatcher {
         );
         self.in_flight = self.in_flight.saturating_sub(1);
         let attempts = self.jobs[job].facts.task_failures();
-        if attempts < self.settings.max_attempts {
+        if attempts.saturating_sub(self.jobs[job].failures_before) < self.settings.max_attempts {
             self.jobs[job].state = JobState::Queued;
             self.queue.push_front(job);
         } else {

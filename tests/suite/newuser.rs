@@ -115,3 +115,61 @@ async fn an_impossible_cap_is_refused_before_anything_is_written() {
     assert!(out.stderr.contains("already billed or reserved"), "{}", out.stderr);
     assert_eq!(env.sim.stats().counters.tasks_created, creates);
 }
+
+/// Item 4: failed jobs can be retried — all of them (`--retry-failed`), those whose reason
+/// matches (`--retry-failed=PATTERN`), or by raising `--max-attempts` — with new keys, never
+/// paying twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_can_be_retried() {
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 41;
+            c.faults.task_failure_rate = 1.0;
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    let out = env.run(&["--max-attempts", "1"]).await;
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    let again = env.run(&["--max-attempts", "1"]).await;
+    assert_eq!(again.code, Some(7), "a plain rerun leaves failures alone");
+    assert_eq!(env.sim.stats().counters.tasks_created, 12);
+    env.sim.set_faults(kling_batch::sim::Faults::default());
+
+    // Only the moderation failures.
+    let moderated = env
+        .results()
+        .iter()
+        .filter(|r| r["error"].contains("moderation"))
+        .count();
+    assert!(
+        moderated > 0 && moderated < 12,
+        "a mix of reasons ({moderated} moderated)"
+    );
+    let out = env.run(&["--max-attempts", "1", "--retry-failed=MODERATION"]).await;
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created as usize, 12 + moderated);
+    let done = env.results().iter().filter(|r| r["status"] == "completed").count();
+    assert_eq!(done, moderated);
+
+    // A raised --max-attempts gives the rest the difference.
+    let out = env.run(&["--max-attempts", "2"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    assert_eq!(env.sim.stats().counters.tasks_created, 24);
+    for (job, creates) in &env.sim.stats().counters.creates_per_client_request_id {
+        assert_eq!(*creates, 2, "{job}: one failed task, one new attempt with a new key");
+    }
+}
+
+/// `--retry-failed` with no pattern retries every failure, each with `--max-attempts` new tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_retries_every_failure() {
+    let env = TestEnv::new(|c| c.faults.task_failure_rate = 1.0, TWELVE_JOBS).await;
+    assert_eq!(env.run(&["--max-attempts", "2"]).await.code, Some(7));
+    env.sim.set_faults(kling_batch::sim::Faults::default());
+    let out = env.run(&["--max-attempts", "2", "--retry-failed"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    assert_eq!(env.sim.stats().counters.tasks_created, 36);
+}

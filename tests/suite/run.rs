@@ -428,6 +428,7 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         run_id: "0123456789ab".into(),
         concurrency: 4,
         max_attempts: 3,
+        retry_failed: None,
         cap: None,
         task_deadline: Duration::from_secs(60),
         time_scale: 1000.0,

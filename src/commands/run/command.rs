@@ -308,6 +308,7 @@ async fn run_async(
         run_id,
         concurrency: concurrency as usize,
         max_attempts: args.max_attempts,
+        retry_failed: args.retry_failed.clone(),
         cap,
         task_deadline: args.task_deadline,
         time_scale,
