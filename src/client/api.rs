@@ -191,6 +191,31 @@ impl RunApi {
         Ok(view)
     }
 
+    /// `GET /api/v1/me`: whether the key is accepted. `Ok(false)` when the service has no such
+    /// route (404): nothing can be told, the run goes on.
+    pub async fn check_key(&self) -> Result<bool, ApiError> {
+        let url = format!("{}/api/v1/me", self.base);
+        match self.send(self.http.get(url), "GET /api/v1/me").await {
+            Ok(_) => Ok(true),
+            Err(e) if e.class() == Class::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /api/v1/me/balance`: what the account can still spend (`balance_cents`), or `None`
+    /// when the service does not say (no such route, another shape).
+    pub async fn balance(&self) -> Result<Option<Money>, ApiError> {
+        let url = format!("{}/api/v1/me/balance", self.base);
+        match self.send(self.http.get(url), "GET /api/v1/me/balance").await {
+            Ok(value) => Ok(value
+                .get("balance_cents")
+                .and_then(Value::as_f64)
+                .and_then(Money::from_cents_f64)),
+            Err(e) if e.class() == Class::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `POST /api/v1/price_quotes`: what the service would reserve for this request.
     pub async fn quote(&self, endpoint: Endpoint, body: &Map<String, Value>) -> Result<Money, ApiError> {
         let url = format!("{}/api/v1/price_quotes", self.base);

@@ -283,6 +283,9 @@ fn weird_answer(kind: u64, id: &str) -> Response {
 }
 
 pub(super) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if shared.lock().faults.no_account_routes {
+        return not_found_route();
+    }
     if let Err(r) = authorize(&shared, &headers) {
         return r;
     }
@@ -291,6 +294,9 @@ pub(super) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) ->
 }
 
 pub(super) async fn balance(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if shared.lock().faults.no_account_routes {
+        return not_found_route();
+    }
     if let Err(r) = authorize(&shared, &headers) {
         return r;
     }
@@ -416,4 +422,8 @@ pub(super) async fn price_quote(State(shared): State<Arc<Shared>>, raw: Bytes) -
         "as_of": crate::util::time_format::rfc3339(std::time::SystemTime::now()),
     }}))
     .into_response()
+}
+
+fn not_found_route() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "No such route")
 }

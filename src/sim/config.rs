@@ -77,6 +77,8 @@ pub struct Faults {
     /// Probability that a download trickles at `trickle_bytes_per_second`.
     pub trickle_rate: f64,
     pub trickle_bytes_per_second: u64,
+    /// `GET /api/v1/me` and `/api/v1/me/balance` answer 404, as a service without them would.
+    pub no_account_routes: bool,
 }
 
 impl Default for Faults {
@@ -105,6 +107,7 @@ impl Default for Faults {
             no_length_rate: 0.0,
             trickle_rate: 0.0,
             trickle_bytes_per_second: 1,
+            no_account_routes: false,
         }
     }
 }

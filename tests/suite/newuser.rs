@@ -173,3 +173,25 @@ async fn retry_failed_retries_every_failure() {
     env.check_invariants(None);
     assert_eq!(env.sim.stats().counters.tasks_created, 36);
 }
+
+/// Item 5: a service without the account routes (404) is run against without the key and
+/// balance checks; a refused key is found before anything is written (see the run suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_without_account_routes_runs_unchecked() {
+    let env = TestEnv::new(
+        |c| {
+            c.faults.no_account_routes = true;
+            c.balance_cents = 300;
+        },
+        TWELVE_JOBS,
+    )
+    .await;
+    let out = env.run(&["--concurrency", "2"]).await;
+    // No balance to check against: the run goes ahead and meets the 402 instead.
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("out of credits"), "{}", out.stderr);
+    let stats = env.sim.stats();
+    assert_eq!(stats.requests_to("GET /api/v1/me"), 1);
+    assert!(stats.counters.tasks_created >= 4);
+    env.check_money(None);
+}

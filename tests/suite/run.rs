@@ -131,7 +131,13 @@ async fn a_cap_covering_half_stops_with_its_code_and_a_higher_cap_finishes() {
 async fn running_out_of_credits_finishes_in_flight_work_and_exits_3() {
     // $0.70 per job: a $3.00 balance covers four.
     let env = TestEnv::new(|c| c.balance_cents = 300, TWELVE_JOBS).await;
+    // Off a terminal a balance below the estimate stops before any create…
     let out = env.run(&["--concurrency", "2"]).await;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("covers about 4 of the 12 job(s)"), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 0);
+    // …and with --yes it runs what the balance covers, finishing what is in flight at the 402.
+    let out = env.run(&["--concurrency", "2", "--yes"]).await;
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert!(out.stderr.contains("out of credits"), "{}", out.stderr);
     let rows = env.results();
@@ -161,7 +167,7 @@ async fn a_refused_key_stops_the_run_with_the_auth_code() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refused"), "{stderr}");
     assert!(!stderr.contains("sk-wrong"), "the key is never printed: {stderr}");
-    env.check_money(None);
+    assert!(!env.out.exists(), "the key is checked before anything is written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

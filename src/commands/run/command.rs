@@ -8,7 +8,7 @@ use super::resume::{ResumeSettings, resume_command};
 use super::settings::Flags;
 use crate::cli::RunArgs;
 use crate::client::credentials::{self, Credentials, ProcessEnv};
-use crate::client::{Pacer, RunApi};
+use crate::client::{Class, Pacer, RunApi};
 use crate::commands::load::load_plan;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::{self, Record};
@@ -42,6 +42,65 @@ pub(crate) fn run(
 
 fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
     CommandFailure::new(exit, message).hint(hint)
+}
+
+/// Checks the account's balance against what the run would submit. Below it: on a terminal, ask;
+/// elsewhere stop with exit 3 unless `--yes`. A service without the route goes on unchecked.
+async fn balance_covers(
+    api: &RunApi,
+    args: &RunArgs,
+    dispatcher: &Dispatcher,
+    estimates: &[Money],
+    to_spend: Money,
+    stderr: &mut dyn Write,
+) -> Option<Exit> {
+    use std::io::IsTerminal;
+    if args.yes || to_spend == Money::ZERO {
+        return None;
+    }
+    let balance = match api.balance().await {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the balance could not be read; going on");
+            return None;
+        }
+    };
+    if balance >= to_spend {
+        return None;
+    }
+    let mut queued: Vec<Money> = dispatcher
+        .jobs()
+        .iter()
+        .zip(estimates)
+        .filter(|(j, _)| j.phase() == JobPhase::Queued)
+        .map(|(_, m)| *m)
+        .collect();
+    queued.sort();
+    let mut covered = 0usize;
+    let mut sum = Money::ZERO;
+    for price in &queued {
+        sum = sum.saturating_add(*price);
+        if sum > balance {
+            break;
+        }
+        covered += 1;
+    }
+    let text = format!(
+        "the account's balance ({balance}) covers about {covered} of the {} job(s) to submit (estimated {to_spend})",
+        queued.len()
+    );
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let _ = write!(stderr, "{text}. Go ahead anyway? [y/N] ");
+        let _ = stderr.flush();
+        let mut answer = String::new();
+        let yes = std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        return (!yes).then_some(Exit::Credits);
+    }
+    let failure = CommandFailure::new(Exit::Credits, text)
+        .hint("top the account up, or add --yes to run what it covers (the run stops at the first 402 and resumes later); nothing was created");
+    Some(failure.render(stderr))
 }
 
 /// Refuses, before anything is written, a cap under which not one of the jobs left could be
@@ -205,12 +264,32 @@ async fn run_async(
         simulate: args.simulate,
     };
 
+    let pacer = Arc::new(Pacer::new(rate));
+    let api = match RunApi::new(
+        credentials,
+        Arc::clone(&pacer),
+        args.request_timeout.max(Duration::from_millis(50)),
+    ) {
+        Ok(a) => Arc::new(a),
+        Err(e) => return Err(fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure)),
+    };
     // Whose folder this is, and whether the cap can run anything, before anything is written.
     super::folder::check(&args, recorded.as_ref(), log_file)?;
     if let Some(cap) = cap
         && recorded.is_none()
     {
         cap_can_run_a_job(cap, &plan, &journal::Replayed::default())?;
+    }
+    // The key is checked before anything is written or created (a refused key costs nothing).
+    match api.check_key().await {
+        Ok(_) => {}
+        Err(e) if e.class() == Class::Auth => {
+            return Err(
+                CommandFailure::new(Exit::Auth, format!("the API key was refused: {}", e.message()))
+                    .hint("check RUNAPI_API_KEY (or run `runapi login`); nothing was written or sent"),
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "the key could not be checked; going on"),
     }
     let out = match OutDir::open(&args.out) {
         Ok(o) => o,
@@ -292,15 +371,6 @@ async fn run_async(
     let files_ok = verify_files(&plan, &history, videos.as_ref());
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "recorded videos checked");
 
-    let pacer = Arc::new(Pacer::new(rate));
-    let api = match RunApi::new(
-        credentials,
-        Arc::clone(&pacer),
-        args.request_timeout.max(Duration::from_millis(50)),
-    ) {
-        Ok(a) => Arc::new(a),
-        Err(e) => return Err(fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure)),
-    };
     let reservations = quote_reservations(&api, &plan, &history, stderr).await;
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "prices quoted");
     let estimates = reservations.clone();
@@ -337,7 +407,7 @@ async fn run_async(
     };
     let ctx = Context {
         plan: Arc::clone(&plan),
-        api,
+        api: Arc::clone(&api),
         downloads,
         journal: Arc::clone(&store),
         videos: Arc::clone(&videos),
@@ -359,6 +429,9 @@ async fn run_async(
         .filter(|(j, _)| j.phase() == JobPhase::Queued)
         .map(|(_, m)| *m)
         .sum();
+    if let Some(exit) = balance_covers(&api, &args, &dispatcher, &estimates, to_spend, stderr).await {
+        return Ok(exit);
+    }
     if !confirm(
         &args,
         to_spend,
