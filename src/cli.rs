@@ -18,16 +18,28 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// More log detail: -v info, -vv debug, -vvv trace (RUST_LOG, if set, decides instead).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
     /// Only errors in the log.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
     /// Log lines as text or as JSON objects.
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        global = true,
+        help_heading = "Global options"
+    )]
     pub log_format: LogFormat,
     /// Write the log to this file (appending) instead of stderr.
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH", global = true, help_heading = "Global options")]
     pub log_file: Option<PathBuf>,
 }
 
@@ -53,6 +65,10 @@ pub enum Command {
         manifest: PathBuf,
     },
     /// Run every job of a manifest: submit, poll, download, write results. Rerun to resume.
+    #[command(after_help = "Examples:
+  kling-batch run manifests/example.yaml --out runs/demo --simulate      try it on the built-in simulator
+  kling-batch run sweep.yaml --out runs/lake --max-spend 25              for real, at most $25
+  kling-batch run sweep.yaml --out runs/lake --retry-failed=upstream     rerun: retry upstream failures")]
     Run(RunArgs),
     /// Show where a run folder stands, from its journal alone (no network).
     Status {
@@ -86,72 +102,72 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Tasks generating at once [default: the manifest's limits, else 4].
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Spending and pace", long, value_name = "N")]
     pub concurrency: Option<u32>,
     /// API requests per second, creates and polls together [default: the manifest's, else 2].
-    #[arg(long, value_name = "R")]
+    #[arg(help_heading = "Spending and pace", long, value_name = "R")]
     pub rate: Option<f64>,
     /// Stop submitting before billed + reserved would pass this many US dollars.
-    #[arg(long, value_name = "USD")]
+    #[arg(help_heading = "Spending and pace", long, value_name = "USD")]
     pub max_spend: Option<f64>,
     /// The RunAPI base URL [default: $RUNAPI_BASE_URL, else the runapi CLI's config, else https://runapi.ai].
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Service", long, value_name = "URL")]
     pub api_base: Option<String>,
     /// Run against a built-in simulator instead of RunAPI: no key, no cost.
-    #[arg(long)]
+    #[arg(help_heading = "Service", long)]
     pub simulate: bool,
     /// Attempts per job when tasks end `failed` (failed tasks are not billed). Raised on a rerun,
     /// failed jobs get the difference.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "N", default_value_t = 3)]
     pub max_attempts: u32,
     /// Give failed jobs new attempts (new keys, --max-attempts of them); with a PATTERN, only
     /// failures whose reason contains it (e.g. --retry-failed=upstream).
-    #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "", require_equals = true)]
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "", require_equals = true)]
     pub retry_failed: Option<String>,
     /// How long one API request may take before its outcome counts as unknown (creates are then
     /// re-sent with the same key).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(help_heading = "Service", long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// A task still generating after this long is left for a rerun to pick up.
-    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub task_deadline: Duration,
     /// Stop submitting after this long; what is in flight gets --grace to finish, then the run
     /// ends, resumable (for nightly batches).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_runtime: Option<Duration>,
     /// After a first Ctrl-C or --max-runtime, how long in-flight work may continue.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub grace: Duration,
     /// Generation runs this many times faster than real time (a simulator's --time-scale) [--simulate: 100].
-    #[arg(long, value_name = "X")]
+    #[arg(help_heading = "Service", long, value_name = "X")]
     pub time_scale: Option<f64>,
     /// Skip the spending question a terminal gets for runs above --confirm-above.
-    #[arg(short, long)]
+    #[arg(help_heading = "Spending and pace", short, long)]
     pub yes: bool,
     /// On a terminal, ask before a run estimated above this many US dollars (never off a terminal).
-    #[arg(long, value_name = "USD", default_value_t = 10.0)]
+    #[arg(help_heading = "Spending and pace", long, value_name = "USD", default_value_t = 10.0)]
     pub confirm_above: f64,
     /// The largest video accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+    #[arg(help_heading = "Downloads", long, value_name = "BYTES", default_value_t = 4 << 30)]
     pub max_video_bytes: u64,
     /// A download slower than this many bytes a second for --stall-time is cut and continued
     /// (curl's --speed-limit).
-    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    #[arg(help_heading = "Downloads", long, value_name = "BYTES", default_value_t = 1024)]
     pub min_download_speed: u64,
     /// Rewrite a damaged journal with every intact record (the run's keys and task ids) and set
     /// the damaged lines aside beside it, then resume.
-    #[arg(long)]
+    #[arg(help_heading = "The output folder", long)]
     pub repair_journal: bool,
     /// Start a new run in a folder that holds an earlier run's videos but no journal: every job is
     /// created, and paid for, again.
-    #[arg(long)]
+    #[arg(help_heading = "The output folder", long)]
     pub start_afresh: bool,
     /// Run this manifest in a folder an earlier run of another manifest wrote: its journal,
     /// videos and spend carry over into this manifest's run.
-    #[arg(long)]
+    #[arg(help_heading = "The output folder", long)]
     pub adopt_folder: bool,
     /// How long a download may stay under --min-download-speed (curl's --speed-time).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(help_heading = "Downloads", long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub stall_time: Duration,
 }
 
@@ -183,10 +199,11 @@ pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 8787)]
     pub port: u16,
-    /// Simulated seconds per real second (generation takes 30–120 simulated seconds).
+    /// Simulated seconds per real second (generation takes 30–120 simulated seconds); 0 stops the
+    /// clock [default: 1, or the profile's].
     #[arg(long, value_name = "X")]
     pub time_scale: Option<f64>,
-    /// Seed for the fault draws.
+    /// Seed for the fault draws [default: 1, or the profile's].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// A YAML profile of settings and faults (see README); flags override it.
@@ -195,10 +212,10 @@ pub struct SimArgs {
     /// The one API key to accept [default: $RUNAPI_API_KEY, else sk-sim-local].
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// Starting balance in cents.
+    /// Starting balance in cents [default: 100000, or the profile's].
     #[arg(long, value_name = "CENTS")]
     pub balance_cents: Option<u64>,
-    /// Size of each served video in bytes.
+    /// Size of each served video in bytes [default: 65536, or the profile's].
     #[arg(long, value_name = "BYTES")]
     pub video_bytes: Option<u64>,
     /// Serve videos from a second port (a different origin from the API).

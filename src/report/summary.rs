@@ -68,10 +68,11 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "wall time {:.1} s · videos in {} · results in {}",
+        "wall time {:.1} s · videos in {} · results in {} · gallery in {}",
         s.elapsed.as_secs_f64(),
         s.out.join("videos").display(),
-        s.out.join("results.csv").display()
+        s.out.join("results.csv").display(),
+        s.out.join("report.html").display()
     );
     let groups = super::status::failure_groups(s.jobs);
     if !groups.is_empty() {

@@ -195,3 +195,29 @@ async fn a_service_without_account_routes_runs_unchecked() {
     assert!(stats.counters.tasks_created >= 4);
     env.check_money(None);
 }
+
+/// Item 9: `run --help` groups the run's options apart from the global ones and ends with
+/// examples; `sim --help` shows its defaults; the end summary names report.html.
+#[test]
+fn help_groups_options_and_shows_examples_and_defaults() {
+    let run = crate::common::run(&["run", "--help"]);
+    assert_eq!(run.code, 0);
+    for heading in [
+        "Spending and pace:",
+        "Retries and deadlines:",
+        "Downloads:",
+        "The output folder:",
+        "Global options:",
+        "Examples:",
+    ] {
+        assert!(run.stdout.contains(heading), "{heading} missing:\n{}", run.stdout);
+    }
+    let global = run.stdout.find("Global options:").unwrap();
+    assert!(run.stdout[global..].contains("--log-file") && !run.stdout[..global].contains("--log-file"));
+    let sim = crate::common::run(&["sim", "--help"]);
+    assert!(
+        sim.stdout.contains("[default: 100000") && sim.stdout.contains("[default: 8787]"),
+        "{}",
+        sim.stdout
+    );
+}
