@@ -35,13 +35,14 @@ pub(crate) fn run(
         .map(|j| crate::runner::JobRun::at_rest(history.jobs.get(j.id.as_str()), file_ok(dir, history, j.id.as_str())))
         .collect();
     let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
+    let removed = crate::report::removed_paid(plan, history);
     let written = out
         .write_atomic_with(crate::output::folder::RESULTS, |w| {
-            crate::report::write_results_csv(plan, &jobs, w)
+            crate::report::write_results_csv(plan, &jobs, &removed, w)
         })
         .and_then(|()| {
             out.write_atomic_with(crate::output::folder::REPORT, |w| {
-                crate::report::write_gallery(plan, &jobs, &axes, &status, w)
+                crate::report::write_gallery(plan, &jobs, &removed, &axes, &status, w)
             })
         });
     written.map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot write the report: {e}")))?;

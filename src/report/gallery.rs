@@ -112,6 +112,7 @@ figcaption{font-size:12px;color:#444;word-break:break-all}.failed .error{color:#
 pub fn write_gallery(
     plan: &Plan,
     jobs: &[JobRun],
+    removed: &[super::Removed],
     axes: &Axes,
     status: &RunStatus,
     out: &mut dyn std::io::Write,
@@ -162,6 +163,23 @@ pub fn write_gallery(
         html.clear();
     }
     html.push_str("</tbody>\n</table>\n");
+    let kept: Vec<_> = removed
+        .iter()
+        .filter_map(|r| r.facts.video.as_ref().map(|v| (r, v)))
+        .collect();
+    if !kept.is_empty() {
+        html.push_str("<section class=\"removed\"><h2>No longer in the manifest (paid, kept)</h2>\n");
+        for (job, video) in kept {
+            let cost = job.facts.cost.map_or(String::new(), |c| format!("<br>{c}"));
+            let _ = writeln!(
+                html,
+                "<figure class=\"removed\"><video src=\"{}\" controls muted loop playsinline preload=\"metadata\"></video><figcaption>{}{cost}</figcaption></figure>",
+                escape(&video.path),
+                escape(&job.id)
+            );
+        }
+        html.push_str("</section>\n");
+    }
     // Counts the cells once rendered; the browser test reads these attributes.
     html.push_str("<script>document.body.dataset.cells=document.querySelectorAll('figure.cell').length;document.body.dataset.videos=document.querySelectorAll('figure.cell video').length;</script>\n");
     html.push_str("</body>\n</html>\n");

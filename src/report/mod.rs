@@ -12,7 +12,7 @@ mod table;
 pub use gallery::{Axes, escape, parse_axes, write_gallery};
 pub use plan::{cell, plan_table, write_plan_json};
 pub use progress::{Progress, Snapshot, print_line, write_stderr};
-pub use results::{inert, write_results_csv};
+pub use results::{NOT_IN_MANIFEST, Removed, inert, removed_paid, write_results_csv};
 pub use status::{Failure, NextSteps, RunStatus};
 pub use summary::{RunSummary, render_summary};
 pub use table::Table;

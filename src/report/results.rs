@@ -33,8 +33,39 @@ pub fn inert(text: &str) -> String {
     }
 }
 
-/// results.csv, row by row into `out`.
-pub fn write_results_csv(plan: &Plan, jobs: &[JobRun], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+/// A paid job the journal holds that the manifest no longer has: its video stays listed.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub id: String,
+    pub facts: crate::journal::JobFacts,
+}
+
+/// The paid jobs of `history` that `plan` no longer has, by id.
+pub fn removed_paid(plan: &Plan, history: &crate::journal::Replayed) -> Vec<Removed> {
+    let planned: std::collections::HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut removed: Vec<Removed> = history
+        .jobs
+        .iter()
+        .filter(|(id, facts)| !planned.contains(id.as_str()) && (facts.cost.is_some() || facts.video.is_some()))
+        .map(|(id, facts)| Removed {
+            id: id.clone(),
+            facts: facts.clone(),
+        })
+        .collect();
+    removed.sort_by(|a, b| a.id.cmp(&b.id));
+    removed
+}
+
+/// The status results.csv gives a paid job the manifest no longer has.
+pub const NOT_IN_MANIFEST: &str = "not_in_manifest";
+
+/// results.csv, row by row into `out`: the plan's jobs, then the paid jobs it no longer has.
+pub fn write_results_csv(
+    plan: &Plan,
+    jobs: &[JobRun],
+    removed: &[Removed],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let swept: Vec<&String> = plan.swept.iter().filter(|s| !FIXED.contains(&s.as_str())).collect();
     let meta: BTreeSet<&String> = plan.jobs.iter().flat_map(|j| j.meta.keys()).collect();
     let mut writer = csv::WriterBuilder::new().buffer_capacity(64 * 1024).from_writer(out);
@@ -72,6 +103,30 @@ pub fn write_results_csv(plan: &Plan, jobs: &[JobRun], out: &mut dyn std::io::Wr
             facts.completed_at.clone().unwrap_or_default(),
         ]);
         row.extend(meta.iter().map(|k| spec.meta.get(*k).cloned().unwrap_or_default()));
+        writer.write_record(row.iter().map(|c| inert(c)))?;
+    }
+    for job in removed {
+        let facts = &job.facts;
+        let mut row: Vec<String> = vec![job.id.clone(), NOT_IN_MANIFEST.to_string()];
+        row.extend(std::iter::repeat_n(String::new(), 3 + swept.len()));
+        let (path, bytes, checksum) = facts
+            .video
+            .as_ref()
+            .map_or((String::new(), String::new(), String::new()), |v| {
+                (v.path.clone(), v.bytes.to_string(), v.checksum.clone())
+            });
+        row.extend([
+            facts.task_id.clone().unwrap_or_default(),
+            facts.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
+            path,
+            bytes,
+            checksum,
+            facts.attempt.to_string(),
+            "the manifest no longer has this job; its paid video is kept".to_string(),
+            facts.submitted_at.clone().unwrap_or_default(),
+            facts.completed_at.clone().unwrap_or_default(),
+        ]);
+        row.extend(meta.iter().map(|_| String::new()));
         writer.write_record(row.iter().map(|c| inert(c)))?;
     }
     writer.flush()

@@ -200,8 +200,17 @@ async fn a_key_the_service_echoes_back_is_stored_and_shown_nowhere() {
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    // A wrong key, echoed back by the 401.
     let wrong = "sk-wrong-canary-88c2af";
+    let stats = env.sim.stats();
+    assert!(
+        stats.counters.tasks_failed > 0 && stats.counters.resend_errors > 0,
+        "the echoes happened"
+    );
+    // A wrong key, echoed back by the 401 of the key check.
+    env.sim.set_faults(Faults {
+        echo_key: true,
+        ..Faults::default()
+    });
     let elsewhere = env.dir.path().join("out-wrong-key");
     let refused = env
         .command(&["--out", elsewhere.to_str().unwrap()])
@@ -211,11 +220,7 @@ async fn a_key_the_service_echoes_back_is_stored_and_shown_nowhere() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     let refused_stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
-    let stats = env.sim.stats();
-    assert!(
-        stats.counters.tasks_failed > 0 && stats.counters.resend_errors > 0,
-        "the echoes happened"
-    );
+    assert!(refused_stderr.contains("Invalid API key: ***"), "{refused_stderr}");
     for key in [canary, wrong] {
         assert!(
             !stderr.contains(key) && !refused_stderr.contains(key),

@@ -85,7 +85,7 @@ async fn a_run_folder_belongs_to_its_manifest_file() {
         "{}",
         String::from_utf8_lossy(&adopted.stderr)
     );
-    env.check_invariants_after_an_edit(None);
+    env.check_invariants(None);
 }
 
 /// Item 6: a cap below the cheapest job is refused before anything is written, naming the cap

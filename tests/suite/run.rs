@@ -322,8 +322,23 @@ async fn a_changed_manifest_runs_new_jobs_and_leaves_removed_ones_alone() {
         "{}",
         out.stderr
     );
-    assert_eq!(env.results().len(), 12);
-    env.check_invariants_after_an_edit(None);
+    // Every paid video the folder holds stays listed (issue 14, item 3): 12 jobs, and the 3 the
+    // manifest no longer has, with their files.
+    let rows = env.results();
+    assert_eq!(rows.len(), 15);
+    let gone: Vec<_> = rows.iter().filter(|r| r["status"] == "not_in_manifest").collect();
+    assert_eq!(gone.len(), 3, "{rows:?}");
+    assert!(
+        gone.iter()
+            .all(|r| !r["video_path"].is_empty() && !r["cost_usd"].is_empty())
+    );
+    let page = std::fs::read_to_string(env.out.join("report.html")).unwrap();
+    assert_eq!(
+        page.matches("<figure class=\"removed\">").count(),
+        3,
+        "the gallery shows them"
+    );
+    env.check_invariants(None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

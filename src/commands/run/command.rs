@@ -281,7 +281,18 @@ async fn run_async(
         cap_can_run_a_job(cap, &plan, &journal::Replayed::default())?;
     }
     // The key is checked before anything is written or created (a refused key costs nothing).
-    match api.check_key().await {
+    let mut check = api.check_key().await;
+    for wait_ms in [200, 800] {
+        // A busy service (5xx, 429, a reset) gets two more tries; its answer is worth waiting for.
+        match &check {
+            Err(e) if matches!(e.class(), Class::Transient | Class::RateLimited) => {
+                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_millis(wait_ms))).await;
+                check = api.check_key().await;
+            }
+            _ => break,
+        }
+    }
+    match check {
         Ok(_) => {}
         Err(e) if e.class() == Class::Auth => {
             return Err(
@@ -393,7 +404,9 @@ async fn run_async(
         settings,
         tokio::time::Instant::now(),
     );
-    // The dispatcher holds what it needs; the journal's replay is not kept through the run.
+    // The dispatcher holds what it needs; the journal's replay is not kept through the run, but
+    // the paid jobs the manifest no longer has stay listed.
+    let removed_paid = crate::report::removed_paid(&plan, &history);
     drop(history);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ready to submit");
     let downloads = match reqwest::Client::builder()
@@ -460,7 +473,7 @@ async fn run_async(
             .is_none_or(|(seen, at, took)| *seen != now && at.elapsed() >= *took * 20);
         if due {
             let begun = std::time::Instant::now();
-            let _ = out.write_atomic_with(RESULTS, |w| write_results_csv(&plan, d.jobs(), w));
+            let _ = out.write_atomic_with(RESULTS, |w| write_results_csv(&plan, d.jobs(), &removed_paid, w));
             last_write = Some((now.clone(), begun, begun.elapsed()));
         }
         progress.update(&now, false);
@@ -470,7 +483,9 @@ async fn run_async(
     progress.finish();
     drop(ctx);
     let journal_result = store.close();
-    if let Err(e) = out.write_atomic_with(RESULTS, |w| write_results_csv(&plan, dispatcher.jobs(), w)) {
+    if let Err(e) = out.write_atomic_with(RESULTS, |w| {
+        write_results_csv(&plan, dispatcher.jobs(), &removed_paid, w)
+    }) {
         let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
     }
     let exit = exit_code(dispatcher.stop_reason(), dispatcher.jobs());
@@ -484,7 +499,8 @@ async fn run_async(
         removed,
     );
     let axes = crate::report::Axes::default_for(&plan);
-    let gallery = |w: &mut dyn Write| crate::report::write_gallery(&plan, dispatcher.jobs(), &axes, &status, w);
+    let gallery =
+        |w: &mut dyn Write| crate::report::write_gallery(&plan, dispatcher.jobs(), &removed_paid, &axes, &status, w);
     if let Err(e) = out.write_atomic_with(crate::output::folder::REPORT, gallery) {
         let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
     }
