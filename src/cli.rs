@@ -107,9 +107,10 @@ pub struct RunArgs {
     /// API requests per second, creates and polls together [default: the manifest's, else 2].
     #[arg(help_heading = "Spending and pace", long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Stop submitting before billed + reserved would pass this many US dollars.
-    #[arg(help_heading = "Spending and pace", long, value_name = "USD")]
-    pub max_spend: Option<f64>,
+    /// Stop submitting before billed + reserved would pass this many US dollars; `none` lifts the
+    /// cap [default: the manifest's limits, else the estimate the run prints at its start].
+    #[arg(help_heading = "Spending and pace", long, value_name = "USD|none", value_parser = parse_spend)]
+    pub max_spend: Option<SpendFlag>,
     /// The RunAPI base URL [default: $RUNAPI_BASE_URL, else the runapi CLI's config, else https://runapi.ai].
     #[arg(help_heading = "Service", long, value_name = "URL")]
     pub api_base: Option<String>,
@@ -169,6 +170,24 @@ pub struct RunArgs {
     /// How long a download may stay under --min-download-speed (curl's --speed-time).
     #[arg(help_heading = "Downloads", long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub stall_time: Duration,
+}
+
+/// `--max-spend`: an amount of US dollars, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpendFlag {
+    Usd(f64),
+    Unlimited,
+}
+
+/// `25`, `12.50`, or `none`.
+pub fn parse_spend(text: &str) -> Result<SpendFlag, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(SpendFlag::Unlimited);
+    }
+    text.parse::<f64>()
+        .map(SpendFlag::Usd)
+        .map_err(|_| format!("`{text}` is not an amount of US dollars (such as 25) or `none`"))
 }
 
 /// `90s`, `30m`, `2h`, `500ms`, or a plain number of seconds.

@@ -87,8 +87,11 @@ pub(crate) fn run(dir: &Path, json: bool, stdout: &mut dyn Write) -> Result<Exit
             } else if let Some(base) = &settings.api_base {
                 command.push_str(&format!(" --api-base {base}"));
             }
-            if let Some(cap) = history.cap {
-                command.push_str(&format!(" --max-spend {:.2}", cap.usd()));
+            match (settings.cap_source.as_deref(), history.cap) {
+                (Some("none"), _) => command.push_str(" --max-spend none"),
+                // A default cap is the estimate, which the resume makes again.
+                (Some("default"), _) | (_, None) => {}
+                (_, Some(cap)) => command.push_str(&format!(" --max-spend {:.2}", cap.usd())),
             }
             if let Some(rate) = settings.rate {
                 command.push_str(&format!(" --rate {rate}"));

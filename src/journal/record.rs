@@ -48,6 +48,10 @@ pub struct RecordedSettings {
     /// The run went to the built-in simulator.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub simulate: bool,
+    /// Where the cap came from: `given` (a flag or the manifest), `default` (the estimate, made
+    /// again by each resume) or `none` (lifted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

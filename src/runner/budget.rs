@@ -56,6 +56,11 @@ impl Ledger {
         self.reserved
     }
 
+    /// Sets the cap once it is known (a default made from the run's estimate).
+    pub fn set_cap(&mut self, cap: Option<Money>) {
+        self.cap = cap;
+    }
+
     pub fn cap(&self) -> Option<Money> {
         self.cap
     }

@@ -195,6 +195,12 @@ impl Dispatcher {
         &self.ledger
     }
 
+    /// Sets the spend cap before the run starts (a default made from its estimate).
+    pub fn set_cap(&mut self, cap: Option<Money>) {
+        self.ledger.set_cap(cap);
+        self.settings.cap = cap;
+    }
+
     pub fn stop_reason(&self) -> Option<&StopReason> {
         self.stop.as_ref()
     }

@@ -221,3 +221,23 @@ fn help_groups_options_and_shows_examples_and_defaults() {
         sim.stdout
     );
 }
+
+/// Item 7: without `--max-spend` a run is capped at the estimate it prints at its start, so a
+/// service billing above its quotes is stopped there; `--max-spend none` lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_cap_is_the_estimate() {
+    let env = TestEnv::new(|c| c.faults.bill_factor = 3.0, TWELVE_JOBS).await;
+    let out = env.run(&["--concurrency", "1"]).await;
+    assert_eq!(out.code, Some(8), "{}", out.stderr);
+    assert!(out.stderr.contains("capped at the estimate, $8.40"), "{}", out.stderr);
+    let billed = env.sim.stats().billed_usd;
+    assert!(billed <= 8.40 + 1e-9 && billed > 0.0, "billed ${billed}");
+    env.check_money(Some(8.40));
+    // The resume makes the default again from what is left; lifted, it finishes.
+    let out = env.run(&["--concurrency", "1", "--max-spend", "none"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    env.check_invariants(None);
+    let status = crate::common::run(&["status", env.out.to_str().unwrap(), "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["cap_usd"], serde_json::Value::Null, "lifted: {status}");
+}

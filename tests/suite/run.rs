@@ -268,7 +268,11 @@ async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video
         .await;
         // Kill this folder's run again and again (at most 25 times), then let it finish.
         for _ in 0..25.min(target - kills) {
-            let mut child = env.command(&["--concurrency", "6"]).spawn().unwrap();
+            // The service bills above its quotes here: lift the default cap (the estimate).
+            let mut child = env
+                .command(&["--concurrency", "6", "--max-spend", "none"])
+                .spawn()
+                .unwrap();
             let moment = std::time::Duration::from_millis(rng.between(10.0, 350.0) as u64);
             tokio::select! {
                 status = child.wait() => {
@@ -284,12 +288,12 @@ async fn sigkill_at_random_moments_then_resume_never_pays_twice_or_loses_a_video
                 }
             }
         }
-        let mut out = env.run(&["--concurrency", "6"]).await;
+        let mut out = env.run(&["--concurrency", "6", "--max-spend", "none"]).await;
         for _ in 0..3 {
             if out.code != Some(5) {
                 break;
             }
-            out = env.run(&["--concurrency", "6"]).await;
+            out = env.run(&["--concurrency", "6", "--max-spend", "none"]).await;
         }
         assert!(matches!(out.code, Some(0 | 7)), "{}", out.stderr);
         env.check_invariants(None);

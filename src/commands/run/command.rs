@@ -255,9 +255,10 @@ async fn run_async(
     for note in &settled.notes {
         let _ = writeln!(stderr, "{note}");
     }
-    let (concurrency, rate, cap) = (settled.concurrency, settled.rate, settled.cap);
+    let (concurrency, rate, cap_choice) = (settled.concurrency, settled.rate, settled.cap);
+    let cap = cap_choice.amount();
     let resume_settings = ResumeSettings {
-        cap,
+        cap: cap_choice,
         rate,
         concurrency,
         api_base: (!args.simulate).then(|| credentials_base.clone()),
@@ -344,18 +345,6 @@ async fn run_async(
     }
     let store: Arc<dyn RunStore> = Arc::new(store);
     let run_id = history.run_id.clone().unwrap_or_else(new_run_id);
-    store.append(&Record::RunStarted {
-        run_id: run_id.clone(),
-        at: crate::util::time_format::now(),
-        manifest: Some(args.manifest.display().to_string()),
-        cap: cap.map(Money::micro_cents),
-        settings: Some(crate::journal::RecordedSettings {
-            rate: Some(rate),
-            concurrency: Some(concurrency),
-            api_base: resume_settings.api_base.clone(),
-            simulate: args.simulate,
-        }),
-    });
     copy_manifest(&out, &args.manifest, stderr);
 
     // Job ids are unique in a plan, so the journal's other jobs are the ones the manifest dropped.
@@ -385,6 +374,7 @@ async fn run_async(
     let reservations = quote_reservations(&api, &plan, &history, stderr).await;
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "prices quoted");
     let estimates = reservations.clone();
+    let dispatcher_run_id = run_id.clone();
     let settings = Settings {
         run_id,
         concurrency: concurrency as usize,
@@ -442,6 +432,32 @@ async fn run_async(
         .filter(|(j, _)| j.phase() == JobPhase::Queued)
         .map(|(_, m)| *m)
         .sum();
+    if cap_choice == super::settings::Cap::Default {
+        // No cap was given: a run never spends more than the estimate it shows.
+        let ledger = dispatcher.ledger();
+        let estimate = ledger
+            .spent()
+            .saturating_add(ledger.reserved())
+            .saturating_add(to_spend);
+        dispatcher.set_cap(Some(estimate));
+        let _ = writeln!(
+            stderr,
+            "capped at the estimate, {estimate}: the run spends no more than that (--max-spend USD to change it, --max-spend none to lift it)"
+        );
+    }
+    store.append(&Record::RunStarted {
+        run_id: dispatcher_run_id,
+        at: crate::util::time_format::now(),
+        manifest: Some(args.manifest.display().to_string()),
+        cap: dispatcher.ledger().cap().map(Money::micro_cents),
+        settings: Some(crate::journal::RecordedSettings {
+            rate: Some(rate),
+            concurrency: Some(concurrency),
+            api_base: resume_settings.api_base.clone(),
+            simulate: args.simulate,
+            cap_source: Some(cap_choice.source().to_string()),
+        }),
+    });
     if let Some(exit) = balance_covers(&api, &args, &dispatcher, &estimates, to_spend, stderr).await {
         return Ok(exit);
     }

@@ -1,12 +1,10 @@
 //! The printed resume command: it spells out every setting that matters, so following it can
 //! never run with another cap, pace or target than the run it resumes.
 
-use crate::util::money::Money;
-
 /// The settings a printed resume command spells out, so that following it can never run with
 /// another cap, pace or target than the run it resumes.
 pub(super) struct ResumeSettings {
-    pub(super) cap: Option<Money>,
+    pub(super) cap: super::settings::Cap,
     pub(super) rate: f64,
     pub(super) concurrency: u32,
     pub(super) api_base: Option<String>,
@@ -53,8 +51,13 @@ pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path,
     } else if let Some(base) = settings.api_base.as_ref().filter(|_| !given("--api-base")) {
         extra.extend(["--api-base".to_string(), quote(base.clone())]);
     }
-    if let Some(cap) = settings.cap.filter(|_| !given("--max-spend")) {
-        extra.extend(["--max-spend".to_string(), format!("{:.2}", cap.usd())]);
+    if !given("--max-spend") {
+        match settings.cap {
+            super::settings::Cap::Given(cap) => extra.extend(["--max-spend".to_string(), format!("{:.2}", cap.usd())]),
+            super::settings::Cap::Lifted => extra.extend(["--max-spend".to_string(), "none".to_string()]),
+            // A default cap is the estimate, made again by the resume.
+            super::settings::Cap::Default => {}
+        }
     }
     if !given("--rate") {
         extra.extend(["--rate".to_string(), settings.rate.to_string()]);

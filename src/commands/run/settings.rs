@@ -3,7 +3,7 @@
 //! puts a flag given, the folder's recorded value and the manifest's `limits:` together (a flag
 //! replaces a recorded value and says so; a recorded one is kept; the manifest fills the rest).
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, SpendFlag};
 use crate::error::{CommandFailure, Exit};
 use crate::journal::RecordedSettings;
 use crate::manifest::Limits;
@@ -24,7 +24,44 @@ pub(super) struct Flags {
     pub(super) time_scale: f64,
     pub(super) concurrency: Option<u32>,
     pub(super) rate: Option<f64>,
-    pub(super) cap: Option<Money>,
+    pub(super) cap: Option<CapFlag>,
+}
+
+/// `--max-spend` checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum CapFlag {
+    Usd(Money),
+    Lifted,
+}
+
+/// The spend cap a run goes with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Cap {
+    /// From `--max-spend`, the manifest's limits, or recorded from such a run.
+    Given(Money),
+    /// `--max-spend none`.
+    Lifted,
+    /// The estimate the run prints at its start (at the quoted prices), made when they are known.
+    Default,
+}
+
+impl Cap {
+    /// The amount, when it is known before prices are quoted.
+    pub(super) fn amount(self) -> Option<Money> {
+        match self {
+            Cap::Given(m) => Some(m),
+            Cap::Lifted | Cap::Default => None,
+        }
+    }
+
+    /// What the journal records as its source.
+    pub(super) fn source(self) -> &'static str {
+        match self {
+            Cap::Given(_) => "given",
+            Cap::Lifted => "none",
+            Cap::Default => "default",
+        }
+    }
 }
 
 /// What the run goes with, and the notes that say where a value came from when it matters.
@@ -32,7 +69,7 @@ pub(super) struct Flags {
 pub(super) struct Settled {
     pub(super) concurrency: u32,
     pub(super) rate: f64,
-    pub(super) cap: Option<Money>,
+    pub(super) cap: Cap,
     pub(super) notes: Vec<String>,
 }
 
@@ -64,15 +101,18 @@ impl Flags {
         }
         let cap = match args.max_spend {
             None => None,
-            Some(usd) => Some(Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO).ok_or_else(|| {
-                usage(
-                    format!(
-                        "--max-spend must be a number of US dollars above 0 and at most {}",
-                        Money::MAX_INPUT
-                    ),
-                    "for example --max-spend 25",
-                )
-            })?),
+            Some(SpendFlag::Unlimited) => Some(CapFlag::Lifted),
+            Some(SpendFlag::Usd(usd)) => Some(CapFlag::Usd(
+                Money::from_usd_f64(usd).filter(|m| *m > Money::ZERO).ok_or_else(|| {
+                    usage(
+                        format!(
+                            "--max-spend must be a number of US dollars above 0 and at most {}, or none",
+                            Money::MAX_INPUT
+                        ),
+                        "for example --max-spend 25",
+                    )
+                })?,
+            )),
         };
         Ok(Flags {
             time_scale,
@@ -96,12 +136,52 @@ impl Flags {
         .unwrap_or(DEFAULT_CONCURRENCY);
         let rate = keep_or_replace("--rate", self.rate, recorded.rate, limits.rate_per_second, &mut notes)
             .unwrap_or(DEFAULT_RATE);
-        let cap = keep_or_replace("--max-spend", self.cap, recorded_cap, limits.max_spend, &mut notes);
+        let cap = self.cap_with(recorded, recorded_cap, limits, &mut notes);
         Settled {
             concurrency,
             rate,
             cap,
             notes,
+        }
+    }
+}
+
+impl Flags {
+    /// The cap: a flag replaces the recorded one; a recorded default is made again from this
+    /// run's estimate; a folder without one takes the manifest's, else the default.
+    fn cap_with(
+        &self,
+        recorded: &RecordedSettings,
+        recorded_cap: Option<Money>,
+        limits: &Limits,
+        notes: &mut Vec<String>,
+    ) -> Cap {
+        let recorded_given = match recorded.cap_source.as_deref() {
+            Some("given") | None => recorded_cap,
+            _ => None,
+        };
+        match self.cap {
+            Some(CapFlag::Usd(m)) => {
+                if let Some(r) = recorded_given.filter(|r| *r != m) {
+                    notes.push(format!(
+                        "note: --max-spend {m} replaces the {r} this folder's run recorded"
+                    ));
+                }
+                Cap::Given(m)
+            }
+            Some(CapFlag::Lifted) => Cap::Lifted,
+            None => match (recorded.cap_source.as_deref(), recorded_given) {
+                (Some("none"), _) => Cap::Lifted,
+                (_, Some(r)) => {
+                    if let Some(m) = limits.max_spend.filter(|m| *m != r) {
+                        notes.push(format!(
+                            "note: keeping this folder's recorded --max-spend {r} (the manifest's limits say {m}); give --max-spend to change it"
+                        ));
+                    }
+                    Cap::Given(r)
+                }
+                _ => limits.max_spend.map_or(Cap::Default, Cap::Given),
+            },
         }
     }
 }
@@ -161,7 +241,11 @@ mod tests {
             assert_eq!(failure.exit, Exit::Usage);
             assert!(failure.message.contains(flag), "{flag} {value}: {}", failure.message);
         }
-        assert_eq!(flags(&["--max-spend", "1e10"]).unwrap().cap, Money::from_usd_f64(1e10));
+        assert_eq!(
+            flags(&["--max-spend", "1e10"]).unwrap().cap,
+            Money::from_usd_f64(1e10).map(CapFlag::Usd)
+        );
+        assert_eq!(flags(&["--max-spend", "none"]).unwrap().cap, Some(CapFlag::Lifted));
     }
 
     #[test]
@@ -169,6 +253,7 @@ mod tests {
         let recorded = RecordedSettings {
             rate: Some(1.0),
             concurrency: Some(3),
+            cap_source: Some("given".into()),
             ..RecordedSettings::default()
         };
         let limits = Limits {
@@ -178,7 +263,10 @@ mod tests {
         };
         let four = Money::from_usd_f64(4.0);
         let kept = flags(&[]).unwrap().settle(&recorded, four, &limits);
-        assert_eq!((kept.rate, kept.concurrency, kept.cap), (1.0, 3, four));
+        assert_eq!(
+            (kept.rate, kept.concurrency, kept.cap),
+            (1.0, 3, Cap::Given(four.unwrap()))
+        );
         assert!(
             kept.notes
                 .iter()
@@ -187,13 +275,35 @@ mod tests {
         let replaced = flags(&["--max-spend", "10", "--rate", "2"])
             .unwrap()
             .settle(&recorded, four, &limits);
-        assert_eq!((replaced.rate, replaced.cap), (2.0, Money::from_usd_f64(10.0)));
+        assert_eq!(
+            (replaced.rate, replaced.cap),
+            (2.0, Cap::Given(Money::from_usd_f64(10.0).unwrap()))
+        );
         assert_eq!(replaced.notes.iter().filter(|n| n.contains("replaces")).count(), 2);
         let fresh = flags(&[]).unwrap().settle(&RecordedSettings::default(), None, &limits);
         assert_eq!(
             (fresh.rate, fresh.concurrency, fresh.cap),
-            (5.0, DEFAULT_CONCURRENCY, Money::from_usd_f64(50.0))
+            (5.0, DEFAULT_CONCURRENCY, Cap::Given(Money::from_usd_f64(50.0).unwrap()))
         );
         assert!(fresh.notes.is_empty());
+        // No cap anywhere: the estimate; a recorded default is made again; none stays lifted.
+        let bare = Limits::default();
+        assert_eq!(
+            flags(&[])
+                .unwrap()
+                .settle(&RecordedSettings::default(), None, &bare)
+                .cap,
+            Cap::Default
+        );
+        let default = RecordedSettings {
+            cap_source: Some("default".into()),
+            ..RecordedSettings::default()
+        };
+        assert_eq!(flags(&[]).unwrap().settle(&default, four, &bare).cap, Cap::Default);
+        let lifted = RecordedSettings {
+            cap_source: Some("none".into()),
+            ..RecordedSettings::default()
+        };
+        assert_eq!(flags(&[]).unwrap().settle(&lifted, None, &limits).cap, Cap::Lifted);
     }
 }
