@@ -1,6 +1,9 @@
 //! `report.html`: a self-contained gallery (inline CSS and script, no network, works from
-//! `file://`). Prompts run down, swept parameters across; each cell holds the job's video with its
-//! parameters, cost and status, or the error of a failed job. A header gives the totals.
+//! `file://`). Prompts run down with their text, swept parameters across, each named once in its
+//! header; each cell holds the job's video (unmuted when it was made with sound), a link to its
+//! file, its cost and status, or the error of a failed job. Headers stay put while the grid
+//! scrolls both ways; filters by status and by each swept parameter hide what is not wanted. A
+//! header gives the totals; paid videos the manifest no longer has follow the grid.
 
 use super::plan::cell;
 use super::status::RunStatus;
@@ -101,12 +104,28 @@ fn index_keys(keys: impl Iterator<Item = Vec<String>>) -> (Vec<Vec<String>>, Vec
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}\
-h1{font-size:1.4rem;margin:0 0 .3rem}.totals{color:#555;margin:0 0 1rem}\
-table.grid{border-collapse:collapse}th,td{border:1px solid #ddd;padding:.4rem;vertical-align:top}\
-thead th{background:#f0f0f0;font-weight:600;text-align:left}th.row{max-width:16rem;text-align:left;font-weight:500}\
-figure.cell{margin:0 0 .4rem;width:240px}figure.cell video{width:240px;height:135px;background:#000;display:block}\
-figcaption{font-size:12px;color:#444;word-break:break-all}.failed .error{color:#a00;background:#fee;padding:.5rem;min-height:4rem}\
-.pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}";
+h1{font-size:1.4rem;margin:0 0 .3rem}.totals{color:#555;margin:0 0 .6rem}\
+.filters{display:flex;flex-wrap:wrap;gap:.8rem;margin:0 0 .8rem;font-size:13px}.filters label{display:flex;gap:.3rem;align-items:center}\
+.scroll{overflow:auto;max-height:85vh;border:1px solid #ddd;background:#fff}\
+table.grid{border-collapse:separate;border-spacing:0}th,td{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:.4rem;vertical-align:top}\
+thead th{position:sticky;top:0;z-index:2;background:#f0f0f0;font-weight:600;text-align:left;white-space:nowrap}\
+th.row{position:sticky;left:0;z-index:1;background:#f7f7f7;min-width:14rem;max-width:20rem;text-align:left;font-weight:500}\
+thead th:first-child{left:0;z-index:3}.prompt{display:block;font-weight:400;color:#333;margin-top:.3rem;white-space:normal}\
+figure.cell{margin:0 0 .4rem;width:240px}figure video{width:240px;height:135px;background:#000;display:block}\
+figcaption{font-size:12px;color:#444;word-break:break-all}figcaption a{color:#0645ad}\
+.failed .error{color:#a00;background:#fee;padding:.5rem;min-height:4rem}\
+.pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}.hidden{display:none}\
+section.removed{margin-top:1.5rem}section.removed figure{display:inline-block;margin:0 .6rem .6rem 0;width:240px}";
+
+/// Filters: one select for the status and one per swept parameter; a cell is shown when it
+/// matches them all, a row when it shows a cell. `#filter=key:value` in the address sets one
+/// (a link to a filtered view; the browser test uses it).
+const SCRIPT: &str = "(function(){var sels=document.querySelectorAll('.filters select');function apply(){\
+var want={};sels.forEach(function(s){if(s.value)want[s.dataset.key]=s.value;});\
+document.querySelectorAll('figure.cell').forEach(function(f){var ok=true;for(var k in want){if(f.dataset[k]!==want[k])ok=false;}f.classList.toggle('hidden',!ok);});\
+document.querySelectorAll('tbody tr').forEach(function(r){r.classList.toggle('hidden',!r.querySelector('figure.cell:not(.hidden)'));});}\
+sels.forEach(function(s){s.addEventListener('change',apply);});window.klingFilter=function(k,v){sels.forEach(function(s){if(s.dataset.key===k){s.value=v;}});apply();};\
+var m=/^#filter=([a-z0-9]+):(.+)$/.exec(decodeURIComponent(location.hash));if(m){window.klingFilter(m[1],m[2]);}})();";
 
 /// report.html, a table row at a time into `out` (a large sweep's page is tens of megabytes).
 pub fn write_gallery(
@@ -140,20 +159,31 @@ pub fn write_gallery(
         count("failed"),
         status.spent_usd
     );
-    html.push_str("<table class=\"grid\">\n<thead><tr><th>");
+    html.push_str(&filters(plan, jobs, &axes.columns));
+    html.push_str("<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th>");
     html.push_str(&axes.rows.iter().map(|a| escape(a)).collect::<Vec<_>>().join(" / "));
     html.push_str("</th>");
     for column in &columns {
         let _ = write!(html, "<th>{}</th>", label(&axes.columns, column));
     }
     html.push_str("</tr></thead>\n<tbody>\n");
+    // The text of each row's prompt, from its first job.
+    let mut prompt_of: Vec<Option<String>> = vec![None; rows.len()];
+    for (i, r) in row_of.iter().enumerate() {
+        if prompt_of[*r].is_none() {
+            prompt_of[*r] = plan.jobs.get(i).and_then(|j| j.prompt());
+        }
+    }
     for (r, row) in rows.iter().enumerate() {
-        let _ = write!(html, "<tr><th class=\"row\">{}</th>", label(&axes.rows, row));
+        let text = prompt_of[r].as_deref().map_or(String::new(), |p| {
+            format!("<span class=\"prompt\">{}</span>", escape(p))
+        });
+        let _ = write!(html, "<tr><th class=\"row\">{}{text}</th>", label(&axes.rows, row));
         for c in 0..columns.len() {
             html.push_str("<td>");
             for &i in cells.get(&(r, c)).map_or(&[][..], Vec::as_slice) {
                 if let (Some(spec), Some(job)) = (plan.jobs.get(i), jobs.get(i)) {
-                    html.push_str(&cell_html(spec, job));
+                    html.push_str(&cell_html(spec, job, axes));
                 }
             }
             html.push_str("</td>");
@@ -162,7 +192,7 @@ pub fn write_gallery(
         out.write_all(html.as_bytes())?;
         html.clear();
     }
-    html.push_str("</tbody>\n</table>\n");
+    html.push_str("</tbody>\n</table></div>\n");
     let kept: Vec<_> = removed
         .iter()
         .filter_map(|r| r.facts.video.as_ref().map(|v| (r, v)))
@@ -180,25 +210,35 @@ pub fn write_gallery(
         }
         html.push_str("</section>\n");
     }
+    let _ = writeln!(html, "<script>{SCRIPT}</script>");
     // Counts the cells once rendered; the browser test reads these attributes.
     html.push_str("<script>document.body.dataset.cells=document.querySelectorAll('figure.cell').length;document.body.dataset.videos=document.querySelectorAll('figure.cell video').length;</script>\n");
     html.push_str("</body>\n</html>\n");
     out.write_all(html.as_bytes())
 }
 
-fn cell_html(spec: &JobSpec, job: &JobRun) -> String {
+fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
+    // The axes already name the row's and column's parameters; a cell repeats only the others.
     let mut caption = escape(spec.id.as_str());
     for (name, value) in spec.params.iter() {
-        let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));
+        if !axes.rows.iter().chain(&axes.columns).any(|a| a == name) {
+            let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));
+        }
     }
+    let _ = write!(caption, "<br>{}", job.phase().as_str());
     if let Some(cost) = job.facts.cost {
-        let _ = write!(caption, "<br>{cost}");
+        let _ = write!(caption, " · {cost}");
     }
-    let _ = write!(caption, " · {}", job.phase().as_str());
+    if let Some(video) = job.video() {
+        let _ = write!(caption, " · <a href=\"{}\">file</a>", escape(&video.path));
+    }
+    let sound = spec.request.get("enable_sound") == Some(serde_json::Value::Bool(true));
     let body = match (job.phase(), job.video()) {
         (JobPhase::Done, Some(video)) => format!(
-            "<video src=\"{}\" controls muted loop playsinline preload=\"metadata\" title=\"{}\"></video>",
+            "<video src=\"{}\" controls{} loop playsinline preload=\"metadata\" title=\"{}\"></video>",
             escape(&video.path),
+            // A clip made with sound is not muted.
+            if sound { "" } else { " muted" },
             escape(spec.prompt().as_deref().unwrap_or(""))
         ),
         (JobPhase::Failed, _) => {
@@ -212,7 +252,65 @@ fn cell_html(spec: &JobSpec, job: &JobRun) -> String {
         JobPhase::Failed => "failed",
         _ => "pending",
     };
-    format!("<figure class=\"cell {class}\">{body}<figcaption>{caption}</figcaption></figure>")
+    // What the filters compare: the status, and each swept parameter's value.
+    let mut data = format!(" data-status=\"{class}\"");
+    for (name, value) in spec.params.iter() {
+        let _ = write!(data, " data-{}=\"{}\"", data_key(name), escape(&cell(Some(value))));
+    }
+    format!("<figure class=\"cell {class}\"{data}>{body}<figcaption>{caption}</figcaption></figure>")
+}
+
+/// A parameter name as an HTML `data-` attribute (and the script's `dataset` key): lowercase
+/// letters and digits only.
+fn data_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The filter bar: the status, then each column parameter with its values.
+fn filters(plan: &Plan, jobs: &[JobRun], columns: &[String]) -> String {
+    let mut html = String::from("<form class=\"filters\">");
+    let mut statuses: Vec<&str> = jobs
+        .iter()
+        .map(|j| match j.phase() {
+            JobPhase::Done => "completed",
+            JobPhase::Failed => "failed",
+            _ => "pending",
+        })
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    let select = |key: &str, label: &str, values: &[String]| {
+        let mut s = format!(
+            "<label>{} <select data-key=\"{}\"><option value=\"\">all</option>",
+            escape(label),
+            data_key(key)
+        );
+        for v in values {
+            let _ = write!(s, "<option>{}</option>", escape(v));
+        }
+        s.push_str("</select></label>");
+        s
+    };
+    html.push_str(&select(
+        "status",
+        "status",
+        &statuses.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    ));
+    for name in columns.iter().filter(|c| plan.swept.contains(c)) {
+        let mut values: Vec<String> = plan
+            .jobs
+            .iter()
+            .filter_map(|j| j.params.get(name).map(|v| cell(Some(v))))
+            .collect();
+        values.sort();
+        values.dedup();
+        html.push_str(&select(name, name, &values));
+    }
+    html.push_str("</form>\n");
+    html
 }
 
 /// Parses `--rows`/`--columns` lists, checking each name is a parameter the plan has.

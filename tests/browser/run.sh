@@ -28,7 +28,11 @@ flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --dis
        --allow-file-access-from-files --virtual-time-budget=3000)
 page="file://$work/out/report.html"
 chromium "${flags[@]}" --dump-dom "$page" >"$work/dom.html" 2>"$work/chromium.log"
-chromium "${flags[@]}" --window-size=1400,1000 --screenshot="$work/report.png" "$page" >/dev/null 2>>"$work/chromium.log"
+chromium "${flags[@]}" --dump-dom "$page#filter=enablesound:true" >"$work/dom-filtered.html" 2>>"$work/chromium.log"
+# The screenshots stay in the test output: target/browser-test/report-1280.png and -1920.png.
+chromium "${flags[@]}" --window-size=1280,900 --screenshot="$work/report-1280.png" "$page" >/dev/null 2>>"$work/chromium.log"
+chromium "${flags[@]}" --window-size=1920,1080 --screenshot="$work/report-1920.png" "$page" >/dev/null 2>>"$work/chromium.log"
+cp "$work/report-1280.png" "$work/report.png"
 
 cells=$(grep -o 'data-cells="[0-9]*"' "$work/dom.html" | grep -o '[0-9]*' || true)
 videos=$(grep -o 'data-videos="[0-9]*"' "$work/dom.html" | grep -o '[0-9]*' || true)
@@ -42,7 +46,26 @@ if [ -n "$console" ]; then
   echo "BROWSER TEST FAILED: console errors:" >&2; echo "$console" >&2
   failed=1
 fi
-[ -s "$work/report.png" ] || { echo "BROWSER TEST FAILED: no screenshot" >&2; failed=1; }
-echo "browser: $cells cells, $videos videos, screenshot at $work/report.png"
+for width in 1280 1920; do
+  [ -s "$work/report-$width.png" ] || { echo "BROWSER TEST FAILED: no screenshot at $width px" >&2; failed=1; }
+done
+# The prompt text is shown in its row, not only in a tooltip.
+if ! grep -q '<span class="prompt">A drone shot pulling back from a mountain lake' "$work/dom.html"; then
+  echo "BROWSER TEST FAILED: the prompt text is not shown in its row" >&2; failed=1
+fi
+# Clips made with sound are not muted; the others are.
+sound=$(tail -n +2 "$work/out/results.csv" | grep ',completed,' | grep -c ',true,' || true)
+unmuted=$(grep -o '<video [^>]*>' "$work/dom.html" | grep -vc ' muted' || true)
+if [ "$unmuted" != "$sound" ] || [ "$sound" = 0 ]; then
+  echo "BROWSER TEST FAILED: $unmuted unmuted videos; expected $sound (the clips made with sound)" >&2; failed=1
+fi
+# The filter: only the cells made with sound stay visible.
+visible=$(grep -o '<figure class="cell [a-z]*"' "$work/dom-filtered.html" | wc -l)
+hidden=$(grep -o '<figure class="cell [a-z]* hidden"' "$work/dom-filtered.html" | wc -l)
+with_sound=$(tail -n +2 "$work/out/results.csv" | grep -c ',true,' || true)
+if [ "$visible" != "$with_sound" ] || [ $((visible + hidden)) != 16 ]; then
+  echo "BROWSER TEST FAILED: the sound filter left $visible cells visible ($hidden hidden); expected $with_sound" >&2; failed=1
+fi
+echo "browser: $cells cells, $videos videos ($unmuted with sound), filter kept $visible; screenshots at $work/report-1280.png and report-1920.png"
 echo "$((1 - failed)) passed, $failed failed"
 exit "$failed"
