@@ -106,7 +106,7 @@ fn index_keys(keys: impl Iterator<Item = Vec<String>>) -> (Vec<Vec<String>>, Vec
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}\
 h1{font-size:1.4rem;margin:0 0 .3rem}.totals{color:#555;margin:0 0 .6rem}\
 .filters{display:flex;flex-wrap:wrap;gap:.8rem;margin:0 0 .8rem;font-size:13px}.filters label{display:flex;gap:.3rem;align-items:center}\
-.scroll{overflow:auto;max-height:85vh;border:1px solid #ddd;background:#fff}\
+.scroll{overflow:auto;max-height:85vh;width:max-content;max-width:100%;border:1px solid #ddd;background:#fff}\
 table.grid{border-collapse:separate;border-spacing:0}th,td{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:.4rem;vertical-align:top}\
 thead th{position:sticky;top:0;z-index:2;background:#f0f0f0;font-weight:600;text-align:left;white-space:nowrap}\
 th.row{position:sticky;left:0;z-index:1;background:#f7f7f7;min-width:14rem;max-width:20rem;text-align:left;font-weight:500}\
