@@ -87,21 +87,7 @@ pub fn write_results_csv(
                 .iter()
                 .map(|s| spec.params.get(s).map_or(String::new(), |v| cell(Some(v)))),
         );
-        let (path, bytes, checksum) = job.video().map_or((String::new(), String::new(), String::new()), |v| {
-            (v.path.clone(), v.bytes.to_string(), v.checksum.clone())
-        });
-        let facts = &job.facts;
-        row.extend([
-            facts.task_id.clone().unwrap_or_default(),
-            facts.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
-            path,
-            bytes,
-            checksum,
-            facts.attempt.to_string(),
-            job.error().unwrap_or_default(),
-            facts.submitted_at.clone().unwrap_or_default(),
-            facts.completed_at.clone().unwrap_or_default(),
-        ]);
+        row.extend(outcome_cells(&job.facts, job.video(), job.error().unwrap_or_default()));
         row.extend(meta.iter().map(|k| spec.meta.get(*k).cloned().unwrap_or_default()));
         writer.write_record(row.iter().map(|c| inert(c)))?;
     }
@@ -109,27 +95,37 @@ pub fn write_results_csv(
         let facts = &job.facts;
         let mut row: Vec<String> = vec![job.id.clone(), NOT_IN_MANIFEST.to_string()];
         row.extend(std::iter::repeat_n(String::new(), 3 + swept.len()));
-        let (path, bytes, checksum) = facts
-            .video
-            .as_ref()
-            .map_or((String::new(), String::new(), String::new()), |v| {
-                (v.path.clone(), v.bytes.to_string(), v.checksum.clone())
-            });
-        row.extend([
-            facts.task_id.clone().unwrap_or_default(),
-            facts.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
-            path,
-            bytes,
-            checksum,
-            facts.attempt.to_string(),
+        row.extend(outcome_cells(
+            facts,
+            facts.video.as_ref(),
             "the manifest no longer has this job; its paid video is kept".to_string(),
-            facts.submitted_at.clone().unwrap_or_default(),
-            facts.completed_at.clone().unwrap_or_default(),
-        ]);
+        ));
         row.extend(meta.iter().map(|_| String::new()));
         writer.write_record(row.iter().map(|c| inert(c)))?;
     }
     writer.flush()
+}
+
+/// The cells from `task_id` to `completed_at`: the task, its cost, the video, attempts, the error.
+fn outcome_cells(
+    facts: &crate::journal::JobFacts,
+    video: Option<&crate::journal::StoredVideo>,
+    error: String,
+) -> [String; 9] {
+    let (path, bytes, checksum) = video.map_or((String::new(), String::new(), String::new()), |v| {
+        (v.path.clone(), v.bytes.to_string(), v.checksum.clone())
+    });
+    [
+        facts.task_id.clone().unwrap_or_default(),
+        facts.cost.map_or(String::new(), |c| format!("{:.4}", c.usd())),
+        path,
+        bytes,
+        checksum,
+        facts.attempt.to_string(),
+        error,
+        facts.submitted_at.clone().unwrap_or_default(),
+        facts.completed_at.clone().unwrap_or_default(),
+    ]
 }
 
 #[cfg(test)]
