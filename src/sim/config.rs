@@ -25,6 +25,22 @@ pub enum GenerationTime {
     Realistic,
     /// Uniform between two values, for benchmarks that want short, spread-out tasks.
     Uniform { min_seconds: f64, max_seconds: f64 },
+    /// Log-normal around a median: most tasks near it, a long tail of slow ones.
+    LogNormal { median_seconds: f64, sigma: f64 },
+    /// Two populations: `slow_share` of the tasks near `slow_seconds`, the rest near
+    /// `fast_seconds` (±10 % each).
+    Bimodal {
+        fast_seconds: f64,
+        slow_seconds: f64,
+        slow_share: f64,
+    },
+    /// Tasks made later take longer: from `from_seconds` at the start of the simulated clock to
+    /// `to_seconds` after `over_seconds` (±10 %), as a service whose load grows.
+    Drift {
+        from_seconds: f64,
+        to_seconds: f64,
+        over_seconds: f64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -233,7 +233,7 @@ impl State {
             });
         }
         let id = self.rng.uuid();
-        let generation = self.generation_time(endpoint, body, estimate.seconds);
+        let generation = self.generation_time(endpoint, body, estimate.seconds, now);
         let queued = generation.mul_f64(self.rng.between(0.05, 0.15));
         let outcome = if self.rng.chance(self.faults.task_failure_rate) {
             Outcome::Fails(FAILURE_REASONS[(self.rng.next_u64() % FAILURE_REASONS.len() as u64) as usize])
@@ -289,7 +289,13 @@ impl State {
         })
     }
 
-    fn generation_time(&mut self, endpoint: Endpoint, body: &Map<String, Value>, seconds: u32) -> Duration {
+    fn generation_time(
+        &mut self,
+        endpoint: Endpoint,
+        body: &Map<String, Value>,
+        seconds: u32,
+        now: Duration,
+    ) -> Duration {
         let simulated = match self.generation {
             GenerationTime::Uniform {
                 min_seconds,
@@ -310,6 +316,34 @@ impl State {
                 };
                 let base = 30.0 + 60.0 * length + resolution + endpoint_extra;
                 (base * self.rng.between(0.9, 1.1)).clamp(30.0, 120.0)
+            }
+            GenerationTime::LogNormal { median_seconds, sigma } => {
+                // Box–Muller: one standard normal draw from two uniform ones.
+                let u1 = self.rng.between(f64::MIN_POSITIVE, 1.0);
+                let u2 = self.rng.between(0.0, 1.0);
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                median_seconds.max(0.0) * (sigma.max(0.0) * z).exp()
+            }
+            GenerationTime::Bimodal {
+                fast_seconds,
+                slow_seconds,
+                slow_share,
+            } => {
+                let centre = if self.rng.chance(slow_share) {
+                    slow_seconds
+                } else {
+                    fast_seconds
+                };
+                centre.max(0.0) * self.rng.between(0.9, 1.1)
+            }
+            GenerationTime::Drift {
+                from_seconds,
+                to_seconds,
+                over_seconds,
+            } => {
+                let progress = (now.as_secs_f64() / over_seconds.max(f64::MIN_POSITIVE)).min(1.0);
+                let centre = from_seconds + (to_seconds - from_seconds) * progress;
+                centre.max(0.0) * self.rng.between(0.9, 1.1)
             }
         };
         Duration::from_secs_f64(simulated)
@@ -477,6 +511,63 @@ mod tests {
         assert_eq!(s.counters.billed, Money::from_cents(70));
         assert_eq!(s.balance(), Money::from_cents(100_000 - 70));
         assert_eq!(s.counters.billed_per_client_request_id["job-1"], 1);
+    }
+
+    /// The generation-time profiles a poll schedule is measured against: their shapes hold.
+    #[test]
+    fn generation_profiles_have_their_shapes() {
+        let times = |generation: GenerationTime, at: Duration| -> Vec<f64> {
+            let mut s = State::new(&SimConfig {
+                generation,
+                balance_cents: u64::MAX / 2_000_000,
+                ..SimConfig::default()
+            });
+            (0..400)
+                .map(|i| {
+                    let t = s
+                        .create(Endpoint::TextToVideo, &body(&format!("p{i}")), None, None, at)
+                        .unwrap()
+                        .task;
+                    (t.ready - t.created).as_secs_f64()
+                })
+                .collect()
+        };
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let log_normal = times(
+            GenerationTime::LogNormal {
+                median_seconds: 5.0,
+                sigma: 0.5,
+            },
+            Duration::ZERO,
+        );
+        assert!((4.0..6.0).contains(&median(log_normal.clone())));
+        assert!(log_normal.iter().any(|t| *t > 10.0), "a tail of slow tasks");
+        let bimodal = times(
+            GenerationTime::Bimodal {
+                fast_seconds: 2.0,
+                slow_seconds: 12.0,
+                slow_share: 0.3,
+            },
+            Duration::ZERO,
+        );
+        let slow = bimodal.iter().filter(|t| **t > 7.0).count();
+        assert!((80..160).contains(&slow), "about 30 % slow: {slow}");
+        assert!(
+            bimodal
+                .iter()
+                .all(|t| (1.8..2.2).contains(t) || (10.8..13.2).contains(t))
+        );
+        let drift = GenerationTime::Drift {
+            from_seconds: 2.0,
+            to_seconds: 10.0,
+            over_seconds: 100.0,
+        };
+        assert!(median(times(drift, Duration::ZERO)) < 2.3);
+        assert!(median(times(drift, Duration::from_secs(50))) > 5.5);
+        assert!(median(times(drift, Duration::from_secs(500))) > 9.0);
     }
 
     #[test]
