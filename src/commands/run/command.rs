@@ -206,6 +206,8 @@ async fn run_async(
             seed: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
+            // A trial run is never stopped by the simulator's pretend balance ($10,000,000).
+            balance_cents: 1_000_000_000,
             ..SimConfig::default()
         };
         match sim::start(config).await {
