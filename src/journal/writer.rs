@@ -106,12 +106,7 @@ impl JournalWriter {
         })
     }
 
-    /// Writes everything sent so far, fsyncs, and stops the writer.
-    pub fn finish(self) -> Result<(), WriteError> {
-        self.close()
-    }
-
-    /// Like `finish`, through a shared reference (the run store seam); later appends are lost.
+    /// Writes everything sent so far, fsyncs, and stops the writer; later appends are lost.
     pub fn close(&self) -> Result<(), WriteError> {
         self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -218,7 +213,7 @@ mod tests {
         let w = JournalWriter::open(&path, 0).unwrap();
         w.append(&a);
         w.append_durable(&a).await.unwrap();
-        w.finish().unwrap();
+        w.close().unwrap();
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("{\"v\":1,\"t\":\"subm");
         std::fs::write(&path, &text).unwrap();
@@ -226,7 +221,7 @@ mod tests {
         assert_eq!(records.len(), 2);
         let w = JournalWriter::open(&path, recovery.valid_len).unwrap();
         w.append(&a);
-        w.finish().unwrap();
+        w.close().unwrap();
         let (records, recovery) = super::super::read(&path).unwrap();
         assert_eq!((records.len(), recovery.torn_tail_bytes), (3, 0));
     }

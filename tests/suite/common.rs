@@ -97,6 +97,18 @@ impl TestEnv {
         }
     }
 
+    /// A simulator seeded with `seed` and the given faults, the rest as `new` sets it.
+    pub(crate) async fn faulty(seed: u64, faults: kling_batch::sim::Faults, manifest: &str) -> TestEnv {
+        TestEnv::new(
+            |c| {
+                c.seed = seed;
+                c.faults = faults;
+            },
+            manifest,
+        )
+        .await
+    }
+
     pub(crate) fn command(&self, extra: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
         cmd.arg("run")

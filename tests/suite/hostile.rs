@@ -28,14 +28,12 @@ fn summary(env: &TestEnv) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_answer_to_a_resend_never_leads_to_a_second_bill() {
     for status in [401u16, 402, 409, 422] {
-        let env = TestEnv::new(
-            |c| {
-                c.seed = 31;
-                c.faults = Faults {
-                    drop_after_create_rate: 1.0,
-                    resend_error_status: Some(status),
-                    ..Faults::default()
-                };
+        let env = TestEnv::faulty(
+            31,
+            Faults {
+                drop_after_create_rate: 1.0,
+                resend_error_status: Some(status),
+                ..Faults::default()
             },
             TWELVE_JOBS,
         )
@@ -66,14 +64,12 @@ async fn an_error_answer_to_a_resend_never_leads_to_a_second_bill() {
 /// create, and `completed` answers without a URL for a while, are transient.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_are_not_yet_consistent_never_give_up_a_paid_video() {
-    let env = TestEnv::new(
-        |c| {
-            c.seed = 32;
-            c.faults = Faults {
-                not_found_reads: 6,
-                completed_without_url_reads: 6,
-                ..Faults::default()
-            };
+    let env = TestEnv::faulty(
+        32,
+        Faults {
+            not_found_reads: 6,
+            completed_without_url_reads: 6,
+            ..Faults::default()
         },
         TWELVE_JOBS,
     )
@@ -317,14 +313,12 @@ async fn misaligned_ranges_and_bodies_of_unknown_length_are_never_accepted() {
 /// downloads are bounded, and the run ends by itself, resumable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_file_host_is_cut_off_and_the_run_ends_resumable() {
-    let env = TestEnv::new(
-        |c| {
-            c.seed = 36;
-            c.faults = Faults {
-                trickle_rate: 1.0,
-                trickle_bytes_per_second: 200,
-                ..Faults::default()
-            };
+    let env = TestEnv::faulty(
+        36,
+        Faults {
+            trickle_rate: 1.0,
+            trickle_bytes_per_second: 200,
+            ..Faults::default()
         },
         TWO_JOBS,
     )
@@ -351,14 +345,12 @@ async fn a_trickling_file_host_is_cut_off_and_the_run_ends_resumable() {
 /// stalled still cannot keep the run going past them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_runtime_and_grace_end_a_run_stuck_in_slow_downloads() {
-    let env = TestEnv::new(
-        |c| {
-            c.seed = 37;
-            c.faults = Faults {
-                trickle_rate: 1.0,
-                trickle_bytes_per_second: 2_000,
-                ..Faults::default()
-            };
+    let env = TestEnv::faulty(
+        37,
+        Faults {
+            trickle_rate: 1.0,
+            trickle_bytes_per_second: 2_000,
+            ..Faults::default()
         },
         TWO_JOBS,
     )

@@ -1,6 +1,6 @@
-//! `kling-batch run`: the command (`command`), flags ▶ settings (`settings`), the printed resume
-//! command (`resume`), price quotes (`quotes`), and what comes before and after the run
-//! (`finish`).
+//! `kling-batch run`: the command (`command`), flags ▶ settings (`settings`), whose output folder
+//! it is (`folder`), the cap and balance checks (`spend`), price quotes (`quotes`), the printed
+//! resume command (`resume`), and what comes before and after the run (`finish`).
 
 mod command;
 mod finish;
@@ -8,5 +8,6 @@ mod folder;
 mod quotes;
 mod resume;
 mod settings;
+mod spend;
 
 pub(crate) use command::run;
