@@ -2,7 +2,7 @@
 //! redirects are not followed, so it can never be carried to another host.
 
 use super::error::{ApiError, Class, parse_retry_after};
-use super::pacer::Pacer;
+use super::pacer::{Pacer, Turn};
 use crate::client::credentials::{ApiKey, Credentials};
 use crate::kling::Endpoint;
 use crate::kling::request::RequestBody;
@@ -90,8 +90,8 @@ impl RunApi {
         &self.pacer
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, ApiError> {
-        self.pacer.acquire().await;
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str, turn: Turn) -> Result<Value, ApiError> {
+        self.pacer.acquire(turn).await;
         tracing::trace!(request = what, "sending");
         let response = request
             .bearer_auth(self.key.expose())
@@ -159,7 +159,7 @@ impl RunApi {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.as_str().to_string());
         let what = format!("POST /api/v1/kling/{}", endpoint.as_str());
-        let value = self.send(request, &what).await?;
+        let value = self.send(request, &what, Turn::Other).await?;
         let view = self.checked(task_view(&value)?)?;
         Ok(CreatedTask {
             replayed: value.get("task_replayed").and_then(Value::as_bool).unwrap_or(false),
@@ -171,7 +171,7 @@ impl RunApi {
     pub async fn get(&self, endpoint: Endpoint, task_id: &str) -> Result<TaskView, ApiError> {
         let what = format!("GET /api/v1/kling/{}/{}", endpoint.as_str(), task_id);
         let url = format!("{}/api/v1/kling/{}/{}", self.base, endpoint.as_str(), task_id);
-        let value = self.send(self.http.get(url), &what).await?;
+        let value = self.send(self.http.get(url), &what, Turn::Poll).await?;
         self.checked(task_view(&value)?)
     }
 
@@ -195,7 +195,7 @@ impl RunApi {
     /// route (404): nothing can be told, the run goes on.
     pub async fn check_key(&self) -> Result<bool, ApiError> {
         let url = format!("{}/api/v1/me", self.base);
-        match self.send(self.http.get(url), "GET /api/v1/me").await {
+        match self.send(self.http.get(url), "GET /api/v1/me", Turn::Other).await {
             Ok(_) => Ok(true),
             Err(e) if e.class() == Class::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -206,7 +206,10 @@ impl RunApi {
     /// when the service does not say (no such route, another shape).
     pub async fn balance(&self) -> Result<Option<Money>, ApiError> {
         let url = format!("{}/api/v1/me/balance", self.base);
-        match self.send(self.http.get(url), "GET /api/v1/me/balance").await {
+        match self
+            .send(self.http.get(url), "GET /api/v1/me/balance", Turn::Other)
+            .await
+        {
             Ok(value) => Ok(value
                 .get("balance_cents")
                 .and_then(Value::as_f64)
@@ -222,7 +225,11 @@ impl RunApi {
         let model = body.get("model").cloned().unwrap_or(Value::Null);
         let payload = json!({"service": "kling", "action": endpoint.as_str(), "model": model, "params": body});
         let value = self
-            .send(self.http.post(url).json(&payload), "POST /api/v1/price_quotes")
+            .send(
+                self.http.post(url).json(&payload),
+                "POST /api/v1/price_quotes",
+                Turn::Other,
+            )
             .await?;
         value["price_quote"]["reservation_amount_cents"]
             .as_f64()

@@ -9,4 +9,4 @@ mod pacer;
 
 pub use api::{CreatedTask, RunApi, TaskStatus, TaskView};
 pub use error::{ApiError, Class, parse_retry_after};
-pub use pacer::Pacer;
+pub use pacer::{Pacer, Turn};

@@ -2,16 +2,22 @@
 //! until its `Retry-After` and halves the pace; steady success raises it back by a quarter at a
 //! time (additive patience, multiplicative caution).
 //!
-//! Requests wait their turn in a FIFO turnstile and only the one at its head asks the limiter.
+//! Status reads give way: while creates (or other requests) wait for the rate, a poll waits
+//! behind them, except that one slot in `POLL_SHARE + 1` goes to a poll, so polls never starve.
+//! A read a little later costs a little notice delay; a create a little later costs throughput.
+//!
+//! Requests wait their turn in line and only the one holding the baton asks the limiter.
 //! governor's own `until_ready` lets every waiter sleep until the next free slot, so a thousand
 //! waiting requests all wake for each slot and all but one go back to sleep: at `--concurrency
 //! 1000` that herd cost more CPU than the rest of the run (BENCHMARKS.md, "before/after").
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -28,8 +34,48 @@ pub struct Pacer {
     floor: f64,
     clock: DefaultClock,
     state: Mutex<PaceState>,
-    /// Fair (FIFO) lock: who asks the limiter next.
-    turnstile: tokio::sync::Mutex<()>,
+    /// Who asks the limiter next: one request at a time holds the baton.
+    line: Mutex<Line>,
+}
+
+/// What a request is, for who gives way to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// A status read: gives way to other requests waiting for the rate.
+    Poll,
+    /// Anything else (creates first of all).
+    Other,
+}
+
+/// A poll gets at least one slot after this many slots went to others.
+const POLL_SHARE: usize = 8;
+
+/// The requests waiting for the baton, each by the channel that hands it over.
+#[derive(Debug, Default)]
+struct Line {
+    busy: bool,
+    others: VecDeque<oneshot::Sender<()>>,
+    polls: VecDeque<oneshot::Sender<()>>,
+    others_since_poll: usize,
+}
+
+/// The right to ask the limiter, passed on when dropped (also when the request is cancelled).
+struct Baton<'a> {
+    pacer: &'a Pacer,
+    waiting: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for Baton<'_> {
+    fn drop(&mut self) {
+        let held = match self.waiting.as_mut() {
+            None => true,
+            // Handed over just as this request was cancelled: pass it on.
+            Some(rx) => rx.try_recv().is_ok(),
+        };
+        if held {
+            self.pacer.pass_baton();
+        }
+    }
 }
 
 /// Up to 20 ms of requests may go together (at most 10), so a late timer wake (tokio's timers
@@ -65,7 +111,7 @@ impl Pacer {
                 successes: 0,
             }),
             clock,
-            turnstile: tokio::sync::Mutex::new(()),
+            line: Mutex::new(Line::default()),
         }
     }
 
@@ -78,9 +124,31 @@ impl Pacer {
         self.lock().rate
     }
 
-    /// Waits for this request's turn.
-    pub async fn acquire(&self) {
-        let _turn = self.turnstile.lock().await;
+    /// Waits for this request's turn: in arrival order, except that a status read gives way to
+    /// other requests (up to `POLL_SHARE` of them in a row).
+    pub async fn acquire(&self, turn: Turn) {
+        let mut baton = Baton {
+            pacer: self,
+            waiting: None,
+        };
+        {
+            let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+            if line.busy {
+                let (tx, rx) = oneshot::channel();
+                match turn {
+                    Turn::Poll => line.polls.push_back(tx),
+                    Turn::Other => line.others.push_back(tx),
+                }
+                baton.waiting = Some(rx);
+            } else {
+                line.busy = true;
+            }
+        }
+        if let Some(rx) = baton.waiting.as_mut() {
+            // The sender lives in the line until it is used: an error cannot happen.
+            let _ = rx.await;
+            baton.waiting = None;
+        }
         loop {
             let (limiter, pause) = {
                 let s = self.lock();
@@ -95,6 +163,35 @@ impl Pacer {
             match limiter.check() {
                 Ok(()) => return,
                 Err(later) => tokio::time::sleep(later.wait_time_from(self.clock.now())).await,
+            }
+        }
+    }
+
+    /// Hands the baton to the next request: a poll if no other request waits or enough went
+    /// before it, else the longest-waiting other request.
+    fn pass_baton(&self) {
+        let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let poll_now = !line.polls.is_empty() && (line.others.is_empty() || line.others_since_poll >= POLL_SHARE);
+            let next = if poll_now {
+                line.others_since_poll = 0;
+                line.polls.pop_front()
+            } else {
+                let next = line.others.pop_front();
+                line.others_since_poll += usize::from(next.is_some());
+                next
+            };
+            match next {
+                // A waiter that was cancelled meanwhile does not take it.
+                Some(tx) => {
+                    if tx.send(()).is_ok() {
+                        return;
+                    }
+                }
+                None => {
+                    line.busy = false;
+                    return;
+                }
             }
         }
     }
@@ -155,7 +252,7 @@ mod tests {
         let pacer = Pacer::new(1000.0);
         pacer.on_rate_limited(Some(Duration::from_secs(5)));
         let start = Instant::now();
-        pacer.acquire().await;
+        pacer.acquire(Turn::Other).await;
         assert!(start.elapsed() >= Duration::from_secs(5));
     }
 
@@ -168,7 +265,7 @@ mod tests {
             .map(|i| {
                 let (pacer, order) = (Arc::clone(&pacer), Arc::clone(&order));
                 tokio::spawn(async move {
-                    pacer.acquire().await;
+                    pacer.acquire(Turn::Other).await;
                     order.lock().unwrap().push(i);
                 })
             })
@@ -186,5 +283,58 @@ mod tests {
         );
         assert_eq!(burst(2000.0).get(), 10);
         assert_eq!(burst(5.0).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn polls_give_way_to_waiting_creates_but_never_starve() {
+        // One slot per 20 ms, no burst: governor keeps real time, so this test does too.
+        let pacer = Arc::new(Pacer::new(50.0));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        // Two creates take the first slots; twenty creates line up, then two polls.
+        let line = (0..22)
+            .map(|i| (format!("c{i}"), Turn::Other))
+            .chain([("p1".to_string(), Turn::Poll), ("p2".to_string(), Turn::Poll)]);
+        for (name, turn) in line {
+            let (pacer, order) = (Arc::clone(&pacer), Arc::clone(&order));
+            waiters.push(tokio::spawn(async move {
+                pacer.acquire(turn).await;
+                order.lock().unwrap().push(name);
+            }));
+            // Each waiter takes its place in line before the next one starts.
+            tokio::task::yield_now().await;
+        }
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let at = |name: &str| order.iter().position(|n| n == name).unwrap();
+        // c0 and c1 hold the first two turns; then eight creates, a poll, eight more, a poll.
+        assert_eq!(at("p1"), 2 + POLL_SHARE, "{order:?}");
+        assert_eq!(at("p2"), 3 + 2 * POLL_SHARE, "{order:?}");
+        assert_eq!(order.len(), 24);
+        let creates: Vec<&String> = order.iter().filter(|n| n.starts_with('c')).collect();
+        let arrival: Vec<String> = (0..22).map(|i| format!("c{i}")).collect();
+        assert_eq!(creates, arrival.iter().collect::<Vec<_>>(), "creates keep their order");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_passes_its_turn_on() {
+        let pacer = Arc::new(Pacer::new(20.0));
+        pacer.acquire(Turn::Other).await;
+        // Holds the line while it waits for the next slot (50 ms away), then is dropped.
+        let cancelled = tokio::time::timeout(Duration::from_millis(5), pacer.acquire(Turn::Poll)).await;
+        assert!(cancelled.is_err());
+        // And one cancelled while waiting behind another.
+        let holder = {
+            let pacer = Arc::clone(&pacer);
+            tokio::spawn(async move { pacer.acquire(Turn::Other).await })
+        };
+        tokio::task::yield_now().await;
+        let behind = tokio::time::timeout(Duration::from_millis(5), pacer.acquire(Turn::Other)).await;
+        assert!(behind.is_err());
+        holder.await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), pacer.acquire(Turn::Other)).await;
+        assert!(next.is_ok(), "the line did not stall");
     }
 }

@@ -4,15 +4,15 @@
 //! out of `take_records`.
 
 use super::job::{JobRun, JobState, Op, StopReason};
-use super::schedule::{PollSchedule, Shape};
+use super::schedule::{PollSchedule, Pressure, Shape, ShapeId};
 use crate::journal::{Failure, FailureKind, Phase, Record, Replayed};
 use crate::plan::Plan;
 use crate::runner::budget::Ledger;
 use crate::util::money::Money;
 use crate::util::rng::Rng;
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,8 +27,10 @@ pub struct Settings {
     pub retry_failed: Option<String>,
     pub cap: Option<Money>,
     pub task_deadline: Duration,
-    /// Real seconds per simulated second of generation (1 against the real service).
-    pub time_scale: f64,
+    /// `--time-scale`, if given: a hint of how much faster than real time the service runs.
+    pub time_hint: Option<f64>,
+    /// `--rate`: requests per second, for how dear a status read is.
+    pub rate: f64,
     pub downloads_at_once: usize,
     pub seed: u64,
 }
@@ -51,6 +53,14 @@ pub struct Dispatcher {
     reservations: Vec<Money>,
     jobs: Vec<JobRun>,
     shapes: Vec<Shape>,
+    /// Each job's shape as the schedule knows it.
+    shape_ids: Vec<ShapeId>,
+    /// Jobs generating, by shape: who is re-planned when a shape's plan changes.
+    generating: Vec<HashSet<usize>>,
+    /// When the dispatcher was made: the run's clock for the schedule.
+    started: Instant,
+    /// Creates and polls handed out per second, lately (an average over about two seconds).
+    usage: Usage,
     ledger: Ledger,
     settings: Settings,
     schedule: PollSchedule,
@@ -69,6 +79,33 @@ pub struct Dispatcher {
     over_reservation: Money,
 }
 
+/// A decaying count of requests started, for the request rate of the last seconds.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    count: f64,
+    at: Option<Instant>,
+}
+
+/// Seconds over which `Usage` averages.
+const USAGE_WINDOW: f64 = 2.0;
+
+impl Usage {
+    fn decayed(&self, now: Instant) -> f64 {
+        self.at.map_or(0.0, |at| {
+            self.count * (-now.saturating_duration_since(at).as_secs_f64() / USAGE_WINDOW).exp()
+        })
+    }
+
+    fn note(&mut self, now: Instant) {
+        self.count = self.decayed(now) + 1.0;
+        self.at = Some(now);
+    }
+
+    fn per_second(&self, now: Instant) -> f64 {
+        self.decayed(now) / USAGE_WINDOW
+    }
+}
+
 /// The idempotency key of one attempt: the same run, job and attempt always give the same key.
 pub fn idempotency_key(run_id: &str, job_id: &str, attempt: u32) -> String {
     format!("kb1-{run_id}-{job_id}-a{attempt}")
@@ -85,17 +122,24 @@ impl Dispatcher {
         settings: Settings,
         now: Instant,
     ) -> Dispatcher {
-        let shapes = plan
+        let shapes: Vec<Shape> = plan
             .jobs
             .iter()
             .map(|j| Shape::of(&j.priced, j.estimate.seconds))
             .collect();
+        let mut schedule = PollSchedule::new(settings.time_hint);
+        let shape_ids: Vec<ShapeId> = shapes.iter().map(|s| schedule.shape_id(s)).collect();
+        let distinct = shape_ids.iter().map(|id| id.index() + 1).max().unwrap_or(0);
         let mut d = Dispatcher {
             jobs: Vec::with_capacity(plan.jobs.len()),
             shapes,
+            shape_ids,
+            generating: vec![HashSet::new(); distinct],
+            usage: Usage { count: 0.0, at: None },
+            started: now,
             reservations,
             ledger: Ledger::new(settings.cap, history.spent, history.reserved),
-            schedule: PollSchedule::new(settings.time_scale, settings.seed),
+            schedule,
             rng: Rng::new(settings.seed ^ 0x5eed),
             settings,
             queue: VecDeque::new(),
@@ -135,9 +179,14 @@ impl Dispatcher {
                     if let Some(task_id) = facts.task_id.clone() {
                         job.state = JobState::Generating { task_id };
                     }
+                    // When it was created is not known here: nothing is learned from it.
                     job.submitted = Some(now);
+                    job.learnable = false;
                     d.in_flight += 1;
-                    d.push_timer(now, i, Timer::Poll);
+                    d.generating[d.shape_ids[i].index()].insert(i);
+                    d.jobs.push(job);
+                    d.set_poll(i, now);
+                    continue;
                 }
                 JobState::Downloading { url, .. } => {
                     job.downloading_since = Some(now);
@@ -145,7 +194,9 @@ impl Dispatcher {
                         d.ready_downloads.push_back(i);
                     } else {
                         // Missing, cut or never saved: fetch a fresh URL and download again.
-                        d.push_timer(now, i, Timer::Poll);
+                        d.jobs.push(job);
+                        d.set_poll(i, now);
+                        continue;
                     }
                 }
                 JobState::Failed { failure } => {
@@ -219,9 +270,80 @@ impl Dispatcher {
         self.timers.push(Reverse((at, self.sequence, job, kind)));
     }
 
-    /// Full-jitter exponential backoff: a random wait up to min(cap, base × 2^n).
+    /// Looks at the job's task at `at` (not before a `Retry-After` it was given): this replaces
+    /// any look planned earlier.
+    fn set_poll(&mut self, job: usize, at: Instant) {
+        let at = self.jobs[job].not_before.map_or(at, |nb| at.max(nb));
+        self.push_timer(at, job, Timer::Poll);
+        self.jobs[job].poll_seq = self.sequence;
+    }
+
+    /// A look replaced by a later plan.
+    fn stale(&self, seq: u64, job: usize, kind: Timer) -> bool {
+        kind == Timer::Poll && self.jobs[job].poll_seq != seq
+    }
+
+    /// Drops replaced looks from the top of the timers, so a run is not kept waiting by them.
+    fn prune_stale(&mut self) {
+        while let Some(Reverse((_, seq, job, kind))) = self.timers.peek().copied()
+            && self.stale(seq, job, kind)
+        {
+            self.timers.pop();
+        }
+    }
+
+    /// Plans the next look at a generating task from what the schedule knows now.
+    fn plan_poll(&mut self, job: usize, now: Instant) {
+        let Some(submitted) = self.jobs[job].submitted else {
+            return self.set_poll(job, now);
+        };
+        let elapsed = now.saturating_duration_since(submitted).as_secs_f64();
+        let seen = self.jobs[job].last_unfinished.as_secs_f64();
+        let pressure = self.pressure(now);
+        let at = self
+            .schedule
+            .next_poll(self.shape_ids[job], job, seen, elapsed, pressure);
+        let at = submitted + Duration::from_secs_f64(at.clamp(0.0, 1e7));
+        self.set_poll(job, at.max(now));
+    }
+
+    /// Re-plans the tasks in flight of shapes whose plan changed: a look planned later than the
+    /// new plan comes forward, one planned sooner waits.
+    fn replan(&mut self, shapes: &[ShapeId], now: Instant) {
+        for shape in shapes {
+            let jobs: Vec<usize> = self.generating[shape.index()].iter().copied().collect();
+            for job in jobs {
+                if !self.jobs[job].busy && matches!(self.jobs[job].state, JobState::Generating { .. }) {
+                    self.plan_poll(job, now);
+                }
+            }
+        }
+    }
+
+    /// The job's task no longer generates (finished, failed, left): the schedule forgets it.
+    fn stop_generating(&mut self, job: usize) {
+        let shape = self.shape_ids[job];
+        if self.generating[shape.index()].remove(&job) {
+            self.schedule.left(shape, job);
+        }
+    }
+
+    /// How dear a status read is now, from the requests handed out lately against `--rate`.
+    fn pressure(&self, now: Instant) -> Pressure {
+        let used = self.usage.per_second(now) / self.settings.rate.max(0.01);
+        if used < 0.5 {
+            Pressure::Spare
+        } else if used < 0.9 {
+            Pressure::Normal
+        } else {
+            Pressure::Busy
+        }
+    }
+
+    /// Full-jitter exponential backoff: a random wait up to min(cap, base × 2^n), the base
+    /// following the service's speed as learned (or hinted).
     fn backoff(&mut self, retries: u32) -> Duration {
-        let base = 0.5 / self.settings.time_scale.max(1.0).sqrt();
+        let base = 0.5 * self.schedule.speed().clamp(1e-6, 1.0).sqrt();
         let ceiling = (base * 2f64.powi(retries.min(16) as i32)).min(30.0);
         Duration::from_secs_f64(self.rng.between(ceiling / 4.0, ceiling))
     }
@@ -291,12 +413,12 @@ impl Dispatcher {
         if self.abandon {
             return ops;
         }
-        while let Some(Reverse((at, _, job, kind))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, seq, job, kind))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            if self.jobs[job].busy {
+            if self.jobs[job].busy || self.stale(seq, job, kind) {
                 continue;
             }
             match (kind, &self.jobs[job].state) {
@@ -338,7 +460,7 @@ impl Dispatcher {
                 continue;
             };
             let Some(url) = url.clone() else {
-                self.push_timer(now, job, Timer::Poll);
+                self.set_poll(job, now);
                 continue;
             };
             self.jobs[job].busy = true;
@@ -382,6 +504,12 @@ impl Dispatcher {
                 });
             }
         }
+        for op in &ops {
+            if !matches!(op, Op::Download { .. }) {
+                self.usage.note(now);
+            }
+        }
+        self.prune_stale();
         ops
     }
 
@@ -400,6 +528,7 @@ impl Dispatcher {
     /// outcome is unknown, a task, a reservation, a paid video) stays in the journal for a rerun.
     fn leave_for_rerun(&mut self, job: usize, message: String) {
         let id = self.job_id(job);
+        self.stop_generating(job);
         let state = std::mem::replace(&mut self.jobs[job].state, JobState::Parked);
         if matches!(state, JobState::Submitting { .. } | JobState::Generating { .. }) {
             self.in_flight = self.in_flight.saturating_sub(1);
@@ -424,6 +553,7 @@ impl Dispatcher {
     fn fail(&mut self, job: usize, kind: FailureKind, message: String) {
         tracing::info!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
         let id = self.job_id(job);
+        self.stop_generating(job);
         if matches!(
             self.jobs[job].state,
             JobState::Submitting { .. } | JobState::Generating { .. }

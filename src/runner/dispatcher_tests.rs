@@ -20,7 +20,8 @@ fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
         retry_failed: None,
         cap: cap_cents.map(Money::from_cents),
         task_deadline: Duration::from_secs(1800),
-        time_scale: 1.0,
+        time_hint: None,
+        rate: 10.0,
         downloads_at_once: 4,
         seed: 1,
     }
@@ -515,4 +516,115 @@ mod properties {
             prop_assert_eq!(predicted, did);
         }
     }
+}
+
+/// Polls handed out at `now`, by job.
+fn polls(ops: &[Op]) -> Vec<usize> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Poll { job, .. } => Some(*job),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_sibling_finishing_early_pulls_polls_forward_but_a_retry_after_still_wins() {
+    // Told nothing about the service's speed: the prior is the guidance (tens of seconds).
+    let mut d = dispatcher(8, 8, None, &Replayed::default());
+    let start = Instant::now();
+    assert_eq!(submits(&d.ready_ops(start)).len(), 8);
+    for job in 0..8 {
+        let created = Ok(CreatedTask {
+            view: view(&format!("t{job}"), TaskStatus::Pending),
+            replayed: false,
+        });
+        d.handle(Event::Submitted { job, result: created }, start);
+    }
+    // Step the clock as the executor would, answering every poll "processing", until the
+    // scouts have looked a few times.
+    let mut now = start;
+    let mut looked: Vec<usize> = Vec::new();
+    while now < start + Duration::from_secs(2) {
+        now = d.next_wakeup().expect("a look is planned");
+        for job in polls(&d.ready_ops(now)) {
+            looked.push(job);
+            let mut answer = view(&format!("t{job}"), TaskStatus::Processing);
+            if job == 1 {
+                // This one is told to wait a minute and a half.
+                answer.retry_after = Some(Duration::from_secs(90));
+            }
+            d.handle(
+                Event::Polled {
+                    job,
+                    result: Ok(answer),
+                },
+                now,
+            );
+        }
+    }
+    assert!(looked.contains(&0), "a scout looked early");
+    assert!(!looked.contains(&7), "a task that is not a scout waits on the prior");
+    // Job 0 is seen done at 2.1 s: everyone else's next look comes forward to about then...
+    let done_at = now + Duration::from_millis(100);
+    d.handle(
+        Event::Polled {
+            job: 0,
+            result: Ok(view("t0", TaskStatus::Completed)),
+        },
+        done_at,
+    );
+    let soon = done_at + Duration::from_secs(3);
+    let mut pulled = Vec::new();
+    while let Some(at) = d.next_wakeup() {
+        if at > soon {
+            break;
+        }
+        for job in polls(&d.ready_ops(at)) {
+            pulled.push(job);
+            d.handle(
+                Event::Polled {
+                    job,
+                    result: Ok(view(&format!("t{job}"), TaskStatus::Processing)),
+                },
+                at,
+            );
+        }
+        d.ready_ops(at);
+    }
+    assert!(
+        pulled.contains(&7),
+        "the sibling's completion pulled job 7 forward: {pulled:?}"
+    );
+    // ...except the one told to wait: its Retry-After wins over the re-plan.
+    assert!(
+        !pulled.contains(&1),
+        "job 1 was looked at before its Retry-After: {pulled:?}"
+    );
+    let later = start + Duration::from_secs(120);
+    let mut after_wait = Vec::new();
+    while let Some(at) = d.next_wakeup() {
+        if at > later {
+            break;
+        }
+        for job in polls(&d.ready_ops(at)) {
+            if job == 1 {
+                after_wait.push(at);
+            }
+            d.handle(
+                Event::Polled {
+                    job,
+                    result: Ok(view(&format!("t{job}"), TaskStatus::Processing)),
+                },
+                at,
+            );
+        }
+        d.ready_ops(at);
+    }
+    let first = after_wait.first().expect("job 1 is looked at again after its wait");
+    assert!(
+        first.duration_since(start) >= Duration::from_secs(90),
+        "{:?}",
+        first.duration_since(start)
+    );
 }

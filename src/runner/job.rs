@@ -121,6 +121,12 @@ pub struct JobRun {
     pub polls: u32,
     pub(super) submitted: Option<Instant>,
     pub(super) last_unfinished: Duration,
+    /// The timer of the look planned now; an earlier plan's timer is ignored.
+    pub(super) poll_seq: u64,
+    /// Not looked at before this (a `Retry-After` on a status answer).
+    pub(super) not_before: Option<Instant>,
+    /// Whether its completion time teaches the schedule (not a task found on resume).
+    pub(super) learnable: bool,
     pub(super) retries: u32,
     pub(super) refetches: u32,
     pub(super) busy: bool,
@@ -143,6 +149,9 @@ impl JobRun {
             polls: 0,
             submitted: None,
             last_unfinished: Duration::ZERO,
+            poll_seq: 0,
+            not_before: None,
+            learnable: true,
             retries: 0,
             refetches: 0,
             busy: false,

@@ -56,12 +56,18 @@ impl Dispatcher {
         let j = &mut self.jobs[job];
         j.state = JobState::Generating { task_id };
         j.submitted = Some(now);
+        j.last_unfinished = Duration::ZERO;
+        j.not_before = None;
+        j.learnable = true;
         j.retries = 0;
-        let first = match created.view.status {
-            TaskStatus::Completed | TaskStatus::Failed => Duration::ZERO,
-            _ => self.schedule.first(&self.shapes[job]),
-        };
-        self.push_timer(now + first, job, Timer::Poll);
+        let shape = self.shape_ids[job];
+        self.generating[shape.index()].insert(job);
+        self.schedule
+            .started(shape, job, now.saturating_duration_since(self.started).as_secs_f64());
+        match created.view.status {
+            TaskStatus::Completed | TaskStatus::Failed => self.set_poll(job, now),
+            _ => self.plan_poll(job, now),
+        }
     }
 
     /// A create answered with an error (or not at all). A key whose outcome is unknown stays
@@ -156,7 +162,7 @@ impl Dispatcher {
                         let wait = error
                             .retry_after()
                             .unwrap_or_else(|| self.backoff(self.jobs[job].retries));
-                        self.push_timer(now + wait, job, Timer::Poll);
+                        self.set_poll(job, now + wait);
                     }
                 }
                 return;
@@ -175,13 +181,17 @@ impl Dispatcher {
                 if !generating {
                     // A refetch that found the task not finished: odd, but look again later.
                     let wait = self.backoff(1);
-                    self.push_timer(now + wait, job, Timer::Poll);
+                    self.set_poll(job, now + wait);
                     return;
                 }
                 self.jobs[job].last_unfinished = elapsed;
-                let polls = self.jobs[job].polls;
-                let wait = self.schedule.next(&self.shapes[job], elapsed, polls, view.retry_after);
-                self.push_timer(now + wait, job, Timer::Poll);
+                if self.jobs[job].learnable {
+                    self.schedule
+                        .unfinished(self.shape_ids[job], job, elapsed.as_secs_f64());
+                }
+                // A `Retry-After` on a status answer wins over any plan, re-plans included.
+                self.jobs[job].not_before = view.retry_after.map(|wait| now + wait);
+                self.plan_poll(job, now);
             }
         }
     }
@@ -192,13 +202,22 @@ impl Dispatcher {
             self.jobs[job].refetches += 1;
             self.jobs[job].note = Some("the task completed without a video URL".into());
             let wait = self.backoff(self.jobs[job].refetches);
-            self.push_timer(now + wait, job, Timer::Poll);
+            self.set_poll(job, now + wait);
             return;
         };
         if generating {
             let id = self.job_id(job);
-            let low = self.jobs[job].last_unfinished;
-            self.schedule.learn(&self.shapes[job], low, elapsed);
+            let shape = self.shape_ids[job];
+            if self.jobs[job].learnable && self.generating[shape.index()].remove(&job) {
+                let low = self.jobs[job].last_unfinished.as_secs_f64();
+                let created = self.jobs[job]
+                    .submitted
+                    .map_or(0.0, |s| s.saturating_duration_since(self.started).as_secs_f64());
+                let changed = self.schedule.finished(shape, job, created, low, elapsed.as_secs_f64());
+                self.replan(&changed, now);
+            } else {
+                self.stop_generating(job);
+            }
             let held = self.jobs[job].facts.reserved;
             let cost = view.cost.unwrap_or(held);
             self.ledger.settle(held, cost);
@@ -242,6 +261,7 @@ impl Dispatcher {
         let id = self.job_id(job);
         let message = view.error.clone().unwrap_or_else(|| "the task failed".into());
         self.ledger.release(self.jobs[job].facts.reserved);
+        self.stop_generating(job);
         let attempt = self.jobs[job].facts.attempt;
         tracing::info!(job = %id, task = %view.id, %message, "task failed");
         self.record(
@@ -298,7 +318,7 @@ impl Dispatcher {
                     // Paid for: never given up. A rerun asks the task for a fresh URL.
                     self.leave_for_rerun(job, format!("the video URL kept expiring (HTTP {status})"));
                 } else {
-                    self.push_timer(now, job, Timer::Poll);
+                    self.set_poll(job, now);
                 }
             }
             Err(DownloadError::Transient(message)) => {

@@ -456,7 +456,8 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         retry_failed: None,
         cap: None,
         task_deadline: Duration::from_secs(60),
-        time_scale: 1000.0,
+        time_hint: Some(1000.0),
+        rate: 400.0,
         downloads_at_once: 4,
         seed: 7,
     };

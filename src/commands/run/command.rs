@@ -264,7 +264,9 @@ async fn run_async(
         retry_failed: args.retry_failed.clone(),
         cap,
         task_deadline: args.task_deadline,
-        time_scale,
+        // The schedule learns the service's speed; a `--time-scale` given is a hint to start from.
+        time_hint: args.time_scale,
+        rate,
         downloads_at_once: (concurrency as usize).clamp(2, 16),
         seed: u64::from(std::process::id()),
     };

@@ -1,0 +1,324 @@
+//! The schedule on a manual clock: simulated tasks with known generation times, polled only when
+//! the schedule says, re-planned when it says so. No runtime, no sleeps.
+
+use super::*;
+use crate::util::rng::Rng;
+use serde_json::{Value, json};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+fn shape(seconds: u32) -> Shape {
+    let Value::Object(request) = json!({"model": "kling-3.0", "output_resolution": "720p"}) else {
+        unreachable!()
+    };
+    Shape::of(
+        &Arc::new(crate::kling::pricing::priced_shape(Endpoint::TextToVideo, &request)),
+        seconds,
+    )
+}
+
+#[derive(Debug)]
+struct Figures {
+    polls_per_job: f64,
+    /// Notice delay ÷ generation time, sorted.
+    shares: Vec<f64>,
+    /// Per task, in submit order.
+    tasks: Vec<Task>,
+    makespan: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    generation: f64,
+    delay: f64,
+    polls: u32,
+}
+
+impl Task {
+    fn share(&self) -> f64 {
+        self.delay / self.generation
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+impl Figures {
+    fn share(&self, q: f64) -> f64 {
+        self.shares[((self.shares.len() - 1) as f64 * q).round() as usize]
+    }
+}
+
+/// Runs `jobs` tasks, `concurrency` at a time (a slot is refilled the moment a task is noticed
+/// done), generation times from `draw(rng, submit time)`, every poll answered at once.
+fn simulate(
+    hint: Option<f64>,
+    jobs: usize,
+    concurrency: usize,
+    pressure: Pressure,
+    draw: &mut dyn FnMut(&mut Rng, f64) -> f64,
+) -> Figures {
+    let mut schedule = PollSchedule::new(hint);
+    let id = schedule.shape_id(&shape(5));
+    let mut rng = Rng::new(11);
+    let mut truth = vec![0.0; jobs];
+    let mut submitted = vec![0.0; jobs];
+    let mut seen = vec![0.0; jobs];
+    let mut polls = vec![0u32; jobs];
+    let mut planned = vec![f64::NAN; jobs];
+    let mut delay = vec![0.0; jobs];
+    let mut running: Vec<usize> = Vec::new();
+    let mut queue: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let key = |t: f64| (t * 1e9).ceil() as u64;
+    let mut next_job = 0;
+    let mut now: f64 = 0.0;
+    let mut end: f64 = 0.0;
+    let plan = |schedule: &mut PollSchedule,
+                queue: &mut BinaryHeap<Reverse<(u64, usize)>>,
+                j: usize,
+                now: f64,
+                submitted: &[f64],
+                seen: &[f64],
+                planned: &mut [f64]| {
+        let at = submitted[j] + schedule.next_poll(id, j, seen[j], now - submitted[j], pressure);
+        planned[j] = at;
+        queue.push(Reverse((key(at), j)));
+    };
+    loop {
+        while running.len() < concurrency && next_job < jobs {
+            let j = next_job;
+            next_job += 1;
+            submitted[j] = now;
+            truth[j] = draw(&mut rng, now);
+            schedule.started(id, j, now);
+            running.push(j);
+            plan(&mut schedule, &mut queue, j, now, &submitted, &seen, &mut planned);
+        }
+        let Some(Reverse((at, j))) = queue.pop() else { break };
+        if at != key(planned[j]) {
+            continue; // re-planned since
+        }
+        now = at as f64 / 1e9;
+        polls[j] += 1;
+        let elapsed = now - submitted[j];
+        if elapsed >= truth[j] {
+            delay[j] = elapsed - truth[j];
+            end = end.max(now);
+            planned[j] = f64::NAN;
+            running.retain(|r| *r != j);
+            let changed = schedule.finished(id, j, submitted[j], seen[j], elapsed);
+            if changed.contains(&id) {
+                for &r in &running {
+                    plan(&mut schedule, &mut queue, r, now, &submitted, &seen, &mut planned);
+                }
+            }
+        } else {
+            seen[j] = elapsed;
+            schedule.unfinished(id, j, elapsed);
+            plan(&mut schedule, &mut queue, j, now, &submitted, &seen, &mut planned);
+        }
+    }
+    let mut shares: Vec<f64> = (0..jobs).map(|j| delay[j] / truth[j]).collect();
+    shares.sort_by(f64::total_cmp);
+    Figures {
+        polls_per_job: f64::from(polls.iter().sum::<u32>()) / jobs as f64,
+        shares,
+        tasks: (0..jobs)
+            .map(|j| Task {
+                generation: truth[j],
+                delay: delay[j],
+                polls: polls[j],
+            })
+            .collect(),
+        makespan: end,
+    }
+}
+
+fn uniform(low: f64, high: f64) -> impl FnMut(&mut Rng, f64) -> f64 {
+    move |rng, _| rng.between(low, high)
+}
+
+fn log_normal(median: f64, sigma: f64) -> impl FnMut(&mut Rng, f64) -> f64 {
+    move |rng, _| {
+        // Box–Muller.
+        let (u, v) = (rng.unit().max(1e-12), rng.unit());
+        median * (sigma * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()).exp()
+    }
+}
+
+fn bimodal(fast: f64, slow: f64, slow_share: f64) -> impl FnMut(&mut Rng, f64) -> f64 {
+    move |rng, _| {
+        let centre = if rng.chance(slow_share) { slow } else { fast };
+        centre * rng.between(0.9, 1.1)
+    }
+}
+
+#[test]
+#[ignore = "prints figures for tuning: cargo nextest run schedule::tests::figures --run-ignored only --no-capture"]
+fn figures() {
+    type Draw = Box<dyn FnMut(&mut Rng, f64) -> f64>;
+    let cases: Vec<(&str, usize, usize, Draw)> = vec![
+        ("uniform 0.2-0.5, 400 x 100", 400, 100, Box::new(uniform(0.2, 0.5))),
+        ("uniform 8-20, 60 x 60", 60, 60, Box::new(uniform(8.0, 20.0))),
+        ("uniform 8-20, 600 x 60", 600, 60, Box::new(uniform(8.0, 20.0))),
+        (
+            "realistic 0.6 +-10%, 2000 x 100",
+            2000,
+            100,
+            Box::new(uniform(0.54, 0.66)),
+        ),
+        (
+            "log-normal 5 s s0.25, 200 x 20",
+            200,
+            20,
+            Box::new(log_normal(5.0, 0.25)),
+        ),
+        ("log-normal 5 s, 200 x 20", 200, 20, Box::new(log_normal(5.0, 0.4))),
+        ("bimodal 2/12, 300 x 20", 300, 20, Box::new(bimodal(2.0, 12.0, 0.5))),
+        (
+            "drift 2->10, 400 x 20",
+            400,
+            20,
+            Box::new(|rng: &mut Rng, t: f64| (2.0 + 8.0 * (t / 100.0).min(1.0)) * rng.between(0.9, 1.1)),
+        ),
+    ];
+    for (name, jobs, concurrency, mut draw) in cases {
+        for pressure in [Pressure::Spare, Pressure::Normal] {
+            let f = simulate(None, jobs, concurrency, pressure, &mut *draw);
+            println!(
+                "{name:32} {pressure:?}: polls/job {:.2}  share p50 {:.3} p90 {:.3}  makespan {:.1}",
+                f.polls_per_job,
+                f.share(0.5),
+                f.share(0.9),
+                f.makespan
+            );
+        }
+    }
+}
+
+fn drift(from: f64, to: f64, over: f64) -> impl FnMut(&mut Rng, f64) -> f64 {
+    move |rng, t| (from + (to - from) * (t / over).min(1.0)) * rng.between(0.9, 1.1)
+}
+
+#[test]
+fn a_bimodal_shape_is_learned_without_a_poll_storm() {
+    let f = simulate(None, 300, 20, Pressure::Spare, &mut bimodal(2.0, 12.0, 0.5));
+    // After the first waves: fast tasks noticed near their time, slow ones in a few looks.
+    let later = &f.tasks[100..];
+    let fast: Vec<f64> = later.iter().filter(|t| t.generation < 5.0).map(Task::share).collect();
+    let slow: Vec<&Task> = later.iter().filter(|t| t.generation > 5.0).collect();
+    assert!(fast.len() > 50 && slow.len() > 50);
+    let fast_share = median(fast);
+    assert!(
+        fast_share <= 0.12,
+        "fast tasks noticed late: median share {fast_share:.3}"
+    );
+    let slow_share = median(slow.iter().map(|t| t.share()).collect());
+    assert!(
+        slow_share <= 0.12,
+        "slow tasks noticed late: median share {slow_share:.3}"
+    );
+    let slow_polls = slow.iter().map(|t| f64::from(t.polls)).sum::<f64>() / slow.len() as f64;
+    let most = slow.iter().map(|t| t.polls).max().unwrap_or(0);
+    assert!(
+        slow_polls <= 5.0 && most <= 8,
+        "slow tasks polled {slow_polls:.2} times on average, {most} at most"
+    );
+    assert!(f.polls_per_job <= 3.0, "{:.2} polls per job", f.polls_per_job);
+}
+
+#[test]
+fn a_drift_is_followed() {
+    // Generation time grows five-fold over the run.
+    let f = simulate(None, 400, 20, Pressure::Spare, &mut drift(2.0, 10.0, 100.0));
+    let late = &f.tasks[200..];
+    assert!(late.iter().all(|t| t.generation > 4.0), "the drift is under way");
+    let share = median(late.iter().map(Task::share).collect());
+    let polls = late.iter().map(|t| f64::from(t.polls)).sum::<f64>() / late.len() as f64;
+    assert!(share <= 0.10, "late tasks noticed late: median share {share:.3}");
+    assert!(polls <= 3.5, "late tasks polled {polls:.2} times");
+    assert!(f.share(0.9) <= 0.3, "p90 share {:.3}", f.share(0.9));
+}
+
+#[test]
+fn tight_times_need_few_looks() {
+    let f = simulate(None, 1000, 50, Pressure::Normal, &mut uniform(0.54, 0.66));
+    assert!(f.polls_per_job <= 2.5, "{:.2} polls per job", f.polls_per_job);
+    assert!(f.share(0.5) <= 0.05, "median share {:.3}", f.share(0.5));
+    assert!(f.share(0.9) <= 0.15, "p90 share {:.3}", f.share(0.9));
+}
+
+#[test]
+fn a_sibling_finishing_early_pulls_the_others_polls_forward() {
+    // Told nothing, the prior is the public guidance: 40 s for this shape.
+    let mut schedule = PollSchedule::new(None);
+    let id = schedule.shape_id(&shape(5));
+    for job in 0..10 {
+        schedule.started(id, job, 0.0);
+    }
+    let waiting = schedule.next_poll(id, 9, 0.0, 0.0, Pressure::Normal);
+    assert!(
+        waiting >= 10.0,
+        "a task that is not a scout waits on the prior: {waiting:.2}"
+    );
+    let scout = schedule.next_poll(id, 0, 0.0, 0.0, Pressure::Normal);
+    assert!(scout <= 0.5, "a scout looks early: {scout:.2}");
+    // A scout is seen done at 3 s: the shape's plan changes and the others are re-planned.
+    let changed = schedule.finished(id, 0, 0.0, 2.5, 3.0);
+    assert_eq!(changed, vec![id]);
+    let now = 3.0;
+    let pulled = schedule.next_poll(id, 9, 0.0, now, Pressure::Normal);
+    assert!(pulled <= 3.5, "pulled forward from {waiting:.2} to {pulled:.2}");
+    // A task seen unfinished just now is looked at again soon after, not at the prior's time.
+    schedule.unfinished(id, 8, 3.0);
+    let next = schedule.next_poll(id, 8, 3.0, 3.0, Pressure::Normal);
+    assert!(next > 3.0 && next <= 6.0, "{next:.2}");
+}
+
+#[test]
+fn a_new_shape_starts_from_what_other_shapes_showed() {
+    let mut schedule = PollSchedule::new(None);
+    let known = schedule.shape_id(&shape(5));
+    let unseen = schedule.shape_id(&shape(10));
+    for job in 0..20 {
+        schedule.started(known, job, 0.0);
+    }
+    let mut changed = Vec::new();
+    for job in 0..20 {
+        // The service runs at a hundredth of the guidance: 0.4 s for 40 s.
+        changed = schedule.finished(known, job, 0.0, 0.38, 0.42);
+        if changed.contains(&unseen) {
+            break;
+        }
+    }
+    assert!(
+        changed.contains(&unseen),
+        "the unseen shape's prior moved with the scale"
+    );
+    schedule.started(unseen, 100, 1.0);
+    for job in 101..110 {
+        schedule.started(unseen, job, 1.0);
+    }
+    // Guidance for 10 s is 65 s: scaled, 0.65 s. Neither scouts nor the rest wait for 65 s.
+    let scout = schedule.next_poll(unseen, 100, 0.0, 0.0, Pressure::Normal);
+    let other = schedule.next_poll(unseen, 109, 0.0, 0.0, Pressure::Normal);
+    assert!(scout < 0.5, "{scout:.2}");
+    assert!(other < 1.5, "{other:.2}");
+}
+
+#[test]
+fn looks_never_repeat_a_moment_or_wait_past_the_longest_step() {
+    let mut schedule = PollSchedule::new(Some(1.0));
+    let id = schedule.shape_id(&shape(15));
+    schedule.started(id, 1, 0.0);
+    let mut seen = 0.0;
+    for _ in 0..60 {
+        let next = schedule.next_poll(id, 1, seen, seen, Pressure::Busy);
+        assert!(next > seen, "{next} after {seen}");
+        assert!(next - seen <= MAX_STEP + 1e-9, "{next} after {seen}");
+        schedule.unfinished(id, 1, next);
+        seen = next;
+    }
+}
