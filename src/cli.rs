@@ -139,7 +139,9 @@ pub struct RunArgs {
     /// After a first Ctrl-C or --max-runtime, how long in-flight work may continue.
     #[arg(help_heading = "Retries and deadlines", long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub grace: Duration,
-    /// Generation runs this many times faster than real time (a simulator's --time-scale) [--simulate: 100].
+    /// With --simulate, how many times faster than real time the built-in simulator generates
+    /// [default: 100]. Never needed otherwise: polls learn the service's speed as they go; if
+    /// given, it is only a first guess.
     #[arg(help_heading = "Service", long, value_name = "X")]
     pub time_scale: Option<f64>,
     /// Skip the spending question a terminal gets for runs above --confirm-above.

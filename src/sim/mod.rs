@@ -18,3 +18,4 @@ pub use clock::SimClock;
 pub use config::{DEFAULT_API_KEY, Faults, GenerationTime, RetryAfterForm, SimConfig};
 pub use server::{SimHandle, start, start_on as server_start_on};
 pub use stats::Stats;
+pub use task::TaskTiming;

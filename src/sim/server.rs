@@ -249,6 +249,12 @@ impl SimHandle {
         file.chunks(0, file.len()).flat_map(|c| c.to_vec()).collect()
     }
 
+    /// Every task's timing (generation time, status reads, how late the first read that saw it
+    /// finished came), in creation order.
+    pub fn timings(&self) -> Vec<super::TaskTiming> {
+        self.shared.lock().timings()
+    }
+
     /// Moves a manual clock (time scale 0) forward.
     pub fn advance(&self, by: Duration) {
         self.shared.clock.advance(by);

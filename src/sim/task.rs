@@ -47,7 +47,7 @@ pub(super) struct Task {
 
 /// One task's timing as `GET /__sim/tasks` reports it.
 #[derive(Debug, Clone, Serialize)]
-pub(super) struct TaskTiming {
+pub struct TaskTiming {
     pub id: String,
     pub created_unix_ms: u64,
     /// From creation to the moment it finished, in simulated seconds.

@@ -60,6 +60,8 @@ pub(crate) struct TestEnv {
     pub manifest: PathBuf,
     pub out: PathBuf,
     time_scale: f64,
+    /// Whether the runner is told the simulator's time scale (`--time-scale`, a hint).
+    pub hint: bool,
 }
 
 /// 12 jobs of 5 s at 720p on kling-3.0: $0.70 each, $8.40 in all.
@@ -94,6 +96,7 @@ impl TestEnv {
             out,
             dir,
             time_scale,
+            hint: true,
         }
     }
 
@@ -115,14 +118,13 @@ impl TestEnv {
             .arg(&self.manifest)
             .arg("--out")
             .arg(&self.out)
-            .args([
-                "--api-base",
-                self.sim.base_url(),
-                "--time-scale",
-                &self.time_scale.to_string(),
-                "--rate",
-                "400",
-            ])
+            .args(["--api-base", self.sim.base_url(), "--rate", "400"])
+            .args(
+                self.hint
+                    .then(|| ["--time-scale".to_string(), self.time_scale.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("RUNAPI_API_KEY", self.sim.api_key())
             .env("RUNAPI_CONFIG_DIR", self.dir.path().join("no-config"))

@@ -6,6 +6,7 @@ mod expansion;
 mod hostile;
 mod newuser;
 mod plan_output;
+mod polling;
 mod properties;
 mod reliability;
 mod report;
