@@ -53,29 +53,25 @@ pub(super) struct Distribution {
 impl Distribution {
     /// Kaplan–Meier over binned events and right-censored tasks still in flight (`alive`: the
     /// latest time each was seen unfinished). Where in its interval each event fell is estimated
-    /// by self-consistency (Turnbull's EM): start spread evenly in log time, then share each
-    /// event's weight out in proportion to the current estimate, a few times over.
+    /// by self-consistency (Turnbull's EM): start spread evenly in log time (an event with no
+    /// lower bound over the half below its upper one), then share each event's weight out over
+    /// its whole interval in proportion to the current estimate, a few times over.
     pub(super) fn estimate(events: &[Event], alive: impl Iterator<Item = f64>) -> Option<Distribution> {
         let bins = EDGES - 1;
         let mut censored = vec![0.0; bins];
         let mut latest: f64 = 0.0;
         // Each event's share of its interval per bin, evenly in log time.
         let mut shares: Vec<(f64, Vec<(usize, f64)>)> = Vec::with_capacity(events.len());
+        let mut first_guess: Vec<(f64, Vec<(usize, f64)>)> = Vec::with_capacity(events.len());
         for e in events {
             if !(e.weight > 0.0 && e.high.is_finite()) {
                 continue;
             }
             latest = latest.max(e.high);
             let high = e.high.max(T_MIN * RATIO);
-            let low = e.low.clamp(T_MIN, high / RATIO);
-            let span = (high / low).ln();
-            let parts = (edge_below(low)..=edge_below(high))
-                .filter_map(|k| {
-                    let (from, to) = (edge(k).max(low), edge(k + 1).min(high));
-                    (to > from && k < bins).then(|| (k, (to / from).ln() / span))
-                })
-                .collect();
-            shares.push((e.weight, parts));
+            let guess_low = if e.low > 0.0 { e.low } else { high / 2.0 };
+            shares.push((e.weight, log_parts(e.low, high)));
+            first_guess.push((e.weight, log_parts(guess_low, high)));
         }
         let mut any_alive = false;
         for t in alive {
@@ -86,7 +82,7 @@ impl Distribution {
             }
         }
         let mut died = vec![0.0; bins];
-        for (weight, parts) in &shares {
+        for (weight, parts) in &first_guess {
             for (k, share) in parts {
                 died[*k] += weight * share;
             }
@@ -221,6 +217,19 @@ impl Distribution {
         }
         best
     }
+}
+
+/// The bins an interval covers, each with its share of the interval in log time.
+fn log_parts(low: f64, high: f64) -> Vec<(usize, f64)> {
+    let bins = EDGES - 1;
+    let low = low.clamp(T_MIN, high / RATIO);
+    let span = (high / low).ln();
+    (edge_below(low)..=edge_below(high))
+        .filter_map(|k| {
+            let (from, to) = (edge(k).max(low), edge(k + 1).min(high));
+            (to > from && k < bins).then(|| (k, (to / from).ln() / span))
+        })
+        .collect()
 }
 
 /// Kaplan–Meier on the grid: the mass per bin, and the survival left after the last bin. At risk

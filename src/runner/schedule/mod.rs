@@ -98,16 +98,18 @@ impl Drift {
             slope: 0.0,
             reference: 0.0,
         };
+        // Only completions bracketed from both sides: "done at its first look" is as late as
+        // the look was, and looks come later when requests queue.
         let (events, weights): (Vec<Completion>, Vec<f64>) = all
             .iter()
             .zip(all_weights)
-            .filter(|(c, _)| c.created < cohort)
+            .filter(|(c, _)| c.created < cohort && c.low > 0.0)
             .map(|(c, w)| (*c, *w))
             .unzip();
         if events.len() < 8 {
             return none;
         }
-        let point = |c: &Completion| (c.created, ((c.low.max(c.high / 2.0) + c.high) / 2.0).max(1e-6).ln());
+        let point = |c: &Completion| (c.created, ((c.low + c.high) / 2.0).max(1e-6).ln());
         let (mut sw, mut sw2, mut sx, mut sy) = (0.0, 0.0, 0.0, 0.0);
         for (c, w) in events.iter().zip(&weights) {
             let (x, y) = point(c);
@@ -228,6 +230,7 @@ struct ShapeModel {
     events_total: u64,
     /// Tasks in flight: the latest time each was seen unfinished (0 before its first poll).
     alive: HashMap<usize, Alive>,
+    /// Tasks polled on a short geometric schedule while nothing of the shape has finished.
     scouts: Vec<usize>,
     fitted: Option<Fitted>,
     /// Median completion time from the latest fit with completions.
@@ -313,8 +316,10 @@ impl PollSchedule {
         if !(high.is_finite() && high > 0.0) {
             return Vec::new();
         }
-        // Seen done at its first look: somewhere before `high`, most likely not long before.
-        let low = if low > 0.0 { low.min(high) } else { high / 2.0 };
+        // Seen done at its first look: somewhere before `high` (low 0), and nothing more is
+        // claimed. (Assuming "not long before" once made a plan that looks late, queued for the
+        // rate, learn from itself that tasks are slow, round after round.)
+        let low = low.clamp(0.0, high);
         let m = &mut self.shapes[id.0 as usize];
         m.events.push_back(Completion { created, low, high });
         if m.events.len() > WINDOW {

@@ -60,6 +60,25 @@ fn simulate(
     pressure: Pressure,
     draw: &mut dyn FnMut(&mut Rng, f64) -> f64,
 ) -> Figures {
+    simulate_at_rate(hint, jobs, concurrency, f64::INFINITY, pressure, draw)
+}
+
+/// As `simulate`, with creates and polls served first come first served at `rate` per second:
+/// a look planned for t happens when its turn comes, maybe later.
+fn simulate_at_rate(
+    hint: Option<f64>,
+    jobs: usize,
+    concurrency: usize,
+    rate: f64,
+    pressure: Pressure,
+    draw: &mut dyn FnMut(&mut Rng, f64) -> f64,
+) -> Figures {
+    let mut free_at: f64 = 0.0;
+    let mut turn = |t: f64| {
+        let served = t.max(free_at);
+        free_at = served + 1.0 / rate;
+        served
+    };
     let mut schedule = PollSchedule::new(hint);
     let id = schedule.shape_id(&shape(5));
     let mut rng = Rng::new(11);
@@ -90,6 +109,7 @@ fn simulate(
         while running.len() < concurrency && next_job < jobs {
             let j = next_job;
             next_job += 1;
+            now = turn(now);
             submitted[j] = now;
             truth[j] = draw(&mut rng, now);
             schedule.started(id, j, now);
@@ -100,7 +120,7 @@ fn simulate(
         if at != key(planned[j]) {
             continue; // re-planned since
         }
-        now = at as f64 / 1e9;
+        now = turn(at as f64 / 1e9);
         polls[j] += 1;
         let elapsed = now - submitted[j];
         if elapsed >= truth[j] {
@@ -221,10 +241,12 @@ fn a_bimodal_shape_is_learned_without_a_poll_storm() {
         "slow tasks noticed late: median share {slow_share:.3}"
     );
     let slow_polls = slow.iter().map(|t| f64::from(t.polls)).sum::<f64>() / slow.len() as f64;
-    let most = slow.iter().map(|t| t.polls).max().unwrap_or(0);
+    let mut counts: Vec<u32> = slow.iter().map(|t| t.polls).collect();
+    counts.sort_unstable();
+    let p90 = counts[counts.len() * 9 / 10];
     assert!(
-        slow_polls <= 5.0 && most <= 8,
-        "slow tasks polled {slow_polls:.2} times on average, {most} at most"
+        slow_polls <= 4.5 && p90 <= 6,
+        "slow tasks polled {slow_polls:.2} times on average, p90 {p90}"
     );
     assert!(f.polls_per_job <= 3.0, "{:.2} polls per job", f.polls_per_job);
 }
@@ -321,4 +343,28 @@ fn looks_never_repeat_a_moment_or_wait_past_the_longest_step() {
         schedule.unfinished(id, 1, next);
         seen = next;
     }
+}
+
+#[test]
+fn looks_that_queue_for_the_rate_do_not_teach_that_tasks_are_slow() {
+    // Fast tasks, and a rate that makes every look wait its turn: tasks are seen done at their
+    // first look, later than planned. Learning only "done by then" from them, a schedule would
+    // plan later each round (the runner once took 55 s for what needs 9).
+    let f = simulate_at_rate(None, 400, 100, 100.0, Pressure::Normal, &mut uniform(0.2, 0.5));
+    // Every request waits for the rate here (a notice delay of a second or two is the queue,
+    // not the plan): what counts is that looks are not wasted and the run keeps the rate's pace.
+    assert!(f.polls_per_job <= 1.5, "{:.2} polls per job", f.polls_per_job);
+    // The rate bound: 800 requests at 100 per second.
+    assert!(f.makespan <= 8.0 / 0.9, "makespan {:.2} s", f.makespan);
+}
+
+#[test]
+fn a_service_that_speeds_up_is_noticed() {
+    // Tight times halving over the run, looks dear: most tasks are seen done at their one look,
+    // which says only "done by then"; the few looked at twice show how early.
+    let f = simulate(None, 600, 20, Pressure::Busy, &mut drift(1.0, 0.5, 20.0));
+    let late = &f.tasks[450..];
+    assert!(late.iter().all(|t| t.generation < 0.6), "the drift is done");
+    let share = median(late.iter().map(Task::share).collect());
+    assert!(share <= 0.3, "late tasks noticed late: median share {share:.3}");
 }
