@@ -73,10 +73,14 @@ impl Distribution {
             shares.push((e.weight, log_parts(e.low, high)));
             first_guess.push((e.weight, log_parts(guess_low, high)));
         }
+        // A task in flight counts as much as an average completion: recency weights thin out the
+        // completions, and unthinned tasks in flight would otherwise outweigh them.
+        let counted = shares.len().max(1) as f64;
+        let per_alive = shares.iter().map(|(w, _)| w).sum::<f64>() / counted;
         let mut any_alive = false;
         for t in alive {
             if t > 0.0 && t.is_finite() {
-                censored[edge_below(t).min(bins - 1)] += 1.0;
+                censored[edge_below(t).min(bins - 1)] += per_alive;
                 latest = latest.max(t);
                 any_alive = true;
             }

@@ -177,7 +177,7 @@ impl ShapeId {
 }
 
 /// A status read never costs less than this share of a generation time in notice delay.
-const LOOK_PRICE_FLOOR: f64 = 0.005;
+const LOOK_PRICE_FLOOR: f64 = 0.02;
 /// Tasks of a shape nobody has seen finish that are polled on the short exploring schedule,
 /// each a little out of step with the others so that together they look often.
 const SCOUTS: usize = 6;

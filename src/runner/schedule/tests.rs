@@ -81,7 +81,7 @@ fn simulate_at_rate(
     };
     let mut schedule = PollSchedule::new(hint);
     let id = schedule.shape_id(&shape(5));
-    let mut rng = Rng::new(11);
+    let mut rng = Rng::new(SEED.with(|s| s.get()));
     let mut truth = vec![0.0; jobs];
     let mut submitted = vec![0.0; jobs];
     let mut seen = vec![0.0; jobs];
@@ -367,4 +367,32 @@ fn a_service_that_speeds_up_is_noticed() {
     assert!(late.iter().all(|t| t.generation < 0.6), "the drift is done");
     let share = median(late.iter().map(Task::share).collect());
     assert!(share <= 0.3, "late tasks noticed late: median share {share:.3}");
+}
+
+thread_local! {
+    static SEED: std::cell::Cell<u64> = const { std::cell::Cell::new(11) };
+}
+
+#[test]
+#[ignore = "prints figures over seeds"]
+fn seeds() {
+    for seed in 1..=8 {
+        SEED.with(|s| s.set(seed));
+        let f = simulate(None, 300, 20, Pressure::Spare, &mut bimodal(2.0, 12.0, 0.5));
+        let later = &f.tasks[100..];
+        let fast = median(later.iter().filter(|t| t.generation < 5.0).map(Task::share).collect());
+        let slow = median(later.iter().filter(|t| t.generation > 5.0).map(Task::share).collect());
+        let g = simulate(None, 600, 60, Pressure::Spare, &mut uniform(8.0, 20.0));
+        let h = simulate(None, 200, 20, Pressure::Spare, &mut log_normal(5.0, 0.25));
+        println!(
+            "seed {seed}: bimodal polls {:.2} fast {fast:.3} slow {slow:.3} | uniform polls {:.2} p50 {:.3} p90 {:.3} | lognormal polls {:.2} p50 {:.3} p90 {:.3}",
+            f.polls_per_job,
+            g.polls_per_job,
+            g.share(0.5),
+            g.share(0.9),
+            h.polls_per_job,
+            h.share(0.5),
+            h.share(0.9)
+        );
+    }
 }
