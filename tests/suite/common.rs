@@ -118,13 +118,14 @@ impl TestEnv {
             .arg(&self.manifest)
             .arg("--out")
             .arg(&self.out)
-            .args(["--api-base", self.sim.base_url(), "--rate", "400"])
+            .args(["--api-base", self.sim.base_url()])
             .args(
                 self.hint
                     .then(|| ["--time-scale".to_string(), self.time_scale.to_string()])
                     .into_iter()
                     .flatten(),
             )
+            .args(["--rate", "400"])
             .args(extra)
             .env("RUNAPI_API_KEY", self.sim.api_key())
             .env("RUNAPI_CONFIG_DIR", self.dir.path().join("no-config"))
