@@ -276,6 +276,7 @@ impl Dispatcher {
         let at = self.jobs[job].not_before.map_or(at, |nb| at.max(nb));
         self.push_timer(at, job, Timer::Poll);
         self.jobs[job].poll_seq = self.sequence;
+        self.jobs[job].poll_at = Some(at);
     }
 
     /// A look replaced by a later plan.
@@ -292,19 +293,39 @@ impl Dispatcher {
         }
     }
 
-    /// Plans the next look at a generating task from what the schedule knows now.
-    fn plan_poll(&mut self, job: usize, now: Instant) {
-        let Some(submitted) = self.jobs[job].submitted else {
-            return self.set_poll(job, now);
-        };
+    /// When to look next at a generating task, from what the schedule knows now (never before
+    /// now); `None` for a task whose create time is unknown.
+    fn next_look(&mut self, job: usize, now: Instant) -> Option<Instant> {
+        let submitted = self.jobs[job].submitted?;
         let elapsed = now.saturating_duration_since(submitted).as_secs_f64();
         let seen = self.jobs[job].last_unfinished.as_secs_f64();
         let pressure = self.pressure(now);
         let at = self
             .schedule
             .next_poll(self.shape_ids[job], job, seen, elapsed, pressure);
-        let at = submitted + Duration::from_secs_f64(at.clamp(0.0, 1e7));
-        self.set_poll(job, at.max(now));
+        Some((submitted + Duration::from_secs_f64(at.clamp(0.0, 1e7))).max(now))
+    }
+
+    /// Plans the next look at a generating task.
+    fn plan_poll(&mut self, job: usize, now: Instant) {
+        let at = self.next_look(job, now).unwrap_or(now);
+        self.set_poll(job, at);
+    }
+
+    /// `plan_poll` for a task that has a look planned already: the timer is replaced only when
+    /// the plan moved it (by more than a millisecond).
+    fn replan_poll(&mut self, job: usize, now: Instant) {
+        let Some(at) = self.next_look(job, now) else {
+            return;
+        };
+        let at = self.jobs[job].not_before.map_or(at, |nb| at.max(nb));
+        let moved = self.jobs[job].poll_at.is_none_or(|old| {
+            let gap = if old > at { old - at } else { at - old };
+            gap > Duration::from_millis(1)
+        });
+        if moved {
+            self.set_poll(job, at);
+        }
     }
 
     /// Re-plans the tasks in flight of shapes whose plan changed: a look planned later than the
@@ -314,7 +335,7 @@ impl Dispatcher {
             let jobs: Vec<usize> = self.generating[shape.index()].iter().copied().collect();
             for job in jobs {
                 if !self.jobs[job].busy && matches!(self.jobs[job].state, JobState::Generating { .. }) {
-                    self.plan_poll(job, now);
+                    self.replan_poll(job, now);
                 }
             }
         }

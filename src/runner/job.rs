@@ -123,6 +123,8 @@ pub struct JobRun {
     pub(super) last_unfinished: Duration,
     /// The timer of the look planned now; an earlier plan's timer is ignored.
     pub(super) poll_seq: u64,
+    /// When that look is planned.
+    pub(super) poll_at: Option<Instant>,
     /// Not looked at before this (a `Retry-After` on a status answer).
     pub(super) not_before: Option<Instant>,
     /// Whether its completion time teaches the schedule (not a task found on resume).
@@ -150,6 +152,7 @@ impl JobRun {
             submitted: None,
             last_unfinished: Duration::ZERO,
             poll_seq: 0,
+            poll_at: None,
             not_before: None,
             learnable: true,
             retries: 0,
