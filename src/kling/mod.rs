@@ -14,6 +14,7 @@ pub mod pricing;
 pub mod request;
 mod validate;
 
+pub(crate) use checks::is_http_url;
 pub use endpoint::{Endpoint, UnknownEndpoint};
 pub use fields::{FIELDS, FieldSpec, FieldType, field, is_request_key};
 pub use models::{Constraint, MODEL_NAMES, ModelSpec, model_spec, models_for};

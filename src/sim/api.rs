@@ -150,6 +150,12 @@ pub(super) async fn create(
         Ok(b) => b,
         Err(r) => return r,
     };
+    // A new create may not name an upload that expired (a resend of a known key replays).
+    let replay = key.as_deref().is_some_and(|k| shared.lock().knows_key(k));
+    if !replay && let Some(message) = super::uploads::unusable_upload(&shared, &body) {
+        shared.lock().counters.creates_with_unusable_upload += 1;
+        return error_response(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message);
+    }
     let now = shared.clock.now();
     let result = {
         let mut state = shared.lock();

@@ -93,6 +93,12 @@ pub struct Faults {
     /// Probability that a download trickles at `trickle_bytes_per_second`.
     pub trickle_rate: f64,
     pub trickle_bytes_per_second: u64,
+    /// How long a confirmed upload's URL stays valid, in real seconds (one hour at RunAPI).
+    pub upload_ttl_seconds: u64,
+    /// Probability that a `PUT` to an upload URL answers 500 without taking the bytes.
+    pub upload_failure_rate: f64,
+    /// Milliseconds the upload host waits after each chunk it receives (a slow upload).
+    pub upload_slow_ms: u64,
     /// `GET /api/v1/me` and `/api/v1/me/balance` answer 404, as a service without them would.
     pub no_account_routes: bool,
 }
@@ -112,6 +118,9 @@ impl Default for Faults {
             truncate_download_rate: 0.0,
             ignore_range: false,
             url_ttl_seconds: 3600,
+            upload_ttl_seconds: 3600,
+            upload_failure_rate: 0.0,
+            upload_slow_ms: 0,
             weird_answer_rate: 0.0,
             resend_error_status: None,
             not_found_reads: 0,

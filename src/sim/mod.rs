@@ -13,6 +13,7 @@ mod shared;
 mod state;
 mod stats;
 mod task;
+mod uploads;
 
 pub use clock::SimClock;
 pub use config::{DEFAULT_API_KEY, Faults, GenerationTime, RetryAfterForm, SimConfig};

@@ -9,13 +9,14 @@ use super::files;
 use super::shared::{ConnectionControl, Shared, error_response};
 use super::state::{Admission, State as SimState};
 use super::stats::Stats;
+use super::uploads;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -150,13 +151,19 @@ fn api_router(shared: &Arc<Shared>, with_files: bool) -> Router {
         .route("/api/v1/me/balance", get(api::balance))
         .route("/api/v1/price_schedules", get(api::price_schedules))
         .route("/api/v1/price_quotes", post(api::price_quote))
+        .route("/api/v1/files/prepare", post(uploads::prepare))
+        .route("/api/v1/files/confirm", post(uploads::confirm))
+        .route("/api/v1/files", post(uploads::direct))
         .route("/__sim/stats", get(stats))
         .route("/__sim/tasks", get(task_timings))
         .route("/__sim/faults", post(set_faults))
         .route("/__sim/balance", post(set_balance))
         .route("/__sim/advance", post(advance));
     if with_files {
-        router = router.route("/files/{name}", get(files::video));
+        router = router
+            .route("/files/{name}", get(files::video))
+            .route("/uploads/{id}", put(uploads::put))
+            .route("/uploaded/{token}", get(uploads::uploaded));
     }
     router
         .fallback(not_found)
@@ -167,6 +174,8 @@ fn api_router(shared: &Arc<Shared>, with_files: bool) -> Router {
 fn file_router(shared: &Arc<Shared>) -> Router {
     Router::new()
         .route("/files/{name}", get(files::video))
+        .route("/uploads/{id}", put(uploads::put))
+        .route("/uploaded/{token}", get(uploads::uploaded))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(shared), observe))
         .with_state(Arc::clone(shared))

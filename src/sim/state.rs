@@ -74,6 +74,7 @@ pub(super) struct State {
     balance: Money,
     reserved: Money,
     pub counters: Counters,
+    pub(super) uploads: super::uploads::Uploads,
 }
 
 /// What the admission check decided for one request.
@@ -109,6 +110,7 @@ impl State {
             balance: Money::from_cents(config.balance_cents),
             reserved: Money::ZERO,
             counters: Counters::default(),
+            uploads: super::uploads::Uploads::default(),
         }
     }
 
@@ -182,6 +184,19 @@ impl State {
             ms += self.faults.slow_ms;
         }
         Duration::from_millis(ms)
+    }
+
+    /// The status a failing upload answers, when the fault strikes.
+    pub(super) fn upload_fault(&mut self) -> Option<axum::http::StatusCode> {
+        let rate = self.faults.upload_failure_rate;
+        self.rng
+            .chance(rate)
+            .then_some(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Whether an Idempotency-Key has made a task already (its resend is a replay).
+    pub(super) fn knows_key(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
     }
 
     pub(super) fn draw(&mut self, probability: f64) -> bool {

@@ -31,6 +31,15 @@ pub struct Counters {
     pub misaligned_ranges: u64,
     pub downloads_without_length: u64,
     pub trickled_downloads: u64,
+    /// The files API: prepares, PUTs to upload URLs (and those carrying `Authorization`, which
+    /// must never happen), PUTs that delivered the prepared bytes, confirmed files, and creates
+    /// refused for naming an expired or unknown upload.
+    pub uploads_prepared: u64,
+    pub upload_requests: u64,
+    pub upload_requests_with_authorization: u64,
+    pub uploads_delivered: u64,
+    pub uploads_confirmed: u64,
+    pub creates_with_unusable_upload: u64,
     #[serde(skip)]
     pub billed: Money,
     pub creates_per_idempotency_key: BTreeMap<String, u64>,

@@ -663,3 +663,110 @@ async fn task_timings_count_reads_and_when_a_finished_task_was_first_seen() {
     assert_eq!(task["noticed_after_seconds"], 5.0);
     assert!(task["created_unix_ms"].as_u64().unwrap() > 1_700_000_000_000);
 }
+
+/// prepare → PUT (no key) → confirm, as contract §14 has it; returns the confirmed file's view.
+async fn upload(sim: &SimHandle, client: &Client, bytes: &[u8], auth_on_put: bool) -> Value {
+    use base64::Engine;
+    use md5::Digest as _;
+    let checksum = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes));
+    let prepared: Value = client
+        .post(format!("{}/api/v1/files/prepare", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .json(
+            &json!({"filename": "a.png", "byte_size": bytes.len(), "checksum": checksum, "content_type": "image/png"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut put = client
+        .put(prepared["upload_url"].as_str().unwrap())
+        .body(bytes.to_vec());
+    for (name, value) in prepared["headers"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    if auth_on_put {
+        put = put.bearer_auth(sim.api_key());
+    }
+    assert_eq!(put.send().await.unwrap().status(), StatusCode::OK);
+    client
+        .post(format!("{}/api/v1/files/confirm", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .json(&json!({"signed_id": prepared["signed_id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn uploads_are_checked_counted_and_expire() {
+    let (sim, client) = start(|c| c.separate_file_origin = true).await;
+    let bytes = b"\x89PNG\r\n\x1a\n a small picture".to_vec();
+    let file = upload(&sim, &client, &bytes, false).await;
+    let url = file["url"].as_str().expect("a confirmed file has a URL").to_string();
+    assert!(url.starts_with(sim.file_base_url()), "{url}");
+    assert_eq!(file["size_bytes"], bytes.len());
+    assert!(file["expires_at"].is_string());
+    // A create naming it goes through.
+    let i2v = json!({"model": "kling-v2.6", "prompt": "waves", "first_frame_image_url": url, "duration_seconds": 5});
+    let created = client
+        .post(format!("{}/api/v1/kling/image_to_video", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .json(&i2v)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK, "{:?}", created.text().await);
+    // A PUT with the wrong bytes is refused; one carrying the key is counted.
+    use base64::Engine;
+    let prepared: Value = client
+        .post(format!("{}/api/v1/files/prepare", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .json(&json!({"filename": "b.png", "byte_size": 3, "checksum": base64::engine::general_purpose::STANDARD.encode([0u8; 16])}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wrong = client
+        .put(prepared["upload_url"].as_str().unwrap())
+        .header("Content-MD5", prepared["headers"]["Content-MD5"].as_str().unwrap())
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    upload(&sim, &client, &bytes, true).await;
+    let stats = sim.stats();
+    assert_eq!(stats.counters.uploads_confirmed, 2);
+    assert_eq!(stats.counters.upload_requests_with_authorization, 1);
+    // With a TTL of zero, a confirmed upload is expired at once: a new create naming it is 422.
+    sim.set_faults(Faults {
+        upload_ttl_seconds: 0,
+        ..Faults::default()
+    });
+    let stale = upload(&sim, &client, &bytes, false).await;
+    let i2v =
+        json!({"model": "kling-v2.6", "prompt": "waves", "first_frame_image_url": stale["url"], "duration_seconds": 5});
+    let refused = client
+        .post(format!("{}/api/v1/kling/image_to_video", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .json(&i2v)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(refused).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(sim.stats().counters.creates_with_unusable_upload, 1);
+    assert_eq!(
+        sim.stats().counters.tasks_created,
+        1,
+        "nothing made for the stale upload"
+    );
+}
