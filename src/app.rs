@@ -31,8 +31,15 @@ where
     }
     let quiet = cli.quiet;
     let outcome: Result<Exit, CommandFailure> = match cli.command {
-        Command::Plan { manifest, json } => crate::commands::plan::plan(&manifest, json, stdout).map_err(Into::into),
-        Command::Validate { manifest } => crate::commands::plan::validate(&manifest, stdout).map_err(Into::into),
+        Command::Plan {
+            manifest,
+            json,
+            max_input_bytes,
+        } => crate::commands::plan::plan(&manifest, json, max_input_bytes, stdout).map_err(Into::into),
+        Command::Validate {
+            manifest,
+            max_input_bytes,
+        } => crate::commands::plan::validate(&manifest, max_input_bytes, stdout).map_err(Into::into),
         Command::Sim(args) => crate::commands::sim::run(args, stdout, stderr),
         Command::Run(args) => crate::commands::run::run(args, quiet, cli.log_file.as_deref(), stderr),
         Command::Status { dir, json } => crate::commands::status::run(&dir, json, stdout),

@@ -58,11 +58,17 @@ pub enum Command {
         /// Print the plan as JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// Refuse local input files larger than this many bytes [default: 2 GiB].
+        #[arg(long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES)]
+        max_input_bytes: u64,
     },
     /// Check a manifest against the Kling request contract and report every problem. Spends nothing.
     Validate {
         /// The manifest: a .yaml/.yml sweep or a .csv job list.
         manifest: PathBuf,
+        /// Refuse local input files larger than this many bytes [default: 2 GiB].
+        #[arg(long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES)]
+        max_input_bytes: u64,
     },
     /// Run every job of a manifest: submit, poll, download, write results. Rerun to resume.
     #[command(after_help = "Examples:
@@ -144,6 +150,9 @@ pub struct RunArgs {
     /// given, it is only a first guess.
     #[arg(help_heading = "Service", long, value_name = "X")]
     pub time_scale: Option<f64>,
+    /// Refuse local input files larger than this many bytes [default: 2 GiB].
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES, hide_default_value = true)]
+    pub max_input_bytes: u64,
     /// Skip the spending question a terminal gets for runs above --confirm-above.
     #[arg(help_heading = "Spending and pace", short, long)]
     pub yes: bool,

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod client;
 mod commands;
 pub mod error;
+pub mod inputs;
 pub mod journal;
 pub mod kling;
 pub mod manifest;

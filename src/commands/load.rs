@@ -5,12 +5,20 @@ use crate::manifest::{self, ManifestError};
 use crate::plan::{self, Plan};
 use std::path::Path;
 
-/// Loads and expands a manifest: the shared first step of every command that reads one. Problems
-/// from reading and from expansion are reported together, in file order.
-pub(crate) fn load_plan(path: &Path) -> Result<Plan, ManifestError> {
+/// Loads and expands a manifest: the shared first step of every command that reads one. Local
+/// files it names are found, checked and hashed in between (none larger than `max_input_bytes`).
+/// Problems from all three are reported together, in file order.
+pub(crate) fn load_plan(path: &Path, max_input_bytes: u64) -> Result<Plan, ManifestError> {
     let loaded = manifest::read(path)?;
     let mut diagnostics = loaded.problems;
-    match plan::expand(&loaded.manifest) {
+    let inputs = match crate::inputs::gather(&loaded.manifest, max_input_bytes) {
+        Ok(inputs) => std::sync::Arc::new(inputs),
+        Err(problems) => {
+            diagnostics.extend(loaded.manifest.sources.resolve(problems));
+            std::sync::Arc::new(crate::inputs::Inputs::default())
+        }
+    };
+    match plan::expand_with_inputs(&loaded.manifest, inputs) {
         Ok(plan) if diagnostics.is_empty() => return Ok(plan),
         Ok(_) => {}
         Err(more) => {

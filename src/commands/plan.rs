@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// `kling-batch plan`: the jobs and their estimated cost, as a table or JSON.
-pub(crate) fn plan(path: &Path, json: bool, out: &mut dyn Write) -> Result<Exit, CommandError> {
-    let plan = super::load::load_plan(path)?;
+pub(crate) fn plan(path: &Path, json: bool, max_input_bytes: u64, out: &mut dyn Write) -> Result<Exit, CommandError> {
+    let plan = super::load::load_plan(path, max_input_bytes)?;
     if json {
         report::write_plan_json(&plan, &mut *out)?;
         writeln!(out)?;
@@ -18,8 +18,8 @@ pub(crate) fn plan(path: &Path, json: bool, out: &mut dyn Write) -> Result<Exit,
 }
 
 /// `kling-batch validate`: every problem, or a one-line verdict.
-pub(crate) fn validate(path: &Path, out: &mut dyn Write) -> Result<Exit, CommandError> {
-    let plan = super::load::load_plan(path)?;
+pub(crate) fn validate(path: &Path, max_input_bytes: u64, out: &mut dyn Write) -> Result<Exit, CommandError> {
+    let plan = super::load::load_plan(path, max_input_bytes)?;
     let total: crate::util::money::Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
     writeln!(
         out,

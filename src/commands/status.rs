@@ -38,7 +38,7 @@ pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
     let plan = candidates
         .iter()
         .filter(|p| p.is_file())
-        .find_map(|p| crate::commands::load::load_plan(p).ok());
+        .find_map(|p| crate::commands::load::load_plan(p, crate::inputs::DEFAULT_MAX_INPUT_BYTES).ok());
     Ok(Folder {
         history,
         torn_tail_bytes: recovery.torn_tail_bytes,

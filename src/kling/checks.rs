@@ -21,16 +21,29 @@ pub(super) fn check_type(name: &str, ty: FieldType, value: &Value) -> Option<Vio
         FieldType::Number => (!value.is_number()).then(|| wrong("a number")).flatten(),
         FieldType::Url => match value.as_str() {
             None => wrong("a URL string"),
-            Some(s) if !is_http_url(s) => wrong("an http(s) URL"),
+            Some(s) if !is_http_url(s) && !is_local_placeholder(s) => wrong("an http(s) URL or a local file"),
             Some(_) => None,
         },
         FieldType::UrlList => match value.as_array() {
-            Some(items) if items.iter().all(|i| i.as_str().is_some_and(is_http_url)) => None,
-            _ => wrong("a list of http(s) URLs"),
+            Some(items)
+                if items
+                    .iter()
+                    .all(|i| i.as_str().is_some_and(|s| is_http_url(s) || is_local_placeholder(s))) =>
+            {
+                None
+            }
+            _ => wrong("a list of http(s) URLs or local files"),
         },
         FieldType::MultiPrompt => check_multi_prompt(name, value),
         FieldType::Elements => check_elements(name, value),
     }
+}
+
+/// A local file in a planned request, named by its content until it is uploaded (the service
+/// never sees one: the simulator refuses it).
+pub(crate) fn is_local_placeholder(s: &str) -> bool {
+    s.strip_prefix(crate::inputs::PLACEHOLDER)
+        .is_some_and(|hash| hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 pub(crate) fn is_http_url(s: &str) -> bool {

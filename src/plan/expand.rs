@@ -6,6 +6,7 @@ use super::job::{JobId, JobSpec, Params, RequestBody, request_digest, slug};
 use super::matrix::{Combination, combinations};
 use super::problems::{describe, duplicate, to_problem};
 use super::template::{Template, TemplateError};
+use crate::inputs::Inputs;
 use crate::kling::pricing::{Estimate, PriceSource, PriceTable, PricedShape, priced_shape, video_seconds};
 use crate::kling::{self, Endpoint, Strictness, ViolationKind, models_for};
 use crate::manifest::{
@@ -50,6 +51,8 @@ pub struct Plan {
     /// Matrix combinations left out under `on_unsupported: adapt`.
     pub skipped: Vec<Skipped>,
     pub limits: Limits,
+    /// The local files the jobs name (uploaded when a job is submitted).
+    pub inputs: Arc<Inputs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,15 +79,30 @@ pub(super) struct Field<'a> {
 
 pub(super) type Fields<'a> = BTreeMap<&'a str, Field<'a>>;
 
-/// Expands and checks every job of `manifest`, or reports every problem found.
+/// Expands and checks every job of `manifest`, or reports every problem found. A manifest that
+/// names local files needs them gathered first: see `expand_with_inputs`.
 pub fn expand(manifest: &Manifest) -> Result<Plan, Vec<Diagnostic>> {
-    expand_with(manifest, None, CHUNK_JOBS)
+    expand_with_inputs(manifest, Arc::new(Inputs::default()))
+}
+
+/// `expand`, with the local files `crate::inputs::gather` found for this manifest.
+pub fn expand_with_inputs(manifest: &Manifest, inputs: Arc<Inputs>) -> Result<Plan, Vec<Diagnostic>> {
+    expand_full(manifest, inputs, None, CHUNK_JOBS)
 }
 
 /// `expand` on `threads` threads (by default: every core, for plans above `PARALLEL_ABOVE` jobs),
 /// merging every `chunk_jobs` jobs. The result never depends on either; tests check that.
 #[doc(hidden)]
 pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usize) -> Result<Plan, Vec<Diagnostic>> {
+    expand_full(manifest, Arc::new(Inputs::default()), threads, chunk_jobs)
+}
+
+fn expand_full(
+    manifest: &Manifest,
+    inputs: Arc<Inputs>,
+    threads: Option<usize>,
+    chunk_jobs: usize,
+) -> Result<Plan, Vec<Diagnostic>> {
     let fail = |problems: Vec<Problem>| Err(manifest.sources.resolve(problems));
     let table = PriceTable::with_overrides(manifest.pricing.clone());
     let combos = match combinations(&manifest.matrix, MAX_JOBS) {
@@ -92,11 +110,18 @@ pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usiz
         Err(p) => return fail(vec![p]),
     };
     let repeat = u64::from(manifest.repeat.get());
-    let total = manifest.prompts.iter().try_fold(0u64, |acc, p| {
+    let files_of = |index: usize| {
+        inputs
+            .patterns(index)
+            .iter()
+            .try_fold(1u64, |n, (_, matches)| n.checked_mul(matches.len() as u64))
+    };
+    let total = manifest.prompts.iter().enumerate().try_fold(0u64, |acc, (index, p)| {
         let vars = p
             .vars
             .iter()
-            .try_fold(1u64, |n, (_, values)| n.checked_mul(values.len() as u64))?;
+            .try_fold(1u64, |n, (_, values)| n.checked_mul(values.len() as u64))?
+            .checked_mul(files_of(index)?)?;
         acc.checked_add(vars.checked_mul(combos.len() as u64)?.checked_mul(repeat)?)
     });
     let total = match total {
@@ -113,13 +138,14 @@ pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usiz
         }
     };
 
-    let swept = swept_names(manifest);
+    let mut swept = swept_names(manifest);
     let names: HashMap<&str, Arc<str>> = swept.iter().map(|n| (n.as_str(), Arc::from(n.as_str()))).collect();
     let context = Context {
         manifest,
         combos: &combos,
         table: &table,
         names: &names,
+        inputs: &inputs,
     };
     // Each prompt entry expands on its own, so large manifests use every core: the prompts are
     // cut into contiguous runs of about equal job counts. The order of everything that follows
@@ -127,10 +153,12 @@ pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usiz
     let per_prompt: Vec<u64> = manifest
         .prompts
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(index, p)| {
             p.vars
                 .iter()
                 .try_fold(1u64, |n, (_, v)| n.checked_mul(v.len() as u64))
+                .and_then(|n| n.checked_mul(files_of(index)?))
                 .map_or(u64::MAX, |n| n.saturating_mul(combos.len() as u64))
         })
         .collect();
@@ -186,6 +214,14 @@ pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usiz
     if !problems.is_empty() {
         return fail(problems);
     }
+    // Fields that named local files are shown like swept parameters: the path as written.
+    for job in &jobs {
+        for (name, _) in job.params.iter() {
+            if crate::inputs::media_kind(name).is_some() && !swept.iter().any(|s| s == name) {
+                swept.push(name.to_string());
+            }
+        }
+    }
     Ok(Plan {
         name: manifest.name.clone(),
         manifest: manifest.path.clone(),
@@ -194,6 +230,7 @@ pub fn expand_with(manifest: &Manifest, threads: Option<usize>, chunk_jobs: usiz
         notes: notes.render(),
         skipped,
         limits: manifest.limits.clone(),
+        inputs,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Expansion: a validated manifest becomes the list of jobs it describes, each checked against the
 //! Kling contract, with a stable id and a cost estimate. Pure: no I/O, no clock, no randomness,
-//! so the same manifest content always gives the same plan.
+//! so the same manifest content (and local files, gathered before by `crate::inputs`) always
+//! gives the same plan.
 
 mod expand;
 mod job;
@@ -8,7 +9,7 @@ mod matrix;
 mod problems;
 mod template;
 
-pub use expand::{MAX_JOBS, Plan, Skipped, expand, expand_with};
+pub use expand::{MAX_JOBS, Plan, Skipped, expand, expand_with, expand_with_inputs};
 pub use job::{JobId, JobSpec, Params, RequestBody, canonical_json, slug};
 pub use matrix::{Combination, combinations};
 pub use template::{Template, TemplateError};

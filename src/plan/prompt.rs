@@ -10,6 +10,7 @@ pub(super) struct Context<'a> {
     pub(super) combos: &'a [Combination],
     pub(super) table: &'a PriceTable,
     pub(super) names: &'a HashMap<&'a str, Arc<str>>,
+    pub(super) inputs: &'a Inputs,
 }
 
 /// One prompt entry's jobs before they are compared with other prompts', with what went wrong.
@@ -77,10 +78,22 @@ impl Context<'_> {
             return entry;
         };
         let name_of = |n: &str| self.names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
+        let choices = file_choices(self.inputs.patterns(index));
         for assignment in assignments(&prompt.vars) {
             let values: BTreeMap<&str, &str> = assignment.iter().map(|(n, v)| (n.as_str(), v.value.as_str())).collect();
-            for combo in self.combos {
-                let fields = merge(manifest, prompt, &templates, &values, combo);
+            for (choice, combo) in choices
+                .iter()
+                .flat_map(|c| self.combos.iter().map(move |combo| (c, combo)))
+            {
+                let mut fields = merge(manifest, prompt, &templates, &values, combo);
+                // A pattern's match stands in for the pattern; then every local file for its
+                // content.
+                for (field, written) in choice {
+                    if let Some(f) = fields.get_mut(field.as_str()) {
+                        f.value = Cow::Owned(Value::String(written.clone()));
+                    }
+                }
+                let local = localize(&mut fields, self.inputs);
                 match check(fields, manifest.on_unsupported, &entry.subject, notes) {
                     Outcome::Invalid(p) => entry.items.push(Item::Problems(p)),
                     Outcome::Skipped(reason) => {
@@ -98,7 +111,14 @@ impl Context<'_> {
                     } => {
                         let body = RequestBody::new(&request);
                         let digest = request_digest(endpoint, &body);
-                        let prefix = prompt.id.clone().unwrap_or_else(|| prefix_of(&request));
+                        let mut prefix = prompt.id.clone().unwrap_or_else(|| prefix_of(&request));
+                        // A job on local files carries the (first) file's name in its id.
+                        if let Some((_, file)) = local.first() {
+                            let stem = slug(&file.stem(), STEM_LEN);
+                            if !stem.is_empty() {
+                                prefix = format!("{prefix}-{stem}");
+                            }
+                        }
                         let priced = priced_shape(endpoint, &request);
                         let (priced, rate) = match interned.shapes.get(&priced) {
                             Some(known) => known.clone(),
@@ -120,6 +140,9 @@ impl Context<'_> {
                         }
                         for (name, value) in &assignment {
                             params.push((name_of(name), Value::String(value.value.clone())));
+                        }
+                        for (field, file) in &local {
+                            params.push((name_of(field), Value::String(file.written.clone())));
                         }
                         let params = Params::new(params);
                         let params = interned.params.entry(params.key()).or_insert(params).clone();
@@ -160,4 +183,65 @@ pub(super) fn prefix_of(request: &Map<String, Value>) -> String {
         .or_else(|| request.get("multi_prompt")?.get(0)?.get("prompt")?.as_str())
         .unwrap_or("");
     slug(text, SLUG_LEN)
+}
+
+/// Longest part of a job id taken from a local file's name.
+const STEM_LEN: usize = 10;
+
+/// Every combination of a prompt entry's pattern matches: (field, written path) per pattern.
+fn file_choices(patterns: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (field, matches) in patterns {
+        out = out
+            .iter()
+            .flat_map(|prefix| {
+                matches.iter().map(move |m| {
+                    let mut next = prefix.clone();
+                    next.push((field.clone(), m.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Puts each local file's placeholder (its content) where the request names it; returns the
+/// fields and files, patterns' first. A path no file was gathered for stays (and fails the URL
+/// check with its place).
+fn localize<'a>(fields: &mut Fields<'_>, inputs: &'a Inputs) -> Vec<(String, &'a crate::inputs::LocalFile)> {
+    let mut found = Vec::new();
+    for (name, field) in fields.iter_mut() {
+        if crate::inputs::media_kind(name).is_none() {
+            continue;
+        }
+        let swap = |text: &str| inputs.file(text).filter(|_| crate::inputs::is_local(text));
+        match field.value.as_ref() {
+            Value::String(text) => {
+                if let Some(file) = swap(text) {
+                    found.push((name.to_string(), file));
+                    field.value = Cow::Owned(Value::String(file.placeholder()));
+                }
+            }
+            Value::Array(items) => {
+                let mut changed = false;
+                let replaced: Vec<Value> = items
+                    .iter()
+                    .map(|item| match item.as_str().and_then(swap) {
+                        Some(file) => {
+                            changed = true;
+                            found.push((name.to_string(), file));
+                            Value::String(file.placeholder())
+                        }
+                        None => item.clone(),
+                    })
+                    .collect();
+                if changed {
+                    field.value = Cow::Owned(Value::Array(replaced));
+                }
+            }
+            _ => {}
+        }
+    }
+    found
 }

@@ -183,6 +183,18 @@ pub fn plan_table(plan: &Plan) -> String {
             );
         }
     }
+    if !plan.inputs.files.is_empty() {
+        let files = &plan.inputs.files;
+        let _ = writeln!(
+            out,
+            "\nLocal files ({}, {} bytes in all; uploaded when a job that names them is submitted):",
+            files.len(),
+            plan.inputs.total_bytes()
+        );
+        for file in files {
+            let _ = writeln!(out, "  {} ({} bytes, {:?})", file.written, file.bytes, file.kind);
+        }
+    }
     for note in &plan.notes {
         let _ = writeln!(out, "Note: {note}");
     }
@@ -225,10 +237,14 @@ impl Serialize for PlanDoc<'_> {
             .collect();
         let total_cost: Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
         // Keys in sorted order, as a JSON object of this project has always been written.
-        let mut map = serializer.serialize_map(Some(9))?;
+        let mut map = serializer.serialize_map(Some(10))?;
         map.serialize_entry(
             "estimate",
             "costs come from the built-in price table and the manifest's pricing; a run asks the service for a quote",
+        )?;
+        map.serialize_entry(
+            "inputs",
+            &json!({"files": plan.inputs.files, "bytes": plan.inputs.total_bytes()}),
         )?;
         map.serialize_entry("jobs", &Jobs(&plan.jobs))?;
         map.serialize_entry(

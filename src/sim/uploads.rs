@@ -99,6 +99,9 @@ impl Uploads {
     /// Whether `url` names a confirmed upload of this simulator that has not expired; `None`
     /// when it is not an upload URL of ours at all.
     pub(super) fn usable(&self, base: &str, url: &str) -> Option<bool> {
+        if base.is_empty() {
+            return None;
+        }
         let token = url.strip_prefix(base)?.strip_prefix("/uploaded/")?;
         Some(self.confirmed.get(token).is_some_and(|f| unix_now() < f.expires))
     }
@@ -108,9 +111,6 @@ impl Uploads {
 /// expired.
 pub(super) fn unusable_upload(shared: &Shared, body: &Map<String, Value>) -> Option<String> {
     let base = base(shared);
-    if base.is_empty() {
-        return None;
-    }
     let state = shared.lock();
     for (name, value) in body {
         let urls: Vec<&str> = match value {
@@ -119,6 +119,11 @@ pub(super) fn unusable_upload(shared: &Shared, body: &Map<String, Value>) -> Opt
             _ => continue,
         };
         for url in urls {
+            if url.starts_with(crate::inputs::PLACEHOLDER) {
+                return Some(format!(
+                    "{name} must be an http(s) URL, not a local file's placeholder: {url}"
+                ));
+            }
             if state.uploads.usable(&base, url) == Some(false) {
                 return Some(format!(
                     "{name} names an upload that has expired or does not exist: {url}"
