@@ -4,6 +4,7 @@ mod bad_manifests;
 mod common;
 mod expansion;
 mod hostile;
+mod inputs;
 mod newuser;
 mod plan_output;
 mod polling;

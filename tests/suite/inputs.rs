@@ -1,0 +1,200 @@
+//! Local files in media fields (issue 16), at plan time: patterns as an axis, ids by content,
+//! and every bad input refused at its place before anything is spent.
+
+use crate::common::{TestEnv, run};
+use serde_json::Value;
+use std::path::Path;
+
+/// A small but real-looking PNG: the signature, then bytes that make each file different.
+fn png(tag: &str) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend_from_slice(format!("IHDR {tag} ").repeat(20).as_bytes());
+    bytes
+}
+
+const SWEEP: &str = r#"defaults: { endpoint: image_to_video, model: kling-v2.6, mode: pro }
+prompts:
+  - id: product
+    prompt: "the product turns slowly on a table"
+    first_frame_image_url: photos/*.png
+  - id: hero
+    prompt: "the hero shot, pulled back"
+    first_frame_image_url: hero.png
+matrix: { duration_seconds: [5, 10] }
+"#;
+
+fn plan_json(manifest: &Path) -> Value {
+    let out = run(&["plan", manifest.to_str().unwrap(), "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn ids(plan: &Value) -> Vec<String> {
+    plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_pattern_is_an_axis_and_ids_follow_content_not_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("photos")).unwrap();
+    for name in ["mug", "lamp", "chair"] {
+        std::fs::write(dir.path().join(format!("photos/{name}.png")), png(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("photos/notes.txt"), "not matched").unwrap();
+    std::fs::write(dir.path().join("hero.png"), png("hero")).unwrap();
+    let manifest = dir.path().join("sweep.yaml");
+    std::fs::write(&manifest, SWEEP).unwrap();
+
+    let plan = plan_json(&manifest);
+    let jobs = plan["jobs"].as_array().unwrap();
+    // 3 photos × 2 durations, and the hero shot × 2 durations.
+    assert_eq!(jobs.len(), 8, "{plan:#}");
+    let first = ids(&plan);
+    for stem in ["chair", "lamp", "mug", "hero"] {
+        assert_eq!(
+            first.iter().filter(|id| id.contains(&format!("-{stem}-"))).count(),
+            2,
+            "the file's stem is in its jobs' ids: {first:?}"
+        );
+    }
+    // Sorted by path: chair, lamp, mug.
+    let written: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j["params"]["first_frame_image_url"].as_str())
+        .collect();
+    assert_eq!(
+        written,
+        [
+            "photos/chair.png",
+            "photos/chair.png",
+            "photos/lamp.png",
+            "photos/lamp.png",
+            "photos/mug.png",
+            "photos/mug.png",
+            "hero.png",
+            "hero.png"
+        ]
+    );
+    assert_eq!(plan["inputs"]["files"].as_array().unwrap().len(), 4);
+    // The request names the content, never the path.
+    for job in jobs {
+        let url = job["request"]["first_frame_image_url"].as_str().unwrap();
+        assert!(
+            url.starts_with("kb-local://") && url.len() == "kb-local://".len() + 32,
+            "{url}"
+        );
+    }
+    let table = run(&["plan", manifest.to_str().unwrap()]);
+    assert!(table.stdout.contains("Local files (4,"), "{}", table.stdout);
+    assert!(table.stdout.contains("photos/mug.png"), "{}", table.stdout);
+
+    // Touching a file changes nothing.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("photos/mug.png"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_eq!(ids(&plan_json(&manifest)), first, "a touch keeps every id");
+    // Editing one makes new jobs for it alone.
+    std::fs::write(dir.path().join("photos/mug.png"), png("mug, edited")).unwrap();
+    let edited = ids(&plan_json(&manifest));
+    let changed: Vec<&String> = edited.iter().filter(|id| !first.contains(id)).collect();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(changed.iter().all(|id| id.contains("-mug-")), "{changed:?}");
+}
+
+/// Runs `plan` on a manifest naming `value` in a prompt's first_frame_image_url (line 4).
+fn refused(dir: &Path, value: &str, extra: &[&str]) -> String {
+    let manifest = dir.join("bad.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "defaults: {{ endpoint: image_to_video, model: kling-v2.6, mode: pro }}\nprompts:\n  - prompt: \"a picture comes alive\"\n    first_frame_image_url: \"{value}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["plan", manifest.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert_eq!(out.code, 4, "{value}: {}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("bad.yaml:4:"), "{value}: the place: {}", out.stderr);
+    assert!(out.stderr.contains("hint:"), "{value}: a hint: {}", out.stderr);
+    out.stderr
+}
+
+#[test]
+fn bad_local_inputs_are_refused_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("folder")).unwrap();
+    std::fs::write(dir.path().join("text.png"), "hello, I am only text").unwrap();
+    std::fs::write(dir.path().join("big.png"), png("big")).unwrap();
+    let missing = refused(dir.path(), "nowhere.png", &[]);
+    assert!(missing.contains("does not exist"), "{missing}");
+    let folder = refused(dir.path(), "folder", &[]);
+    assert!(folder.contains("is a folder"), "{folder}");
+    let text = refused(dir.path(), "text.png", &[]);
+    assert!(text.contains("does not look like a PNG, JPEG or WebP image"), "{text}");
+    let nothing = refused(dir.path(), "photos/*.png", &[]);
+    assert!(nothing.contains("no file matches"), "{nothing}");
+    let big = refused(dir.path(), "big.png", &["--max-input-bytes", "10"]);
+    assert!(big.contains("--max-input-bytes"), "{big}");
+}
+
+#[test]
+fn an_unreadable_file_is_refused_at_its_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = dir.path().join("secret.png");
+    std::fs::write(&secret, png("secret")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let manifest = dir.path().join("bad.yaml");
+    std::fs::write(
+        &manifest,
+        "defaults: { endpoint: image_to_video, model: kling-v2.6, mode: pro }\nprompts:\n  - prompt: \"a picture comes alive\"\n    first_frame_image_url: secret.png\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Root reads anything: drop to nobody for this one command when the tests run as root.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let binary = assert_cmd::cargo::cargo_bin("kling-batch");
+    let mut command = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary);
+        c
+    } else {
+        std::process::Command::new(&binary)
+    };
+    let out = command.args(["plan"]).arg(&manifest).output().expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:4:") && stderr.contains("cannot be read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: check the file's permissions"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_local_files_before_anything_is_created() {
+    let env = TestEnv::new(|_| {}, "prompts: [\"placeholder\"]\n").await;
+    std::fs::write(env.dir.path().join("a.png"), png("a")).unwrap();
+    std::fs::write(
+        &env.manifest,
+        "defaults: { endpoint: image_to_video, model: kling-v2.6, mode: pro }\nprompts:\n  - prompt: \"a picture comes alive\"\n    first_frame_image_url: a.png\n",
+    )
+    .unwrap();
+    let out = env.run(&[]).await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("local file"), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 0);
+    assert!(!env.out.exists(), "nothing written");
+}
