@@ -5,7 +5,6 @@ use super::error::{ApiError, Class, parse_retry_after};
 use super::pacer::{Pacer, Turn};
 use crate::client::credentials::{ApiKey, Credentials};
 use crate::kling::Endpoint;
-use crate::kling::request::RequestBody;
 use crate::util::money::Money;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -146,7 +145,7 @@ impl RunApi {
     pub async fn create(
         &self,
         endpoint: Endpoint,
-        body: &RequestBody,
+        body: &str,
         idempotency_key: &str,
         client_request_id: &str,
     ) -> Result<CreatedTask, ApiError> {
@@ -157,7 +156,7 @@ impl RunApi {
             .header("Idempotency-Key", idempotency_key)
             .header("X-Client-Request-Id", client_request_id)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.as_str().to_string());
+            .body(body.to_string());
         let what = format!("POST /api/v1/kling/{}", endpoint.as_str());
         let value = self.send(request, &what, Turn::Other).await?;
         let view = self.checked(task_view(&value)?)?;
@@ -217,6 +216,41 @@ impl RunApi {
             Err(e) if e.class() == Class::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `POST /api/v1/files/prepare`: where and how to PUT a file's bytes (contract §14).
+    pub async fn files_prepare(
+        &self,
+        filename: &str,
+        byte_size: u64,
+        checksum: &str,
+        content_type: &str,
+    ) -> Result<Value, ApiError> {
+        let url = format!("{}/api/v1/files/prepare", self.base);
+        let payload =
+            json!({"filename": filename, "byte_size": byte_size, "checksum": checksum, "content_type": content_type});
+        self.send(
+            self.http.post(url).json(&payload),
+            "POST /api/v1/files/prepare",
+            Turn::Other,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/files/confirm`: the uploaded file's URL and expiry.
+    pub async fn files_confirm(&self, signed_id: &str) -> Result<Value, ApiError> {
+        let url = format!("{}/api/v1/files/confirm", self.base);
+        self.send(
+            self.http.post(url).json(&json!({"signed_id": signed_id})),
+            "POST /api/v1/files/confirm",
+            Turn::Other,
+        )
+        .await
+    }
+
+    /// Whether `text` holds the API key (a URL from the service must not be used if so).
+    pub fn key_in(&self, text: &str) -> bool {
+        self.key.found_in(text)
     }
 
     /// `POST /api/v1/price_quotes`: what the service would reserve for this request.

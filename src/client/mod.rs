@@ -6,6 +6,7 @@ mod api;
 pub mod credentials;
 mod error;
 mod pacer;
+pub mod uploads;
 
 pub use api::{CreatedTask, RunApi, TaskStatus, TaskView};
 pub use error::{ApiError, Class, parse_retry_after};

@@ -57,6 +57,8 @@ pub struct JobFacts {
     pub attempt: u32,
     /// The idempotency key of the latest attempt.
     pub key: Option<String>,
+    /// The body that attempt sends, when it is not the plan's (uploaded local files).
+    pub body: Option<String>,
     pub task_id: Option<String>,
     /// µ¢ held against the cap for the current attempt.
     pub reserved: Money,
@@ -97,10 +99,15 @@ impl JobFacts {
         let h = self;
         match record {
             Record::Submitting {
-                attempt, key, reserve, ..
+                attempt,
+                key,
+                reserve,
+                body,
+                ..
             } => {
                 h.attempt = h.attempt.max(*attempt);
                 h.key = Some(key.clone());
+                h.body.clone_from(body);
                 h.reserved = Money::from_micro_cents(*reserve);
                 h.phase = Some(Phase::Submitting);
             }

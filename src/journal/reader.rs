@@ -315,6 +315,7 @@ mod tests {
             attempt: 2,
             key: "k".into(),
             reserve: 70_000_000,
+            body: None,
             at: "t".into(),
         };
         let (records, _) = parse(format!("{}\n", r.to_line()).as_bytes(), Path::new("j")).unwrap();

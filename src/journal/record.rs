@@ -17,6 +17,8 @@ pub enum FailureKind {
     NotFound,
     /// The video could not be downloaded or verified.
     Download,
+    /// A local input file could not be uploaded (nothing was created for the job).
+    Upload,
     /// Anything else the service refused.
     Refused,
 }
@@ -29,6 +31,7 @@ impl FailureKind {
             FailureKind::TaskFailed => "task_failed",
             FailureKind::NotFound => "not_found",
             FailureKind::Download => "download",
+            FailureKind::Upload => "upload",
             FailureKind::Refused => "refused",
         }
     }
@@ -77,6 +80,10 @@ pub enum Record {
         attempt: u32,
         key: String,
         reserve: u64,
+        /// The body to send when it is not the plan's (local files replaced by their uploads'
+        /// URLs): a resend under the same key sends exactly this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
         at: String,
     },
     /// The service made (or replayed) the task.

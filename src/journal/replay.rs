@@ -123,6 +123,7 @@ mod tests {
                 attempt: 1,
                 key: "k1".into(),
                 reserve: 70,
+                body: None,
                 at: at(),
             },
             Record::Submitting {
@@ -130,6 +131,7 @@ mod tests {
                 attempt: 1,
                 key: "k2".into(),
                 reserve: 50,
+                body: None,
                 at: at(),
             },
             Record::Submitted {
@@ -175,6 +177,7 @@ mod tests {
                 attempt: 1,
                 key: "k1".into(),
                 reserve: 70,
+                body: None,
                 at: at(),
             },
             Record::Submitted {

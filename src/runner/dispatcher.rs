@@ -39,9 +39,12 @@ pub struct Settings {
 const MAX_SUBMIT_RETRIES: u32 = 10;
 const MAX_DOWNLOAD_RETRIES: u32 = 8;
 const MAX_REFETCHES: u32 = 4;
+/// Transient upload failures tolerated before the job fails (nothing was created for it).
+const MAX_UPLOAD_RETRIES: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
+    Prepare,
     Submit,
     Poll,
     Download,
@@ -70,6 +73,8 @@ pub struct Dispatcher {
     in_flight: usize,
     downloads_running: usize,
     ready_downloads: VecDeque<usize>,
+    /// Jobs whose uploads are done and whose intent waits to go out with its create.
+    ready_submits: VecDeque<usize>,
     stop: Option<StopReason>,
     abandon: bool,
     records: Vec<Record>,
@@ -148,6 +153,7 @@ impl Dispatcher {
             in_flight: 0,
             downloads_running: 0,
             ready_downloads: VecDeque::new(),
+            ready_submits: VecDeque::new(),
             stop: None,
             abandon: false,
             records: Vec::new(),
@@ -167,7 +173,11 @@ impl Dispatcher {
             let state = JobState::resumed(facts, files_ok.get(i).copied().unwrap_or(false));
             let mut job = JobRun::new(facts.clone(), state);
             match &job.state {
-                JobState::Queued => d.queue.push_back(i),
+                // (A resume never finds a job mid-upload: nothing is journaled before its intent.)
+                JobState::Queued | JobState::Preparing { .. } => {
+                    job.state = JobState::Queued;
+                    d.queue.push_back(i);
+                }
                 JobState::Submitting { .. } => {
                     // The intent is journaled: the POST may have gone out before the stop.
                     job.outcome_unknown = true;
@@ -413,6 +423,7 @@ impl Dispatcher {
         self.abandon
             || (self.timers.is_empty()
                 && self.ready_downloads.is_empty()
+                && self.ready_submits.is_empty()
                 && !self.jobs.iter().any(|j| j.busy)
                 && (self.queue.is_empty() || self.stop.is_some()))
     }
@@ -444,9 +455,20 @@ impl Dispatcher {
             }
             match (kind, &self.jobs[job].state) {
                 (Timer::Submit, JobState::Submitting { key }) => {
+                    // A resend: the same key and the same body as the first send.
                     let key = key.clone();
                     self.jobs[job].busy = true;
-                    ops.push(Op::Submit { job, key, intent: None });
+                    let body = self.jobs[job].facts.body.clone();
+                    ops.push(Op::Submit {
+                        job,
+                        key,
+                        intent: None,
+                        body,
+                    });
+                }
+                (Timer::Prepare, JobState::Preparing { .. }) => {
+                    self.jobs[job].busy = true;
+                    ops.push(Op::Prepare { job });
                 }
                 (Timer::Poll, JobState::Generating { task_id }) => {
                     let task_id = task_id.clone();
@@ -488,6 +510,21 @@ impl Dispatcher {
             self.downloads_running += 1;
             ops.push(Op::Download { job, url });
         }
+        while let Some(job) = self.ready_submits.pop_front() {
+            let (Some(intent), JobState::Submitting { key }) = (self.jobs[job].intent.take(), &self.jobs[job].state)
+            else {
+                continue;
+            };
+            let key = key.clone();
+            let body = self.jobs[job].facts.body.clone();
+            self.jobs[job].busy = true;
+            ops.push(Op::Submit {
+                job,
+                key,
+                intent: Some(intent),
+                body,
+            });
+        }
         if self.stop.is_none() {
             while self.in_flight < self.settings.concurrency {
                 let Some(&job) = self.queue.front() else { break };
@@ -500,6 +537,20 @@ impl Dispatcher {
                     break;
                 }
                 self.queue.pop_front();
+                if self.plan.jobs[job]
+                    .request
+                    .as_str()
+                    .contains(crate::inputs::PLACEHOLDER)
+                {
+                    // Local files first; the intent follows with the body that names them.
+                    let j = &mut self.jobs[job];
+                    j.retries = 0;
+                    j.busy = true;
+                    j.state = JobState::Preparing { reserve: amount };
+                    self.in_flight += 1;
+                    ops.push(Op::Prepare { job });
+                    continue;
+                }
                 let id = self.job_id(job);
                 let attempt = self.jobs[job].facts.attempt + 1;
                 let key = idempotency_key(&self.settings.run_id, &id, attempt);
@@ -508,6 +559,7 @@ impl Dispatcher {
                     attempt,
                     key: key.clone(),
                     reserve: amount.micro_cents(),
+                    body: None,
                     at: crate::util::time_format::now(),
                 };
                 self.record_intent(job, &intent);
@@ -522,11 +574,12 @@ impl Dispatcher {
                     job,
                     key,
                     intent: Some(intent),
+                    body: None,
                 });
             }
         }
         for op in &ops {
-            if !matches!(op, Op::Download { .. }) {
+            if matches!(op, Op::Submit { .. } | Op::Poll { .. }) {
                 self.usage.note(now);
             }
         }
@@ -575,6 +628,24 @@ impl Dispatcher {
         tracing::info!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
         let id = self.job_id(job);
         self.stop_generating(job);
+        if let JobState::Preparing { reserve } = self.jobs[job].state {
+            // Nothing was journaled for this attempt: only this run's reservation goes.
+            self.ledger.release(reserve);
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.record(
+                job,
+                Record::Failed {
+                    job: id,
+                    kind,
+                    message: message.clone(),
+                    at: crate::util::time_format::now(),
+                },
+            );
+            self.jobs[job].state = JobState::Failed {
+                failure: Failure { kind, message },
+            };
+            return;
+        }
         if matches!(
             self.jobs[job].state,
             JobState::Submitting { .. } | JobState::Generating { .. }

@@ -54,7 +54,7 @@ fn view(id: &str, status: TaskStatus) -> TaskView {
 fn submits(ops: &[Op]) -> Vec<(usize, String, bool)> {
     ops.iter()
         .filter_map(|op| match op {
-            Op::Submit { job, key, intent } => Some((*job, key.clone(), intent.is_some())),
+            Op::Submit { job, key, intent, .. } => Some((*job, key.clone(), intent.is_some())),
             _ => None,
         })
         .collect()
@@ -190,6 +190,7 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             attempt: 1,
             key: "k0".into(),
             reserve: 70_000_000,
+            body: None,
             at: at(),
         },
         Record::Submitting {
@@ -197,6 +198,7 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             attempt: 1,
             key: "k1".into(),
             reserve: 70_000_000,
+            body: None,
             at: at(),
         },
         Record::Submitted {
@@ -217,7 +219,8 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
         ops.contains(&Op::Submit {
             job: 0,
             key: "k0".into(),
-            intent: None
+            intent: None,
+            body: None,
         }),
         "{ops:?}"
     );
@@ -323,6 +326,7 @@ fn a_resumed_intent_is_an_unknown_outcome() {
         attempt: 1,
         key: "kb1-run1-k".into(),
         reserve: 70_000_000,
+        body: None,
         at: "t".into(),
     }]);
     let mut d = dispatcher(1, 1, None, &history);
@@ -384,6 +388,10 @@ mod properties {
     /// What the executor and the service answer, drawn from `choice`.
     fn answer(op: &Op, choice: u8, step: usize) -> Event {
         match op {
+            Op::Prepare { job } => Event::Prepared {
+                job: *job,
+                result: Ok(String::new()),
+            },
             Op::Submit { job, .. } => Event::Submitted {
                 job: *job,
                 result: match choice % 16 {
@@ -506,7 +514,7 @@ mod properties {
             let mut did = crate::report::NextSteps::default();
             for job in resumed.jobs() {
                 match &job.state {
-                    JobState::Queued => did.submit += 1,
+                    JobState::Queued | JobState::Preparing { .. } => did.submit += 1,
                     JobState::Submitting { .. } => did.resend += 1,
                     JobState::Generating { .. } | JobState::Parked => did.reattach += 1,
                     JobState::Downloading { .. } => did.download += 1,

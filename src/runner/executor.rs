@@ -27,6 +27,8 @@ pub struct Context {
     pub journal: Arc<dyn RunStore>,
     /// Where videos go (the output folder's `videos/` today).
     pub videos: Arc<dyn VideoStore>,
+    /// Local input files uploaded in this run, by content.
+    pub uploads: Arc<crate::client::uploads::UploadCache>,
     pub fetch: FetchLimits,
     /// How long in-flight work may continue after a first Ctrl-C.
     pub grace: Duration,
@@ -39,7 +41,16 @@ pub struct Context {
 fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
     let ctx = ctx.clone();
     match op {
-        Op::Submit { job, key, intent } => async move {
+        Op::Prepare { job } => async move {
+            let request = ctx.plan.jobs[job].request.as_str();
+            let result = ctx
+                .uploads
+                .body_for(&ctx.api, &ctx.downloads, &ctx.plan.inputs, request)
+                .await;
+            Event::Prepared { job, result }
+        }
+        .boxed(),
+        Op::Submit { job, key, intent, body } => async move {
             if let Some(intent) = intent
                 && let Err(error) = ctx.journal.append_durable(&intent).await
             {
@@ -47,10 +58,8 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
             }
             crate::util::crash::point("submit.after_intent");
             let spec = &ctx.plan.jobs[job];
-            let result = ctx
-                .api
-                .create(spec.endpoint, &spec.request, &key, spec.id.as_str())
-                .await;
+            let text = body.as_deref().unwrap_or(spec.request.as_str());
+            let result = ctx.api.create(spec.endpoint, text, &key, spec.id.as_str()).await;
             crate::util::crash::point("submit.after_post");
             Event::Submitted { job, result }
         }

@@ -1,6 +1,7 @@
 //! One job during a run: its durable facts, its state (each variant with the data its step
 //! needs), and the events and operations that move it. The transitions are the dispatcher's.
 
+use crate::client::uploads::UploadError;
 use crate::client::{ApiError, CreatedTask, TaskView};
 use crate::journal::{Failure, FailureKind, JobFacts, Phase, Record, Resume, StoredVideo, WriteError};
 use crate::output::download::{DownloadError, Downloaded};
@@ -51,6 +52,11 @@ impl JobPhase {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobState {
     Queued,
+    /// Admitted, `reserve` held against the cap: its local files are being uploaded; nothing is
+    /// journaled or sent for it yet.
+    Preparing {
+        reserve: Money,
+    },
     Submitting {
         key: String,
     },
@@ -81,6 +87,7 @@ impl JobState {
     pub fn phase(&self) -> JobPhase {
         match self {
             JobState::Queued => JobPhase::Queued,
+            JobState::Preparing { .. } => JobPhase::Submitting,
             JobState::Submitting { .. } => JobPhase::Submitting,
             JobState::Generating { .. } => JobPhase::Generating,
             JobState::Downloading { .. } => JobPhase::Downloading,
@@ -127,6 +134,8 @@ pub struct JobRun {
     pub(super) poll_at: Option<Instant>,
     /// Not looked at before this (a `Retry-After` on a status answer).
     pub(super) not_before: Option<Instant>,
+    /// An intent made after the job's uploads, waiting to be handed out with its create.
+    pub(super) intent: Option<Record>,
     /// Whether its completion time teaches the schedule (not a task found on resume).
     pub(super) learnable: bool,
     pub(super) retries: u32,
@@ -155,6 +164,7 @@ impl JobRun {
             poll_at: None,
             not_before: None,
             learnable: true,
+            intent: None,
             retries: 0,
             refetches: 0,
             busy: false,
@@ -212,11 +222,17 @@ impl JobRun {
 /// Work for the executor to start.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// POST the job's request with `key`. `intent`, when present, must be durable first.
+    /// Upload the job's local files and make its body (the plan's request with their URLs).
+    Prepare {
+        job: usize,
+    },
+    /// POST the job's request with `key` (or `body`, when the request is not the plan's).
+    /// `intent`, when present, must be durable first.
     Submit {
         job: usize,
         key: String,
         intent: Option<Record>,
+        body: Option<String>,
     },
     Poll {
         job: usize,
@@ -231,6 +247,10 @@ pub enum Op {
 /// What an operation came back with.
 #[derive(Debug)]
 pub enum Event {
+    Prepared {
+        job: usize,
+        result: Result<String, UploadError>,
+    },
     Submitted {
         job: usize,
         result: Result<CreatedTask, ApiError>,
@@ -250,7 +270,8 @@ pub enum Event {
 impl Event {
     pub fn job(&self) -> usize {
         match self {
-            Event::Submitted { job, .. }
+            Event::Prepared { job, .. }
+            | Event::Submitted { job, .. }
             | Event::Polled { job, .. }
             | Event::Downloaded { job, .. }
             | Event::JournalFailed { job, .. } => *job,

@@ -1,7 +1,8 @@
 //! The dispatcher's transitions: what each operation's result does to its job. Every durable
 //! change goes through `record` (the journal's fold); the rest is this run's bookkeeping.
 
-use super::{Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_REFETCHES, MAX_SUBMIT_RETRIES, Timer};
+use super::{Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UPLOAD_RETRIES, Timer};
+use crate::client::uploads::UploadError;
 use crate::client::{ApiError, Class, CreatedTask, TaskStatus, TaskView};
 use crate::journal::{FailureKind, Record};
 use crate::output::download::{DownloadError, Downloaded};
@@ -26,10 +27,56 @@ impl Dispatcher {
             Event::JournalFailed { error, .. } => {
                 self.stop_everything(StopReason::Local(error.to_string()));
             }
+            Event::Prepared { result, .. } => self.on_prepared(job, result, now),
             Event::Submitted { result, .. } => self.on_submitted(job, result, now),
             Event::Polled { result, .. } => self.on_polled(job, result, now),
             Event::Downloaded { result, .. } => self.on_downloaded(job, result, now),
         }
+    }
+
+    /// A job's local files are uploaded (its body names them) or could not be: the intent goes
+    /// out with the body, or the job fails (or tries again) with nothing created.
+    fn on_prepared(&mut self, job: usize, result: Result<String, UploadError>, now: Instant) {
+        let JobState::Preparing { reserve } = self.jobs[job].state else {
+            return;
+        };
+        let body = match result {
+            Ok(body) => body,
+            Err(error) if error.transient && self.jobs[job].retries < MAX_UPLOAD_RETRIES => {
+                self.jobs[job].retries += 1;
+                self.jobs[job].note = Some(error.message);
+                let wait = self.backoff(self.jobs[job].retries);
+                self.push_timer(now + wait, job, Timer::Prepare);
+                return;
+            }
+            Err(error) => return self.fail(job, FailureKind::Upload, error.message),
+        };
+        if self.stop.is_some() {
+            // Stopped while uploading: nothing was sent; the job waits for a rerun.
+            self.ledger.release(reserve);
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.jobs[job].state = JobState::Queued;
+            return;
+        }
+        let id = self.job_id(job);
+        let attempt = self.jobs[job].facts.attempt + 1;
+        let key = super::idempotency_key(&self.settings.run_id, &id, attempt);
+        let intent = Record::Submitting {
+            job: id,
+            attempt,
+            key: key.clone(),
+            reserve: reserve.micro_cents(),
+            body: Some(body),
+            at: time_format::now(),
+        };
+        self.record_intent(job, &intent);
+        let j = &mut self.jobs[job];
+        j.retries = 0;
+        j.polls = 0;
+        j.outcome_unknown = false;
+        j.intent = Some(intent);
+        j.state = JobState::Submitting { key };
+        self.ready_submits.push_back(job);
     }
 
     fn on_submitted(&mut self, job: usize, result: Result<CreatedTask, ApiError>, now: Instant) {

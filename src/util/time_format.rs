@@ -22,6 +22,56 @@ pub fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Reads `2026-07-23T00:00:00Z` (fractions and a `Z` or `+00:00` offset allowed; other offsets
+/// are applied).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let (date, rest) = text.split_once(['T', 't', ' '])?;
+    let mut parts = date.split('-');
+    let (y, m, d): (i64, u32, u32) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "Z"),
+    };
+    let mut hms = clock.split(':');
+    let (h, min): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+    let seconds: f64 = hms.next().unwrap_or("0").parse().ok()?;
+    let offset_seconds: i64 = match offset {
+        "Z" | "z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':').unwrap_or((&o[1..], "0"));
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..24).contains(&h) || !(0..60).contains(&min) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    let secs = days * 86_400 + h * 3600 + min * 60 - offset_seconds;
+    let whole = u64::try_from(secs).ok()?;
+    Some(
+        UNIX_EPOCH
+            + std::time::Duration::from_secs(whole)
+            + std::time::Duration::from_secs_f64(seconds.clamp(0.0, 61.0)),
+    )
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -34,6 +84,22 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn what_is_written_is_read_back() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-12-01T10:00:00+01:00"),
+            parse_rfc3339("2026-12-01T09:00:00Z")
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
 }
 
 #[cfg(test)]

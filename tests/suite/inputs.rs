@@ -184,17 +184,69 @@ fn an_unreadable_file_is_refused_at_its_place() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_refuses_local_files_before_anything_is_created() {
-    let env = TestEnv::new(|_| {}, "prompts: [\"placeholder\"]\n").await;
-    std::fs::write(env.dir.path().join("a.png"), png("a")).unwrap();
-    std::fs::write(
-        &env.manifest,
-        "defaults: { endpoint: image_to_video, model: kling-v2.6, mode: pro }\nprompts:\n  - prompt: \"a picture comes alive\"\n    first_frame_image_url: a.png\n",
-    )
-    .unwrap();
-    let out = env.run(&[]).await;
-    assert_eq!(out.code, Some(4), "{}", out.stderr);
-    assert!(out.stderr.contains("local file"), "{}", out.stderr);
+async fn a_sweep_over_local_files_uploads_each_once_and_completes() {
+    let env = TestEnv::new(|c| c.separate_file_origin = true, SWEEP).await;
+    std::fs::create_dir(env.dir.path().join("photos")).unwrap();
+    for name in ["mug", "lamp", "chair"] {
+        std::fs::write(env.dir.path().join(format!("photos/{name}.png")), png(name)).unwrap();
+    }
+    // The hero shot is the same picture as the mug: one upload serves both.
+    std::fs::write(env.dir.path().join("hero.png"), png("mug")).unwrap();
+    let out = env.run(&["--concurrency", "4", "--max-spend", "none"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows = env.results();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["first_frame_image_url"] == "photos/lamp.png"),
+        "results show the path as written: {rows:?}"
+    );
+    env.check_invariants(None);
+    let stats = env.sim.stats();
+    assert_eq!(
+        stats.counters.uploads_confirmed, 3,
+        "three distinct files, each uploaded once"
+    );
+    assert_eq!(stats.counters.upload_requests, 3);
+    assert_eq!(
+        stats.counters.upload_requests_with_authorization, 0,
+        "the key never goes to the upload host"
+    );
+    assert_eq!(stats.counters.creates_with_unusable_upload, 0);
+    // Every journaled intent carries the body it sent, with the upload's URL in it.
+    let journal = std::fs::read_to_string(env.out.join("journal.jsonl")).unwrap();
+    let intents: Vec<Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["type"] == "submitting" || r["kind"] == "submitting" || r.get("body").is_some())
+        .collect();
+    assert!(!intents.is_empty(), "{journal}");
+    assert!(
+        intents.iter().all(|r| r["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("/uploaded/") && !b.contains("kb-local://"))),
+        "{intents:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_that_keep_failing_fail_their_jobs_alone_and_nothing_is_created() {
+    let env = TestEnv::new(|c| c.separate_file_origin = true, SWEEP).await;
+    std::fs::create_dir(env.dir.path().join("photos")).unwrap();
+    for name in ["mug", "lamp", "chair"] {
+        std::fs::write(env.dir.path().join(format!("photos/{name}.png")), png(name)).unwrap();
+    }
+    std::fs::write(env.dir.path().join("hero.png"), png("hero")).unwrap();
+    // Uploads fail (500) every time: the jobs fail with the reason, nothing is created.
+    env.sim.set_faults(kling_batch::sim::Faults {
+        upload_failure_rate: 1.0,
+        ..Default::default()
+    });
+    let out = env.run(&["--concurrency", "8", "--max-spend", "none"]).await;
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    let rows = env.results();
+    assert!(rows.iter().all(|r| r["status"] == "failed"), "{rows:?}");
+    assert!(rows.iter().all(|r| r["error"].contains("upload")), "{rows:?}");
     assert_eq!(env.sim.stats().counters.tasks_created, 0);
-    assert!(!env.out.exists(), "nothing written");
+    env.check_money(None);
 }

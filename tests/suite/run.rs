@@ -470,6 +470,7 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         tokio::time::Instant::now(),
     );
     let ctx = Context {
+        uploads: Default::default(),
         plan: Arc::clone(&plan),
         api,
         downloads: reqwest::Client::new(),

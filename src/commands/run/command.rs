@@ -132,19 +132,6 @@ async fn run_async(
         }
         Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
-    if let Some(first) = plan.inputs.files.first() {
-        // Planned and checked, not yet uploaded: nothing is sent that names a local file.
-        return Err(fail(
-            format!(
-                "this manifest names {} local file{} ({} first); uploading local files is not built yet",
-                plan.inputs.files.len(),
-                if plan.inputs.files.len() == 1 { "" } else { "s" },
-                first.written
-            ),
-            "host the files and give their http(s) URLs; `kling-batch plan` checks and lists them meanwhile",
-            Exit::Invalid,
-        ));
-    }
     let recorded_cap = recorded.as_ref().and_then(|r| r.cap).map(Money::from_micro_cents);
     let settled = flags.settle(&recorded_settings, recorded_cap, &plan.limits);
     for note in &settled.notes {
@@ -311,6 +298,7 @@ async fn run_async(
         downloads,
         journal: Arc::clone(&store),
         videos: Arc::clone(&videos),
+        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
         fetch: FetchLimits {
             max_bytes: args.max_video_bytes,
             stall: crate::output::download::Stall {

@@ -1,0 +1,273 @@
+//! Local files to the service (contract §14): prepare (size and base64 MD5) → PUT the bytes to
+//! `upload_url` with exactly the returned headers and never the API key → confirm. Each distinct
+//! file (by content) is uploaded once per run and its URL reused while enough of its life is left:
+//! a sixth of it, ten minutes of RunAPI's hour, so a create sent with it (or re-sent soon after)
+//! still names a live file. Files are streamed, never held whole in memory, and checked against
+//! the content the plan hashed: a file edited since is reported, not uploaded.
+
+use super::api::RunApi;
+use super::error::ApiError;
+use crate::inputs::{Inputs, LocalFile, PLACEHOLDER};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use md5::{Digest, Md5};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Why a job's files could not be uploaded. `transient`: worth another try later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UploadError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl UploadError {
+    fn fatal(message: impl Into<String>) -> UploadError {
+        UploadError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    fn from_api(what: &str, file: &LocalFile, error: &ApiError) -> UploadError {
+        let transient = matches!(error.class(), super::Class::Transient | super::Class::RateLimited);
+        UploadError {
+            message: format!("uploading {} failed at {what}: {}", file.written, error.message()),
+            transient,
+        }
+    }
+}
+
+/// A confirmed upload: its URL and when it stops being reused.
+#[derive(Debug, Clone)]
+struct Uploaded {
+    url: String,
+    reuse_until: SystemTime,
+}
+
+/// The uploads of one run, by content. One upload per file at a time: a second job needing the
+/// same file waits for the first's upload and reuses it.
+#[derive(Debug, Default)]
+pub struct UploadCache {
+    files: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Uploaded>>>>>,
+    counts: Mutex<UploadCounts>,
+}
+
+/// What the run uploaded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UploadCounts {
+    pub files: u64,
+    pub bytes: u64,
+    pub reused: u64,
+}
+
+impl UploadCache {
+    pub fn counts(&self) -> UploadCounts {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The request text with every local file's placeholder replaced by a live upload's URL.
+    pub async fn body_for(
+        &self,
+        api: &RunApi,
+        plain: &reqwest::Client,
+        inputs: &Inputs,
+        request: &str,
+    ) -> Result<String, UploadError> {
+        let mut body = request.to_string();
+        let mut start = 0;
+        while let Some(at) = body[start..].find(PLACEHOLDER) {
+            let at = start + at;
+            let end = at + PLACEHOLDER.len() + 32;
+            let placeholder = body.get(at..end).unwrap_or_default().to_string();
+            let Some(file) = inputs.by_placeholder(&placeholder) else {
+                return Err(UploadError::fatal(format!("no local file for {placeholder}")));
+            };
+            let url = self.url_for(api, plain, file).await?;
+            // A URL is a JSON string's content here: escaped as one.
+            let escaped = serde_json::to_string(&url).unwrap_or_default();
+            let escaped = &escaped[1..escaped.len().saturating_sub(1)];
+            body.replace_range(at..end, escaped);
+            start = at + escaped.len();
+        }
+        Ok(body)
+    }
+
+    async fn url_for(&self, api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Result<String, UploadError> {
+        let slot = {
+            let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(files.entry(file.hash.clone()).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some(known) = slot.as_ref()
+            && SystemTime::now() < known.reuse_until
+        {
+            self.counts.lock().unwrap_or_else(|e| e.into_inner()).reused += 1;
+            return Ok(known.url.clone());
+        }
+        let uploaded = upload(api, plain, file).await?;
+        let url = uploaded.url.clone();
+        *slot = Some(uploaded);
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.files += 1;
+        counts.bytes += file.bytes;
+        Ok(url)
+    }
+}
+
+/// Reads the file once for its MD5 (the prepare step needs it before the bytes go) and checks
+/// it is still the content the plan hashed.
+fn checksum(file: &LocalFile) -> Result<String, UploadError> {
+    let mut reader = std::fs::File::open(&file.path)
+        .map_err(|e| UploadError::fatal(format!("{} cannot be read: {e}", file.written)))?;
+    let mut md5 = Md5::new();
+    let mut blake = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut buffer)
+            .map_err(|e| UploadError::fatal(format!("{} cannot be read: {e}", file.written)))?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buffer[..n]);
+        blake.update(&buffer[..n]);
+    }
+    if blake.finalize().to_hex().as_str() != file.hash {
+        return Err(UploadError::fatal(format!(
+            "{} changed since the run was planned; rerun to plan it afresh (its jobs get new ids)",
+            file.written
+        )));
+    }
+    Ok(STANDARD.encode(md5.finalize()))
+}
+
+/// The file's bytes as a stream of chunks read on a blocking thread (a few in flight).
+fn stream(file: &LocalFile) -> Result<reqwest::Body, UploadError> {
+    let mut reader = std::fs::File::open(&file.path)
+        .map_err(|e| UploadError::fatal(format!("{} cannot be read: {e}", file.written)))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut chunk = vec![0u8; 256 * 1024];
+            match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    Ok(reqwest::Body::wrap_stream(chunks))
+}
+
+async fn upload(api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Result<Uploaded, UploadError> {
+    let owned = file.clone();
+    let checksum = tokio::task::spawn_blocking(move || checksum(&owned))
+        .await
+        .map_err(|e| UploadError::fatal(format!("reading {} failed: {e}", file.written)))??;
+    let name = std::path::Path::new(&file.written)
+        .file_name()
+        .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned());
+    let prepared = api
+        .files_prepare(&name, file.bytes, &checksum, mime(file))
+        .await
+        .map_err(|e| UploadError::from_api("prepare", file, &e))?;
+    let upload_url = prepared["upload_url"].as_str().unwrap_or_default().to_string();
+    let signed_id = prepared["signed_id"].as_str().unwrap_or_default().to_string();
+    if !crate::kling::is_http_url(&upload_url) || signed_id.is_empty() || api.key_in(&upload_url) {
+        return Err(UploadError::fatal(format!(
+            "uploading {} failed: the service's prepare answer has no usable upload_url and signed_id",
+            file.written
+        )));
+    }
+    // Exactly the returned headers, and nothing that carries the key: a plain client.
+    let mut put = plain.put(&upload_url).body(stream(file)?);
+    if let Some(headers) = prepared["headers"].as_object() {
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
+            if let Some(value) = value.as_str() {
+                put = put.header(name.as_str(), value);
+            }
+        }
+    }
+    put = put.header(reqwest::header::CONTENT_LENGTH, file.bytes);
+    api.pacer().acquire(super::Turn::Other).await;
+    let answer = put.send().await.map_err(|e| UploadError {
+        message: format!("uploading {} failed: {}", file.written, crate::util::net::describe(e)),
+        transient: true,
+    })?;
+    let status = answer.status();
+    if !status.is_success() {
+        return Err(UploadError {
+            message: format!("uploading {} failed: the upload host answered {status}", file.written),
+            transient: status.is_server_error() || status.as_u16() == 429,
+        });
+    }
+    let confirmed = api
+        .files_confirm(&signed_id)
+        .await
+        .map_err(|e| UploadError::from_api("confirm", file, &e))?;
+    let url = confirmed["url"].as_str().unwrap_or_default().to_string();
+    if !crate::kling::is_http_url(&url) || api.key_in(&url) {
+        return Err(UploadError::fatal(format!(
+            "uploading {} failed: the confirm answer has no usable url",
+            file.written
+        )));
+    }
+    Ok(Uploaded {
+        url,
+        reuse_until: reuse_until(&confirmed),
+    })
+}
+
+/// Until when a confirmed upload's URL is reused: up to a sixth of its life before it expires
+/// (ten minutes of an hour); without dates, 50 minutes from now.
+fn reuse_until(confirmed: &Value) -> SystemTime {
+    let parse = |key: &str| {
+        confirmed[key]
+            .as_str()
+            .and_then(crate::util::time_format::parse_rfc3339)
+    };
+    match (parse("created_at"), parse("expires_at")) {
+        (Some(created), Some(expires)) if expires > created => {
+            let life = expires.duration_since(created).unwrap_or_default();
+            expires - life / 6
+        }
+        (_, Some(expires)) => {
+            expires - Duration::from_secs(600).min(expires.duration_since(SystemTime::now()).unwrap_or_default())
+        }
+        _ => SystemTime::now() + Duration::from_secs(3000),
+    }
+}
+
+fn mime(file: &LocalFile) -> &'static str {
+    let lower = file.written.to_ascii_lowercase();
+    let ext = lower.rsplit('.').next().unwrap_or_default();
+    match ext {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        _ => "application/octet-stream",
+    }
+}
