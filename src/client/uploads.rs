@@ -42,11 +42,20 @@ impl UploadError {
     }
 }
 
-/// A confirmed upload: its URL and when it stops being reused.
+/// A confirmed upload: its URL, when it stops being reused for new creates, and when a create
+/// naming it must no longer be sent at all.
 #[derive(Debug, Clone)]
 struct Uploaded {
     url: String,
     reuse_until: SystemTime,
+    send_until: SystemTime,
+}
+
+/// A job's body with its uploads' URLs, and until when it may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedBody {
+    pub body: String,
+    pub send_until: Option<SystemTime>,
 }
 
 /// The uploads of one run, by content. One upload per file at a time: a second job needing the
@@ -77,8 +86,9 @@ impl UploadCache {
         plain: &reqwest::Client,
         inputs: &Inputs,
         request: &str,
-    ) -> Result<String, UploadError> {
+    ) -> Result<PreparedBody, UploadError> {
         let mut body = request.to_string();
+        let mut send_until: Option<SystemTime> = None;
         let mut start = 0;
         while let Some(at) = body[start..].find(PLACEHOLDER) {
             let at = start + at;
@@ -87,17 +97,23 @@ impl UploadCache {
             let Some(file) = inputs.by_placeholder(&placeholder) else {
                 return Err(UploadError::fatal(format!("no local file for {placeholder}")));
             };
-            let url = self.url_for(api, plain, file).await?;
+            let (url, until) = self.url_for(api, plain, file).await?;
+            send_until = Some(send_until.map_or(until, |s| s.min(until)));
             // A URL is a JSON string's content here: escaped as one.
             let escaped = serde_json::to_string(&url).unwrap_or_default();
             let escaped = &escaped[1..escaped.len().saturating_sub(1)];
             body.replace_range(at..end, escaped);
             start = at + escaped.len();
         }
-        Ok(body)
+        Ok(PreparedBody { body, send_until })
     }
 
-    async fn url_for(&self, api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Result<String, UploadError> {
+    async fn url_for(
+        &self,
+        api: &RunApi,
+        plain: &reqwest::Client,
+        file: &LocalFile,
+    ) -> Result<(String, SystemTime), UploadError> {
         let slot = {
             let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(files.entry(file.hash.clone()).or_default())
@@ -107,10 +123,10 @@ impl UploadCache {
             && SystemTime::now() < known.reuse_until
         {
             self.counts.lock().unwrap_or_else(|e| e.into_inner()).reused += 1;
-            return Ok(known.url.clone());
+            return Ok((known.url.clone(), known.send_until));
         }
         let uploaded = upload(api, plain, file).await?;
-        let url = uploaded.url.clone();
+        let url = (uploaded.url.clone(), uploaded.send_until);
         *slot = Some(uploaded);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.files += 1;
@@ -229,30 +245,31 @@ async fn upload(api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Resu
             file.written
         )));
     }
+    let (reuse_until, send_until) = windows(&confirmed);
     Ok(Uploaded {
         url,
-        reuse_until: reuse_until(&confirmed),
+        reuse_until,
+        send_until,
     })
 }
 
-/// Until when a confirmed upload's URL is reused: up to a sixth of its life before it expires
-/// (ten minutes of an hour); without dates, 50 minutes from now.
-fn reuse_until(confirmed: &Value) -> SystemTime {
+/// A confirmed upload's URL is reused for new creates until a sixth of its life is left (ten
+/// minutes of an hour), and a create naming it is sent (or re-sent) only until a twelfth is left
+/// (five minutes), so the service never sees it expired. Without dates: an hour from now.
+fn windows(confirmed: &Value) -> (SystemTime, SystemTime) {
     let parse = |key: &str| {
         confirmed[key]
             .as_str()
             .and_then(crate::util::time_format::parse_rfc3339)
     };
-    match (parse("created_at"), parse("expires_at")) {
-        (Some(created), Some(expires)) if expires > created => {
-            let life = expires.duration_since(created).unwrap_or_default();
-            expires - life / 6
-        }
-        (_, Some(expires)) => {
-            expires - Duration::from_secs(600).min(expires.duration_since(SystemTime::now()).unwrap_or_default())
-        }
-        _ => SystemTime::now() + Duration::from_secs(3000),
-    }
+    let now = SystemTime::now();
+    let (created, expires) = match (parse("created_at"), parse("expires_at")) {
+        (Some(created), Some(expires)) if expires > created => (created, expires),
+        (_, Some(expires)) => (expires.checked_sub(Duration::from_secs(3600)).unwrap_or(now), expires),
+        _ => (now, now + Duration::from_secs(3600)),
+    };
+    let life = expires.duration_since(created).unwrap_or_default();
+    (expires - life / 6, expires - life / 12)
 }
 
 fn mime(file: &LocalFile) -> &'static str {

@@ -59,6 +59,8 @@ pub struct JobFacts {
     pub key: Option<String>,
     /// The body that attempt sends, when it is not the plan's (uploaded local files).
     pub body: Option<String>,
+    /// When that body stops being sendable (its uploads expire), RFC 3339.
+    pub send_until: Option<String>,
     pub task_id: Option<String>,
     /// µ¢ held against the cap for the current attempt.
     pub reserved: Money,
@@ -103,11 +105,13 @@ impl JobFacts {
                 key,
                 reserve,
                 body,
+                send_until,
                 ..
             } => {
                 h.attempt = h.attempt.max(*attempt);
                 h.key = Some(key.clone());
                 h.body.clone_from(body);
+                h.send_until.clone_from(send_until);
                 h.reserved = Money::from_micro_cents(*reserve);
                 h.phase = Some(Phase::Submitting);
             }

@@ -316,6 +316,7 @@ mod tests {
             key: "k".into(),
             reserve: 70_000_000,
             body: None,
+            send_until: None,
             at: "t".into(),
         };
         let (records, _) = parse(format!("{}\n", r.to_line()).as_bytes(), Path::new("j")).unwrap();

@@ -84,6 +84,10 @@ pub enum Record {
         /// URLs): a resend under the same key sends exactly this.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
+        /// When `body` stops being sendable (RFC 3339): its uploads' URLs are about to expire, and
+        /// a create naming an expired upload is refused. Never re-sent after this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        send_until: Option<String>,
         at: String,
     },
     /// The service made (or replayed) the task.

@@ -124,6 +124,7 @@ mod tests {
                 key: "k1".into(),
                 reserve: 70,
                 body: None,
+                send_until: None,
                 at: at(),
             },
             Record::Submitting {
@@ -132,6 +133,7 @@ mod tests {
                 key: "k2".into(),
                 reserve: 50,
                 body: None,
+                send_until: None,
                 at: at(),
             },
             Record::Submitted {
@@ -178,6 +180,7 @@ mod tests {
                 key: "k1".into(),
                 reserve: 70,
                 body: None,
+                send_until: None,
                 at: at(),
             },
             Record::Submitted {

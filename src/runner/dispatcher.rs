@@ -455,7 +455,21 @@ impl Dispatcher {
             }
             match (kind, &self.jobs[job].state) {
                 (Timer::Submit, JobState::Submitting { key }) => {
-                    // A resend: the same key and the same body as the first send.
+                    // A resend: the same key and the same body as the first send, while its
+                    // uploads are alive.
+                    let expired = self.jobs[job]
+                        .facts
+                        .send_until
+                        .as_deref()
+                        .and_then(crate::util::time_format::parse_rfc3339)
+                        .is_some_and(|until| std::time::SystemTime::now() >= until);
+                    if expired {
+                        let message = "its create's outcome is unknown and the upload URLs its body names have \
+                                       expired: not re-sent"
+                            .to_string();
+                        self.leave_for_rerun(job, message);
+                        continue;
+                    }
                     let key = key.clone();
                     self.jobs[job].busy = true;
                     let body = self.jobs[job].facts.body.clone();
@@ -560,6 +574,7 @@ impl Dispatcher {
                     key: key.clone(),
                     reserve: amount.micro_cents(),
                     body: None,
+                    send_until: None,
                     at: crate::util::time_format::now(),
                 };
                 self.record_intent(job, &intent);

@@ -191,6 +191,7 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             key: "k0".into(),
             reserve: 70_000_000,
             body: None,
+            send_until: None,
             at: at(),
         },
         Record::Submitting {
@@ -199,6 +200,7 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             key: "k1".into(),
             reserve: 70_000_000,
             body: None,
+            send_until: None,
             at: at(),
         },
         Record::Submitted {
@@ -327,6 +329,7 @@ fn a_resumed_intent_is_an_unknown_outcome() {
         key: "kb1-run1-k".into(),
         reserve: 70_000_000,
         body: None,
+        send_until: None,
         at: "t".into(),
     }]);
     let mut d = dispatcher(1, 1, None, &history);
@@ -390,7 +393,10 @@ mod properties {
         match op {
             Op::Prepare { job } => Event::Prepared {
                 job: *job,
-                result: Ok(String::new()),
+                result: Ok(crate::client::uploads::PreparedBody {
+                    body: String::new(),
+                    send_until: None,
+                }),
             },
             Op::Submit { job, .. } => Event::Submitted {
                 job: *job,
@@ -635,4 +641,41 @@ fn a_sibling_finishing_early_pulls_polls_forward_but_a_retry_after_still_wins() 
         "{:?}",
         first.duration_since(start)
     );
+}
+
+#[test]
+fn an_unknown_create_whose_uploads_expired_is_not_resent() {
+    let ids: Vec<String> = plan(2).jobs.iter().map(|j| j.id.to_string()).collect();
+    let intent = |job: &str, key: &str, send_until: &str| Record::Submitting {
+        job: job.into(),
+        attempt: 1,
+        key: key.into(),
+        reserve: 70_000_000,
+        body: Some("{\"model\":\"kling-3.0\",\"prompt\":\"x\"}".into()),
+        send_until: Some(send_until.into()),
+        at: "t".into(),
+    };
+    let later = crate::util::time_format::rfc3339(std::time::SystemTime::now() + Duration::from_secs(600));
+    let history = replay(&[
+        intent(&ids[0], "k0", "2020-01-01T00:00:00Z"),
+        intent(&ids[1], "k1", &later),
+    ]);
+    let mut d = dispatcher(2, 2, None, &history);
+    let ops = d.ready_ops(Instant::now());
+    let sent: Vec<(usize, Option<String>)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Submit { job, body, .. } => Some((*job, body.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "only the live one is re-sent: {ops:?}");
+    assert_eq!(sent[0].0, 1);
+    assert!(
+        sent[0].1.as_deref().is_some_and(|b| b.contains("kling-3.0")),
+        "with its journaled body"
+    );
+    assert_eq!(d.jobs()[0].phase(), JobPhase::Unresolved);
+    assert!(d.jobs()[0].note.as_deref().is_some_and(|n| n.contains("expired")));
+    assert_eq!(d.ledger().reserved(), Money::from_cents(140), "its money stays held");
 }

@@ -1,7 +1,7 @@
 //! One job during a run: its durable facts, its state (each variant with the data its step
 //! needs), and the events and operations that move it. The transitions are the dispatcher's.
 
-use crate::client::uploads::UploadError;
+use crate::client::uploads::{PreparedBody, UploadError};
 use crate::client::{ApiError, CreatedTask, TaskView};
 use crate::journal::{Failure, FailureKind, JobFacts, Phase, Record, Resume, StoredVideo, WriteError};
 use crate::output::download::{DownloadError, Downloaded};
@@ -249,7 +249,7 @@ pub enum Op {
 pub enum Event {
     Prepared {
         job: usize,
-        result: Result<String, UploadError>,
+        result: Result<PreparedBody, UploadError>,
     },
     Submitted {
         job: usize,

@@ -2,7 +2,7 @@
 //! change goes through `record` (the journal's fold); the rest is this run's bookkeeping.
 
 use super::{Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UPLOAD_RETRIES, Timer};
-use crate::client::uploads::UploadError;
+use crate::client::uploads::{PreparedBody, UploadError};
 use crate::client::{ApiError, Class, CreatedTask, TaskStatus, TaskView};
 use crate::journal::{FailureKind, Record};
 use crate::output::download::{DownloadError, Downloaded};
@@ -36,7 +36,7 @@ impl Dispatcher {
 
     /// A job's local files are uploaded (its body names them) or could not be: the intent goes
     /// out with the body, or the job fails (or tries again) with nothing created.
-    fn on_prepared(&mut self, job: usize, result: Result<String, UploadError>, now: Instant) {
+    fn on_prepared(&mut self, job: usize, result: Result<PreparedBody, UploadError>, now: Instant) {
         let JobState::Preparing { reserve } = self.jobs[job].state else {
             return;
         };
@@ -66,7 +66,8 @@ impl Dispatcher {
             attempt,
             key: key.clone(),
             reserve: reserve.micro_cents(),
-            body: Some(body),
+            body: Some(body.body),
+            send_until: body.send_until.map(time_format::rfc3339),
             at: time_format::now(),
         };
         self.record_intent(job, &intent);

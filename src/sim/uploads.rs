@@ -19,7 +19,7 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// The largest file the simulator takes (413 above it).
 pub(super) const MAX_UPLOAD_BYTES: u64 = 2 << 30;
@@ -48,16 +48,12 @@ struct Confirmed {
     file_name: String,
     size: u64,
     mime: String,
-    created: u64,
-    expires: u64,
+    created: SystemTime,
+    expires: SystemTime,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn rfc3339(unix: u64) -> String {
-    crate::util::time_format::rfc3339(UNIX_EPOCH + Duration::from_secs(unix))
+fn rfc3339(t: SystemTime) -> String {
+    crate::util::time_format::rfc3339(t)
 }
 
 /// What a confirmed upload answers (§14).
@@ -84,13 +80,13 @@ impl Uploads {
     fn confirm(&mut self, file_name: String, size: u64, mime: String, ttl: u64) -> (String, Confirmed) {
         self.next += 1;
         let token = format!("u{:08}", self.next);
-        let created = unix_now();
+        let created = SystemTime::now();
         let file = Confirmed {
             file_name,
             size,
             mime,
             created,
-            expires: created + ttl,
+            expires: created + Duration::from_secs(ttl),
         };
         self.confirmed.insert(token.clone(), file.clone());
         (token, file)
@@ -103,7 +99,7 @@ impl Uploads {
             return None;
         }
         let token = url.strip_prefix(base)?.strip_prefix("/uploaded/")?;
-        Some(self.confirmed.get(token).is_some_and(|f| unix_now() < f.expires))
+        Some(self.confirmed.get(token).is_some_and(|f| SystemTime::now() < f.expires))
     }
 }
 

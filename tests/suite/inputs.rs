@@ -250,3 +250,54 @@ async fn uploads_that_keep_failing_fail_their_jobs_alone_and_nothing_is_created(
     assert_eq!(env.sim.stats().counters.tasks_created, 0);
     env.check_money(None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_during_uploads_and_resumed_after_they_expired_sends_no_expired_upload() {
+    // Uploads live two seconds and crawl; the run is killed while the first one is on its way.
+    let env = TestEnv::new(
+        |c| {
+            c.separate_file_origin = true;
+            c.faults.upload_ttl_seconds = 2;
+            c.faults.upload_slow_ms = 300;
+        },
+        SWEEP,
+    )
+    .await;
+    std::fs::create_dir(env.dir.path().join("photos")).unwrap();
+    for name in ["mug", "lamp", "chair"] {
+        std::fs::write(env.dir.path().join(format!("photos/{name}.png")), png(name)).unwrap();
+    }
+    std::fs::write(env.dir.path().join("hero.png"), png("hero")).unwrap();
+    let mut child = env
+        .command(&["--concurrency", "2", "--max-spend", "none"])
+        .spawn()
+        .unwrap();
+    let waited = std::time::Instant::now();
+    while env.sim.stats().counters.upload_requests == 0 {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(30),
+            "no upload started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // The scenario itself: whatever was uploaded before the kill expires before the resume.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    env.sim.set_faults(kling_batch::sim::Faults {
+        upload_ttl_seconds: 2,
+        ..Default::default()
+    });
+    let out = env.run(&["--concurrency", "2", "--max-spend", "none"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows = env.results();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    let stats = env.sim.stats();
+    assert_eq!(
+        stats.counters.creates_with_unusable_upload, 0,
+        "no create named an expired upload"
+    );
+    assert_eq!(stats.counters.upload_requests_with_authorization, 0);
+    env.check_invariants(None);
+}
