@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub failed: usize,
     pub queued: usize,
     pub submitting: usize,
+    /// Jobs whose local files are being uploaded.
+    pub uploading: usize,
     pub generating: usize,
     pub downloading: usize,
     pub spent: Money,
@@ -45,7 +47,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn in_flight(&self) -> usize {
-        self.submitting + self.generating + self.downloading
+        self.uploading + self.submitting + self.generating + self.downloading
     }
 
     /// `progress: 5/12 done · 2 generating · 0 downloading · 1 failed · spent $3.50 of $4.00`, and
@@ -61,6 +63,9 @@ impl Snapshot {
             self.failed,
             self.spent
         );
+        if self.uploading > 0 {
+            line.push_str(&format!(" · {} uploading", self.uploading));
+        }
         line.push_str(&self.pace(finished_this_run, elapsed));
         line
     }

@@ -191,6 +191,11 @@ impl JobRun {
         self.state.phase()
     }
 
+    /// Whether its local files are being uploaded (nothing sent for it yet).
+    pub fn uploading(&self) -> bool {
+        matches!(self.state, JobState::Preparing { .. })
+    }
+
     /// The video, once it is stored and verified.
     pub fn video(&self) -> Option<&StoredVideo> {
         match &self.state {

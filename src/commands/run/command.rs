@@ -382,6 +382,7 @@ async fn run_async(
     .await;
     progress.update(&snapshot(&dispatcher), true);
     progress.finish();
+    let uploads = ctx.uploads.counts();
     drop(ctx);
     let journal_result = store.close();
     if let Err(e) = out.write_atomic_with(RESULTS, |w| {
@@ -425,6 +426,17 @@ async fn run_async(
         billed_above: dispatcher.billed_above_reservations(),
     });
     let _ = write!(stderr, "{summary}");
+    if uploads.files > 0 {
+        let _ = writeln!(
+            stderr,
+            "uploaded {} local file{} ({} bytes); reused for {} more create{}",
+            uploads.files,
+            if uploads.files == 1 { "" } else { "s" },
+            uploads.bytes,
+            uploads.reused,
+            if uploads.reused == 1 { "" } else { "s" }
+        );
+    }
     if let Some(handle) = simulator {
         handle.stop().await;
     }

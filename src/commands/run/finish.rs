@@ -84,6 +84,7 @@ pub(super) fn snapshot(d: &Dispatcher) -> crate::report::Snapshot {
             JobPhase::Done => s.done += 1,
             JobPhase::Failed => s.failed += 1,
             JobPhase::Queued => s.queued += 1,
+            JobPhase::Submitting if job.uploading() => s.uploading += 1,
             JobPhase::Submitting => s.submitting += 1,
             JobPhase::Generating => s.generating += 1,
             JobPhase::Downloading => s.downloading += 1,
