@@ -301,3 +301,75 @@ async fn a_run_killed_during_uploads_and_resumed_after_they_expired_sends_no_exp
     assert_eq!(stats.counters.upload_requests_with_authorization, 0);
     env.check_invariants(None);
 }
+
+#[test]
+fn csv_cells_name_local_files_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cat.png"), png("cat")).unwrap();
+    let manifest = dir.path().join("jobs.csv");
+    std::fs::write(
+        &manifest,
+        "endpoint,model,mode,prompt,first_frame_image_url\nimage_to_video,kling-v2.6,pro,the cat yawns,cat.png\n",
+    )
+    .unwrap();
+    let plan = plan_json(&manifest);
+    assert_eq!(plan["jobs"].as_array().unwrap().len(), 1);
+    assert!(plan["jobs"][0]["id"].as_str().unwrap().contains("-cat-"), "{plan:#}");
+    std::fs::write(
+        &manifest,
+        "endpoint,model,mode,prompt,first_frame_image_url\nimage_to_video,kling-v2.6,pro,the dog yawns,dog.png\n",
+    )
+    .unwrap();
+    let out = run(&["plan", manifest.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("jobs.csv:2:"), "row and column: {}", out.stderr);
+    assert!(out.stderr.contains("dog.png does not exist"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_edited_after_planning_is_reported_not_uploaded() {
+    use kling_batch::client::credentials::{ApiKey, Credentials};
+    use kling_batch::client::{Pacer, RunApi};
+    use std::sync::Arc;
+    let env = TestEnv::new(|c| c.separate_file_origin = true, SWEEP).await;
+    std::fs::create_dir(env.dir.path().join("photos")).unwrap();
+    std::fs::write(env.dir.path().join("photos/mug.png"), png("mug")).unwrap();
+    std::fs::write(env.dir.path().join("hero.png"), png("hero")).unwrap();
+    let loaded = kling_batch::manifest::read(&env.manifest).unwrap();
+    let inputs = kling_batch::inputs::gather(&loaded.manifest, u64::MAX).unwrap();
+    let mug = inputs
+        .file("photos/mug.png")
+        .expect("the pattern matched the mug")
+        .clone();
+    let hero = inputs.file("hero.png").unwrap().clone();
+    // Edited between the plan and the upload.
+    std::fs::write(env.dir.path().join("photos/mug.png"), png("mug, edited")).unwrap();
+    let credentials = Credentials {
+        api_key: ApiKey::new(env.sim.api_key()),
+        base_url: env.sim.base_url().to_string(),
+    };
+    let api = RunApi::new(
+        credentials,
+        Arc::new(Pacer::new(100.0)),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let cache = kling_batch::client::uploads::UploadCache::default();
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let request = format!("{{\"first_frame_image_url\":\"{}\"}}", mug.placeholder());
+    let error = cache.body_for(&api, &plain, &inputs, &request).await.unwrap_err();
+    assert!(
+        error
+            .message
+            .contains("photos/mug.png changed since the run was planned"),
+        "{error}"
+    );
+    assert!(!error.transient);
+    assert_eq!(env.sim.stats().counters.uploads_prepared, 0, "nothing was sent for it");
+    // An untouched file goes up, and its body names the upload.
+    let request = format!("{{\"first_frame_image_url\":\"{}\"}}", hero.placeholder());
+    let prepared = cache.body_for(&api, &plain, &inputs, &request).await.unwrap();
+    assert!(prepared.body.contains("/uploaded/"), "{}", prepared.body);
+    assert!(prepared.send_until.is_some());
+    assert_eq!(env.sim.stats().counters.uploads_confirmed, 1);
+}
