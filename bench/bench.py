@@ -385,7 +385,52 @@ def polling_scenario(name, label, generation, jobs, conc, rate, quick_jobs):
     return run
 
 
-SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download} | {
+def u1_uploads(args, work):
+    """Issue 16: 1,000 small local images (100 KB each) as first frames, then one 1 GiB local
+    reference video; uploads per second and MiB/s, peak RSS against a run of URL inputs."""
+    n = 100 if args.quick else 1000
+    big = (64 if args.quick else 1024) * 2**20
+    out = {"images": n, "video_bytes": big}
+    folder = os.path.join(work, "u1")
+    os.makedirs(os.path.join(folder, "photos"), exist_ok=True)
+    for i in range(n):
+        with open(os.path.join(folder, "photos", f"p{i:05}.png"), "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + os.urandom(100_000))
+    with open(os.path.join(folder, "dance.mp4"), "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42")
+        chunk = os.urandom(2**20)
+        for _ in range(big // 2**20):
+            f.write(chunk)
+    with open(os.path.join(folder, "me.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + os.urandom(1000))
+    prof = profile(100.0, {"kind": "uniform", "min_seconds": 20.0, "max_seconds": 40.0}, 4096)
+    images = os.path.join(folder, "images.yaml")
+    with open(images, "w") as f:
+        json.dump({"defaults": {"endpoint": "image_to_video", "model": "kling-v2.6", "mode": "pro", "duration_seconds": 5},
+                   "prompts": [{"id": "still", "prompt": "the picture comes alive", "first_frame_image_url": "photos/*.png"}]}, f)
+    video = os.path.join(folder, "video.yaml")
+    with open(video, "w") as f:
+        json.dump({"defaults": {"endpoint": "motion_control", "model": "kling-3.0"},
+                   "prompts": [{"id": "dance", "prompt": "dance like this", "source_image_url": "me.png",
+                                "reference_video_url": "dance.mp4"}]}, f)
+    for label, manifest, jobs in (("images", images, n), ("video", video, 1)):
+        sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+        try:
+            r = timed(runner_cmd(args.bin, manifest, os.path.join(work, f"u1-{label}-out"), sim.url, 500, 200), work, f"u1-{label}")
+            stats = sim.stats()
+            r["uploads"] = stats["uploads_confirmed"]
+            r["upload_requests_with_authorization"] = stats["upload_requests_with_authorization"]
+            r["completed_tasks"] = stats["tasks_completed"]
+            out[label] = r
+        finally:
+            sim.stop()
+    out["images_per_second"] = n / out["images"]["wall"]
+    out["images_mib_per_second"] = n * 100_000 / 2**20 / out["images"]["wall"]
+    out["video_mib_per_second"] = big / 2**20 / out["video"]["wall"]
+    return out
+
+
+SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads} | {
     p[0]: polling_scenario(*p) for p in POLLING
 }
 
@@ -457,6 +502,20 @@ def table(results):
             ("rate bound ÷ wall", "≥ 0.95 where the rate binds", p["bound_s"] / k["wall"], p["bound_s"] / s["wall"] if s.get("wall") else None, 2),
         ]
         lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2], r[4])} | {fmt(r[3], r[4])} | {ratio(r[3], r[2])} |" for i, r in enumerate(rows)]
+    u1 = results.get("U1")
+    if u1:
+        head = f"U1. local files ({u1['images']:,} images of 100 KB; one {u1['video_bytes'] // 2**20:,} MiB video)"
+        rows = [
+            ("images: wall time, s (upload, create, poll, download)", "", u1["images"]["wall"]),
+            ("images: files uploaded", f"{u1['images']:,}", u1["images"]["uploads"]),
+            ("images: uploads per second", "", u1["images_per_second"]),
+            ("images: peak RSS, MB", "", u1["images"]["rss_mb"]),
+            ("video: wall time, s", "", u1["video"]["wall"]),
+            ("video: MiB/s through the whole run", "", u1["video_mib_per_second"]),
+            ("video: peak RSS, MB", "≤ 20 above the images run's", u1["video"]["rss_mb"]),
+            ("requests to upload URLs carrying the key", "0", u1["images"]["upload_requests_with_authorization"] + u1["video"]["upload_requests_with_authorization"]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
     s3 = results.get("S3")
     if s3:
         head = f"3. scale ({s3['jobs']:,} jobs)"

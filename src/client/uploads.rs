@@ -169,7 +169,7 @@ fn stream(file: &LocalFile) -> Result<reqwest::Body, UploadError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         loop {
-            let mut chunk = vec![0u8; 256 * 1024];
+            let mut chunk = vec![0u8; 64 * 1024];
             match reader.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
