@@ -25,6 +25,10 @@ pub struct Settings {
     /// `--retry-failed[=PATTERN]`: failed jobs (whose reason contains PATTERN, if one is given)
     /// get `max_attempts` new attempts, each with a new key.
     pub retry_failed: Option<String>,
+    /// `--refresh-expired-uploads`: a create of unknown outcome whose uploads expired is uploaded
+    /// again and re-sent under the same key (a task the first send made answers 409, never a
+    /// second bill).
+    pub refresh_expired_uploads: bool,
     pub cap: Option<Money>,
     pub task_deadline: Duration,
     /// `--time-scale`, if given: a hint of how much faster than real time the service runs.
@@ -463,9 +467,23 @@ impl Dispatcher {
                         .as_deref()
                         .and_then(crate::util::time_format::parse_rfc3339)
                         .is_some_and(|until| std::time::SystemTime::now() >= until);
+                    if expired && self.settings.refresh_expired_uploads {
+                        // Upload again; the same key goes out with the fresh body.
+                        let resend = Some(key.clone());
+                        let j = &mut self.jobs[job];
+                        j.busy = true;
+                        j.state = JobState::Preparing {
+                            reserve: j.facts.reserved,
+                            resend,
+                        };
+                        ops.push(Op::Prepare { job });
+                        continue;
+                    }
                     if expired {
                         let message = "its create's outcome is unknown and the upload URLs its body names have \
-                                       expired: not re-sent"
+                                       expired: not re-sent; rerun with --refresh-expired-uploads to upload them \
+                                       again and re-send under the same key (if the first send made a task, the \
+                                       service answers 409 and nothing is billed twice)"
                             .to_string();
                         self.leave_for_rerun(job, message);
                         continue;
@@ -560,7 +578,10 @@ impl Dispatcher {
                     let j = &mut self.jobs[job];
                     j.retries = 0;
                     j.busy = true;
-                    j.state = JobState::Preparing { reserve: amount };
+                    j.state = JobState::Preparing {
+                        reserve: amount,
+                        resend: None,
+                    };
                     self.in_flight += 1;
                     ops.push(Op::Prepare { job });
                     continue;
@@ -643,7 +664,7 @@ impl Dispatcher {
         tracing::info!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
         let id = self.job_id(job);
         self.stop_generating(job);
-        if let JobState::Preparing { reserve } = self.jobs[job].state {
+        if let JobState::Preparing { reserve, .. } = self.jobs[job].state {
             // Nothing was journaled for this attempt: only this run's reservation goes.
             self.ledger.release(reserve);
             self.in_flight = self.in_flight.saturating_sub(1);

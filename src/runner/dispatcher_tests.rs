@@ -18,6 +18,7 @@ fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
         concurrency,
         max_attempts: 2,
         retry_failed: None,
+        refresh_expired_uploads: false,
         cap: cap_cents.map(Money::from_cents),
         task_deadline: Duration::from_secs(1800),
         time_hint: None,
@@ -678,4 +679,73 @@ fn an_unknown_create_whose_uploads_expired_is_not_resent() {
     assert_eq!(d.jobs()[0].phase(), JobPhase::Unresolved);
     assert!(d.jobs()[0].note.as_deref().is_some_and(|n| n.contains("expired")));
     assert_eq!(d.ledger().reserved(), Money::from_cents(140), "its money stays held");
+}
+
+#[test]
+fn with_refresh_expired_uploads_the_same_key_goes_out_with_a_fresh_body() {
+    let ids: Vec<String> = plan(1).jobs.iter().map(|j| j.id.to_string()).collect();
+    let history = replay(&[Record::Submitting {
+        job: ids[0].clone(),
+        attempt: 1,
+        key: "k0".into(),
+        reserve: 70_000_000,
+        body: Some("{\"old\":true}".into()),
+        send_until: Some("2020-01-01T00:00:00Z".into()),
+        at: "t".into(),
+    }]);
+    let mut s = settings(1, None);
+    s.refresh_expired_uploads = true;
+    let plan = plan(1);
+    let mut d = Dispatcher::new(plan, vec![Money::from_cents(70)], &history, &[false], s, Instant::now());
+    let ops = d.ready_ops(Instant::now());
+    assert_eq!(ops, vec![Op::Prepare { job: 0 }], "uploaded again first");
+    d.handle(
+        Event::Prepared {
+            job: 0,
+            result: Ok(crate::client::uploads::PreparedBody {
+                body: "{\"fresh\":true}".into(),
+                send_until: Some(std::time::SystemTime::now() + Duration::from_secs(600)),
+            }),
+        },
+        Instant::now(),
+    );
+    let ops = d.ready_ops(Instant::now());
+    let [
+        Op::Submit {
+            key,
+            intent: Some(intent),
+            body,
+            ..
+        },
+    ] = ops.as_slice()
+    else {
+        panic!("one submit with its intent: {ops:?}");
+    };
+    assert_eq!(key, "k0", "the same key");
+    assert_eq!(body.as_deref(), Some("{\"fresh\":true}"));
+    assert!(
+        matches!(intent, Record::Submitting { attempt: 1, key, .. } if key == "k0"),
+        "{intent:?}"
+    );
+    assert_eq!(d.ledger().reserved(), Money::from_cents(70), "reserved once, not twice");
+    // Whatever the service answers, the outcome of the first send is still unknown: a 409 (the
+    // first send made a task) leaves it unresolved, never failed.
+    d.handle(
+        Event::Submitted {
+            job: 0,
+            result: Err(ApiError::Status {
+                status: 409,
+                code: Some("request_conflict".into()),
+                message: "conflict".into(),
+                retry_after: None,
+            }),
+        },
+        Instant::now(),
+    );
+    assert!(
+        matches!(d.jobs()[0].phase(), JobPhase::Submitting | JobPhase::Unresolved),
+        "{:?}",
+        d.jobs()[0].phase()
+    );
+    assert_eq!(d.ledger().reserved(), Money::from_cents(70), "its money stays held");
 }

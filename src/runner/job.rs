@@ -53,9 +53,11 @@ impl JobPhase {
 pub enum JobState {
     Queued,
     /// Admitted, `reserve` held against the cap: its local files are being uploaded; nothing is
-    /// journaled or sent for it yet.
+    /// journaled or sent for this body yet. `resend`: the key of a create of unknown outcome whose
+    /// uploads expired, to be re-sent with the fresh body (`--refresh-expired-uploads`).
     Preparing {
         reserve: Money,
+        resend: Option<String>,
     },
     Submitting {
         key: String,

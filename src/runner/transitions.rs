@@ -37,7 +37,7 @@ impl Dispatcher {
     /// A job's local files are uploaded (its body names them) or could not be: the intent goes
     /// out with the body, or the job fails (or tries again) with nothing created.
     fn on_prepared(&mut self, job: usize, result: Result<PreparedBody, UploadError>, now: Instant) {
-        let JobState::Preparing { reserve } = self.jobs[job].state else {
+        let JobState::Preparing { reserve, resend } = self.jobs[job].state.clone() else {
             return;
         };
         let body = match result {
@@ -49,8 +49,35 @@ impl Dispatcher {
                 self.push_timer(now + wait, job, Timer::Prepare);
                 return;
             }
+            Err(error) if resend.is_some() => {
+                // The first send may have made a task: never given up, left for a rerun.
+                let key = resend.unwrap_or_default();
+                self.jobs[job].state = JobState::Submitting { key };
+                let message = format!("its uploads could not be refreshed: {}", error.message);
+                return self.leave_for_rerun(job, message);
+            }
             Err(error) => return self.fail(job, FailureKind::Upload, error.message),
         };
+        if let Some(key) = resend {
+            // Same attempt, same key, the fresh body: journaled before it goes.
+            let attempt = self.jobs[job].facts.attempt;
+            let intent = Record::Submitting {
+                job: self.job_id(job),
+                attempt,
+                key: key.clone(),
+                reserve: reserve.micro_cents(),
+                body: Some(body.body),
+                send_until: body.send_until.map(time_format::rfc3339),
+                at: time_format::now(),
+            };
+            self.record_intent(job, &intent);
+            let j = &mut self.jobs[job];
+            j.outcome_unknown = true;
+            j.intent = Some(intent);
+            j.state = JobState::Submitting { key };
+            self.ready_submits.push_back(job);
+            return;
+        }
         if self.stop.is_some() {
             // Stopped while uploading: nothing was sent; the job waits for a rerun.
             self.ledger.release(reserve);

@@ -262,6 +262,7 @@ async fn run_async(
         concurrency: concurrency as usize,
         max_attempts: args.max_attempts,
         retry_failed: args.retry_failed.clone(),
+        refresh_expired_uploads: args.refresh_expired_uploads,
         cap,
         task_deadline: args.task_deadline,
         // The schedule learns the service's speed; a `--time-scale` given is a hint to start from.
