@@ -182,6 +182,10 @@ pub(super) async fn create(
             let message = message + &echoed_key(&shared, &headers).unwrap_or_default();
             return error_response(status, code, message);
         }
+        Err(CreateRefusal::Continuation { status, code, message }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            return error_response(status, code, message);
+        }
         Err(CreateRefusal::InsufficientCredits { needed, available }) => {
             return error_response(
                 StatusCode::PAYMENT_REQUIRED,

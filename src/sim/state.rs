@@ -38,7 +38,20 @@ pub(super) enum CreateRefusal {
         needed: Money,
         available: Money,
     },
+    /// A continuation (`source_task_id`) whose source cannot be continued (contract §15).
+    Continuation {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
 }
+
+/// Models whose completed tasks `extend_video` continues (contract §2.7); extensions of them
+/// extend again.
+const EXTENDABLE: [&str; 2] = [
+    "kling-v2.5-turbo-text-to-video-pro",
+    "kling-v2.5-turbo-image-to-video-pro",
+];
 
 #[derive(Debug, Clone)]
 pub(super) struct Created {
@@ -194,6 +207,50 @@ impl State {
             .then_some(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
+    /// A continuation's source: ours, completed, of a model the action continues (§15 codes).
+    fn check_source(&mut self, endpoint: Endpoint, source: &str, now: Duration) -> Result<(), CreateRefusal> {
+        let refuse =
+            |status: u16, code: &'static str, message: String| CreateRefusal::Continuation { status, code, message };
+        let Some(task) = self.tasks.get(source) else {
+            self.counters.continuations_unusable += 1;
+            return Err(refuse(
+                422,
+                "source_task_unusable",
+                format!("No task {source} on this account"),
+            ));
+        };
+        match task.status(now) {
+            Status::Pending | Status::Processing => {
+                self.counters.continuations_not_ready += 1;
+                return Err(refuse(
+                    409,
+                    "source_task_not_ready",
+                    format!("Task {source} has not completed yet"),
+                ));
+            }
+            Status::Failed => {
+                self.counters.continuations_unusable += 1;
+                return Err(refuse(422, "source_task_unusable", format!("Task {source} failed")));
+            }
+            Status::Completed => {}
+        }
+        let extendable =
+            task.endpoint == Endpoint::ExtendVideo || task.model.as_deref().is_some_and(|m| EXTENDABLE.contains(&m));
+        if endpoint == Endpoint::ExtendVideo && !extendable {
+            self.counters.continuations_unusable += 1;
+            return Err(refuse(
+                422,
+                "continuation_not_supported",
+                format!(
+                    "extend_video continues {} tasks (or their extensions); {source} is {}",
+                    EXTENDABLE.join(" or "),
+                    task.model.as_deref().unwrap_or("another action's task")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether an Idempotency-Key has made a task already (its resend is a replay).
     pub(super) fn knows_key(&self, key: &str) -> bool {
         self.keys.contains_key(key)
@@ -238,6 +295,9 @@ impl State {
                 replayed: true,
                 drop_connection: false,
             });
+        }
+        if let Some(source) = body.get("source_task_id").and_then(Value::as_str) {
+            self.check_source(endpoint, source, now)?;
         }
         let estimate = self.prices.estimate(endpoint, body);
         if estimate.cost > self.available() {

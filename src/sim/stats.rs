@@ -40,6 +40,10 @@ pub struct Counters {
     pub uploads_delivered: u64,
     pub uploads_confirmed: u64,
     pub creates_with_unusable_upload: u64,
+    /// Continuations (`source_task_id`) refused: the source not completed yet (409), or unknown,
+    /// failed or of a model the action does not continue (422).
+    pub continuations_not_ready: u64,
+    pub continuations_unusable: u64,
     #[serde(skip)]
     pub billed: Money,
     pub creates_per_idempotency_key: BTreeMap<String, u64>,

@@ -770,3 +770,60 @@ async fn uploads_are_checked_counted_and_expire() {
         "nothing made for the stale upload"
     );
 }
+
+async fn post(sim: &SimHandle, client: &Client, action: &str, body: &Value) -> Response {
+    client
+        .post(format!("{}/api/v1/kling/{action}", sim.base_url()))
+        .bearer_auth(sim.api_key())
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn continuations_need_a_completed_source_of_a_model_they_continue() {
+    let (sim, client) = start(|_| {}).await;
+    let turbo = json!({"model": "kling-v2.5-turbo-text-to-video-pro", "prompt": "a lake", "duration_seconds": 5});
+    let source: Value = post(&sim, &client, "text_to_video", &turbo).await.json().await.unwrap();
+    let source_id = source["id"].as_str().unwrap().to_string();
+    // Not completed yet: 409 source_task_not_ready, nothing created or billed.
+    let extend = json!({"source_task_id": source_id, "prompt": "and on"});
+    let (status, body) = error_of(post(&sim, &client, "extend_video", &extend).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "source_task_not_ready");
+    sim.advance(Duration::from_secs(121));
+    let extension: Value = post(&sim, &client, "extend_video", &extend).await.json().await.unwrap();
+    let extension_id = extension["id"].as_str().expect("an extension is made").to_string();
+    // An extension extends again, once it completed.
+    sim.advance(Duration::from_secs(121));
+    let again = json!({"source_task_id": extension_id});
+    let longer = post(&sim, &client, "extend_video", &again).await;
+    assert_eq!(longer.status(), StatusCode::OK, "{:?}", longer.text().await);
+    // A kling-3.0 task is not extendable; an unknown id is not usable.
+    let other: Value = create(&sim, &client, &lake(), None).await.json().await.unwrap();
+    sim.advance(Duration::from_secs(121));
+    let (status, body) =
+        error_of(post(&sim, &client, "extend_video", &json!({"source_task_id": other["id"]})).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "continuation_not_supported");
+    let (status, body) = error_of(
+        post(
+            &sim,
+            &client,
+            "extend_video",
+            &json!({"source_task_id": "no-such-task"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "source_task_unusable");
+    let stats = sim.stats();
+    assert_eq!(stats.counters.continuations_not_ready, 1);
+    assert_eq!(stats.counters.continuations_unusable, 2);
+    assert_eq!(
+        stats.counters.tasks_created, 4,
+        "the source, two extensions, the kling-3.0 task"
+    );
+}
