@@ -206,6 +206,19 @@ fn check_field(
         out.push(v);
         return;
     }
+    if name == "source_task_id"
+        && let Some(id) = value.as_str()
+        && (id.trim().is_empty() || id.contains(['{', '}']) || id.chars().any(char::is_whitespace))
+    {
+        // `{from:step1}` and the like are not filled in by anyone: the service would be asked to
+        // continue a task that does not exist.
+        out.push(Violation::new(
+            name,
+            ViolationKind::WrongType,
+            format!("source_task_id must be the id of a completed task, not `{id}`"),
+        ));
+        return;
+    }
     if let Some(v) = check_constraint(name, constraint, value) {
         out.push(v);
     }

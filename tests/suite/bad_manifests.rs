@@ -307,3 +307,22 @@ fn files_that_cannot_be_manifests_are_refused() {
         Some("check the path"),
     );
 }
+
+#[test]
+fn a_placeholder_in_source_task_id_is_refused_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("chain.yaml");
+    std::fs::write(
+        &manifest,
+        "prompts:\n  - endpoint: extend_video\n    prompt: \"and on\"\n    source_task_id: \"{from:step1}\"\n",
+    )
+    .unwrap();
+    let out = crate::common::run(&["plan", manifest.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("chain.yaml:4:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("source_task_id must be the id of a completed task"),
+        "{}",
+        out.stderr
+    );
+}
