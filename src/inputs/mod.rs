@@ -121,6 +121,7 @@ impl LocalFile {
 pub struct Inputs {
     pub files: Vec<LocalFile>,
     by_written: HashMap<String, usize>,
+    by_placeholder: HashMap<String, usize>,
     /// prompt index → (field, the written paths of its matches, sorted).
     patterns: HashMap<usize, Vec<(String, Vec<String>)>>,
 }
@@ -142,7 +143,7 @@ impl Inputs {
 
     /// The file behind a placeholder.
     pub fn by_placeholder(&self, placeholder: &str) -> Option<&LocalFile> {
-        self.files.iter().find(|f| f.placeholder() == placeholder)
+        self.by_placeholder.get(placeholder).map(|i| &self.files[*i])
     }
 }
 
@@ -301,9 +302,9 @@ impl Gathering {
                     file.kind = kind;
                 }
                 file.written = written.to_string();
-                self.inputs
-                    .by_written
-                    .insert(written.to_string(), self.inputs.files.len());
+                let index = self.inputs.files.len();
+                self.inputs.by_written.insert(written.to_string(), index);
+                self.inputs.by_placeholder.entry(file.placeholder()).or_insert(index);
                 self.inputs.files.push(file);
             }
             Err(message) => {
