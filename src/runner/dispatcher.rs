@@ -664,31 +664,16 @@ impl Dispatcher {
         tracing::info!(job = %self.job_id(job), kind = kind.as_str(), %message, "job failed");
         let id = self.job_id(job);
         self.stop_generating(job);
-        if let JobState::Preparing { reserve, .. } = self.jobs[job].state {
-            // Nothing was journaled for this attempt: only this run's reservation goes.
-            self.ledger.release(reserve);
-            self.in_flight = self.in_flight.saturating_sub(1);
-            self.record(
-                job,
-                Record::Failed {
-                    job: id,
-                    kind,
-                    message: message.clone(),
-                    at: crate::util::time_format::now(),
-                },
-            );
-            self.jobs[job].state = JobState::Failed {
-                failure: Failure { kind, message },
-            };
-            return;
-        }
-        if matches!(
-            self.jobs[job].state,
-            JobState::Submitting { .. } | JobState::Generating { .. }
-        ) {
+        // A job mid-upload has nothing journaled for this attempt: only this run's reservation.
+        let (held, flying) = match self.jobs[job].state {
+            JobState::Preparing { reserve, .. } => (reserve, true),
+            JobState::Submitting { .. } | JobState::Generating { .. } => (self.jobs[job].facts.reserved, true),
+            _ => (self.jobs[job].facts.reserved, false),
+        };
+        if flying {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
-        self.ledger.release(self.jobs[job].facts.reserved);
+        self.ledger.release(held);
         self.record(
             job,
             Record::Failed {

@@ -58,36 +58,24 @@ impl Dispatcher {
             }
             Err(error) => return self.fail(job, FailureKind::Upload, error.message),
         };
-        if let Some(key) = resend {
-            // Same attempt, same key, the fresh body: journaled before it goes.
-            let attempt = self.jobs[job].facts.attempt;
-            let intent = Record::Submitting {
-                job: self.job_id(job),
-                attempt,
-                key: key.clone(),
-                reserve: reserve.micro_cents(),
-                body: Some(body.body),
-                send_until: body.send_until.map(time_format::rfc3339),
-                at: time_format::now(),
-            };
-            self.record_intent(job, &intent);
-            let j = &mut self.jobs[job];
-            j.outcome_unknown = true;
-            j.intent = Some(intent);
-            j.state = JobState::Submitting { key };
-            self.ready_submits.push_back(job);
-            return;
-        }
-        if self.stop.is_some() {
-            // Stopped while uploading: nothing was sent; the job waits for a rerun.
-            self.ledger.release(reserve);
-            self.in_flight = self.in_flight.saturating_sub(1);
-            self.jobs[job].state = JobState::Queued;
-            return;
-        }
+        let refreshed = resend.is_some();
         let id = self.job_id(job);
-        let attempt = self.jobs[job].facts.attempt + 1;
-        let key = super::idempotency_key(&self.settings.run_id, &id, attempt);
+        let (attempt, key) = match resend {
+            // Same attempt, same key, the fresh body: the first send's outcome stays unknown.
+            Some(key) => (self.jobs[job].facts.attempt, key),
+            None if self.stop.is_some() => {
+                // Stopped while uploading: nothing was sent; the job waits for a rerun.
+                self.ledger.release(reserve);
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.jobs[job].state = JobState::Queued;
+                return;
+            }
+            None => {
+                let attempt = self.jobs[job].facts.attempt + 1;
+                (attempt, super::idempotency_key(&self.settings.run_id, &id, attempt))
+            }
+        };
+        // Journaled before it goes: the executor makes the intent durable, then sends.
         let intent = Record::Submitting {
             job: id,
             attempt,
@@ -101,7 +89,7 @@ impl Dispatcher {
         let j = &mut self.jobs[job];
         j.retries = 0;
         j.polls = 0;
-        j.outcome_unknown = false;
+        j.outcome_unknown = refreshed;
         j.intent = Some(intent);
         j.state = JobState::Submitting { key };
         self.ready_submits.push_back(job);
