@@ -215,7 +215,8 @@ fn expand_full(
         return fail(problems);
     }
     // Fields that named local files are shown like swept parameters: the path as written.
-    for job in jobs.iter().filter(|_| !inputs.files.is_empty()) {
+    let with_files = if inputs.files.is_empty() { &jobs[..0] } else { &jobs[..] };
+    for job in with_files {
         for (name, _) in job.params.iter() {
             if crate::inputs::media_kind(name).is_some() && !swept.iter().any(|s| s == name) {
                 swept.push(name.to_string());
