@@ -34,6 +34,9 @@ pub enum Class {
     Invalid,
     /// 409: the idempotency key was used with another body.
     Conflict,
+    /// 409 `source_task_not_ready`: a continuation's source has not completed (as far as the
+    /// create path sees); no task was made. Worth trying again shortly.
+    NotReady,
     NotFound,
     /// Anything else the service says no to.
     Refused,
@@ -43,16 +46,25 @@ impl ApiError {
     pub fn class(&self) -> Class {
         match self {
             ApiError::Transport { .. } => Class::Transient,
-            ApiError::Status { status, .. } => match status {
+            ApiError::Status { status, code, .. } => match status {
                 401 | 403 => Class::Auth,
                 402 => Class::Credits,
                 400 | 413 | 415 | 422 => Class::Invalid,
                 404 | 410 => Class::NotFound,
+                409 if code.as_deref() == Some("source_task_not_ready") => Class::NotReady,
                 409 => Class::Conflict,
                 408 | 425 | 500..=599 => Class::Transient,
                 429 => Class::RateLimited,
                 _ => Class::Refused,
             },
+        }
+    }
+
+    /// The machine code of an error answer (`error.code`), if it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { code, .. } => code.as_deref(),
+            ApiError::Transport { .. } => None,
         }
     }
 

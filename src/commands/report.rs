@@ -29,11 +29,12 @@ pub(crate) fn run(
         CommandFailure::new(Exit::Failure, e).hint("a running run writes report.html itself when it ends")
     })?;
     let history = &folder.history;
-    let jobs: Vec<crate::runner::JobRun> = plan
+    let mut jobs: Vec<crate::runner::JobRun> = plan
         .jobs
         .iter()
         .map(|j| crate::runner::JobRun::at_rest(history.jobs.get(j.id.as_str()), file_ok(dir, history, j.id.as_str())))
         .collect();
+    crate::runner::steps::settle_at_rest(plan, &mut jobs);
     let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
     let removed = crate::report::removed_paid(plan, history);
     let written = out

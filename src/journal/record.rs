@@ -19,6 +19,9 @@ pub enum FailureKind {
     Download,
     /// A local input file could not be uploaded (nothing was created for the job).
     Upload,
+    /// A continuation's source task cannot be continued (422 `source_task_unusable`,
+    /// `continuation_not_supported`), or never became ready for it.
+    Continuation,
     /// Anything else the service refused.
     Refused,
 }
@@ -32,6 +35,7 @@ impl FailureKind {
             FailureKind::NotFound => "not_found",
             FailureKind::Download => "download",
             FailureKind::Upload => "upload",
+            FailureKind::Continuation => "continuation",
             FailureKind::Refused => "refused",
         }
     }

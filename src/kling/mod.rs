@@ -6,6 +6,7 @@
 //! answer 400/422 the way the real service does.
 
 mod checks;
+pub mod continuation;
 mod endpoint;
 mod fields;
 pub(crate) mod models;

@@ -208,10 +208,14 @@ fn check_field(
     }
     if name == "source_task_id"
         && let Some(id) = value.as_str()
-        && (id.trim().is_empty() || id.contains(['{', '}']) || id.chars().any(char::is_whitespace))
+        && (id.trim().is_empty()
+            || id.contains(['{', '}'])
+            || id.contains("://")
+            || id.chars().any(char::is_whitespace))
     {
-        // `{from:step1}` and the like are not filled in by anyone: the service would be asked to
-        // continue a task that does not exist.
+        // `{from:step1}`, `kb-parent://…` and the like are not filled in by anyone: the service
+        // would be asked to continue a task that does not exist (`needs:` is how a step names
+        // its parent).
         out.push(Violation::new(
             name,
             ViolationKind::WrongType,

@@ -15,6 +15,7 @@ pub const META_PREFIX: &str = "meta.";
 
 enum Column {
     Id,
+    Needs,
     Endpoint,
     Field(&'static str, FieldType),
     Meta(String),
@@ -70,6 +71,7 @@ pub(super) fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> 
         }
         columns.push(match name {
             "id" => Column::Id,
+            "needs" => Column::Needs,
             ENDPOINT_KEY => Column::Endpoint,
             _ if name.starts_with(META_PREFIX) && name.len() > META_PREFIX.len() => {
                 Column::Meta(name[META_PREFIX.len()..].to_string())
@@ -77,8 +79,8 @@ pub(super) fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> 
             _ => match field(name) {
                 Some(spec) => Column::Field(spec.name, spec.ty),
                 None => {
-                    let p = unknown_key(origin, "a known column", name, request_field_names().chain(["id"]))
-                        .hint("columns are request fields, `id`, `endpoint`, or `meta.<name>` for your own notes");
+                    let p = unknown_key(origin, "a known column", name, request_field_names().chain(["id", "needs"]))
+                        .hint("columns are request fields, `id`, `needs`, `endpoint`, or `meta.<name>` for your own notes");
                     problems.push(p);
                     Column::Unusable
                 }
@@ -123,6 +125,7 @@ pub(super) fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> 
             fields: FieldMap::new(),
             vars: Vec::new(),
             meta: BTreeMap::new(),
+            needs: None,
         };
         for (i, (text, column)) in record.iter().zip(&columns).enumerate() {
             if text.is_empty() {
@@ -136,6 +139,12 @@ pub(super) fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> 
                     Ok(()) => entry.id = Some(text.to_string()),
                     Err(p) => problems.push(p),
                 },
+                Column::Needs => {
+                    entry.needs = Some(Sourced {
+                        value: text.trim().to_string(),
+                        origin,
+                    })
+                }
                 Column::Endpoint => match parse_endpoint(text, &origin) {
                     Ok(e) => {
                         entry.fields.insert(

@@ -31,6 +31,9 @@ pub struct PromptEntry {
     pub vars: Vec<(String, Vec<Sourced<String>>)>,
     /// User metadata that travels to the results.
     pub meta: BTreeMap<String, String>,
+    /// `needs: <prompt id>`: this entry is a step that runs once for every completed job of the
+    /// named entry, continuing that job's task (`source_task_id`).
+    pub needs: Option<Sourced<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,7 +27,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "pricing",
     "on_unsupported",
 ];
-const PROMPT_KEYS: &[&str] = &["id", "prompt", "vars", "meta"];
+const PROMPT_KEYS: &[&str] = &["id", "prompt", "vars", "meta", "needs"];
 pub(super) const LIMIT_KEYS: &[&str] = &["max_spend_usd", "concurrency", "rate_per_second"];
 pub(super) const PRICING_KEYS: &[&str] = &[
     "model",
@@ -269,6 +269,7 @@ impl Walker<'_> {
             fields: FieldMap::new(),
             vars: Vec::new(),
             meta: BTreeMap::new(),
+            needs: None,
         };
         match item {
             Y::String(text) => {
@@ -293,6 +294,18 @@ impl Walker<'_> {
                                 Err(p) => self.problem(p),
                             },
                             None => self.problem(Problem::new(Origin::yaml(&at), "id must be a string")),
+                        },
+                        "needs" => match scalar_text(value) {
+                            Some(id) if !id.trim().is_empty() => {
+                                entry.needs = Some(Sourced {
+                                    value: id.trim().to_string(),
+                                    origin: Origin::yaml(&at),
+                                })
+                            }
+                            _ => self.problem(
+                                Problem::new(Origin::yaml(&at), "needs must name one prompt entry by its id")
+                                    .hint("write `needs: base`, where an earlier entry has `id: base`"),
+                            ),
                         },
                         "vars" => entry.vars = self.vars(value, &at),
                         "meta" => entry.meta = self.meta(value, &at),

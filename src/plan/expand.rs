@@ -26,12 +26,16 @@ mod adapt;
 mod prompt;
 #[path = "slices.rs"]
 mod slices;
+#[path = "steps.rs"]
+mod steps;
 #[path = "variables.rs"]
 mod variables;
 
 use adapt::*;
 use prompt::*;
 use slices::*;
+pub use steps::{PARENT_SCHEME, fill_parent, parent_of_request};
+use steps::{Step, graph, step_combos, step_problems};
 use variables::*;
 
 /// The most jobs one manifest may expand to; larger sweeps are refused before anything is built.
@@ -109,7 +113,19 @@ fn expand_full(
         Ok(c) => c,
         Err(p) => return fail(vec![p]),
     };
+    let graph = match graph(manifest) {
+        Ok(g) => g,
+        Err(p) => return fail(p),
+    };
     let repeat = u64::from(manifest.repeat.get());
+    // Steps take one sample per parent job; how many parents they have is counted once built.
+    let repeat_of = |index: usize| {
+        if manifest.prompts[index].needs.is_some() {
+            1
+        } else {
+            repeat
+        }
+    };
     let files_of = |index: usize| {
         inputs
             .patterns(index)
@@ -122,7 +138,7 @@ fn expand_full(
             .iter()
             .try_fold(1u64, |n, (_, values)| n.checked_mul(values.len() as u64))?
             .checked_mul(files_of(index)?)?;
-        acc.checked_add(vars.checked_mul(combos.len() as u64)?.checked_mul(repeat)?)
+        acc.checked_add(vars.checked_mul(combos.len() as u64)?.checked_mul(repeat_of(index))?)
     });
     let total = match total {
         Some(n) if n <= MAX_JOBS => n as usize,
@@ -174,6 +190,7 @@ fn expand_full(
         skipped: Vec::new(),
         notes: Notes::default(),
         seen: HashMap::new(),
+        steps: HashMap::new(),
     };
     // A slice of about CHUNK_JOBS jobs at a time, so what waits to be merged stays small.
     let chunks = split_points(&per_prompt, total.div_ceil(chunk_jobs.max(1)).max(1));
@@ -203,6 +220,10 @@ fn expand_full(
         for (part, notes) in parts {
             merged.take(manifest, part, notes);
         }
+    }
+    let steps = std::mem::take(&mut merged.steps);
+    if merged.problems.is_empty() {
+        merged.build_steps(manifest, &graph, steps);
     }
     let Merged {
         problems,
@@ -243,6 +264,8 @@ struct Merged {
     notes: Notes,
     /// (request digest, sample) → (index in jobs, whether adaptation produced it)
     seen: HashMap<([u8; 8], u32), (usize, bool)>,
+    /// Steps' requests, by prompt entry, made into jobs once every entry is expanded.
+    steps: HashMap<usize, Step>,
 }
 
 impl Merged {
@@ -253,6 +276,12 @@ impl Merged {
         for entry in part {
             let prompt = &manifest.prompts[entry.index];
             let mut produced = 0usize;
+            let mut step = prompt.needs.is_some().then(|| Step {
+                index: entry.index,
+                label: entry.label.clone(),
+                meta: entry.meta.clone(),
+                candidates: Vec::new(),
+            });
             for item in entry.items {
                 let candidate = match item {
                     Item::Problems(p) => {
@@ -265,6 +294,11 @@ impl Merged {
                     }
                     Item::Job(candidate) => candidate,
                 };
+                if let Some(step) = step.as_mut() {
+                    step.candidates.push(candidate);
+                    produced += 1;
+                    continue;
+                }
                 let mut body = Some(candidate.body);
                 let last = manifest.repeat.get();
                 for sample in 1..=last {
@@ -295,6 +329,7 @@ impl Merged {
                         meta: entry.meta.clone(),
                         sample,
                         estimate: candidate.estimate.clone(),
+                        parent: None,
                     });
                     produced += 1;
                 }
@@ -310,6 +345,9 @@ impl Merged {
                     .subject(entry.subject)
                     .hint(format!("the first combination was skipped because {reason}")),
                 );
+            }
+            if let Some(step) = step {
+                self.steps.insert(step.index, step);
             }
         }
     }

@@ -62,6 +62,8 @@ pub struct JobSpec {
     /// 1-based sample number when `repeat:` asks for several samples of one request.
     pub sample: u32,
     pub estimate: Estimate,
+    /// For a step's job (`needs:`), the job (index in the plan) whose task it continues.
+    pub parent: Option<usize>,
 }
 
 impl JobSpec {

@@ -8,8 +8,12 @@ mod job;
 mod matrix;
 mod problems;
 mod template;
+mod tree;
 
-pub use expand::{MAX_JOBS, Plan, Skipped, expand, expand_with, expand_with_inputs};
+pub use expand::{
+    MAX_JOBS, PARENT_SCHEME, Plan, Skipped, expand, expand_with, expand_with_inputs, fill_parent, parent_of_request,
+};
 pub use job::{JobId, JobSpec, Params, RequestBody, canonical_json, slug};
 pub use matrix::{Combination, combinations};
 pub use template::{Template, TemplateError};
+pub use tree::StepCount;

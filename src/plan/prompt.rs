@@ -77,15 +77,36 @@ impl Context<'_> {
             entry.items.push(Item::Problems(template_problems));
             return entry;
         };
+        let step_checks = step_problems(manifest, prompt, &entry.subject);
+        if !step_checks.is_empty() {
+            entry.items.push(Item::Problems(step_checks));
+            return entry;
+        }
+        let own_combos;
+        let combos: &[Combination] = match &prompt.needs {
+            Some(_) => {
+                own_combos = step_combos(manifest, prompt, self.combos);
+                &own_combos
+            }
+            None => self.combos,
+        };
         let name_of = |n: &str| self.names.get(n).cloned().unwrap_or_else(|| Arc::from(n));
         let choices = file_choices(self.inputs.patterns(index));
         for assignment in assignments(&prompt.vars) {
             let values: BTreeMap<&str, &str> = assignment.iter().map(|(n, v)| (n.as_str(), v.value.as_str())).collect();
-            for (choice, combo) in choices
-                .iter()
-                .flat_map(|c| self.combos.iter().map(move |combo| (c, combo)))
-            {
+            for (choice, combo) in choices.iter().flat_map(|c| combos.iter().map(move |combo| (c, combo))) {
                 let mut fields = merge(manifest, prompt, &templates, &values, combo);
+                if let Some(needs) = &prompt.needs {
+                    // Checked with a stand-in; made once per parent job with its id.
+                    fields.insert(
+                        "source_task_id",
+                        Field {
+                            value: Cow::Owned(Value::String(steps::SLOT.into())),
+                            origin: &needs.origin,
+                            layer: Layer::Prompt,
+                        },
+                    );
+                }
                 // A pattern's match stands in for the pattern; then every local file for its
                 // content.
                 for (field, written) in choice {
@@ -94,7 +115,14 @@ impl Context<'_> {
                     }
                 }
                 let local = localize(&mut fields, self.inputs);
-                match check(fields, manifest.on_unsupported, &entry.subject, notes) {
+                // A step's endpoint never takes the sweep's model or length: not worth a note.
+                let mut quiet = Notes::default();
+                let notes_here = if prompt.needs.is_some() {
+                    &mut quiet
+                } else {
+                    &mut *notes
+                };
+                match check(fields, manifest.on_unsupported, &entry.subject, notes_here) {
                     Outcome::Invalid(p) => entry.items.push(Item::Problems(p)),
                     Outcome::Skipped(reason) => {
                         entry.items.push(Item::Skipped(Skipped {

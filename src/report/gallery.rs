@@ -115,6 +115,8 @@ figure.cell{margin:0 0 .4rem;width:240px}figure video{width:240px;height:135px;b
 figcaption{font-size:12px;color:#444;word-break:break-all}figcaption a{color:#0645ad}\
 .failed .error{color:#a00;background:#fee;padding:.5rem;min-height:4rem}\
 .pending{color:#666;background:#eee;padding:.5rem;min-height:4rem}.hidden{display:none}\
+section.chains{margin-top:1.5rem}.chain{display:flex;align-items:center;gap:.4rem;margin:0 0 .6rem}\
+figure.link{margin:0;width:240px}.arrow{font-size:1.5rem;color:#888}\
 section.removed{margin-top:1.5rem}section.removed figure{display:inline-block;margin:0 .6rem .6rem 0;width:240px}";
 
 /// Filters: one select for the status and one per swept parameter; a cell is shown when it
@@ -193,6 +195,7 @@ pub fn write_gallery(
         html.clear();
     }
     html.push_str("</tbody>\n</table></div>\n");
+    chains_html(plan, jobs, &mut html);
     let kept: Vec<_> = removed
         .iter()
         .filter_map(|r| r.facts.video.as_ref().map(|v| (r, v)))
@@ -215,6 +218,69 @@ pub fn write_gallery(
     html.push_str("<script>document.body.dataset.cells=document.querySelectorAll('figure.cell').length;document.body.dataset.videos=document.querySelectorAll('figure.cell video').length;</script>\n");
     html.push_str("</body>\n</html>\n");
     out.write_all(html.as_bytes())
+}
+
+/// With steps (`needs:`): every chain from a first job to its last step, one row each, in order.
+fn chains_html(plan: &Plan, jobs: &[JobRun], html: &mut String) {
+    if !plan.has_steps() {
+        return;
+    }
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, job) in plan.jobs.iter().enumerate() {
+        if let Some(p) = job.parent {
+            children.entry(p).or_default().push(i);
+        }
+    }
+    html.push_str("<section class=\"chains\"><h2>Chains</h2>\n");
+    for root in (0..plan.jobs.len()).filter(|&i| plan.jobs[i].parent.is_none() && children.contains_key(&i)) {
+        // Depth first: each path from the root to a job without steps is one row.
+        let mut stack: Vec<Vec<usize>> = vec![vec![root]];
+        while let Some(path) = stack.pop() {
+            let last = path[path.len() - 1];
+            match children.get(&last) {
+                Some(kids) => {
+                    for &k in kids.iter().rev() {
+                        let mut next = path.clone();
+                        next.push(k);
+                        stack.push(next);
+                    }
+                }
+                None => {
+                    html.push_str("<div class=\"chain\">");
+                    for (n, &i) in path.iter().enumerate() {
+                        if n > 0 {
+                            html.push_str("<span class=\"arrow\">→</span>");
+                        }
+                        if let (Some(spec), Some(job)) = (plan.jobs.get(i), jobs.get(i)) {
+                            html.push_str(&link_html(spec, job));
+                        }
+                    }
+                    html.push_str("</div>\n");
+                }
+            }
+        }
+    }
+    html.push_str("</section>\n");
+}
+
+/// One job of a chain: its video (or where it stands), its step and id.
+fn link_html(spec: &JobSpec, job: &JobRun) -> String {
+    let body = match job.video() {
+        Some(video) => format!(
+            "<video src=\"{}\" controls muted loop playsinline preload=\"metadata\"></video>",
+            escape(&video.path)
+        ),
+        None => format!(
+            "<div class=\"pending\">{}</div>",
+            escape(&job.error().unwrap_or_else(|| job.phase().as_str().to_string()))
+        ),
+    };
+    format!(
+        "<figure class=\"link {}\">{body}<figcaption>{}<br>{}</figcaption></figure>",
+        job.phase().as_str(),
+        escape(&spec.label),
+        escape(spec.id.as_str())
+    )
 }
 
 fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
@@ -241,15 +307,15 @@ fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
             if sound { "" } else { " muted" },
             escape(spec.prompt().as_deref().unwrap_or(""))
         ),
-        (JobPhase::Failed, _) => {
-            let error = job.failure().map_or("failed".to_string(), ToString::to_string);
+        (JobPhase::Failed | JobPhase::Skipped, _) => {
+            let error = job.error().unwrap_or_else(|| "failed".to_string());
             format!("<div class=\"error\">{}</div>", escape(&error))
         }
         (phase, _) => format!("<div class=\"pending\">{}</div>", phase.as_str()),
     };
     let class = match job.phase() {
         JobPhase::Done => "completed",
-        JobPhase::Failed => "failed",
+        JobPhase::Failed | JobPhase::Skipped => "failed",
         _ => "pending",
     };
     // What the filters compare: the status, and each swept parameter's value.
@@ -276,7 +342,7 @@ fn filters(plan: &Plan, jobs: &[JobRun], columns: &[String]) -> String {
         .iter()
         .map(|j| match j.phase() {
             JobPhase::Done => "completed",
-            JobPhase::Failed => "failed",
+            JobPhase::Failed | JobPhase::Skipped => "failed",
             _ => "pending",
         })
         .collect();

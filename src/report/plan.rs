@@ -195,6 +195,32 @@ pub fn plan_table(plan: &Plan) -> String {
             let _ = writeln!(out, "  {} ({} bytes, {:?})", file.written, file.bytes, file.kind);
         }
     }
+    let tree = plan.step_tree();
+    if !tree.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSteps (a step runs once for every completed job of the entry it needs; estimated as if all complete):"
+        );
+        let width = tree
+            .iter()
+            .map(|r| 2 * r.depth + r.step.chars().count())
+            .max()
+            .unwrap_or(0);
+        for row in &tree {
+            let name = format!("{}{}", "  ".repeat(row.depth), row.step);
+            let needs = row
+                .needs
+                .as_ref()
+                .map_or(String::new(), |n| format!("  (continues `{n}`)"));
+            let _ = writeln!(
+                out,
+                "  {name:<width$}  {:>7} job{}  {:>10}{needs}",
+                row.jobs,
+                if row.jobs == 1 { " " } else { "s" },
+                row.estimate.to_string()
+            );
+        }
+    }
     for note in &plan.notes {
         let _ = writeln!(out, "Note: {note}");
     }
@@ -237,7 +263,7 @@ impl Serialize for PlanDoc<'_> {
             .collect();
         let total_cost: Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
         // Keys in sorted order, as a JSON object of this project has always been written.
-        let mut map = serializer.serialize_map(Some(10))?;
+        let mut map = serializer.serialize_map(Some(11))?;
         map.serialize_entry(
             "estimate",
             "costs come from the built-in price table and the manifest's pricing; a run asks the service for a quote",
@@ -259,6 +285,7 @@ impl Serialize for PlanDoc<'_> {
         map.serialize_entry("name", &plan.name)?;
         map.serialize_entry("notes", &plan.notes)?;
         map.serialize_entry("skipped", &plan.skipped)?;
+        map.serialize_entry("steps", &plan.step_tree())?;
         map.serialize_entry("swept", &plan.swept)?;
         map.serialize_entry(
             "totals",
@@ -277,7 +304,8 @@ struct Jobs<'a>(&'a [JobSpec]);
 
 impl Serialize for Jobs<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|job| JobDoc {
+        let jobs = self.0;
+        serializer.collect_seq(jobs.iter().map(|job| JobDoc {
             endpoint: job.endpoint,
             estimate: EstimateDoc {
                 cents_per_second: job.estimate.per_second.cents(),
@@ -291,6 +319,7 @@ impl Serialize for Jobs<'_> {
             meta: &job.meta,
             model: job.model(),
             params: &job.params,
+            parent: job.parent.map(|p| jobs[p].id.as_str()),
             request: &job.request,
             sample: job.sample,
         }))
@@ -306,6 +335,8 @@ struct JobDoc<'a> {
     meta: &'a BTreeMap<String, String>,
     model: Option<&'a str>,
     params: &'a Params,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<&'a str>,
     request: &'a RequestBody,
     sample: u32,
 }

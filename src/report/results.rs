@@ -69,7 +69,12 @@ pub fn write_results_csv(
     let swept: Vec<&String> = plan.swept.iter().filter(|s| !FIXED.contains(&s.as_str())).collect();
     let meta: BTreeSet<&String> = plan.jobs.iter().flat_map(|j| j.meta.keys()).collect();
     let mut writer = csv::WriterBuilder::new().buffer_capacity(64 * 1024).from_writer(out);
+    // With steps (`needs:`): the entry each job came from and the job whose task it continues.
+    let steps = plan.has_steps();
     let mut header: Vec<String> = FIXED[..5].iter().map(|s| s.to_string()).collect();
+    if steps {
+        header.extend(["step".to_string(), "parent_job_id".to_string()]);
+    }
     header.extend(swept.iter().map(|s| s.to_string()));
     header.extend(FIXED[5..].iter().map(|s| s.to_string()));
     header.extend(meta.iter().map(|k| format!("meta.{k}")));
@@ -82,6 +87,10 @@ pub fn write_results_csv(
             spec.model().unwrap_or("").to_string(),
             spec.prompt().unwrap_or_default(),
         ];
+        if steps {
+            row.push(spec.label.to_string());
+            row.push(spec.parent.map_or(String::new(), |p| plan.jobs[p].id.to_string()));
+        }
         row.extend(
             swept
                 .iter()
@@ -94,7 +103,10 @@ pub fn write_results_csv(
     for job in removed {
         let facts = &job.facts;
         let mut row: Vec<String> = vec![job.id.clone(), NOT_IN_MANIFEST.to_string()];
-        row.extend(std::iter::repeat_n(String::new(), 3 + swept.len()));
+        row.extend(std::iter::repeat_n(
+            String::new(),
+            3 + swept.len() + if steps { 2 } else { 0 },
+        ));
         row.extend(outcome_cells(
             facts,
             facts.video.as_ref(),

@@ -4,7 +4,7 @@
 
 use crate::journal::{FailureKind, Phase, Replayed, Resume};
 use crate::plan::Plan;
-use crate::runner::{JobPhase, JobRun};
+use crate::runner::{JobPhase, JobRun, JobState};
 use crate::util::money::Money;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,6 +44,66 @@ pub struct RunStatus {
     /// Jobs in the journal that the manifest no longer has.
     pub removed: usize,
     pub finished: bool,
+    /// With steps (`needs:`): the states of each entry's jobs, parents before their steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+}
+
+/// One entry of a plan with steps, and where its jobs stand.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepStatus {
+    pub step: String,
+    pub needs: Option<String>,
+    pub depth: usize,
+    pub jobs: usize,
+    pub states: BTreeMap<String, usize>,
+}
+
+/// The states of each entry's jobs, given each job's state name in plan order.
+fn by_step(plan: &Plan, names: &[&str]) -> Vec<StepStatus> {
+    plan.step_tree()
+        .into_iter()
+        .map(|row| {
+            let mut states: BTreeMap<String, usize> = BTreeMap::new();
+            for (job, name) in plan.jobs.iter().zip(names) {
+                if job.prompt_index == row.entry {
+                    *states.entry(name.to_string()).or_default() += 1;
+                }
+            }
+            StepStatus {
+                step: row.step,
+                needs: row.needs,
+                depth: row.depth,
+                jobs: row.jobs,
+                states,
+            }
+        })
+        .collect()
+}
+
+/// The order states are listed in.
+const STATE_ORDER: [&str; 13] = [
+    "completed",
+    "failed",
+    "skipped",
+    "not_started",
+    "waiting",
+    "waiting_for_parent",
+    "submitting",
+    "generating",
+    "downloading",
+    "file_missing",
+    "timed_out",
+    "unresolved",
+    "uploading",
+];
+
+fn state_list(states: &BTreeMap<String, usize>) -> String {
+    STATE_ORDER
+        .iter()
+        .filter_map(|s| states.get(*s).map(|n| format!("{n} {}", s.replace('_', " "))))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn failures(reasons: impl Iterator<Item = String>) -> Vec<Failure> {
@@ -59,12 +119,35 @@ fn failures(reasons: impl Iterator<Item = String>) -> Vec<Failure> {
     list
 }
 
-/// The failed jobs of a run, grouped by reason, most common first.
+/// The failed (and skipped) jobs of a run, grouped by reason, most common first.
 pub(super) fn failure_groups(jobs: &[JobRun]) -> Vec<Failure> {
-    failures(jobs.iter().filter(|j| j.phase() == JobPhase::Failed).map(|j| {
-        j.failure()
-            .map_or_else(|| "unknown".to_string(), |f| reason(f.kind, &f.message))
+    failures(jobs.iter().filter_map(|j| {
+        match j.phase() {
+            JobPhase::Failed => Some(
+                j.failure()
+                    .map_or_else(|| "unknown".to_string(), |f| reason(f.kind, &f.message)),
+            ),
+            JobPhase::Skipped => Some(skipped_reason(&j.error().unwrap_or_default())),
+            _ => None,
+        }
     }))
+}
+
+fn skipped_reason(why: &str) -> String {
+    format!("skipped: {why}")
+}
+
+/// A job's state name: its phase, told apart where a person needs it.
+fn state_name(job: &JobRun) -> &'static str {
+    // A paid job left at its deadline waits for its video: as `status` reads the journal.
+    let paid_and_parked = job.phase() == JobPhase::TimedOut && job.facts.cost.is_some();
+    match job.phase() {
+        JobPhase::Queued if matches!(job.state, JobState::Waiting) => "waiting_for_parent",
+        JobPhase::Queued if job.facts.attempt == 0 => "not_started",
+        JobPhase::Queued => "waiting",
+        _ if paid_and_parked => "downloading",
+        other => other.as_str(),
+    }
 }
 
 fn reason(kind: FailureKind, message: &str) -> String {
@@ -83,23 +166,18 @@ impl RunStatus {
     ) -> RunStatus {
         let mut states: BTreeMap<String, usize> = BTreeMap::new();
         let mut next = NextSteps::default();
+        let mut names = Vec::with_capacity(jobs.len());
         for job in jobs {
-            // A paid job left at its deadline waits for its video: as `status` reads the journal.
-            let paid_and_parked = job.phase() == JobPhase::TimedOut && job.facts.cost.is_some();
-            let name = match job.phase() {
-                JobPhase::Queued if job.facts.attempt == 0 => "not_started",
-                JobPhase::Queued => "waiting",
-                _ if paid_and_parked => "downloading",
-                other => other.as_str(),
-            };
+            let name = state_name(job);
+            names.push(name);
             *states.entry(name.to_string()).or_default() += 1;
             match job.phase() {
                 JobPhase::Queued => next.submit += 1,
                 JobPhase::Submitting | JobPhase::Unresolved => next.resend += 1,
-                _ if paid_and_parked => next.download += 1,
+                _ if name == "downloading" => next.download += 1,
                 JobPhase::Generating | JobPhase::TimedOut => next.reattach += 1,
                 JobPhase::Downloading => next.download += 1,
-                JobPhase::Done | JobPhase::Failed => {}
+                JobPhase::Done | JobPhase::Failed | JobPhase::Skipped => {}
             }
         }
         RunStatus {
@@ -114,6 +192,11 @@ impl RunStatus {
             finished: jobs.iter().all(|j| j.phase().is_terminal()),
             next,
             removed,
+            steps: if plan.has_steps() {
+                by_step(plan, &names)
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -131,9 +214,33 @@ impl RunStatus {
         let mut states: BTreeMap<String, usize> = BTreeMap::new();
         let mut next = NextSteps::default();
         let mut failed = Vec::new();
-        for id in &ids {
+        // Steps nothing was sent for stand on their parents: waiting, or skipped.
+        let at_rest: Vec<JobRun> = match plan.filter(|p| p.has_steps()) {
+            Some(p) => {
+                let mut jobs: Vec<JobRun> = ids
+                    .iter()
+                    .map(|id| JobRun::at_rest(history.jobs.get(id), file_ok(id)))
+                    .collect();
+                crate::runner::steps::settle_at_rest(p, &mut jobs);
+                jobs
+            }
+            None => Vec::new(),
+        };
+        let mut names = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
             let h = history.jobs.get(id);
             let name = match h.map(|h| (h.resume(file_ok(id)), h)) {
+                _ if at_rest
+                    .get(i)
+                    .is_some_and(|j| matches!(j.state, JobState::Skipped { .. })) =>
+                {
+                    failed.push(skipped_reason(&at_rest[i].error().unwrap_or_default()));
+                    "skipped"
+                }
+                None if at_rest.get(i).is_some_and(|j| matches!(j.state, JobState::Waiting)) => {
+                    next.submit += 1;
+                    "waiting_for_parent"
+                }
                 None => {
                     next.submit += 1;
                     "not_started"
@@ -170,6 +277,7 @@ impl RunStatus {
                     "failed"
                 }
             };
+            names.push(name);
             *states.entry(name.to_string()).or_default() += 1;
         }
         let known: std::collections::HashSet<&String> = ids.iter().collect();
@@ -185,6 +293,10 @@ impl RunStatus {
             failures: failures(failed.into_iter()),
             next,
             removed: history.jobs.keys().filter(|id| !known.contains(id)).count(),
+            steps: match plan.filter(|p| p.has_steps()) {
+                Some(p) => by_step(p, &names),
+                None => Vec::new(),
+            },
         }
     }
 
@@ -197,29 +309,26 @@ impl RunStatus {
             _ => folder.to_string(),
         };
         let _ = writeln!(out, "{title}");
-        let order = [
-            "completed",
-            "failed",
-            "not_started",
-            "waiting",
-            "submitting",
-            "generating",
-            "downloading",
-            "file_missing",
-            "timed_out",
-            "unresolved",
-        ];
-        let parts: Vec<String> = order
-            .iter()
-            .filter_map(|s| self.states.get(*s).map(|n| format!("{n} {}", s.replace('_', " "))))
-            .collect();
         let _ = writeln!(
             out,
             "{} job{}: {}",
             self.jobs,
             if self.jobs == 1 { "" } else { "s" },
-            parts.join(", ")
+            state_list(&self.states)
         );
+        if !self.steps.is_empty() {
+            let _ = writeln!(out, "by step:");
+            let width = self
+                .steps
+                .iter()
+                .map(|r| 2 * r.depth + r.step.chars().count())
+                .max()
+                .unwrap_or(0);
+            for row in &self.steps {
+                let name = format!("{}{}", "  ".repeat(row.depth), row.step);
+                let _ = writeln!(out, "  {name:<width$}  {}", state_list(&row.states));
+            }
+        }
         let money = |usd: f64| format!("${usd:.2}");
         let cap = self
             .cap_usd

@@ -40,6 +40,7 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
     );
     for (phase, label) in [
         (JobPhase::Failed, "failed"),
+        (JobPhase::Skipped, "skipped (parent failed)"),
         (JobPhase::TimedOut, "timed out"),
         (JobPhase::Unresolved, "unresolved"),
         (JobPhase::Queued, "not submitted"),

@@ -45,9 +45,14 @@ const MAX_DOWNLOAD_RETRIES: u32 = 8;
 const MAX_REFETCHES: u32 = 4;
 /// Transient upload failures tolerated before the job fails (nothing was created for it).
 const MAX_UPLOAD_RETRIES: u32 = 5;
+/// Answers of 409 `source_task_not_ready` a step takes (each a new attempt after a wait) before
+/// it fails: its parent was seen completed, so the service should agree soon.
+const MAX_NOT_READY: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
+    /// A job back to the admission queue (a step whose source the service did not see ready).
+    Admit,
     Prepare,
     Submit,
     Poll,
@@ -86,6 +91,8 @@ pub struct Dispatcher {
     /// The most the service has settled per shape.
     settled: HashMap<Shape, Money>,
     over_reservation: Money,
+    /// Each job's steps (the jobs that continue its task).
+    children: HashMap<usize, Vec<usize>>,
 }
 
 /// A decaying count of requests started, for the request rate of the last seconds.
@@ -164,11 +171,18 @@ impl Dispatcher {
             plan: Arc::clone(&plan),
             settled: HashMap::new(),
             over_reservation: Money::ZERO,
+            children: HashMap::new(),
         };
+        for (i, spec) in plan.jobs.iter().enumerate() {
+            if let Some(parent) = spec.parent {
+                d.children.entry(parent).or_default().push(i);
+            }
+        }
+        // A step comes after its parent in the plan, so its parent is placed first.
         for (i, spec) in plan.jobs.iter().enumerate() {
             let Some(facts) = history.jobs.get(spec.id.as_str()) else {
                 d.jobs.push(JobRun::queued());
-                d.queue.push_back(i);
+                d.enqueue(i, false);
                 continue;
             };
             if let Some(cost) = facts.cost {
@@ -178,9 +192,10 @@ impl Dispatcher {
             let mut job = JobRun::new(facts.clone(), state);
             match &job.state {
                 // (A resume never finds a job mid-upload: nothing is journaled before its intent.)
-                JobState::Queued | JobState::Preparing { .. } => {
-                    job.state = JobState::Queued;
-                    d.queue.push_back(i);
+                JobState::Queued | JobState::Preparing { .. } | JobState::Waiting | JobState::Skipped { .. } => {
+                    d.jobs.push(job);
+                    d.enqueue(i, false);
+                    continue;
                 }
                 JobState::Submitting { .. } => {
                     // The intent is journaled: the POST may have gone out before the stop.
@@ -223,8 +238,9 @@ impl Dispatcher {
                     let more_attempts = failure.kind == FailureKind::TaskFailed && failures < d.settings.max_attempts;
                     if asked || more_attempts {
                         job.failures_before = if asked { failures } else { 0 };
-                        job.state = JobState::Queued;
-                        d.queue.push_back(i);
+                        d.jobs.push(job);
+                        d.enqueue(i, false);
+                        continue;
                     }
                 }
                 JobState::Done { .. } | JobState::Unresolved { .. } => {}
@@ -232,6 +248,61 @@ impl Dispatcher {
             d.jobs.push(job);
         }
         d
+    }
+
+    /// Puts a job up for admission: a step only once its parent's task completed (else it waits,
+    /// or is skipped with its own steps when the parent failed).
+    fn enqueue(&mut self, job: usize, front: bool) {
+        match super::steps::standing(&self.plan, &self.jobs, job) {
+            super::steps::Standing::Ready(_) => {
+                self.jobs[job].state = JobState::Queued;
+                if front {
+                    self.queue.push_front(job);
+                } else {
+                    self.queue.push_back(job);
+                }
+            }
+            super::steps::Standing::Wait => self.jobs[job].state = JobState::Waiting,
+            super::steps::Standing::Skip(reason) => self.skip(job, reason),
+        }
+    }
+
+    /// A step that will not run in this run (its parent failed), nor will its own steps.
+    fn skip(&mut self, job: usize, reason: String) {
+        tracing::info!(job = %self.job_id(job), %reason, "skipped");
+        let mut stack = vec![job];
+        while let Some(j) = stack.pop() {
+            if matches!(self.jobs[j].state, JobState::Queued | JobState::Waiting) {
+                self.jobs[j].state = JobState::Skipped { reason: reason.clone() };
+                stack.extend(self.children.get(&j).into_iter().flatten().copied());
+            }
+        }
+    }
+
+    /// A job's task completed or the job failed: its waiting steps go up for admission (first in
+    /// line, so chains finish before new ones start) or are skipped.
+    fn release_steps(&mut self, job: usize) {
+        let waiting: Vec<usize> = self
+            .children
+            .get(&job)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&c| matches!(self.jobs[c].state, JobState::Waiting))
+            .collect();
+        for child in waiting.into_iter().rev() {
+            self.enqueue(child, true);
+        }
+    }
+
+    /// What a job sends when the plan's request is not it: a step's, with its parent's task.
+    fn step_request(&self, job: usize) -> Option<String> {
+        match super::steps::standing(&self.plan, &self.jobs, job) {
+            super::steps::Standing::Ready(Some(task_id)) => {
+                crate::plan::fill_parent(self.plan.jobs[job].request.as_str(), &task_id)
+            }
+            _ => None,
+        }
     }
 
     /// The most the service has settled for a job's shape raises what later jobs of that shape
@@ -476,7 +547,8 @@ impl Dispatcher {
                             reserve: j.facts.reserved,
                             resend,
                         };
-                        ops.push(Op::Prepare { job });
+                        let request = self.step_request(job);
+                        ops.push(Op::Prepare { job, request });
                         continue;
                     }
                     if expired {
@@ -500,8 +572,10 @@ impl Dispatcher {
                 }
                 (Timer::Prepare, JobState::Preparing { .. }) => {
                     self.jobs[job].busy = true;
-                    ops.push(Op::Prepare { job });
+                    let request = self.step_request(job);
+                    ops.push(Op::Prepare { job, request });
                 }
+                (Timer::Admit, JobState::Queued) => self.enqueue(job, true),
                 (Timer::Poll, JobState::Generating { task_id }) => {
                     let task_id = task_id.clone();
                     let overdue = self.jobs[job]
@@ -560,6 +634,14 @@ impl Dispatcher {
         if self.stop.is_none() {
             while self.in_flight < self.settings.concurrency {
                 let Some(&job) = self.queue.front() else { break };
+                // A step sends its parent's task in its request, made now and journaled with
+                // its intent, so a resend is byte for byte the same.
+                let request = self.step_request(job);
+                if self.plan.jobs[job].parent.is_some() && request.is_none() {
+                    self.queue.pop_front();
+                    self.enqueue(job, false);
+                    continue;
+                }
                 let amount = self.reservation(job);
                 if let Err(cap) = self.ledger.try_reserve(amount) {
                     self.stop_submitting(StopReason::CapReached {
@@ -569,11 +651,8 @@ impl Dispatcher {
                     break;
                 }
                 self.queue.pop_front();
-                if self.plan.jobs[job]
-                    .request
-                    .as_str()
-                    .contains(crate::inputs::PLACEHOLDER)
-                {
+                let text = request.as_deref().unwrap_or(self.plan.jobs[job].request.as_str());
+                if text.contains(crate::inputs::PLACEHOLDER) {
                     // Local files first; the intent follows with the body that names them.
                     let j = &mut self.jobs[job];
                     j.retries = 0;
@@ -583,7 +662,7 @@ impl Dispatcher {
                         resend: None,
                     };
                     self.in_flight += 1;
-                    ops.push(Op::Prepare { job });
+                    ops.push(Op::Prepare { job, request });
                     continue;
                 }
                 let id = self.job_id(job);
@@ -594,7 +673,7 @@ impl Dispatcher {
                     attempt,
                     key: key.clone(),
                     reserve: amount.micro_cents(),
-                    body: None,
+                    body: request.clone(),
                     send_until: None,
                     at: crate::util::time_format::now(),
                 };
@@ -610,7 +689,7 @@ impl Dispatcher {
                     job,
                     key,
                     intent: Some(intent),
-                    body: None,
+                    body: request,
                 });
             }
         }
@@ -686,6 +765,7 @@ impl Dispatcher {
         self.jobs[job].state = JobState::Failed {
             failure: Failure { kind, message },
         };
+        self.release_steps(job);
     }
 
     /// Applies an intent record before its op is handed out (the executor makes it durable).

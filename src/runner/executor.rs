@@ -41,8 +41,8 @@ pub struct Context {
 fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
     let ctx = ctx.clone();
     match op {
-        Op::Prepare { job } => async move {
-            let request = ctx.plan.jobs[job].request.as_str();
+        Op::Prepare { job, request } => async move {
+            let request = request.as_deref().unwrap_or(ctx.plan.jobs[job].request.as_str());
             let result = ctx
                 .uploads
                 .body_for(&ctx.api, &ctx.downloads, &ctx.plan.inputs, request)

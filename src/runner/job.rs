@@ -25,6 +25,8 @@ pub enum JobPhase {
     TimedOut,
     /// The create's outcome stayed unknown through every retry; a rerun re-sends it with the same key.
     Unresolved,
+    /// A step whose parent failed: never created.
+    Skipped,
 }
 
 impl JobPhase {
@@ -38,11 +40,12 @@ impl JobPhase {
             JobPhase::Failed => "failed",
             JobPhase::TimedOut => "timed_out",
             JobPhase::Unresolved => "unresolved",
+            JobPhase::Skipped => "skipped",
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobPhase::Done | JobPhase::Failed)
+        matches!(self, JobPhase::Done | JobPhase::Failed | JobPhase::Skipped)
     }
 }
 
@@ -52,6 +55,13 @@ impl JobPhase {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobState {
     Queued,
+    /// A step waiting for its parent's task to complete (not in the admission queue).
+    Waiting,
+    /// A step whose parent failed: never created, nothing held. Not journaled: a rerun that gives
+    /// the parent new attempts (`--retry-failed`) lets it wait again.
+    Skipped {
+        reason: String,
+    },
     /// Admitted, `reserve` held against the cap: its local files are being uploaded; nothing is
     /// journaled or sent for this body yet. `resend`: the key of a create of unknown outcome whose
     /// uploads expired, to be re-sent with the fresh body (`--refresh-expired-uploads`).
@@ -88,7 +98,8 @@ pub enum JobState {
 impl JobState {
     pub fn phase(&self) -> JobPhase {
         match self {
-            JobState::Queued => JobPhase::Queued,
+            JobState::Queued | JobState::Waiting => JobPhase::Queued,
+            JobState::Skipped { .. } => JobPhase::Skipped,
             JobState::Preparing { .. } => JobPhase::Submitting,
             JobState::Submitting { .. } => JobPhase::Submitting,
             JobState::Generating { .. } => JobPhase::Generating,
@@ -141,6 +152,8 @@ pub struct JobRun {
     /// Whether its completion time teaches the schedule (not a task found on resume).
     pub(super) learnable: bool,
     pub(super) retries: u32,
+    /// 409 `source_task_not_ready` answers met in this run.
+    pub(super) not_ready: u32,
     pub(super) refetches: u32,
     pub(super) busy: bool,
     /// A send of the current key may have made a task (a lost answer, or an intent found on
@@ -168,6 +181,7 @@ impl JobRun {
             learnable: true,
             intent: None,
             retries: 0,
+            not_ready: 0,
             refetches: 0,
             busy: false,
             outcome_unknown: false,
@@ -219,6 +233,9 @@ impl JobRun {
         if let Some(failure) = self.failure() {
             return Some(failure.to_string());
         }
+        if let JobState::Skipped { reason } = &self.state {
+            return Some(reason.clone());
+        }
         if self.phase().is_terminal() {
             return None;
         }
@@ -229,9 +246,11 @@ impl JobRun {
 /// Work for the executor to start.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Upload the job's local files and make its body (the plan's request with their URLs).
+    /// Upload the job's local files and make its body (`request`, else the plan's, with their
+    /// URLs).
     Prepare {
         job: usize,
+        request: Option<String>,
     },
     /// POST the job's request with `key` (or `body`, when the request is not the plan's).
     /// `intent`, when present, must be durable first.

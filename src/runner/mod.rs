@@ -10,6 +10,7 @@ mod executor;
 mod job;
 mod schedule;
 pub mod signals;
+pub mod steps;
 
 pub use dispatcher::{Dispatcher, Settings, idempotency_key};
 pub use executor::{Context, execute};

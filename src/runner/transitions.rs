@@ -1,7 +1,9 @@
 //! The dispatcher's transitions: what each operation's result does to its job. Every durable
 //! change goes through `record` (the journal's fold); the rest is this run's bookkeeping.
 
-use super::{Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UPLOAD_RETRIES, Timer};
+use super::{
+    Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_NOT_READY, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UPLOAD_RETRIES, Timer,
+};
 use crate::client::uploads::{PreparedBody, UploadError};
 use crate::client::{ApiError, Class, CreatedTask, TaskStatus, TaskView};
 use crate::journal::{FailureKind, Record};
@@ -197,6 +199,41 @@ impl Dispatcher {
                     self.stop_submitting(StopReason::Credits(error.message()));
                 }
             }
+            Class::NotReady => {
+                // The parent was seen completed; the service has not caught up. No task was
+                // made: this attempt ends, and the step is admitted again after a wait.
+                self.jobs[job].not_ready += 1;
+                if self.jobs[job].not_ready > MAX_NOT_READY {
+                    let message = format!(
+                        "its source task was still not ready after {MAX_NOT_READY} tries: {}",
+                        error.message()
+                    );
+                    return self.fail(job, FailureKind::Continuation, message);
+                }
+                self.ledger.release(self.jobs[job].facts.reserved);
+                let attempt = self.jobs[job].facts.attempt;
+                self.record(
+                    job,
+                    Record::Unsubmitted {
+                        job: id,
+                        attempt,
+                        reason: error.message(),
+                        at: time_format::now(),
+                    },
+                );
+                self.jobs[job].state = JobState::Queued;
+                self.in_flight = self.in_flight.saturating_sub(1);
+                let wait = self.backoff(self.jobs[job].not_ready);
+                self.push_timer(now + wait, job, Timer::Admit);
+            }
+            Class::Invalid
+                if matches!(
+                    error.code(),
+                    Some("source_task_unusable" | "continuation_not_supported")
+                ) =>
+            {
+                self.fail(job, FailureKind::Continuation, error.message())
+            }
             Class::Invalid => self.fail(job, FailureKind::Invalid, error.message()),
             Class::Conflict => self.fail(job, FailureKind::Conflict, error.message()),
             _ => self.fail(job, FailureKind::Refused, error.message()),
@@ -302,6 +339,7 @@ impl Dispatcher {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.jobs[job].downloading_since = Some(now);
             self.saw_settlement(job, cost);
+            self.release_steps(job);
             if let Some(cap) = self.ledger.cap()
                 && self.ledger.spent().saturating_add(self.ledger.reserved()) > cap
             {

@@ -101,6 +101,9 @@ pub struct Faults {
     pub upload_slow_ms: u64,
     /// `GET /api/v1/me` and `/api/v1/me/balance` answer 404, as a service without them would.
     pub no_account_routes: bool,
+    /// Probability that a continuation of a completed task is answered 409
+    /// `source_task_not_ready` all the same (its completion not yet seen where creates look).
+    pub continuation_not_ready_rate: f64,
 }
 
 impl Default for Faults {
@@ -133,6 +136,7 @@ impl Default for Faults {
             trickle_rate: 0.0,
             trickle_bytes_per_second: 1,
             no_account_routes: false,
+            continuation_not_ready_rate: 0.0,
         }
     }
 }

@@ -83,10 +83,13 @@ pub(super) async fn video(
     let now = shared.clock.now();
     let (video_bytes, ignore_range, truncate, hostile) = {
         let mut state = shared.lock();
-        let completed = state.task(id).is_some_and(|t| t.status(now) == Status::Completed);
-        if !completed {
+        let Some(video_bytes) = state
+            .task(id)
+            .filter(|t| t.status(now) == Status::Completed)
+            .map(|t| t.video_len)
+        else {
             return error_response(StatusCode::NOT_FOUND, "not_found", "No such file");
-        }
+        };
         let faults = state.faults.clone();
         let truncate = state.draw(faults.truncate_download_rate);
         let hostile = Hostile {
@@ -96,7 +99,7 @@ pub(super) async fn video(
                 .draw(faults.trickle_rate)
                 .then_some(faults.trickle_bytes_per_second.max(1)),
         };
-        (state.video_bytes, faults.ignore_range, truncate, hostile)
+        (video_bytes, faults.ignore_range, truncate, hostile)
     };
     let file = VideoFile::new(id, video_bytes);
     let len = file.len();

@@ -253,7 +253,10 @@ impl SimHandle {
 
     /// The bytes this simulator serves for a completed task's video: what a download must end with.
     pub fn video_of(&self, task_id: &str) -> Vec<u8> {
-        let len = self.shared.lock().video_bytes;
+        let len = {
+            let state = self.shared.lock();
+            state.task(task_id).map_or(state.video_bytes, |t| t.video_len)
+        };
         let file = super::mp4::VideoFile::new(task_id, len);
         file.chunks(0, file.len()).flat_map(|c| c.to_vec()).collect()
     }

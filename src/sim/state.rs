@@ -46,13 +46,6 @@ pub(super) enum CreateRefusal {
     },
 }
 
-/// Models whose completed tasks `extend_video` continues (contract §2.7); extensions of them
-/// extend again.
-const EXTENDABLE: [&str; 2] = [
-    "kling-v2.5-turbo-text-to-video-pro",
-    "kling-v2.5-turbo-image-to-video-pro",
-];
-
 #[derive(Debug, Clone)]
 pub(super) struct Created {
     pub task: Task,
@@ -211,6 +204,11 @@ impl State {
     fn check_source(&mut self, endpoint: Endpoint, source: &str, now: Duration) -> Result<(), CreateRefusal> {
         let refuse =
             |status: u16, code: &'static str, message: String| CreateRefusal::Continuation { status, code, message };
+        if !self.tasks.contains_key(source) && self.adopt_unknown_tasks && source.len() <= 64 {
+            // A task an earlier simulator made (a resumed `run --simulate`): taken as completed,
+            // of a model it continues, since this one never saw its request.
+            return Ok(());
+        }
         let Some(task) = self.tasks.get(source) else {
             self.counters.continuations_unusable += 1;
             return Err(refuse(
@@ -234,19 +232,18 @@ impl State {
             }
             Status::Completed => {}
         }
-        let extendable =
-            task.endpoint == Endpoint::ExtendVideo || task.model.as_deref().is_some_and(|m| EXTENDABLE.contains(&m));
-        if endpoint == Endpoint::ExtendVideo && !extendable {
-            self.counters.continuations_unusable += 1;
+        if self.rng.chance(self.faults.continuation_not_ready_rate) {
+            // Completed, but not yet visible to the create path (a lagging replica).
+            self.counters.continuations_not_ready += 1;
             return Err(refuse(
-                422,
-                "continuation_not_supported",
-                format!(
-                    "extend_video continues {} tasks (or their extensions); {source} is {}",
-                    EXTENDABLE.join(" or "),
-                    task.model.as_deref().unwrap_or("another action's task")
-                ),
+                409,
+                "source_task_not_ready",
+                format!("Task {source} has not completed yet"),
             ));
+        }
+        if let Err(why) = crate::kling::continuation::can_continue(endpoint, task.endpoint, task.model.as_deref()) {
+            self.counters.continuations_unusable += 1;
+            return Err(refuse(422, "continuation_not_supported", format!("{source}: {why}")));
         }
         Ok(())
     }
@@ -296,9 +293,15 @@ impl State {
                 drop_connection: false,
             });
         }
-        if let Some(source) = body.get("source_task_id").and_then(Value::as_str) {
+        let source = body.get("source_task_id").and_then(Value::as_str);
+        if let Some(source) = source {
             self.check_source(endpoint, source, now)?;
         }
+        // An extension's video is its source's and one clip more (billed for the clip it adds).
+        let video_len = match source.and_then(|s| self.tasks.get(s)) {
+            Some(task) if endpoint == Endpoint::ExtendVideo => task.video_len.saturating_add(self.video_bytes),
+            _ => self.video_bytes,
+        };
         let estimate = self.prices.estimate(endpoint, body);
         if estimate.cost > self.available() {
             self.counters.insufficient_credits += 1;
@@ -335,6 +338,7 @@ impl State {
             noticed: None,
             reads: 0,
             completed_reads: 0,
+            video_len,
         };
         self.reserved = self.reserved.saturating_add(task.reserved);
         if let Some(key) = idempotency_key {
@@ -483,6 +487,7 @@ impl State {
                 noticed: None,
                 reads: 0,
                 completed_reads: 0,
+                video_len: self.video_bytes,
             };
             self.tasks.insert(id.to_string(), task);
         }

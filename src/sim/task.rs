@@ -43,6 +43,8 @@ pub(super) struct Task {
     /// faults hide the first few of each.
     pub reads: u32,
     pub completed_reads: u32,
+    /// The bytes of its video: an extension's is its source's and one clip more.
+    pub video_len: u64,
 }
 
 /// One task's timing as `GET /__sim/tasks` reports it.

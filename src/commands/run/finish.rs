@@ -82,7 +82,7 @@ pub(super) fn snapshot(d: &Dispatcher) -> crate::report::Snapshot {
     for job in d.jobs() {
         match job.phase() {
             JobPhase::Done => s.done += 1,
-            JobPhase::Failed => s.failed += 1,
+            JobPhase::Failed | JobPhase::Skipped => s.failed += 1,
             JobPhase::Queued => s.queued += 1,
             JobPhase::Submitting if job.uploading() => s.uploading += 1,
             JobPhase::Submitting => s.submitting += 1,
@@ -105,7 +105,10 @@ pub(super) fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun
     }
     if jobs.iter().any(|j| !j.phase().is_terminal()) {
         Exit::TimedOut
-    } else if jobs.iter().any(|j| j.phase() == JobPhase::Failed) {
+    } else if jobs
+        .iter()
+        .any(|j| matches!(j.phase(), JobPhase::Failed | JobPhase::Skipped))
+    {
         Exit::JobsFailed
     } else {
         Exit::Success

@@ -25,7 +25,13 @@ pub(super) async fn quote_reservations(
             .get(id)
             .is_none_or(|h| h.resume(false) == journal::Resume::Submit)
     };
-    for job in plan.jobs.iter().filter(|j| to_submit(j.id.as_str())) {
+    // A step's source task does not exist yet, and a quote for one needs it (contract §15): steps
+    // reserve the built-in price (raised to the most the service settles for their shape).
+    for job in plan
+        .jobs
+        .iter()
+        .filter(|j| j.parent.is_none() && to_submit(j.id.as_str()))
+    {
         if per_second.contains_key(&*job.priced) {
             continue;
         }
