@@ -285,7 +285,9 @@ impl Serialize for PlanDoc<'_> {
         map.serialize_entry("name", &plan.name)?;
         map.serialize_entry("notes", &plan.notes)?;
         map.serialize_entry("skipped", &plan.skipped)?;
-        map.serialize_entry("steps", &plan.step_tree())?;
+        if plan.has_steps() {
+            map.serialize_entry("steps", &plan.step_tree())?;
+        }
         map.serialize_entry("swept", &plan.swept)?;
         map.serialize_entry(
             "totals",

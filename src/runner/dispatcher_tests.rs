@@ -392,7 +392,7 @@ mod properties {
     /// What the executor and the service answer, drawn from `choice`.
     fn answer(op: &Op, choice: u8, step: usize) -> Event {
         match op {
-            Op::Prepare { job } => Event::Prepared {
+            Op::Prepare { job, .. } => Event::Prepared {
                 job: *job,
                 result: Ok(crate::client::uploads::PreparedBody {
                     body: String::new(),
@@ -521,11 +521,14 @@ mod properties {
             let mut did = crate::report::NextSteps::default();
             for job in resumed.jobs() {
                 match &job.state {
-                    JobState::Queued | JobState::Preparing { .. } => did.submit += 1,
+                    JobState::Queued | JobState::Waiting | JobState::Preparing { .. } => did.submit += 1,
                     JobState::Submitting { .. } => did.resend += 1,
                     JobState::Generating { .. } | JobState::Parked => did.reattach += 1,
                     JobState::Downloading { .. } => did.download += 1,
-                    JobState::Done { .. } | JobState::Failed { .. } | JobState::Unresolved { .. } => {}
+                    JobState::Done { .. }
+                    | JobState::Failed { .. }
+                    | JobState::Skipped { .. }
+                    | JobState::Unresolved { .. } => {}
                 }
             }
             prop_assert_eq!(predicted, did);
@@ -698,7 +701,7 @@ fn with_refresh_expired_uploads_the_same_key_goes_out_with_a_fresh_body() {
     let plan = plan(1);
     let mut d = Dispatcher::new(plan, vec![Money::from_cents(70)], &history, &[false], s, Instant::now());
     let ops = d.ready_ops(Instant::now());
-    assert_eq!(ops, vec![Op::Prepare { job: 0 }], "uploaded again first");
+    assert_eq!(ops, vec![Op::Prepare { job: 0, request: None }], "uploaded again first");
     d.handle(
         Event::Prepared {
             job: 0,
