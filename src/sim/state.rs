@@ -339,6 +339,7 @@ impl State {
             reads: 0,
             completed_reads: 0,
             video_len,
+            source_task_id: source.map(str::to_string),
         };
         self.reserved = self.reserved.saturating_add(task.reserved);
         if let Some(key) = idempotency_key {
@@ -488,6 +489,7 @@ impl State {
                 reads: 0,
                 completed_reads: 0,
                 video_len: self.video_bytes,
+                source_task_id: None,
             };
             self.tasks.insert(id.to_string(), task);
         }
@@ -527,6 +529,9 @@ impl State {
                 generation_seconds: t.ready.saturating_sub(t.created).as_secs_f64(),
                 polls: t.polls,
                 noticed_after_seconds: t.noticed.map(|n| n.saturating_sub(t.ready).as_secs_f64()),
+                client_request_id: t.client_request_id.clone(),
+                source_task_id: t.source_task_id.clone(),
+                video_bytes: t.video_len,
             })
             .collect();
         all.sort_by_key(|t| t.created_unix_ms);

@@ -45,6 +45,8 @@ pub(super) struct Task {
     pub completed_reads: u32,
     /// The bytes of its video: an extension's is its source's and one clip more.
     pub video_len: u64,
+    /// The task a continuation continues (checked completed when it was created).
+    pub source_task_id: Option<String>,
 }
 
 /// One task's timing as `GET /__sim/tasks` reports it.
@@ -58,6 +60,12 @@ pub struct TaskTiming {
     pub polls: u32,
     /// From finishing to the first status read that said so; `None` if nobody has seen it.
     pub noticed_after_seconds: Option<f64>,
+    /// The `X-Client-Request-Id` it was created with (kling-batch sends the job id).
+    pub client_request_id: Option<String>,
+    /// The task a continuation continues.
+    pub source_task_id: Option<String>,
+    /// Bytes of its video.
+    pub video_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,36 @@ const fn case(file: &'static str, at: &'static str, message: &'static str, hint:
 
 const CASES: &[Case] = &[
     case(
+        "needs_unknown.yaml",
+        "5:12",
+        "needs `bsae`, but no prompt entry has that id",
+        Some("did you mean `base`?"),
+    ),
+    case(
+        "needs_cycle.yaml",
+        "5:12",
+        "needs make a cycle: longer → longest → longer",
+        Some("the first entry of a chain has no needs"),
+    ),
+    case(
+        "needs_incompatible_parent.yaml",
+        "5:12",
+        "`longer` cannot continue the jobs of `base`: extend_video continues kling-v2.5-turbo-text-to-video-pro or kling-v2.5-turbo-image-to-video-pro tasks (or their extensions), not kling-3.0 tasks",
+        Some("continue its videos with edit_video"),
+    ),
+    case(
+        "needs_with_source_task_id.yaml",
+        "7:21",
+        "this entry needs `base`, so its source_task_id is each parent job's task",
+        Some("remove source_task_id from the entry"),
+    ),
+    case(
+        "needs_on_text_to_video.yaml",
+        "6:12",
+        "text_to_video does not continue a task",
+        Some("set `endpoint: extend_video`"),
+    ),
+    case(
         "misspelt_field.yaml",
         "3:3",
         "`duraton_seconds` is not a request field",
@@ -322,6 +352,30 @@ fn a_placeholder_in_source_task_id_is_refused_at_its_place() {
     assert!(out.stderr.contains("chain.yaml:4:"), "{}", out.stderr);
     assert!(
         out.stderr.contains("source_task_id must be the id of a completed task"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_step_whose_fan_out_passes_the_job_cap_is_refused_at_its_needs() {
+    // 1,000 parent jobs × 1,001 variants of the step: past the 1,000,000-job cap only once the
+    // step is multiplied out.
+    let values = |n: usize| (0..n).map(|i| format!("v{i}")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "defaults: {{ model: kling-v2.5-turbo-text-to-video-pro, duration_seconds: 5 }}\nprompts:\n  - id: base\n    prompt: \"a boat {{n}}\"\n    vars: {{ n: [{}] }}\n  - id: longer\n    needs: base\n    endpoint: extend_video\n    prompt: \"and on {{m}}\"\n    vars: {{ m: [{}] }}\n",
+        values(1000),
+        values(1001)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("fan.yaml");
+    std::fs::write(&manifest, text).unwrap();
+    let out = crate::common::run(&["plan", manifest.to_str().unwrap()]);
+    assert_eq!(out.code, INVALID, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("fan.yaml:7:12:"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("this step makes 1001000 jobs (1000 parent jobs × 1001 requests)"),
         "{}",
         out.stderr
     );

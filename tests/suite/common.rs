@@ -243,9 +243,9 @@ impl TestEnv {
                     row["job_id"]
                 );
             } else if row["status"] != "not_in_manifest" {
-                assert_eq!(
-                    row["status"], "failed",
-                    "a finished run leaves every job completed or failed: {row:?}"
+                assert!(
+                    row["status"] == "failed" || row["status"] == "skipped",
+                    "a finished run leaves every job completed, failed or skipped: {row:?}"
                 );
                 assert!(!row["error"].is_empty(), "a failed job says why: {row:?}");
             }

@@ -13,3 +13,4 @@ mod reliability;
 mod report;
 mod run;
 mod sim;
+mod steps;
