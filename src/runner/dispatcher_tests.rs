@@ -12,7 +12,7 @@ fn plan(jobs: usize) -> Arc<Plan> {
     Arc::new(crate::plan::expand(&manifest).unwrap())
 }
 
-fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
+pub(super) fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
     Settings {
         run_id: "run1".into(),
         concurrency,
@@ -41,7 +41,7 @@ fn dispatcher(jobs: usize, concurrency: usize, cap_cents: Option<u64>, history: 
     )
 }
 
-fn view(id: &str, status: TaskStatus) -> TaskView {
+pub(super) fn view(id: &str, status: TaskStatus) -> TaskView {
     TaskView {
         id: id.into(),
         status,
@@ -52,7 +52,7 @@ fn view(id: &str, status: TaskStatus) -> TaskView {
     }
 }
 
-fn submits(ops: &[Op]) -> Vec<(usize, String, bool)> {
+pub(super) fn submits(ops: &[Op]) -> Vec<(usize, String, bool)> {
     ops.iter()
         .filter_map(|op| match op {
             Op::Submit { job, key, intent, .. } => Some((*job, key.clone(), intent.is_some())),

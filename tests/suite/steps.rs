@@ -62,7 +62,10 @@ fn check_created_once(env: &TestEnv) {
     for (job, created) in &stats.counters.creates_per_client_request_id {
         assert_eq!(*created, 1, "{job} made {created} tasks");
     }
-    assert_eq!(stats.counters.conflicts, 0, "every resend was byte for byte the first send");
+    assert_eq!(
+        stats.counters.conflicts, 0,
+        "every resend was byte for byte the first send"
+    );
 }
 
 #[test]
@@ -135,7 +138,10 @@ async fn a_three_step_chain_completes_each_step_after_its_parent() {
     let stats = env.sim.stats();
     assert_eq!(stats.counters.tasks_created, 9);
     assert_eq!(
-        (stats.counters.continuations_not_ready, stats.counters.continuations_unusable),
+        (
+            stats.counters.continuations_not_ready,
+            stats.counters.continuations_unusable
+        ),
         (0, 0),
         "the simulator never saw a continuation of a task that had not completed"
     );
@@ -191,7 +197,10 @@ async fn sigkill_during_a_chain_then_resume_creates_every_step_once() {
             }
         }
     }
-    assert!(kills >= 3, "the chain finished before it could be killed ({kills} kills)");
+    assert!(
+        kills >= 3,
+        "the chain finished before it could be killed ({kills} kills)"
+    );
     let mut out = env.run(&[]).await;
     for _ in 0..3 {
         if out.code != Some(5) {
@@ -232,15 +241,18 @@ async fn parents_that_fail_leave_their_steps_skipped_and_a_retry_runs_them() {
     let skipped: Vec<&Row> = rows.iter().filter(|r| r["status"] == "skipped").collect();
     assert!(!failed.is_empty() && failed.len() < rows.len(), "{rows:?}");
     let stats = env.sim.stats();
-    assert_eq!(stats.counters.continuations_unusable, 0, "no step of a failed task was sent");
-    let created: std::collections::HashSet<String> = stats
-        .counters
-        .creates_per_client_request_id
-        .keys()
-        .cloned()
-        .collect();
+    assert_eq!(
+        stats.counters.continuations_unusable, 0,
+        "no step of a failed task was sent"
+    );
+    let created: std::collections::HashSet<String> =
+        stats.counters.creates_per_client_request_id.keys().cloned().collect();
     for row in &skipped {
-        assert!(!created.contains(&row["job_id"]), "{} was skipped, never created", row["job_id"]);
+        assert!(
+            !created.contains(&row["job_id"]),
+            "{} was skipped, never created",
+            row["job_id"]
+        );
         assert!(row["error"].starts_with("parent failed (task_failed"), "{row:?}");
         assert_eq!(row["task_id"], "");
     }
@@ -252,7 +264,11 @@ async fn parents_that_fail_leave_their_steps_skipped_and_a_retry_runs_them() {
         assert_eq!(row["status"] == "skipped", parent_gone, "{row:?}");
     }
     assert!(out.stderr.contains("skipped (parent failed)"), "{}", out.stderr);
-    assert!(out.stderr.contains("× skipped: parent failed (task_failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("× skipped: parent failed (task_failed"),
+        "{}",
+        out.stderr
+    );
 
     // `--retry-failed` gives the failed parents new attempts, and their steps run after them.
     env.sim.set_faults(Faults::default());
