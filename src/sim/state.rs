@@ -241,7 +241,12 @@ impl State {
                 format!("Task {source} has not completed yet"),
             ));
         }
-        if let Err(why) = crate::kling::continuation::can_continue(endpoint, task.endpoint, task.model.as_deref()) {
+        // A task adopted from an earlier simulator: its model is not known here, so it is taken
+        // as one the action continues.
+        let checked = !task.adopted();
+        if checked
+            && let Err(why) = crate::kling::continuation::can_continue(endpoint, task.endpoint, task.model.as_deref())
+        {
             self.counters.continuations_unusable += 1;
             return Err(refuse(422, "continuation_not_supported", format!("{source}: {why}")));
         }

@@ -320,3 +320,43 @@ async fn a_source_the_service_does_not_see_ready_yet_is_tried_again_with_a_new_k
         "a step refused as not ready went again under a new attempt"
     );
 }
+
+/// `run --simulate` killed while the bases generate, then resumed: the resumed run's simulator
+/// never saw those tasks (it adopts them when asked about them), and the steps continue them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_chain_resumed_after_a_kill_continues_the_tasks_made_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chain");
+    let manifest = crate::common::repo_root().join("manifests/chain.yaml");
+    let run = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
+        cmd.args([
+            "run",
+            manifest.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--simulate",
+        ])
+        .env_remove("RUNAPI_API_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        cmd
+    };
+    let mut child = run().spawn().unwrap();
+    let journal = out.join("journal.jsonl");
+    // Killed once a base task exists, before any step could be sent.
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("\"t\":\"submitted\"")
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let resumed = run().output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("12 jobs: 12 completed"), "{stderr}");
+}
