@@ -41,11 +41,27 @@ where
             max_input_bytes,
         } => crate::commands::plan::validate(&manifest, max_input_bytes, stdout).map_err(Into::into),
         Command::Sim(args) => crate::commands::sim::run(args, stdout, stderr),
-        Command::Run(args) => crate::commands::run::run(args, quiet, cli.log_file.as_deref(), stderr),
-        Command::Status { dir, json } => crate::commands::status::run(&dir, json, stdout),
-        Command::Report { dir, rows, columns } => {
-            crate::commands::report::run(&dir, rows.as_deref(), columns.as_deref(), stdout)
-        }
+        Command::Run(args) => crate::commands::run::run(*args, quiet, cli.log_file.as_deref(), stderr),
+        Command::Status {
+            dir,
+            json,
+            state,
+            run_name,
+        } => crate::commands::status::run(&dir, json, state, run_name.as_deref(), stdout),
+        Command::Report {
+            dir,
+            rows,
+            columns,
+            state,
+            run_name,
+        } => crate::commands::report::run(
+            &dir,
+            rows.as_deref(),
+            columns.as_deref(),
+            state,
+            run_name.as_deref(),
+            stdout,
+        ),
     };
     match outcome {
         Ok(exit) => exit,

@@ -75,7 +75,7 @@ pub enum Command {
   kling-batch run manifests/example.yaml --out runs/demo --simulate      try it on the built-in simulator
   kling-batch run sweep.yaml --out runs/lake --max-spend 25              for real, at most $25
   kling-batch run sweep.yaml --out runs/lake --retry-failed=upstream     rerun: retry upstream failures")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show where a run folder stands, from its journal alone (no network).
     Status {
         /// The run's output folder (its --out).
@@ -83,6 +83,12 @@ pub enum Command {
         /// Print the status as JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// The sweep's state database [default: $KLING_BATCH_STATE]; the folder's journal if none.
+        #[arg(long, value_name = "URL")]
+        state: Option<String>,
+        /// The sweep's name in the state database [default: the folder's absolute path].
+        #[arg(long = "run", value_name = "NAME")]
+        run_name: Option<String>,
     },
     /// Regenerate a run folder's results.csv and report.html (a self-contained video gallery).
     Report {
@@ -94,6 +100,12 @@ pub enum Command {
         /// Parameters across the top, comma-separated [default: the matrix's parameters].
         #[arg(long, value_name = "NAMES")]
         columns: Option<String>,
+        /// The sweep's state database [default: $KLING_BATCH_STATE]; the folder's journal if none.
+        #[arg(long, value_name = "URL")]
+        state: Option<String>,
+        /// The sweep's name in the state database [default: the folder's absolute path].
+        #[arg(long = "run", value_name = "NAME")]
+        run_name: Option<String>,
     },
     /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
     Sim(SimArgs),
@@ -185,6 +197,22 @@ pub struct RunArgs {
     /// How long a download may stay under --min-download-speed (curl's --speed-time).
     #[arg(help_heading = "Downloads", long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub stall_time: Duration,
+    /// Keep the sweep's state in PostgreSQL (`postgres://user@host/db`) instead of the output
+    /// folder's journal, so workers on several machines work one sweep [default:
+    /// $KLING_BATCH_STATE].
+    #[arg(help_heading = "Several machines", long, value_name = "URL")]
+    pub state: Option<String>,
+    /// The sweep's name in the state database [default: the output folder's absolute path].
+    #[arg(help_heading = "Several machines", long = "run", value_name = "NAME")]
+    pub run_name: Option<String>,
+    /// How long a worker's claim on a job lasts without a heartbeat; a dead worker's jobs are
+    /// taken over after it.
+    #[arg(help_heading = "Several machines", long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// How long a worker keeps trying a state database that went away before it stops
+    /// (resumable).
+    #[arg(help_heading = "Several machines", long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub state_outage: Duration,
 }
 
 /// `--max-spend`: an amount of US dollars, or `none`.

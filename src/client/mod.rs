@@ -10,4 +10,4 @@ pub mod uploads;
 
 pub use api::{CreatedTask, RunApi, TaskStatus, TaskView};
 pub use error::{ApiError, Class, parse_retry_after};
-pub use pacer::{Pacer, Turn};
+pub use pacer::{Pacer, PauseHook, Turn};

@@ -22,20 +22,31 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 struct PaceState {
+    /// The pace to return to (`--rate`, or this worker's share of a shared sweep's).
+    base: f64,
     rate: f64,
     limiter: Arc<DefaultDirectRateLimiter>,
     paused_until: Option<Instant>,
     successes: u64,
 }
 
-#[derive(Debug)]
+/// What a 429's wait is told to (a shared sweep's other workers).
+pub type PauseHook = Box<dyn Fn(Duration) + Send + Sync>;
+
 pub struct Pacer {
-    base: f64,
-    floor: f64,
     clock: DefaultClock,
     state: Mutex<PaceState>,
     /// Who asks the limiter next: one request at a time holds the baton.
     line: Mutex<Line>,
+    on_pause: Mutex<Option<PauseHook>>,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a request is, for who gives way to whom.
@@ -102,9 +113,8 @@ impl Pacer {
         };
         let clock = DefaultClock::default();
         Pacer {
-            base,
-            floor: (base / 16.0).max(0.01),
             state: Mutex::new(PaceState {
+                base,
                 rate: base,
                 limiter: limiter(base, &clock),
                 paused_until: None,
@@ -112,6 +122,7 @@ impl Pacer {
             }),
             clock,
             line: Mutex::new(Line::default()),
+            on_pause: Mutex::new(None),
         }
     }
 
@@ -198,26 +209,62 @@ impl Pacer {
 
     /// A 429: everyone waits `retry_after` (1 s if unsaid) and the pace halves.
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
+        let wait = retry_after.unwrap_or(Duration::from_secs(1));
         let mut s = self.lock();
-        let until = Instant::now() + retry_after.unwrap_or(Duration::from_secs(1));
+        let until = Instant::now() + wait;
         s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
-        let slower = (s.rate / 2.0).max(self.floor);
+        let slower = (s.rate / 2.0).max((s.base / 16.0).max(0.01));
         if slower < s.rate {
             s.rate = slower;
             s.limiter = limiter(slower, &self.clock);
         }
         s.successes = 0;
+        drop(s);
+        let hook = self.on_pause.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hook) = hook.as_ref() {
+            hook(wait);
+        }
+    }
+
+    /// Called with every 429's wait (a shared sweep tells its other workers).
+    pub fn set_pause_hook(&self, hook: PauseHook) {
+        *self.on_pause.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Waits everyone until `wait` from now (a pause another worker of the sweep met), without
+    /// slowing the pace.
+    pub fn pause_for(&self, wait: Duration) {
+        let mut s = self.lock();
+        let until = Instant::now() + wait;
+        s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Sets the pace to return to: a shared sweep's rate divided among its workers.
+    pub fn set_base(&self, rate: f64) {
+        let rate = if rate.is_finite() {
+            rate.clamp(0.01, 100_000.0)
+        } else {
+            return;
+        };
+        let mut s = self.lock();
+        if (s.base - rate).abs() < 1e-9 {
+            return;
+        }
+        s.base = rate;
+        s.rate = rate;
+        s.successes = 0;
+        s.limiter = limiter(rate, &self.clock);
     }
 
     /// A request that was not rate-limited: after enough of them the pace rises again.
     pub fn on_success(&self) {
         let mut s = self.lock();
-        if s.rate >= self.base {
+        if s.rate >= s.base {
             return;
         }
         s.successes += 1;
         if s.successes as f64 >= (s.rate * 5.0).max(10.0) {
-            s.rate = (s.rate * 1.25).min(self.base);
+            s.rate = (s.rate * 1.25).min(s.base);
             s.limiter = limiter(s.rate, &self.clock);
             s.successes = 0;
         }

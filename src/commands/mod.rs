@@ -6,4 +6,5 @@ pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sim;
+pub(crate) mod state;
 pub(crate) mod status;

@@ -1,7 +1,7 @@
 //! `kling-batch report DIR`: takes the folder's lock and rewrites results.csv and report.html from
 //! the journal and the manifest, with the gallery's axes as asked.
 
-use super::status::{file_ok, read_folder};
+use super::status::{file_ok, read_state};
 use crate::error::{CommandFailure, Exit};
 use crate::report::RunStatus;
 use std::io::Write;
@@ -11,9 +11,11 @@ pub(crate) fn run(
     dir: &Path,
     rows: Option<&str>,
     columns: Option<&str>,
+    state: Option<String>,
+    run_name: Option<&str>,
     stdout: &mut dyn Write,
 ) -> Result<Exit, CommandFailure> {
-    let folder = read_folder(dir)?;
+    let folder = read_state(dir, state, run_name)?;
     let Some(plan) = folder.plan.as_ref() else {
         return Err(CommandFailure::new(
             Exit::Invalid,
@@ -25,7 +27,13 @@ pub(crate) fn run(
         .hint("put the manifest back where the run read it, or as manifest.yaml in the folder"));
     };
     let axes = crate::report::parse_axes(plan, rows, columns).map_err(|e| CommandFailure::new(Exit::Usage, e))?;
-    let out = crate::output::folder::OutDir::open(dir).map_err(|e| {
+    // Workers of a shared sweep share the folder; a report beside them does too.
+    let opened = if folder.workers.is_some() {
+        crate::output::folder::OutDir::open_shared(dir)
+    } else {
+        crate::output::folder::OutDir::open(dir)
+    };
+    let out = opened.map_err(|e| {
         CommandFailure::new(Exit::Failure, e).hint("a running run writes report.html itself when it ends")
     })?;
     let history = &folder.history;

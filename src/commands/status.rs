@@ -12,6 +12,49 @@ pub(super) struct Folder {
     pub(super) history: crate::journal::Replayed,
     pub(super) torn_tail_bytes: u64,
     pub(super) plan: Option<crate::plan::Plan>,
+    /// A shared sweep's workers (`--state`).
+    pub(super) workers: Option<Vec<crate::store::postgres::WorkerRow>>,
+}
+
+/// The run's state: the folder's journal, or with `--state` (or `$KLING_BATCH_STATE`) the sweep's
+/// records in the database.
+pub(super) fn read_state(dir: &Path, state: Option<String>, run_name: Option<&str>) -> Result<Folder, CommandFailure> {
+    let Some(url) = crate::commands::state::state_url(state)? else {
+        return read_folder(dir);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot start the async runtime: {e}")))?;
+    let name = crate::commands::state::sweep_name(run_name, dir);
+    let (history, workers) = runtime.block_on(async {
+        let client = crate::commands::state::connect(&url).await?;
+        let sweep = crate::commands::state::find(&client, &name).await?;
+        let history = sweep.replay(&client).await.map_err(crate::commands::state::failure)?;
+        let workers = sweep.workers(&client).await.map_err(crate::commands::state::failure)?;
+        Ok::<_, CommandFailure>((history, workers))
+    })?;
+    let plan = manifest_plan(dir, &history);
+    Ok(Folder {
+        history,
+        torn_tail_bytes: 0,
+        plan,
+        workers: Some(workers),
+    })
+}
+
+/// The plan of the manifest the run was given, else of the copy in the folder.
+fn manifest_plan(dir: &Path, history: &crate::journal::Replayed) -> Option<crate::plan::Plan> {
+    let candidates: Vec<PathBuf> = history
+        .manifest
+        .iter()
+        .map(PathBuf::from)
+        .chain(["yaml", "yml", "csv"].iter().map(|e| dir.join(format!("manifest.{e}"))))
+        .collect();
+    candidates
+        .iter()
+        .filter(|p| p.is_file())
+        .find_map(|p| crate::commands::load::load_plan(p, crate::inputs::DEFAULT_MAX_INPUT_BYTES).ok())
 }
 
 pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
@@ -28,21 +71,12 @@ pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
     }
     let (history, recovery) =
         journal::read_replayed(&journal_path).map_err(|e| CommandFailure::new(Exit::Failure, &e).hint(e.hint()))?;
-    // The manifest as the run was given it, else the copy in the folder.
-    let candidates: Vec<PathBuf> = history
-        .manifest
-        .iter()
-        .map(PathBuf::from)
-        .chain(["yaml", "yml", "csv"].iter().map(|e| dir.join(format!("manifest.{e}"))))
-        .collect();
-    let plan = candidates
-        .iter()
-        .filter(|p| p.is_file())
-        .find_map(|p| crate::commands::load::load_plan(p, crate::inputs::DEFAULT_MAX_INPUT_BYTES).ok());
+    let plan = manifest_plan(dir, &history);
     Ok(Folder {
         history,
         torn_tail_bytes: recovery.torn_tail_bytes,
         plan,
+        workers: None,
     })
 }
 
@@ -52,17 +86,41 @@ pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) 
     recorded.is_some_and(|v| LocalVideos::new(dir).present(v))
 }
 
-pub(crate) fn run(dir: &Path, json: bool, stdout: &mut dyn Write) -> Result<Exit, CommandFailure> {
-    let folder = read_folder(dir)?;
+pub(crate) fn run(
+    dir: &Path,
+    json: bool,
+    state: Option<String>,
+    run_name: Option<&str>,
+    stdout: &mut dyn Write,
+) -> Result<Exit, CommandFailure> {
+    let folder = read_state(dir, state, run_name)?;
     let (history, plan) = (&folder.history, folder.plan.as_ref());
     let status = RunStatus::of_journal(history, plan, &|id| file_ok(dir, history, id));
     if json {
         let mut value = serde_json::to_value(&status).unwrap_or_default();
         value["folder"] = dir.display().to_string().into();
         value["torn_tail_bytes"] = folder.torn_tail_bytes.into();
+        if let Some(workers) = &folder.workers {
+            value["workers"] = serde_json::to_value(workers).unwrap_or_default();
+        }
         let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         let _ = write!(stdout, "{}", status.render(&dir.display().to_string()));
+        if let Some(workers) = &folder.workers {
+            let _ = writeln!(stdout, "workers:");
+            for w in workers {
+                let state = if w.finished {
+                    "left".to_string()
+                } else {
+                    format!("last heartbeat {:.0} s ago", w.seconds_since_heartbeat)
+                };
+                let _ = writeln!(
+                    stdout,
+                    "  {} (host {}, pid {}): {} job(s) held, {state}",
+                    w.worker, w.host, w.pid, w.jobs
+                );
+            }
+        }
         if plan.is_none() {
             let _ = writeln!(
                 stdout,

@@ -21,6 +21,8 @@ use tokio::sync::oneshot;
 pub struct WriteError {
     pub message: String,
     pub disk_full: bool,
+    /// A shared store refused a submit intent: the sweep's cap has no room for it.
+    pub over_cap: bool,
 }
 
 impl WriteError {
@@ -28,6 +30,7 @@ impl WriteError {
         WriteError {
             message: e.to_string(),
             disk_full: e.raw_os_error() == Some(28),
+            over_cap: false,
         }
     }
 }
@@ -96,12 +99,14 @@ impl JournalWriter {
             return Err(WriteError {
                 message: "the journal writer has stopped".into(),
                 disk_full: false,
+                over_cap: false,
             });
         }
         done.await.unwrap_or_else(|_| {
             Err(WriteError {
                 message: "the journal writer has stopped".into(),
                 disk_full: false,
+                over_cap: false,
             })
         })
     }
@@ -115,6 +120,7 @@ impl JournalWriter {
             Some(Err(_)) => Err(WriteError {
                 message: "the journal writer panicked".into(),
                 disk_full: false,
+                over_cap: false,
             }),
             None => Ok(()),
         }

@@ -57,6 +57,16 @@ impl OutDir {
     /// the entries kling-batch writes inside it may not (a `videos/` replaced by a symlink would
     /// send every video elsewhere).
     pub fn open(root: &Path) -> Result<OutDir, OutDirError> {
+        OutDir::open_with(root, false)
+    }
+
+    /// Opens the folder as one of several workers of a shared sweep (`--state`): they share it (a
+    /// shared lock), while a run of its own is kept out (and keeps them out).
+    pub fn open_shared(root: &Path) -> Result<OutDir, OutDirError> {
+        OutDir::open_with(root, true)
+    }
+
+    fn open_with(root: &Path, shared: bool) -> Result<OutDir, OutDirError> {
         let io = |source| OutDirError::Io {
             path: root.to_path_buf(),
             source,
@@ -74,7 +84,12 @@ impl OutDir {
             .write(true)
             .open(root.join(LOCK))
             .map_err(io)?;
-        match lock.try_lock() {
+        let locked = if shared {
+            lock.try_lock_shared()
+        } else {
+            lock.try_lock()
+        };
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(OutDirError::Locked {
@@ -83,8 +98,10 @@ impl OutDir {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let _ = lock.set_len(0);
-        let _ = (&lock).write_all(format!("{}\n", std::process::id()).as_bytes());
+        if !shared {
+            let _ = lock.set_len(0);
+            let _ = (&lock).write_all(format!("{}\n", std::process::id()).as_bytes());
+        }
         Ok(OutDir {
             root: root.to_path_buf(),
             _lock: lock,

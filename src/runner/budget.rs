@@ -9,6 +9,8 @@ pub struct Ledger {
     cap: Option<Money>,
     spent: Money,
     reserved: Money,
+    /// Billed and held by other workers of a shared sweep, as last heard.
+    others: Money,
 }
 
 /// A reservation that would break the cap.
@@ -20,12 +22,17 @@ pub struct CapReached {
 
 impl Ledger {
     pub fn new(cap: Option<Money>, spent: Money, reserved: Money) -> Ledger {
-        Ledger { cap, spent, reserved }
+        Ledger {
+            cap,
+            spent,
+            reserved,
+            others: Money::ZERO,
+        }
     }
 
     pub fn try_reserve(&mut self, amount: Money) -> Result<(), CapReached> {
         if let Some(cap) = self.cap {
-            let committed = self.spent.saturating_add(self.reserved);
+            let committed = self.spent.saturating_add(self.reserved).saturating_add(self.others);
             if committed.saturating_add(amount) > cap {
                 return Err(CapReached {
                     needed: amount,
@@ -46,6 +53,21 @@ impl Ledger {
     /// An attempt ended unbilled.
     pub fn release(&mut self, reservation: Money) {
         self.reserved = self.reserved.saturating_sub(reservation);
+    }
+
+    /// Holds `amount` without checking the cap: a reservation another worker made, for a job this
+    /// one took over.
+    pub fn hold(&mut self, amount: Money) {
+        self.reserved = self.reserved.saturating_add(amount);
+    }
+
+    /// What the other workers of a shared sweep have billed and hold.
+    pub fn set_others(&mut self, others: Money) {
+        self.others = others;
+    }
+
+    pub fn others(&self) -> Money {
+        self.others
     }
 
     pub fn spent(&self) -> Money {

@@ -37,6 +37,14 @@ pub struct Settings {
     pub rate: f64,
     pub downloads_at_once: usize,
     pub seed: u64,
+    /// A worker of a shared sweep (`--state`): it works the jobs it claims.
+    pub shared: Option<SharedSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedSettings {
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
 }
 
 /// Transient create failures tolerated before the job is left unresolved for a rerun.
@@ -93,6 +101,8 @@ pub struct Dispatcher {
     over_reservation: Money,
     /// Each job's steps (the jobs that continue its task).
     children: HashMap<usize, Vec<usize>>,
+    /// A shared sweep's claims and heartbeats.
+    shared: dispatcher_shared::SharedRun,
 }
 
 /// A decaying count of requests started, for the request rate of the last seconds.
@@ -147,7 +157,7 @@ impl Dispatcher {
         let shape_ids: Vec<ShapeId> = shapes.iter().map(|s| schedule.shape_id(s)).collect();
         let distinct = shape_ids.iter().map(|id| id.index() + 1).max().unwrap_or(0);
         let mut d = Dispatcher {
-            jobs: Vec::with_capacity(plan.jobs.len()),
+            jobs: Vec::new(),
             shapes,
             shape_ids,
             generating: vec![HashSet::new(); distinct],
@@ -172,82 +182,117 @@ impl Dispatcher {
             settled: HashMap::new(),
             over_reservation: Money::ZERO,
             children: HashMap::new(),
+            shared: dispatcher_shared::SharedRun::default(),
         };
         for (i, spec) in plan.jobs.iter().enumerate() {
             if let Some(parent) = spec.parent {
                 d.children.entry(parent).or_default().push(i);
             }
         }
+        d.jobs = vec![JobRun::queued(); plan.jobs.len()];
+        if d.settings.shared.is_some() {
+            // A worker of a shared sweep works only the jobs it claims; it knows the others' facts
+            // (a step needs its parent's task) but leaves them alone.
+            for (i, spec) in plan.jobs.iter().enumerate() {
+                if let Some(facts) = history.jobs.get(spec.id.as_str()) {
+                    if let Some(cost) = facts.cost {
+                        d.saw_settlement(i, cost);
+                    }
+                    d.jobs[i].facts = facts.clone();
+                }
+                d.jobs[i].state = JobState::Elsewhere;
+            }
+            d.shared.next_claim = Some(now);
+            d.shared.next_heartbeat = Some(now);
+            if let Some(ledger_others) = Some(history.spent.saturating_add(history.reserved)) {
+                // Until the first heartbeat: what the sweep's records say everyone holds.
+                d.ledger = Ledger::new(d.settings.cap, Money::ZERO, Money::ZERO);
+                d.ledger.set_others(ledger_others);
+            }
+            return d;
+        }
         // A step comes after its parent in the plan, so its parent is placed first.
         for (i, spec) in plan.jobs.iter().enumerate() {
-            let Some(facts) = history.jobs.get(spec.id.as_str()) else {
-                d.jobs.push(JobRun::queued());
-                d.enqueue(i, false);
-                continue;
-            };
-            if let Some(cost) = facts.cost {
-                d.saw_settlement(i, cost);
-            }
-            let state = JobState::resumed(facts, files_ok.get(i).copied().unwrap_or(false));
-            let mut job = JobRun::new(facts.clone(), state);
-            match &job.state {
-                // (A resume never finds a job mid-upload: nothing is journaled before its intent.)
-                JobState::Queued | JobState::Preparing { .. } | JobState::Waiting | JobState::Skipped { .. } => {
-                    d.jobs.push(job);
-                    d.enqueue(i, false);
-                    continue;
-                }
-                JobState::Submitting { .. } => {
-                    // The intent is journaled: the POST may have gone out before the stop.
-                    job.outcome_unknown = true;
-                    d.in_flight += 1;
-                    d.push_timer(now, i, Timer::Submit);
-                }
-                JobState::Generating { .. } | JobState::Parked => {
-                    // A task left at an earlier deadline is polled again.
-                    if let Some(task_id) = facts.task_id.clone() {
-                        job.state = JobState::Generating { task_id };
-                    }
-                    // When it was created is not known here: nothing is learned from it.
-                    job.submitted = Some(now);
-                    job.learnable = false;
-                    d.in_flight += 1;
-                    d.generating[d.shape_ids[i].index()].insert(i);
-                    d.jobs.push(job);
-                    d.set_poll(i, now);
-                    continue;
-                }
-                JobState::Downloading { url, .. } => {
-                    job.downloading_since = Some(now);
-                    if facts.phase == Some(Phase::Completed) && url.is_some() {
-                        d.ready_downloads.push_back(i);
-                    } else {
-                        // Missing, cut or never saved: fetch a fresh URL and download again.
-                        d.jobs.push(job);
-                        d.set_poll(i, now);
-                        continue;
-                    }
-                }
-                JobState::Failed { failure } => {
-                    let failures = facts.task_failures();
-                    let asked =
-                        d.settings.retry_failed.as_ref().is_some_and(|pattern| {
-                            failure.to_string().to_lowercase().contains(&pattern.to_lowercase())
-                        });
-                    // A raised --max-attempts gives failed tasks the difference.
-                    let more_attempts = failure.kind == FailureKind::TaskFailed && failures < d.settings.max_attempts;
-                    if asked || more_attempts {
-                        job.failures_before = if asked { failures } else { 0 };
-                        d.jobs.push(job);
-                        d.enqueue(i, false);
-                        continue;
-                    }
-                }
-                JobState::Done { .. } | JobState::Unresolved { .. } => {}
-            }
-            d.jobs.push(job);
+            let facts = history.jobs.get(spec.id.as_str()).cloned();
+            d.place(i, facts, files_ok.get(i).copied().unwrap_or(false), now);
         }
         d
+    }
+
+    /// Puts job `i` where its facts say it stands (none: never started), as a resume does: queued
+    /// (or waiting for its parent), re-sent, polled, downloaded, or left as it ended.
+    fn place(&mut self, i: usize, facts: Option<crate::journal::JobFacts>, video_ok: bool, now: Instant) {
+        let Some(facts) = facts else {
+            self.jobs[i] = JobRun::queued();
+            self.enqueue(i, false);
+            return;
+        };
+        if let Some(cost) = facts.cost {
+            self.saw_settlement(i, cost);
+        }
+        let state = JobState::resumed(&facts, video_ok);
+        let mut job = JobRun::new(facts.clone(), state);
+        match &job.state {
+            // (A resume never finds a job mid-upload: nothing is journaled before its intent.)
+            JobState::Queued
+            | JobState::Preparing { .. }
+            | JobState::Waiting
+            | JobState::Skipped { .. }
+            | JobState::Elsewhere => {
+                self.jobs[i] = job;
+                self.enqueue(i, false);
+                return;
+            }
+            JobState::Submitting { .. } => {
+                // The intent is journaled: the POST may have gone out before the stop.
+                job.outcome_unknown = true;
+                self.in_flight += 1;
+                self.push_timer(now, i, Timer::Submit);
+            }
+            JobState::Generating { .. } | JobState::Parked => {
+                // A task left at an earlier deadline is polled again.
+                if let Some(task_id) = facts.task_id.clone() {
+                    job.state = JobState::Generating { task_id };
+                }
+                // When it was created is not known here: nothing is learned from it.
+                job.submitted = Some(now);
+                job.learnable = false;
+                self.in_flight += 1;
+                self.generating[self.shape_ids[i].index()].insert(i);
+                self.jobs[i] = job;
+                self.set_poll(i, now);
+                return;
+            }
+            JobState::Downloading { url, .. } => {
+                job.downloading_since = Some(now);
+                if facts.phase == Some(Phase::Completed) && url.is_some() {
+                    self.ready_downloads.push_back(i);
+                } else {
+                    // Missing, cut or never saved: fetch a fresh URL and download again.
+                    self.jobs[i] = job;
+                    self.set_poll(i, now);
+                    return;
+                }
+            }
+            JobState::Failed { failure } => {
+                let failures = facts.task_failures();
+                let asked = self
+                    .settings
+                    .retry_failed
+                    .as_ref()
+                    .is_some_and(|pattern| failure.to_string().to_lowercase().contains(&pattern.to_lowercase()));
+                // A raised --max-attempts gives failed tasks the difference.
+                let more_attempts = failure.kind == FailureKind::TaskFailed && failures < self.settings.max_attempts;
+                if asked || more_attempts {
+                    job.failures_before = if asked { failures } else { 0 };
+                    self.jobs[i] = job;
+                    self.enqueue(i, false);
+                    return;
+                }
+            }
+            JobState::Done { .. } | JobState::Unresolved { .. } => {}
+        }
+        self.jobs[i] = job;
     }
 
     /// The most the service has settled for a job's shape raises what later jobs of that shape
@@ -432,10 +477,10 @@ impl Dispatcher {
     /// The earliest timer, for the executor's one sleep.
     pub fn next_wakeup(&self) -> Option<Instant> {
         if self.abandon {
-            None
-        } else {
-            self.timers.peek().map(|Reverse((at, ..))| *at)
+            return None;
         }
+        let job_timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+        [job_timer, self.shared_wakeup()].into_iter().flatten().min()
     }
 
     /// Nothing running, nothing scheduled, nothing admissible: the run is over.
@@ -445,7 +490,8 @@ impl Dispatcher {
                 && self.ready_downloads.is_empty()
                 && self.ready_submits.is_empty()
                 && !self.jobs.iter().any(|j| j.busy)
-                && (self.queue.is_empty() || self.stop.is_some()))
+                && (self.queue.is_empty() || self.stop.is_some())
+                && self.shared_done())
     }
 
     /// Emits a record for the journal and folds it into the job's facts with the journal's own
@@ -465,6 +511,7 @@ impl Dispatcher {
         if self.abandon {
             return ops;
         }
+        self.shared_ops(now, &mut ops);
         while let Some(Reverse((at, seq, job, kind))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -579,6 +626,11 @@ impl Dispatcher {
         if self.stop.is_none() {
             while self.in_flight < self.settings.concurrency {
                 let Some(&job) = self.queue.front() else { break };
+                if !matches!(self.jobs[job].state, JobState::Queued) {
+                    // Given up to another worker since it was queued.
+                    self.queue.pop_front();
+                    continue;
+                }
                 // A step sends its parent's task in its request, made now and journaled with
                 // its intent, so a resend is byte for byte the same.
                 let request = self.step_request(job);
@@ -715,6 +767,7 @@ impl Dispatcher {
 
     /// Applies an intent record before its op is handed out (the executor makes it durable).
     fn record_intent(&mut self, job: usize, intent: &Record) {
+        self.remember_before_intent(job, intent);
         self.jobs[job].facts.apply(intent);
     }
 }
@@ -724,6 +777,9 @@ mod transitions;
 
 #[path = "dispatcher_steps.rs"]
 mod dispatcher_steps;
+
+#[path = "dispatcher_shared.rs"]
+mod dispatcher_shared;
 
 #[cfg(test)]
 #[path = "dispatcher_tests.rs"]

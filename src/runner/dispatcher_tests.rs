@@ -25,6 +25,7 @@ pub(super) fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
         rate: 10.0,
         downloads_at_once: 4,
         seed: 1,
+        shared: None,
     }
 }
 
@@ -439,6 +440,12 @@ mod properties {
                 };
                 Event::Polled { job: *job, result }
             }
+            Op::Claim { .. } => Event::Claimed {
+                result: Err("not shared".into()),
+            },
+            Op::Heartbeat { .. } => Event::Heartbeat {
+                result: Err("not shared".into()),
+            },
             Op::Download { job, .. } => Event::Downloaded {
                 job: *job,
                 result: match choice % 5 {
@@ -521,7 +528,9 @@ mod properties {
             let mut did = crate::report::NextSteps::default();
             for job in resumed.jobs() {
                 match &job.state {
-                    JobState::Queued | JobState::Waiting | JobState::Preparing { .. } => did.submit += 1,
+                    JobState::Queued | JobState::Waiting | JobState::Elsewhere | JobState::Preparing { .. } => {
+                        did.submit += 1
+                    }
                     JobState::Submitting { .. } => did.resend += 1,
                     JobState::Generating { .. } | JobState::Parked => did.reattach += 1,
                     JobState::Downloading { .. } => did.download += 1,

@@ -36,6 +36,8 @@ pub struct Context {
     pub max_runtime: Option<Duration>,
     /// How often `on_refresh` is called (results.csv, progress).
     pub refresh: Duration,
+    /// A worker of a shared sweep (`--state`): its claims and heartbeats.
+    pub shared: Option<Arc<super::shared::SharedSweep>>,
 }
 
 fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
@@ -70,6 +72,22 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
                 job,
                 result: ctx.api.get(endpoint, &task_id).await,
             }
+        }
+        .boxed(),
+        Op::Claim { n } => async move {
+            let result = match &ctx.shared {
+                Some(shared) => shared.claim(n).await,
+                None => Err("not a shared sweep".into()),
+            };
+            Event::Claimed { result }
+        }
+        .boxed(),
+        Op::Heartbeat { in_flight } => async move {
+            let result = match &ctx.shared {
+                Some(shared) => shared.heartbeat(in_flight).await,
+                None => Err("not a shared sweep".into()),
+            };
+            Event::Heartbeat { result }
         }
         .boxed(),
         Op::Download { job, url } => async move {

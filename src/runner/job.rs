@@ -93,12 +93,14 @@ pub enum JobState {
     Unresolved {
         key: String,
     },
+    /// A job of a shared sweep this worker does not hold: another worker's, or nobody's yet.
+    Elsewhere,
 }
 
 impl JobState {
     pub fn phase(&self) -> JobPhase {
         match self {
-            JobState::Queued | JobState::Waiting => JobPhase::Queued,
+            JobState::Queued | JobState::Waiting | JobState::Elsewhere => JobPhase::Queued,
             JobState::Skipped { .. } => JobPhase::Skipped,
             JobState::Preparing { .. } => JobPhase::Submitting,
             JobState::Submitting { .. } => JobPhase::Submitting,
@@ -149,6 +151,8 @@ pub struct JobRun {
     pub(super) not_before: Option<Instant>,
     /// An intent made after the job's uploads, waiting to be handed out with its create.
     pub(super) intent: Option<Record>,
+    /// A shared sweep: the facts before the intent in flight, should the database refuse it.
+    pub(super) before_intent: Option<JobFacts>,
     /// Whether its completion time teaches the schedule (not a task found on resume).
     pub(super) learnable: bool,
     pub(super) retries: u32,
@@ -180,6 +184,7 @@ impl JobRun {
             not_before: None,
             learnable: true,
             intent: None,
+            before_intent: None,
             retries: 0,
             not_ready: 0,
             refetches: 0,
@@ -268,6 +273,14 @@ pub enum Op {
         job: usize,
         url: String,
     },
+    /// A shared sweep: claim up to `n` jobs nobody holds.
+    Claim {
+        n: usize,
+    },
+    /// A shared sweep: renew this worker's leases, and hear how the sweep stands.
+    Heartbeat {
+        in_flight: usize,
+    },
 }
 
 /// What an operation came back with.
@@ -291,16 +304,26 @@ pub enum Event {
     },
     /// The intent record could not be made durable, so the create was not sent.
     JournalFailed { job: usize, error: WriteError },
+    /// Jobs this worker claimed, with every record they and their parents have.
+    Claimed {
+        result: Result<crate::store::postgres::Claimed, String>,
+    },
+    /// The jobs this worker still holds, and the sweep's totals.
+    Heartbeat {
+        result: Result<(Vec<usize>, crate::store::postgres::SweepTotals), String>,
+    },
 }
 
 impl Event {
-    pub fn job(&self) -> usize {
+    /// The job the event is about (none for a shared sweep's claims and heartbeats).
+    pub fn job(&self) -> Option<usize> {
         match self {
             Event::Prepared { job, .. }
             | Event::Submitted { job, .. }
             | Event::Polled { job, .. }
             | Event::Downloaded { job, .. }
-            | Event::JournalFailed { job, .. } => *job,
+            | Event::JournalFailed { job, .. } => Some(*job),
+            Event::Claimed { .. } | Event::Heartbeat { .. } => None,
         }
     }
 }

@@ -9,10 +9,11 @@ mod dispatcher;
 mod executor;
 mod job;
 mod schedule;
+pub mod shared;
 pub mod signals;
 pub mod steps;
 
-pub use dispatcher::{Dispatcher, Settings, idempotency_key};
+pub use dispatcher::{Dispatcher, Settings, SharedSettings, idempotency_key};
 pub use executor::{Context, execute};
 pub use job::{Event, JobPhase, JobRun, JobState, Op, StopReason};
 pub use schedule::{PollSchedule, Shape};

@@ -17,7 +17,14 @@ use tokio::time::Instant;
 impl Dispatcher {
     /// Takes one operation's result.
     pub fn handle(&mut self, event: Event, now: Instant) {
-        let job = event.job();
+        let Some(job) = event.job() else {
+            match event {
+                Event::Claimed { result } => self.on_claimed(result, now),
+                Event::Heartbeat { result } => self.on_heartbeat(result, now),
+                _ => {}
+            }
+            return;
+        };
         self.jobs[job].busy = false;
         if let Event::Downloaded { .. } = event {
             self.downloads_running = self.downloads_running.saturating_sub(1);
@@ -26,9 +33,11 @@ impl Dispatcher {
             return;
         }
         match event {
+            Event::JournalFailed { error, .. } if error.over_cap => self.on_intent_over_cap(job),
             Event::JournalFailed { error, .. } => {
                 self.stop_everything(StopReason::Local(error.to_string()));
             }
+            Event::Claimed { .. } | Event::Heartbeat { .. } => {}
             Event::Prepared { result, .. } => self.on_prepared(job, result, now),
             Event::Submitted { result, .. } => self.on_submitted(job, result, now),
             Event::Polled { result, .. } => self.on_polled(job, result, now),
@@ -340,6 +349,7 @@ impl Dispatcher {
             self.jobs[job].downloading_since = Some(now);
             self.saw_settlement(job, cost);
             self.release_steps(job);
+            self.claim_soon(now);
             if let Some(cap) = self.ledger.cap()
                 && self.ledger.spent().saturating_add(self.ledger.reserved()) > cap
             {
@@ -412,6 +422,7 @@ impl Dispatcher {
                 if let Some(video) = self.jobs[job].facts.video.clone() {
                     self.jobs[job].state = JobState::Done { video };
                 }
+                self.claim_soon(now);
             }
             Err(DownloadError::Expired(status)) => {
                 self.jobs[job].refetches += 1;

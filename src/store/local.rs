@@ -51,7 +51,8 @@ impl RunStore for LocalRunStore {
         self.writer.append_durable(record).boxed()
     }
 
-    fn close(&self) -> Result<(), WriteError> {
-        self.writer.close()
+    fn close(&self) -> BoxFuture<'_, Result<(), WriteError>> {
+        let result = self.writer.close();
+        async move { result }.boxed()
     }
 }

@@ -5,6 +5,7 @@
 //! the runner.
 
 mod local;
+pub mod postgres;
 
 pub use local::LocalRunStore;
 
@@ -17,5 +18,5 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// Appends `record` and resolves once it is durable: what a submit intent waits for.
     fn append_durable<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<(), WriteError>>;
     /// Makes everything appended durable and stops taking records.
-    fn close(&self) -> Result<(), WriteError>;
+    fn close(&self) -> BoxFuture<'_, Result<(), WriteError>>;
 }

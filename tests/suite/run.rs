@@ -461,6 +461,7 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         rate: 400.0,
         downloads_at_once: 4,
         seed: 7,
+        shared: None,
     };
     let mut dispatcher = Dispatcher::new(
         Arc::clone(&plan),
@@ -484,10 +485,11 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         grace: Duration::from_secs(5),
         max_runtime: None,
         refresh: Duration::from_secs(60),
+        shared: None,
     };
     execute(&mut dispatcher, &ctx, &mut signals::none(), |_| {}).await;
     drop(ctx);
-    journal.close().unwrap();
+    journal.close().await.unwrap();
     assert!(
         dispatcher
             .jobs()

@@ -41,11 +41,11 @@ pub(crate) fn run(
     runtime.block_on(run_async(args, quiet, log_file, stderr))
 }
 
-fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
+pub(super) fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
     CommandFailure::new(exit, message).hint(hint)
 }
 
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
     crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
@@ -63,7 +63,12 @@ async fn run_async(
     // same folder fill in what was not given (a resume keeps its cap, pace and target).
     let flags = Flags::check(&args)?;
     let time_scale = flags.time_scale;
-    let recorded = crate::journal::last_run_started(&args.out.join(JOURNAL));
+    // `--state`: the sweep's state lives in PostgreSQL, shared by its workers, not in the folder.
+    let state_url = crate::commands::state::state_url(args.state.clone())?;
+    let recorded = match state_url {
+        Some(_) => None,
+        None => crate::journal::last_run_started(&args.out.join(JOURNAL)),
+    };
     let recorded_settings = recorded.as_ref().and_then(|r| r.settings.clone()).unwrap_or_default();
     if !args.simulate && args.api_base.is_none() && recorded_settings.simulate {
         let _ = writeln!(
@@ -132,7 +137,32 @@ async fn run_async(
         }
         Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
-    let recorded_cap = recorded.as_ref().and_then(|r| r.cap).map(Money::from_micro_cents);
+    let mut recorded_cap = recorded.as_ref().and_then(|r| r.cap).map(Money::from_micro_cents);
+    let mut recorded_settings = recorded_settings;
+    let mut sweep_parts = None;
+    if let Some(url) = &state_url {
+        let mut client = crate::commands::state::connect(url).await?;
+        let name = crate::commands::state::sweep_name(args.run_name.as_deref(), &args.out);
+        let sweep = crate::store::postgres::Sweep::register(
+            &mut client,
+            &name,
+            &plan,
+            &new_run_id(),
+            &args.manifest.display().to_string(),
+        )
+        .await
+        .map_err(crate::commands::state::failure)?;
+        // The limits recorded with the sweep are kept unless a flag replaces them (as a resume's).
+        recorded_cap = sweep.cap;
+        recorded_settings = sweep.settings.clone().unwrap_or_default();
+        let _ = writeln!(
+            stderr,
+            "{} sweep `{}` in the state database",
+            if sweep.created { "registered" } else { "joining" },
+            sweep.name
+        );
+        sweep_parts = Some((url.clone(), client, sweep));
+    }
     let settled = flags.settle(&recorded_settings, recorded_cap, &plan.limits);
     for note in &settled.notes {
         let _ = writeln!(stderr, "{note}");
@@ -157,7 +187,9 @@ async fn run_async(
         Err(e) => return Err(fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure)),
     };
     // Whose folder this is, and whether the cap can run anything, before anything is written.
-    super::folder::check(&args, recorded.as_ref(), log_file)?;
+    if sweep_parts.is_none() {
+        super::folder::check(&args, recorded.as_ref(), log_file)?;
+    }
     if let Some(cap) = cap
         && recorded.is_none()
     {
@@ -185,7 +217,12 @@ async fn run_async(
         }
         Err(e) => tracing::warn!(error = %e, "the key could not be checked; going on"),
     }
-    let out = match OutDir::open(&args.out) {
+    let opened = if sweep_parts.is_some() {
+        OutDir::open_shared(&args.out)
+    } else {
+        OutDir::open(&args.out)
+    };
+    let out = match opened {
         Ok(o) => o,
         Err(e @ crate::output::folder::OutDirError::Symlink { .. }) => {
             return Err(fail(&e, e.hint(), Exit::Invalid));
@@ -193,6 +230,30 @@ async fn run_async(
         Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
     };
     let journal_path = out.path(JOURNAL);
+    if let Some((url, client, sweep)) = sweep_parts.take() {
+        return super::shared::run_shared(
+            super::shared::SharedStart {
+                args: &args,
+                given_out: &given_out,
+                url,
+                client,
+                sweep,
+                plan,
+                out,
+                api,
+                pacer,
+                cap_choice,
+                rate,
+                concurrency,
+                resume_settings,
+                simulator,
+                started,
+                quiet,
+            },
+            stderr,
+        )
+        .await;
+    }
     if args.repair_journal && journal_path.exists() {
         match journal::repair(&journal_path) {
             Ok(r) => {
@@ -270,6 +331,7 @@ async fn run_async(
         rate,
         downloads_at_once: (concurrency as usize).clamp(2, 16),
         seed: u64::from(std::process::id()),
+        shared: None,
     };
     let mut dispatcher = Dispatcher::new(
         Arc::clone(&plan),
@@ -310,6 +372,7 @@ async fn run_async(
         grace: args.grace,
         max_runtime: args.max_runtime,
         refresh: Duration::from_secs(2),
+        shared: None,
     };
     let to_spend: Money = dispatcher
         .jobs()
@@ -385,7 +448,7 @@ async fn run_async(
     progress.finish();
     let uploads = ctx.uploads.counts();
     drop(ctx);
-    let journal_result = store.close();
+    let journal_result = store.close().await;
     if let Err(e) = out.write_atomic_with(RESULTS, |w| {
         write_results_csv(&plan, dispatcher.jobs(), &removed_paid, w)
     }) {

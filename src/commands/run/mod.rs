@@ -8,6 +8,7 @@ mod folder;
 mod quotes;
 mod resume;
 mod settings;
+mod shared;
 mod spend;
 
 pub(crate) use command::run;

@@ -1,0 +1,353 @@
+//! `run --state postgres://…`: this process is one worker of a sweep whose state lives in
+//! PostgreSQL. It claims jobs, works them like any run (the same dispatcher and executor; records
+//! go to the database, an intent committed — and checked against the sweep's cap — before its
+//! POST), renews its leases, and ends when the sweep has nothing left (or it is stopped). The
+//! output folder is shared: each worker writes its own jobs' videos, and at its end results.csv,
+//! report.html and summary.json for the whole sweep, from the database.
+
+use super::command::{fail, new_run_id};
+use super::finish::{confirm, stop_name};
+use super::quotes::quote_reservations;
+use super::resume::{ResumeSettings, resume_command};
+use super::settings::Cap;
+use super::spend::balance_covers;
+use crate::cli::RunArgs;
+use crate::client::{Pacer, RunApi};
+use crate::commands::state::failure;
+use crate::error::{CommandFailure, Exit};
+use crate::journal::{FailureKind, Record, RecordedSettings, Replayed};
+use crate::output::folder::{OutDir, REPORT, RESULTS};
+use crate::output::videos::{FetchLimits, LocalVideos, VideoStore};
+use crate::plan::Plan;
+use crate::report::RunStatus;
+use crate::runner::shared::SharedSweep;
+use crate::runner::{Context, Dispatcher, JobPhase, JobRun, Settings, SharedSettings, execute};
+use crate::sim::SimHandle;
+use crate::store::RunStore;
+use crate::store::postgres::{Conn, PgRunStore, Sweep};
+use crate::util::money::Money;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(super) struct SharedStart<'a> {
+    pub(super) args: &'a RunArgs,
+    pub(super) given_out: &'a Path,
+    pub(super) url: String,
+    pub(super) client: tokio_postgres::Client,
+    pub(super) sweep: Sweep,
+    pub(super) plan: Arc<Plan>,
+    pub(super) out: OutDir,
+    pub(super) api: Arc<RunApi>,
+    pub(super) pacer: Arc<Pacer>,
+    pub(super) cap_choice: Cap,
+    pub(super) rate: f64,
+    pub(super) concurrency: u32,
+    pub(super) resume_settings: ResumeSettings,
+    pub(super) simulator: Option<SimHandle>,
+    pub(super) started: Instant,
+    pub(super) quiet: bool,
+}
+
+/// The failed jobs a worker started with `--retry-failed[=PATTERN]` (or a raised
+/// `--max-attempts`) gives back to the sweep: the dispatcher's own rule.
+fn to_reopen(plan: &Plan, history: &Replayed, args: &RunArgs) -> Vec<usize> {
+    plan.jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, job)| {
+            let Some(facts) = history.jobs.get(job.id.as_str()) else {
+                return false;
+            };
+            let Some(failure) = facts.failure.as_ref() else {
+                return false;
+            };
+            let asked = args
+                .retry_failed
+                .as_ref()
+                .is_some_and(|p| failure.to_string().to_lowercase().contains(&p.to_lowercase()));
+            let more = failure.kind == FailureKind::TaskFailed && facts.task_failures() < args.max_attempts;
+            asked || more
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Jobs as the whole sweep's records show them.
+fn at_rest(plan: &Plan, history: &Replayed, videos: &dyn VideoStore) -> Vec<JobRun> {
+    let mut jobs: Vec<JobRun> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            let facts = history.jobs.get(j.id.as_str());
+            let ok = facts.and_then(|f| f.video.as_ref()).is_some_and(|v| videos.present(v));
+            JobRun::at_rest(facts, ok)
+        })
+        .collect();
+    crate::runner::steps::settle_at_rest(plan, &mut jobs);
+    jobs
+}
+
+pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
+    let SharedStart {
+        args,
+        given_out,
+        url,
+        client,
+        sweep,
+        plan,
+        out,
+        api,
+        pacer,
+        cap_choice,
+        rate,
+        concurrency,
+        resume_settings,
+        simulator,
+        started,
+        quiet,
+    } = s;
+    let mut history = sweep.replay(&client).await.map_err(failure)?;
+    let reopen = to_reopen(&plan, &history, args);
+    let reopened = sweep.reopen(&client, &reopen).await.map_err(failure)?;
+    if reopened > 0 {
+        let _ = writeln!(stderr, "gave {reopened} failed (or skipped) job(s) back to the sweep");
+    }
+    // A job the journal says failed but that this worker is asked to retry is placed as a resume
+    // places it, once claimed.
+    let worker = format!("{}-{}-{}", host_name(), std::process::id(), &new_run_id()[..6]);
+    let writer_client = crate::commands::state::connect(&url).await?;
+    let index: HashMap<String, i32> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.id.to_string(), i32::try_from(i).unwrap_or(i32::MAX)))
+        .collect();
+    let store = Arc::new(PgRunStore::start(
+        Conn::new(&url, writer_client),
+        sweep.id,
+        worker.clone(),
+        history.jobs.clone(),
+        index,
+        args.state_outage,
+    ));
+    let videos: Arc<dyn VideoStore> = Arc::new(LocalVideos::new(out.root()));
+    let reservations = quote_reservations(&api, &plan, &history, stderr).await;
+    let estimates = reservations.clone();
+    let settings = Settings {
+        run_id: sweep.run_id.clone(),
+        concurrency: concurrency as usize,
+        max_attempts: args.max_attempts,
+        retry_failed: args.retry_failed.clone(),
+        refresh_expired_uploads: args.refresh_expired_uploads,
+        cap: cap_choice.amount(),
+        task_deadline: args.task_deadline,
+        time_hint: args.time_scale,
+        rate,
+        downloads_at_once: (concurrency as usize).clamp(2, 16),
+        seed: u64::from(std::process::id()),
+        shared: Some(SharedSettings { lease: args.lease }),
+    };
+    // Failed jobs given back are retried with their history: the dispatcher reads it at a claim.
+    for &i in &reopen {
+        if let Some(facts) = history.jobs.get_mut(plan.jobs[i].id.as_str()) {
+            facts.phase = None;
+        }
+    }
+    let files_ok = vec![false; plan.jobs.len()];
+    let mut dispatcher = Dispatcher::new(
+        Arc::clone(&plan),
+        reservations,
+        &history,
+        &files_ok,
+        settings,
+        tokio::time::Instant::now(),
+    );
+    let rest = at_rest(&plan, &history, videos.as_ref());
+    let to_spend: Money = rest
+        .iter()
+        .zip(&estimates)
+        .filter(|(j, _)| j.phase() == JobPhase::Queued)
+        .map(|(_, m)| *m)
+        .sum();
+    if cap_choice == Cap::Default {
+        let estimate = history.spent.saturating_add(history.reserved).saturating_add(to_spend);
+        dispatcher.set_cap(Some(estimate));
+        let _ = writeln!(
+            stderr,
+            "capped at the estimate, {estimate}: the sweep spends no more than that (--max-spend USD to change it, --max-spend none to lift it)"
+        );
+    }
+    let recorded = RecordedSettings {
+        rate: Some(rate),
+        concurrency: Some(concurrency),
+        api_base: resume_settings.api_base.clone(),
+        simulate: args.simulate,
+        cap_source: Some(cap_choice.source().to_string()),
+    };
+    sweep
+        .record_limits(&client, dispatcher.ledger().cap(), rate, &recorded)
+        .await
+        .map_err(failure)?;
+    store.append(&Record::RunStarted {
+        run_id: sweep.run_id.clone(),
+        at: crate::util::time_format::now(),
+        manifest: Some(args.manifest.display().to_string()),
+        cap: dispatcher.ledger().cap().map(Money::micro_cents),
+        settings: Some(recorded),
+    });
+    if let Some(exit) = balance_covers(&api, args, &dispatcher, &estimates, to_spend, stderr).await {
+        return Ok(exit);
+    }
+    let queued = rest.iter().filter(|j| j.phase() == JobPhase::Queued).count();
+    if !confirm(args, to_spend, queued, stderr) {
+        let _ = writeln!(stderr, "cancelled: nothing was submitted");
+        return Ok(Exit::Interrupted);
+    }
+    sweep.join(&client, &worker, &host_name()).await.map_err(failure)?;
+    let shared = Arc::new(SharedSweep {
+        sweep: sweep.clone(),
+        worker: worker.clone(),
+        lease: args.lease,
+        rate,
+        conn: tokio::sync::Mutex::new(Conn::new(&url, client)),
+        store: Arc::clone(&store),
+        pacer: Arc::clone(&pacer),
+    });
+    // A 429 this worker meets pauses the others too.
+    let weak = Arc::downgrade(&shared);
+    pacer.set_pause_hook(Box::new(move |wait| {
+        if let Some(shared) = weak.upgrade() {
+            tokio::spawn(async move { shared.pause(wait).await });
+        }
+    }));
+    let downloads = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure))?;
+    let journal: Arc<dyn RunStore> = store.clone();
+    let ctx = Context {
+        plan: Arc::clone(&plan),
+        api: Arc::clone(&api),
+        downloads,
+        journal,
+        videos: Arc::clone(&videos),
+        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
+        fetch: FetchLimits {
+            max_bytes: args.max_video_bytes,
+            stall: crate::output::download::Stall {
+                min_bytes_per_second: args.min_download_speed,
+                window: args.stall_time,
+            },
+        },
+        grace: args.grace,
+        max_runtime: args.max_runtime,
+        refresh: Duration::from_secs(2),
+        shared: Some(Arc::clone(&shared)),
+    };
+    let _ = writeln!(stderr, "worker {worker} of sweep `{}`", sweep.name);
+    let mut signals = crate::runner::signals::listen();
+    let mut progress = crate::report::Progress::new(plan.jobs.len(), 0, quiet);
+    execute(&mut dispatcher, &ctx, &mut signals, |d| {
+        progress.update(&super::finish::snapshot(d), false);
+    })
+    .await;
+    progress.finish();
+    drop(ctx);
+    let journal_result = store.close().await;
+    // Whatever this worker still holds goes back to the sweep at once.
+    {
+        let mut conn = shared.conn.lock().await;
+        if let Ok(client) = conn.get().await
+            && let Err(e) = sweep.leave(client, &worker).await
+        {
+            let _ = writeln!(stderr, "warning: could not give this worker's jobs back: {e}");
+        }
+    }
+    // The whole sweep as the database has it: results.csv, report.html, summary.json.
+    let whole = {
+        let mut conn = shared.conn.lock().await;
+        match conn.get().await {
+            Ok(client) => sweep.replay(client).await.ok(),
+            Err(_) => None,
+        }
+    };
+    let history = whole.unwrap_or(history);
+    let jobs = at_rest(&plan, &history, videos.as_ref());
+    let removed = crate::report::removed_paid(&plan, &history);
+    if let Err(e) = out.write_atomic_with(RESULTS, |w| crate::report::write_results_csv(&plan, &jobs, &removed, w)) {
+        let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
+    }
+    let status = RunStatus::of_journal(&history, Some(&plan), &|id| {
+        history
+            .jobs
+            .get(id)
+            .and_then(|h| h.video.as_ref())
+            .is_some_and(|v| videos.present(v))
+    });
+    let axes = crate::report::Axes::default_for(&plan);
+    if let Err(e) = out.write_atomic_with(REPORT, |w| {
+        crate::report::write_gallery(&plan, &jobs, &removed, &axes, &status, w)
+    }) {
+        let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
+    }
+    let exit = match dispatcher.stop_reason() {
+        Some(stop) if *stop != crate::runner::StopReason::MaxRuntime => {
+            super::finish::exit_code(Some(stop), dispatcher.jobs())
+        }
+        _ => super::finish::exit_code(None, &jobs),
+    };
+    let mut value = serde_json::to_value(&status).unwrap_or_default();
+    value["exit_code"] = exit.code().into();
+    value["stop_reason"] = dispatcher.stop_reason().map(stop_name).into();
+    value["wall_seconds"] = started.elapsed().as_secs_f64().into();
+    value["finished_at"] = crate::util::time_format::now().into();
+    value["sweep"] = sweep.name.clone().into();
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+    if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
+        let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
+    }
+    let mine = dispatcher
+        .jobs()
+        .iter()
+        .filter(|j| j.phase() == JobPhase::Done && j.facts.submitted_at.is_some())
+        .count();
+    let _ = writeln!(
+        stderr,
+        "this worker: {mine} job(s) completed, {} spent, in {:.1} s",
+        dispatcher.ledger().spent(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = write!(stderr, "the sweep: {}", status.render(&sweep.name));
+    if !status.finished {
+        let _ = writeln!(
+            stderr,
+            "resume (or add workers) with: {} --state '<the same database>'",
+            resume_command(given_out, &args.out, &resume_settings)
+        );
+    }
+    if let Some(handle) = simulator {
+        handle.stop().await;
+    }
+    if let Err(e) = journal_result {
+        return Err(fail(&e, "a rerun resumes from what the database holds", Exit::Failure));
+    }
+    Ok(exit)
+}

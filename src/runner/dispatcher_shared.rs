@@ -1,0 +1,225 @@
+//! The dispatcher as one worker of a shared sweep (`--state`): it claims jobs in batches and works
+//! only those; a heartbeat renews its leases and brings the sweep's totals (what other workers
+//! have billed and hold counts against the cap here too). A job whose lease this worker lost is
+//! given up at once — another worker has it, and will re-send its key or poll its task.
+
+use super::Dispatcher;
+use crate::journal::{JobFacts, Phase, Record};
+use crate::runner::job::{JobState, Op, StopReason};
+use crate::store::postgres::{Claimed, SweepTotals};
+use crate::util::money::Money;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A shared sweep's bookkeeping in this worker.
+#[derive(Debug, Default)]
+pub(super) struct SharedRun {
+    pub(super) next_claim: Option<Instant>,
+    pub(super) next_heartbeat: Option<Instant>,
+    claiming: bool,
+    beating: bool,
+    /// The sweep has nothing left to do, as the last heartbeat heard.
+    finished: bool,
+    /// The last heartbeat the database answered.
+    last_beat: Option<Instant>,
+}
+
+impl Dispatcher {
+    fn lease(&self) -> Option<Duration> {
+        self.settings.shared.map(|s| s.lease)
+    }
+
+    /// When a claim or heartbeat is due.
+    pub(super) fn shared_wakeup(&self) -> Option<Instant> {
+        self.lease()?;
+        let claim = self.shared.next_claim.filter(|_| !self.shared.claiming);
+        let beat = self.shared.next_heartbeat.filter(|_| !self.shared.beating);
+        [claim, beat].into_iter().flatten().min()
+    }
+
+    /// Whether a shared sweep lets this worker stop: its work is done and the sweep's is too (or
+    /// it was told to stop). Always, for a run of its own.
+    pub(super) fn shared_done(&self) -> bool {
+        self.lease().is_none() || self.stop.is_some() || (self.shared.finished && !self.shared.claiming)
+    }
+
+    /// Claims and heartbeats that are due.
+    pub(super) fn shared_ops(&mut self, now: Instant, ops: &mut Vec<Op>) {
+        let Some(lease) = self.lease() else { return };
+        if !self.shared.beating && self.shared.next_heartbeat.is_some_and(|at| at <= now) {
+            self.shared.beating = true;
+            ops.push(Op::Heartbeat {
+                in_flight: self.in_flight,
+            });
+            if let Some(last) = self.shared.last_beat
+                && now.saturating_duration_since(last) > lease
+            {
+                // Our leases have run out: other workers may hold these jobs now.
+                self.stop_submitting(StopReason::Local(
+                    "the state database did not answer for longer than the lease".into(),
+                ));
+            }
+        }
+        if self.shared.claiming || self.stop.is_some() || self.shared.next_claim.is_none_or(|at| at > now) {
+            return;
+        }
+        let want = (self.settings.concurrency * 3 / 2 + 1).saturating_sub(self.queue.len() + self.in_flight);
+        if want == 0 {
+            self.shared.next_claim = Some(now + Duration::from_millis(200));
+            return;
+        }
+        self.shared.claiming = true;
+        ops.push(Op::Claim { n: want });
+    }
+
+    /// Claimed jobs are placed as a resume places them, from every record the sweep has of them.
+    pub(super) fn on_claimed(&mut self, result: Result<Claimed, String>, now: Instant) {
+        self.shared.claiming = false;
+        let lease = self.lease().unwrap_or(Duration::from_secs(30));
+        let claimed = match result {
+            Ok(c) => c,
+            Err(message) => {
+                tracing::warn!(%message, "claiming jobs failed; trying again");
+                self.shared.next_claim = Some(now + Duration::from_secs(1));
+                return;
+            }
+        };
+        let mut facts: HashMap<&str, JobFacts> = HashMap::new();
+        for record in &claimed.records {
+            if let Some(job) = record.job() {
+                facts.entry(job).or_default().apply(record);
+            }
+        }
+        let index: HashMap<&str, usize> = self
+            .plan
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.id.as_str(), i))
+            .collect();
+        let claimed_set: HashSet<usize> = claimed.jobs.iter().copied().collect();
+        // Parents first: a step's standing reads its parent's facts.
+        for (id, f) in &facts {
+            if let Some(&i) = index.get(id)
+                && !claimed_set.contains(&i)
+                && matches!(self.jobs[i].state, JobState::Elsewhere)
+            {
+                self.jobs[i].facts = f.clone();
+            }
+        }
+        for &i in &claimed.jobs {
+            if !matches!(self.jobs[i].state, JobState::Elsewhere) {
+                continue;
+            }
+            let f = facts.get(self.plan.jobs[i].id.as_str()).cloned();
+            if let Some(f) = &f
+                && matches!(f.phase, Some(Phase::Submitting))
+            {
+                // Its reservation was made by the worker before: this one holds it now.
+                self.ledger.hold(f.reserved);
+            }
+            tracing::debug!(job = %self.plan.jobs[i].id, "claimed");
+            self.place(i, f, false, now);
+        }
+        self.shared.finished = claimed.open == 0;
+        let got = claimed.jobs.len();
+        self.shared.next_claim = Some(if got > 0 {
+            now + Duration::from_millis(100)
+        } else {
+            // Nothing free: look again soon for steps whose parents completed elsewhere and for
+            // jobs a dead worker leaves.
+            now + (lease / 3).clamp(Duration::from_millis(50), Duration::from_secs(1))
+        });
+    }
+
+    /// The leases this worker still holds, and how the sweep stands.
+    pub(super) fn on_heartbeat(&mut self, result: Result<(Vec<usize>, SweepTotals), String>, now: Instant) {
+        self.shared.beating = false;
+        let lease = self.lease().unwrap_or(Duration::from_secs(30));
+        let (held, totals) = match result {
+            Ok(r) => r,
+            Err(message) => {
+                tracing::warn!(%message, "the heartbeat failed; trying again");
+                self.shared.next_heartbeat = Some(now + Duration::from_secs(1));
+                return;
+            }
+        };
+        self.shared.last_beat = Some(now);
+        self.shared.next_heartbeat = Some(now + (lease / 3).max(Duration::from_millis(50)));
+        let held: HashSet<usize> = held.into_iter().collect();
+        for i in 0..self.jobs.len() {
+            let ours = !matches!(
+                self.jobs[i].state,
+                JobState::Elsewhere | JobState::Done { .. } | JobState::Failed { .. } | JobState::Skipped { .. }
+            );
+            if ours && !held.contains(&i) {
+                self.disown(i);
+            }
+        }
+        let mine = self.ledger.spent().saturating_add(self.ledger.reserved());
+        let everyone = totals.spent.saturating_add(totals.reserved);
+        self.ledger.set_others(everyone.saturating_sub(mine));
+        self.shared.finished = totals.open == 0;
+        if let Some(cap) = totals.cap
+            && self.ledger.cap() != Some(cap)
+        {
+            self.set_cap(Some(cap));
+        }
+    }
+
+    /// A job of this worker finished (or its task completed): its steps may be claimable, and
+    /// the sweep may be done.
+    pub(super) fn claim_soon(&mut self, now: Instant) {
+        if self.lease().is_some() && !self.shared.claiming {
+            self.shared.next_claim = Some(self.shared.next_claim.map_or(now, |at| at.min(now)));
+        }
+    }
+
+    /// Another worker holds this job now: this one stops working on it (what it holds goes with it).
+    fn disown(&mut self, job: usize) {
+        tracing::warn!(job = %self.plan.jobs[job].id, "lease lost: another worker has this job");
+        self.stop_generating(job);
+        let held = match self.jobs[job].state {
+            JobState::Preparing { reserve, .. } => Some(reserve),
+            JobState::Submitting { .. } | JobState::Generating { .. } => Some(self.jobs[job].facts.reserved),
+            _ => None,
+        };
+        if let Some(amount) = held {
+            self.ledger.release(amount);
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        self.jobs[job].state = JobState::Elsewhere;
+    }
+
+    /// The database refused a submit intent: the sweep's cap has no room for it (other workers
+    /// hold the rest). Nothing was sent; the job waits, and this worker submits nothing more.
+    pub(super) fn on_intent_over_cap(&mut self, job: usize) {
+        let JobState::Submitting { .. } = self.jobs[job].state else {
+            return;
+        };
+        let reserve = self.jobs[job].facts.reserved;
+        self.ledger.release(reserve);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        // The intent never reached the records: the job's facts are what they were before it.
+        if let Some(before) = self.jobs[job].before_intent.take() {
+            self.jobs[job].facts = before;
+        }
+        self.jobs[job].intent = None;
+        self.jobs[job].state = JobState::Queued;
+        self.queue.push_front(job);
+        let left = self
+            .ledger
+            .cap()
+            .unwrap_or(Money::ZERO)
+            .saturating_sub(self.ledger.spent().saturating_add(self.ledger.others()));
+        self.stop_submitting(StopReason::CapReached { needed: reserve, left });
+    }
+
+    /// Records the intent's facts before it, so a refused intent can be taken back.
+    pub(super) fn remember_before_intent(&mut self, job: usize, record: &Record) {
+        if self.lease().is_some() && matches!(record, Record::Submitting { .. }) {
+            self.jobs[job].before_intent = Some(self.jobs[job].facts.clone());
+        }
+    }
+}

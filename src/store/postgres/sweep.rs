@@ -1,0 +1,437 @@
+//! A sweep in the database: registered once from its plan (a worker whose manifest plans other
+//! jobs is refused), read back as the journal is (the same fold), and shared among workers —
+//! claims with leases, heartbeats, the totals against the cap, and a pause everyone keeps.
+
+use super::StateError;
+use crate::journal::{Record, RecordedSettings, Replayed};
+use crate::plan::Plan;
+use crate::util::money::Money;
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// A registered sweep, as this worker found (or made) it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    pub id: i64,
+    pub name: String,
+    /// The run id the sweep's idempotency keys derive from: the same for every worker.
+    pub run_id: String,
+    /// The cap and limits recorded with the sweep (issue 8's rule 4: a later worker keeps them
+    /// unless it is given others).
+    pub cap: Option<Money>,
+    pub settings: Option<RecordedSettings>,
+    /// Whether this worker registered it.
+    pub created: bool,
+}
+
+/// The sweep's spend, as every worker's records add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepTotals {
+    pub spent: Money,
+    pub reserved: Money,
+    pub cap: Option<Money>,
+    /// Jobs not finished (neither stored, failed nor skipped).
+    pub open: u64,
+    /// Of those, jobs some worker holds a live lease on.
+    pub leased: u64,
+    /// Jobs a worker could claim now.
+    pub claimable: u64,
+    /// Until when everyone waits (a 429's `Retry-After`), as seconds from now.
+    pub paused_for: Option<Duration>,
+}
+
+/// A worker as the sweep knows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkerRow {
+    pub worker: String,
+    pub host: String,
+    pub pid: i32,
+    /// Jobs it holds a lease on now.
+    pub jobs: i64,
+    pub seconds_since_heartbeat: f64,
+    pub finished: bool,
+}
+
+/// Jobs a claim took, with every record they (and the jobs they continue) have so far.
+#[derive(Debug, Clone, Default)]
+pub struct Claimed {
+    pub jobs: Vec<usize>,
+    pub records: Vec<Record>,
+    /// Jobs of the sweep not finished yet, after the claim (its own included).
+    pub open: u64,
+}
+
+/// The plan's identity: its job ids in order (and each step's parent). Workers of one sweep plan
+/// the same jobs.
+pub fn plan_digest(plan: &Plan) -> String {
+    let mut hasher = Sha256::new();
+    for job in &plan.jobs {
+        hasher.update(job.id.as_str().as_bytes());
+        if let Some(p) = job.parent {
+            hasher.update(format!("<{p}").as_bytes());
+        }
+        hasher.update(b"\n");
+    }
+    crate::util::hex::hex(&hasher.finalize()[..16])
+}
+
+fn idx(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Sweep {
+    /// Registers the sweep `name` for `plan`, or finds it: the same plan is joined, another is
+    /// refused. `run_id` is used when the sweep is new.
+    pub async fn register(
+        client: &mut Client,
+        name: &str,
+        plan: &Plan,
+        run_id: &str,
+        manifest: &str,
+    ) -> Result<Sweep, StateError> {
+        let digest = plan_digest(plan);
+        let tx = client.transaction().await?;
+        tx.execute("select pg_advisory_xact_lock(7142180902)", &[]).await?;
+        let found = tx
+            .query_opt(
+                "select id, plan_digest, jobs, run_id, cap, settings from kb_sweeps where name = $1",
+                &[&name],
+            )
+            .await?;
+        if let Some(row) = found {
+            let registered: String = row.get(1);
+            if registered != digest {
+                let jobs: i32 = row.get(2);
+                return Err(StateError::DifferentPlan {
+                    name: name.to_string(),
+                    registered: i64::from(jobs),
+                    planned: plan.jobs.len(),
+                });
+            }
+            let cap: Option<i64> = row.get(4);
+            let settings: Option<String> = row.get(5);
+            return Ok(Sweep {
+                id: row.get(0),
+                name: name.to_string(),
+                run_id: row.get(3),
+                cap: cap.map(|c| Money::from_micro_cents(c.max(0) as u64)),
+                settings: settings.and_then(|s| serde_json::from_str(&s).ok()),
+                created: false,
+            });
+        }
+        let id: i64 = tx
+            .query_one(
+                "insert into kb_sweeps (name, plan_digest, jobs, manifest, run_id) values ($1, $2, $3, $4, $5) returning id",
+                &[&name, &digest, &idx(plan.jobs.len()), &manifest, &run_id],
+            )
+            .await?
+            .get(0);
+        // Every job at once, as arrays: one statement for 100,000 jobs.
+        let idxs: Vec<i32> = (0..plan.jobs.len()).map(idx).collect();
+        let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        let parents: Vec<i32> = plan.jobs.iter().map(|j| j.parent.map_or(-1, idx)).collect();
+        tx.execute(
+            "insert into kb_jobs (sweep, idx, job_id, parent_idx) \
+             select $1, i, j, nullif(p, -1) from unnest($2::int4[], $3::text[], $4::int4[]) as t(i, j, p)",
+            &[&id, &idxs, &ids, &parents],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Sweep {
+            id,
+            name: name.to_string(),
+            run_id: run_id.to_string(),
+            cap: None,
+            settings: None,
+            created: true,
+        })
+    }
+
+    /// Finds a registered sweep by name (for `status` and `report`).
+    pub async fn find(client: &Client, name: &str) -> Result<Option<Sweep>, StateError> {
+        let row = client
+            .query_opt(
+                "select id, run_id, cap, settings from kb_sweeps where name = $1",
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let cap: Option<i64> = row.get(2);
+            let settings: Option<String> = row.get(3);
+            Sweep {
+                id: row.get(0),
+                name: name.to_string(),
+                run_id: row.get(1),
+                cap: cap.map(|c| Money::from_micro_cents(c.max(0) as u64)),
+                settings: settings.and_then(|s| serde_json::from_str(&s).ok()),
+                created: false,
+            }
+        }))
+    }
+
+    /// Records the cap and limits the sweep runs under (the latest worker's, as a resume's).
+    pub async fn record_limits(
+        &self,
+        client: &Client,
+        cap: Option<Money>,
+        rate: f64,
+        settings: &RecordedSettings,
+    ) -> Result<(), StateError> {
+        let cap = cap.map(|c| i64::try_from(c.micro_cents()).unwrap_or(i64::MAX));
+        let text = serde_json::to_string(settings).unwrap_or_default();
+        client
+            .execute(
+                "update kb_sweeps set cap = $2, rate = $3, settings = $4 where id = $1",
+                &[&self.id, &cap, &rate, &text],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every record of the sweep, folded as a resume folds the journal (streamed, never all
+    /// held).
+    pub async fn replay(&self, client: &Client) -> Result<Replayed, StateError> {
+        let mut out = Replayed::default();
+        let rows = client
+            .query_raw(
+                "select record from kb_records where sweep = $1 order by seq",
+                [&self.id as &(dyn tokio_postgres::types::ToSql + Sync)],
+            )
+            .await?;
+        futures::pin_mut!(rows);
+        while let Some(row) = rows.try_next().await? {
+            let text: &str = row.get(0);
+            if let Ok(record) = serde_json::from_str::<Record>(text) {
+                out.apply(&record);
+            }
+        }
+        out.finish();
+        out.run_id = Some(self.run_id.clone());
+        Ok(out)
+    }
+
+    /// Claims up to `n` jobs nobody holds (or whose holder's lease ran out), in plan order, a step
+    /// only once its parent completed; returns them with the records they and their parents have.
+    pub async fn claim(
+        &self,
+        client: &mut Client,
+        worker: &str,
+        n: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StateError> {
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "with free as ( \
+                   select j.idx from kb_jobs j left join kb_jobs p on p.sweep = j.sweep and p.idx = j.parent_idx \
+                   where j.sweep = $1 and j.state in ('open', 'completed') \
+                     and (j.owner is null or j.lease_until < now()) \
+                     and (j.parent_idx is null or p.state in ('completed', 'finished')) \
+                   order by j.idx limit $3 for update of j skip locked) \
+                 update kb_jobs k set owner = $2, lease_until = now() + $4 * interval '1 millisecond' \
+                 from free where k.sweep = $1 and k.idx = free.idx returning k.idx, k.job_id, k.parent_idx",
+                &[&self.id, &worker, &(n.min(100_000) as i64), &millis(lease)],
+            )
+            .await?;
+        let mut claimed = Claimed::default();
+        let mut names: Vec<String> = Vec::new();
+        for row in &rows {
+            let i: i32 = row.get(0);
+            claimed.jobs.push(i.max(0) as usize);
+            names.push(row.get(1));
+        }
+        let parents: Vec<i32> = rows.iter().filter_map(|r| r.get::<_, Option<i32>>(2)).collect();
+        if !parents.is_empty() {
+            for row in tx
+                .query(
+                    "select job_id from kb_jobs where sweep = $1 and idx = any($2)",
+                    &[&self.id, &parents],
+                )
+                .await?
+            {
+                names.push(row.get(0));
+            }
+        }
+        if !names.is_empty() {
+            for row in tx
+                .query(
+                    "select record from kb_records where sweep = $1 and job_id = any($2) order by seq",
+                    &[&self.id, &names],
+                )
+                .await?
+            {
+                let text: &str = row.get(0);
+                if let Ok(record) = serde_json::from_str::<Record>(text) {
+                    claimed.records.push(record);
+                }
+            }
+        }
+        claimed.open = tx
+            .query_one(
+                "select count(*) from kb_jobs where sweep = $1 and state in ('open', 'completed')",
+                &[&self.id],
+            )
+            .await?
+            .get::<_, i64>(0)
+            .max(0) as u64;
+        tx.commit().await?;
+        claimed.jobs.sort_unstable();
+        Ok(claimed)
+    }
+
+    /// Renews this worker's leases and its heartbeat; returns the jobs it still holds.
+    pub async fn heartbeat(
+        &self,
+        client: &Client,
+        worker: &str,
+        lease: Duration,
+        in_flight: usize,
+    ) -> Result<Vec<usize>, StateError> {
+        let rows = client
+            .query(
+                "update kb_jobs set lease_until = now() + $3 * interval '1 millisecond' \
+                 where sweep = $1 and owner = $2 and state in ('open', 'completed') returning idx",
+                &[&self.id, &worker, &millis(lease)],
+            )
+            .await?;
+        client
+            .execute(
+                "update kb_workers set heartbeat_at = now(), in_flight = $3 where sweep = $1 and worker = $2",
+                &[&self.id, &worker, &idx(in_flight)],
+            )
+            .await?;
+        let mut held: Vec<usize> = rows.iter().map(|r| r.get::<_, i32>(0).max(0) as usize).collect();
+        held.sort_unstable();
+        Ok(held)
+    }
+
+    /// Says this worker is here (host, pid), for `status`.
+    pub async fn join(&self, client: &Client, worker: &str, host: &str) -> Result<(), StateError> {
+        client
+            .execute(
+                "insert into kb_workers (sweep, worker, host, pid) values ($1, $2, $3, $4) \
+                 on conflict (sweep, worker) do update set heartbeat_at = now(), finished_at = null",
+                &[&self.id, &worker, &host, &(std::process::id() as i32)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Lets go of every job this worker holds (at its end): others may take them at once.
+    pub async fn leave(&self, client: &Client, worker: &str) -> Result<(), StateError> {
+        client
+            .execute(
+                "update kb_jobs set owner = null, lease_until = null where sweep = $1 and owner = $2",
+                &[&self.id, &worker],
+            )
+            .await?;
+        client
+            .execute(
+                "update kb_workers set finished_at = now(), in_flight = 0 where sweep = $1 and worker = $2",
+                &[&self.id, &worker],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Gives failed jobs (those `reopen` picks) and the steps skipped behind them back to the
+    /// sweep, for a worker started with `--retry-failed` or a raised `--max-attempts`.
+    pub async fn reopen(&self, client: &Client, jobs: &[usize]) -> Result<u64, StateError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let idxs: Vec<i32> = jobs.iter().map(|&j| idx(j)).collect();
+        let n = client
+            .execute(
+                "with recursive d as ( \
+                   select idx from kb_jobs where sweep = $1 and idx = any($2) \
+                   union select j.idx from kb_jobs j join d on j.parent_idx = d.idx where j.sweep = $1) \
+                 update kb_jobs set state = 'open', owner = null, lease_until = null \
+                 where sweep = $1 and idx in (select idx from d) and state in ('failed', 'skipped')",
+                &[&self.id, &idxs],
+            )
+            .await?;
+        Ok(n)
+    }
+
+    /// Pauses every worker of the sweep for `wait` (a 429's `Retry-After`).
+    pub async fn pause(&self, client: &Client, wait: Duration) -> Result<(), StateError> {
+        client
+            .execute(
+                "update kb_sweeps set paused_until = greatest(coalesce(paused_until, now()), now() + $2 * interval '1 millisecond') where id = $1",
+                &[&self.id, &millis(wait)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn totals(&self, client: &Client) -> Result<SweepTotals, StateError> {
+        let row = client
+            .query_one(
+                "select s.spent, s.reserved, s.cap, \
+                   greatest(0, extract(epoch from (s.paused_until - now())))::float8, \
+                   (select count(*) from kb_jobs where sweep = $1 and state in ('open', 'completed')), \
+                   (select count(*) from kb_jobs where sweep = $1 and state in ('open', 'completed') and lease_until > now()), \
+                   (select count(*) from kb_jobs j left join kb_jobs p on p.sweep = j.sweep and p.idx = j.parent_idx \
+                      where j.sweep = $1 and j.state in ('open', 'completed') and (j.owner is null or j.lease_until < now()) \
+                        and (j.parent_idx is null or p.state in ('completed', 'finished'))) \
+                 from kb_sweeps s where s.id = $1",
+                &[&self.id],
+            )
+            .await?;
+        let money = |v: i64| Money::from_micro_cents(v.max(0) as u64);
+        let cap: Option<i64> = row.get(2);
+        let paused: Option<f64> = row.get(3);
+        Ok(SweepTotals {
+            spent: money(row.get(0)),
+            reserved: money(row.get(1)),
+            cap: cap.map(money),
+            paused_for: paused.filter(|p| *p > 0.0).map(Duration::from_secs_f64),
+            open: row.get::<_, i64>(4).max(0) as u64,
+            leased: row.get::<_, i64>(5).max(0) as u64,
+            claimable: row.get::<_, i64>(6).max(0) as u64,
+        })
+    }
+
+    /// Workers whose heartbeat is younger than a lease and that have not left.
+    pub async fn live_workers(&self, client: &Client, lease: Duration) -> Result<u64, StateError> {
+        let row = client
+            .query_one(
+                "select count(*) from kb_workers where sweep = $1 and finished_at is null \
+                 and heartbeat_at > now() - $2 * interval '1 millisecond'",
+                &[&self.id, &millis(lease)],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// The sweep's workers, for `status`.
+    pub async fn workers(&self, client: &Client) -> Result<Vec<WorkerRow>, StateError> {
+        let rows = client
+            .query(
+                "select w.worker, w.host, w.pid, \
+                   (select count(*) from kb_jobs j where j.sweep = w.sweep and j.owner = w.worker and j.lease_until > now()), \
+                   extract(epoch from (now() - w.heartbeat_at))::float8, w.finished_at is not null \
+                 from kb_workers w where w.sweep = $1 order by w.started_at",
+                &[&self.id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WorkerRow {
+                worker: r.get(0),
+                host: r.get(1),
+                pid: r.get(2),
+                jobs: r.get(3),
+                seconds_since_heartbeat: r.get(4),
+                finished: r.get(5),
+            })
+            .collect())
+    }
+}
