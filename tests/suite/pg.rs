@@ -159,13 +159,22 @@ impl Postgres {
 
     /// Runs SQL through psql, returning what it printed (unaligned, tuples only).
     pub(crate) fn sql(&self, database: &str, sql: &str) -> String {
+        self.try_sql(database, sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// `sql`, or the error (a table the workers have not made yet).
+    pub(crate) fn try_sql(&self, database: &str, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kb", "-d", database])
             .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     #[allow(dead_code)]
