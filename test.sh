@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # The SIGKILL/resume suite's cycle count (see RELIABILITY.md).
 export KLING_BATCH_KILL_CYCLES="${KLING_BATCH_KILL_CYCLES:-200}"
+# PostgreSQL's server for the shared-state tests (issue 18): Debian's package, installed if missing.
+# The tests make their own throwaway clusters with initdb; nothing is started here.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing Debian's postgresql for the shared-state tests"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+fi
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
