@@ -430,7 +430,143 @@ def u1_uploads(args, work):
     return out
 
 
-SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads} | {
+# --- several machines, one sweep (issue 18) -----------------------------------------------------
+
+
+class Pg:
+    """A throwaway PostgreSQL: Debian's server binaries, a cluster from initdb in a temporary
+    folder, started by pg_ctl on a free loopback port (as the postgres user when root), with its
+    default durability (fsync on)."""
+
+    def __init__(self):
+        import glob
+        import pwd
+        import socket
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if not bins:
+            raise RuntimeError("PostgreSQL's server is not installed: apt-get install postgresql")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix="kb-bench-pg-")
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.tool("initdb", "-D", f"{self.dir}/data", "-U", "kb", "--auth=trust", "-E", "UTF8")
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
+        self.tool("pg_ctl", "-D", f"{self.dir}/data", "-o", opts, "-l", f"{self.dir}/log", "-w", "start")
+
+    def tool(self, name, *args):
+        cmd = [os.path.join(self.bin, name), *args]
+        if self.as_postgres:
+            cmd = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sql(self, db, text):
+        out = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "kb", "-d", db, "-At", "-c", text],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    def database(self, name):
+        self.sql("postgres", f"create database {name}")
+        return f"postgres://kb@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        self.tool("pg_ctl", "-D", f"{self.dir}/data", "-m", "fast", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def parallel(cmds, work, name):
+    """Runs several commands at once, each under /usr/bin/time -v; their figures and the wall time
+    of the whole."""
+    started = time.monotonic()
+    procs = []
+    for i, cmd in enumerate(cmds):
+        time_out = os.path.join(work, f"{name}-{i}.time")
+        err = open(os.path.join(work, f"{name}-{i}.stderr"), "w")
+        procs.append((subprocess.Popen(["/usr/bin/time", "-v", "-o", time_out, *cmd], stdout=subprocess.DEVNULL, stderr=err, env=ENV), time_out, err))
+    figures = []
+    for proc, time_out, err in procs:
+        code = proc.wait()
+        err.close()
+        with open(time_out) as f:
+            text = f.read()
+        user = float(re.search(r"User time \(seconds\):\s+([\d.]+)", text).group(1))
+        sys_ = float(re.search(r"System time \(seconds\):\s+([\d.]+)", text).group(1))
+        rss = float(re.search(r"Maximum resident set size \(kbytes\):\s+([\d.]+)", text).group(1)) / 1024
+        figures.append({"exit": code, "user": user, "sys": sys_, "rss_mb": rss})
+    return {"wall": time.monotonic() - started, "workers": figures, "user": sum(f["user"] for f in figures), "sys": sum(f["sys"] for f in figures), "rss_mb": max(f["rss_mb"] for f in figures)}
+
+
+def d1_state(args, work):
+    """The same sweep with the local journal, one worker on PostgreSQL, and three workers."""
+    n, rate, conc = (500, 300, 100) if args.quick else (2000, 300, 100)
+    prof = profile(100.0, {"kind": "uniform", "min_seconds": 20.0, "max_seconds": 80.0}, 4096)
+    defaults = {"endpoint": "text_to_video", "model": "kling-3.0", "duration_seconds": 5, "output_resolution": "720p"}
+    manifest = os.path.join(work, "d1.yaml")
+    write_manifest(manifest, prompts(n, "d1"), defaults)
+    out = {"jobs": n, "rate": rate, "concurrency": conc}
+    pg = Pg()
+    try:
+        for label, state, workers in (("journal", None, 1), ("one_worker", "one", 1), ("three_workers", "three", 3)):
+            sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+            try:
+                folder = os.path.join(work, f"d1-{label}")
+                extra = ["--state", pg.database(state), "--lease", "10s"] if state else []
+                cmds = [runner_cmd(args.bin, manifest, folder, sim.url, rate, conc, extra) for _ in range(workers)]
+                r = parallel(cmds, work, f"d1-{label}")
+                r = with_sim_figures(r, sim, n)
+                r["rss_mb_per_worker"] = r["rss_mb"]
+                if state:
+                    r["db_mb"] = int(pg.sql(state, f"select pg_database_size('{state}')")) / 2**20
+                out[label] = r
+            finally:
+                sim.stop()
+    finally:
+        pg.stop()
+    return out
+
+
+def d2_register(args, work):
+    """A 100,000-job sweep on PostgreSQL: registering it, and running it for a while."""
+    n = 20000 if args.quick else 100000
+    prof = profile(100.0, {"kind": "uniform", "min_seconds": 20.0, "max_seconds": 80.0}, 1024)
+    manifest = os.path.join(work, "d2.yaml")
+    matrix = {"aspect_ratio": ["16:9", "9:16", "1:1"], "enable_sound": [False, True]}
+    texts = prompts(-(-n // 6), "d2")
+    write_manifest(manifest, texts, {"endpoint": "text_to_video", "model": "kling-3.0", "duration_seconds": 5}, matrix)
+    jobs = len(texts) * 6
+    out = {"jobs": jobs}
+    pg = Pg()
+    sim = Sim(args.bin, tempfile.mkdtemp(dir=work), prof)
+    try:
+        url = pg.database("big")
+        folder = os.path.join(work, "d2-out")
+        extra = ["--state", url, "--max-runtime", "15s"]
+        r = timed(runner_cmd(args.bin, manifest, folder, sim.url, 4000, 1000, extra), work, "d2-run")
+        created = [t["created_unix_ms"] for t in sim.tasks()["tasks"]]
+        r["first_create_after_ms"] = min(created) - r["started_unix_ms"] if created else None
+        r["completed"] = sim.stats()["tasks_completed"]
+        out["run"] = r
+        out["db_mb"] = int(pg.sql("big", "select pg_database_size('big')")) / 2**20
+        out["records"] = int(pg.sql("big", "select count(*) from kb_records"))
+        before = sim.stats()["tasks_created"]
+        resume = timed(runner_cmd(args.bin, manifest, folder, sim.url, 4000, 1000, ["--state", url, "--max-runtime", "3s"]), work, "d2-resume")
+        later = [t["created_unix_ms"] for t in sim.tasks()["tasks"][before:]]
+        resume["first_create_after_ms"] = min(later) - resume["started_unix_ms"] if later else None
+        out["resume"] = resume
+    finally:
+        sim.stop()
+        pg.stop()
+    return out
+
+
+SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads, "D1": d1_state, "D2": d2_register} | {
     p[0]: polling_scenario(*p) for p in POLLING
 }
 
@@ -528,6 +664,33 @@ def table(results):
             ("resume: start → first create, s", "< 1", (s3["resume"]["first_create_after_ms"] or 0) / 1000),
             ("journal at resume, MB", "", s3["journal_records_mb"]),
             ("peak RSS of the resume, MB", "< 150", s3["resume"]["rss_mb"]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
+    d1 = results.get("D1")
+    if d1:
+        head = f"D1. shared state ({d1['jobs']:,} jobs, rate {d1['rate']}, concurrency {d1['concurrency']}): journal / 1 worker / 3 workers"
+        trio = [d1.get(k, {}) for k in ("journal", "one_worker", "three_workers")]
+        rows = [
+            ("wall time, s", "", [t.get("wall") for t in trio]),
+            ("CPU per job, µs (all workers)", "", [t.get("cpu_us_per_job") for t in trio]),
+            ("median notice delay, ms (scaled)", "", [t.get("median_notice_delay_ms") for t in trio]),
+            ("polls per job", "", [t.get("polls_per_job") for t in trio]),
+            ("creates (one per job)", f"{d1['jobs']:,}", [t.get("creates") for t in trio]),
+            ("peak RSS per worker, MB", "", [t.get("rss_mb_per_worker") for t in trio]),
+            ("database size, MB", "", [t.get("db_mb") for t in trio]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {' / '.join(fmt(x) for x in r[2])} | | |" for i, r in enumerate(rows)]
+    d2 = results.get("D2")
+    if d2:
+        head = f"D2. a {d2['jobs']:,}-job sweep on PostgreSQL"
+        rows = [
+            ("start (plan, register) → first create, s", "", (d2["run"]["first_create_after_ms"] or 0) / 1000),
+            ("jobs completed in 15 s", "", d2["run"]["completed"]),
+            ("worker peak RSS, MB", "< 150", d2["run"]["rss_mb"]),
+            ("database size after 15 s, MB", "", d2["db_mb"]),
+            ("records after 15 s", "", d2["records"]),
+            ("resume: start → first create, s", "< 1", (d2["resume"]["first_create_after_ms"] or 0) / 1000),
+            ("resume peak RSS, MB", "< 150", d2["resume"]["rss_mb"]),
         ]
         lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
     s4 = results.get("S4")

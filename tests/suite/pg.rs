@@ -95,7 +95,8 @@ impl Postgres {
         let program = self.bin.join(name);
         let mut cmd = if self.as_postgres {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(&program);
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(&program);
             c
         } else {
             Command::new(&program)
@@ -145,7 +146,17 @@ impl Postgres {
     /// A connection URL for a new database on this server.
     pub(crate) fn database(&self, name: &str) -> String {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kb", "-d", "postgres", "-c"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "kb",
+                "-d",
+                "postgres",
+                "-c",
+            ])
             .arg(format!("create database {name}"))
             .output()
             .unwrap();
@@ -159,14 +170,22 @@ impl Postgres {
 
     /// Runs SQL through psql, returning what it printed (unaligned, tuples only).
     pub(crate) fn sql(&self, database: &str, sql: &str) -> String {
-        self.try_sql(database, sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.try_sql(database, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// `sql`, or the error (a table the workers have not made yet).
     pub(crate) fn try_sql(&self, database: &str, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kb", "-d", database])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "kb",
+                "-d",
+                database,
+            ])
             .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .unwrap();

@@ -119,14 +119,20 @@ async fn three_workers_two_killed_every_job_once_and_no_storm_of_429s() {
     assert_eq!(code, Some(0));
     check_once(&env, 30);
     let taken_over = pg.sql("three", &format!("{} ", records_of(pid2, "submitted")));
-    assert!(taken_over.parse::<u64>().unwrap() > 0, "the second worker worked before it died");
+    assert!(
+        taken_over.parse::<u64>().unwrap() > 0,
+        "the second worker worked before it died"
+    );
     let stats = env.sim.stats();
     assert!(
         stats.counters.rate_limited <= 3,
         "{} answers of 429 for workers sharing a rate below the limit",
         stats.counters.rate_limited
     );
-    assert_eq!(stats.counters.conflicts, 0, "a taken-over job re-sent its own key and body");
+    assert_eq!(
+        stats.counters.conflicts, 0,
+        "a taken-over job re-sent its own key and body"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +141,16 @@ async fn a_cap_holds_across_three_workers() {
     let url = pg.database("capped");
     let env = TestEnv::new(|c| c.time_scale = 200.0, THIRTY).await;
     let cap = 7.0;
-    let args = ["--state", url.as_str(), "--lease", "2s", "--max-spend", "7", "--concurrency", "6"];
+    let args = [
+        "--state",
+        url.as_str(),
+        "--lease",
+        "2s",
+        "--max-spend",
+        "7",
+        "--concurrency",
+        "6",
+    ];
     let workers: Vec<_> = (0..3).map(|_| env.command(&args).spawn().unwrap()).collect();
     for w in workers {
         let code = exit_code(w).await;
@@ -147,7 +162,11 @@ async fn a_cap_holds_across_three_workers() {
         "three workers billed ${} against a ${cap} cap",
         stats.billed_usd
     );
-    assert!(stats.billed_usd >= cap - 0.7 - 1e-9, "the cap was used: ${}", stats.billed_usd);
+    assert!(
+        stats.billed_usd >= cap - 0.7 - 1e-9,
+        "the cap was used: ${}",
+        stats.billed_usd
+    );
     env.check_money(Some(cap));
 }
 
@@ -164,7 +183,16 @@ async fn the_database_restarted_mid_run_loses_nothing_and_bills_nothing_twice() 
     )
     .await;
     let mut child = env
-        .command(&["--state", &url, "--lease", "5s", "--concurrency", "4", "--max-spend", "none"])
+        .command(&[
+            "--state",
+            &url,
+            "--lease",
+            "5s",
+            "--concurrency",
+            "4",
+            "--max-spend",
+            "none",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -222,7 +250,11 @@ async fn a_late_worker_takes_a_share_and_another_manifest_or_a_newer_schema_is_r
     std::fs::write(&env.manifest, THIRTY.replace("a lake at dawn", "a pond at dawn")).unwrap();
     let out = env.run(&["--state", &url]).await;
     assert_eq!(out.code, Some(4), "{}", out.stderr);
-    assert!(out.stderr.contains("registered from a different manifest"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("registered from a different manifest"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(env.sim.stats().counters.tasks_created, created);
 
     // A database a newer kling-batch set up is refused with a clear message.
@@ -231,7 +263,11 @@ async fn a_late_worker_takes_a_share_and_another_manifest_or_a_newer_schema_is_r
     assert_eq!(out.code, Some(4), "{}", out.stderr);
     assert!(out.stderr.contains("set up by a newer kling-batch"), "{}", out.stderr);
     // The password of a state address never shows in what is printed.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let secret = format!("postgres://kb:hunter2@127.0.0.1:{closed}/nowhere");
     let out = env.run(&["--state", &secret]).await;
     assert_ne!(out.code, Some(0));

@@ -215,6 +215,9 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         return Ok(exit);
     }
     let queued = rest.iter().filter(|j| j.phase() == JobPhase::Queued).count();
+    // The dispatcher holds what it needs: a 100,000-job sweep's replay is not kept through the run.
+    drop(rest);
+    drop(history);
     if !confirm(args, to_spend, queued, stderr) {
         let _ = writeln!(stderr, "cancelled: nothing was submitted");
         return Ok(Exit::Interrupted);
@@ -289,7 +292,19 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             Err(_) => None,
         }
     };
-    let history = whole.unwrap_or(history);
+    let Some(history) = whole else {
+        let _ = writeln!(
+            stderr,
+            "the state database could not be read at the end: results.csv and report.html were not rewritten (`kling-batch report --state …` writes them)"
+        );
+        if let Some(handle) = simulator {
+            handle.stop().await;
+        }
+        return Ok(match dispatcher.stop_reason() {
+            Some(stop) => super::finish::exit_code(Some(stop), dispatcher.jobs()),
+            None => Exit::TimedOut,
+        });
+    };
     let jobs = at_rest(&plan, &history, videos.as_ref());
     let removed = crate::report::removed_paid(&plan, &history);
     if let Err(e) = out.write_atomic_with(RESULTS, |w| crate::report::write_results_csv(&plan, &jobs, &removed, w)) {

@@ -57,6 +57,7 @@ impl PgRunStore {
         let (sender, receiver) = mpsc::unbounded_channel();
         let facts = Arc::new(Mutex::new(facts));
         let writer = Writer {
+            statements: None,
             conn,
             sweep,
             worker,
@@ -114,7 +115,17 @@ impl RunStore for PgRunStore {
     }
 }
 
+/// The statements a commit uses, prepared once per connection.
+struct Statements {
+    reserve: tokio_postgres::Statement,
+    totals: tokio_postgres::Statement,
+    job: tokio_postgres::Statement,
+    skip: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+}
+
 struct Writer {
+    statements: Option<Statements>,
     conn: Conn,
     sweep: i64,
     worker: String,
@@ -216,6 +227,7 @@ impl Writer {
                 }
                 Err(e) => {
                     self.conn.reset();
+                    self.statements = None;
                     if started.elapsed() >= self.outage {
                         let error = WriteError {
                             message: format!(
@@ -246,38 +258,62 @@ impl Writer {
         let mut scratch: HashMap<String, JobFacts> = HashMap::new();
         let mut outcomes = Vec::with_capacity(records.len());
         let client = self.conn.get().await?;
+        if self.statements.is_none() {
+            self.statements = Some(Statements {
+                reserve: client
+                    .prepare(
+                        "with old as (select reserved from kb_jobs where sweep = $1 and idx = $2) \
+                         update kb_sweeps s set reserved = s.reserved + ($3 - old.reserved) from old \
+                         where s.id = $1 and (s.cap is null or s.spent + s.reserved + ($3 - old.reserved) <= s.cap) returning 1",
+                    )
+                    .await?,
+                totals: client
+                    .prepare(
+                        "with new as (select * from unnest($2::int4[], $3::int8[], $4::int8[], $5::text[]) as t(idx, reserved, cost, state)), \
+                         old as (select j.idx, j.reserved, j.cost from kb_jobs j join new using (idx) where j.sweep = $1 for update of j), \
+                         upd as (update kb_jobs j set reserved = new.reserved, cost = new.cost, state = new.state, \
+                                   owner = case when new.state in ('finished', 'failed') then null else j.owner end \
+                                 from new where j.sweep = $1 and j.idx = new.idx) \
+                         update kb_sweeps s set \
+                           reserved = s.reserved + (select coalesce(sum(new.reserved - old.reserved), 0) from new join old using (idx)), \
+                           spent = s.spent + (select coalesce(sum(new.cost - old.cost), 0) from new join old using (idx)) \
+                         where s.id = $1",
+                    )
+                    .await?,
+                job: client
+                    .prepare(
+                        "update kb_jobs set reserved = $3, cost = $4, state = $5, \
+                           owner = case when $5 in ('finished', 'failed') then null else owner end \
+                         where sweep = $1 and idx = $2",
+                    )
+                    .await?,
+                skip: client
+                    .prepare(
+                        "with recursive d as ( \
+                           select idx from kb_jobs where sweep = $1 and parent_idx = $2 \
+                           union select j.idx from kb_jobs j join d on j.parent_idx = d.idx where j.sweep = $1) \
+                         update kb_jobs set state = 'skipped', owner = null where sweep = $1 and idx in (select idx from d) and state = 'open'",
+                    )
+                    .await?,
+                insert: client
+                    .prepare(
+                        "insert into kb_records (sweep, job_id, worker, record) \
+                         select $1, j, $2, r from unnest($3::text[], $4::text[]) as t(j, r)",
+                    )
+                    .await?,
+            });
+        }
+        let Some(st) = self.statements.as_ref() else {
+            return Err(StateError::Db("no prepared statements".into()));
+        };
+        let (reserve, totals, job, skip) = (&st.reserve, &st.totals, &st.job, &st.skip);
         let tx = client.transaction().await?;
-        let reserve = tx
-            .prepare(
-                "with old as (select reserved from kb_jobs where sweep = $1 and idx = $2) \
-                 update kb_sweeps s set reserved = s.reserved + ($3 - old.reserved) from old \
-                 where s.id = $1 and (s.cap is null or s.spent + s.reserved + ($3 - old.reserved) <= s.cap) returning 1",
-            )
-            .await?;
-        let totals = tx
-            .prepare(
-                "with old as (select reserved, cost from kb_jobs where sweep = $1 and idx = $2) \
-                 update kb_sweeps s set reserved = s.reserved + ($3 - old.reserved), spent = s.spent + ($4 - old.cost) \
-                 from old where s.id = $1",
-            )
-            .await?;
-        let job = tx
-            .prepare(
-                "update kb_jobs set reserved = $3, cost = $4, state = $5, \
-                   owner = case when $5 in ('finished', 'failed') then null else owner end \
-                 where sweep = $1 and idx = $2",
-            )
-            .await?;
-        let skip = tx
-            .prepare(
-                "with recursive d as ( \
-                   select idx from kb_jobs where sweep = $1 and parent_idx = $2 \
-                   union select j.idx from kb_jobs j join d on j.parent_idx = d.idx where j.sweep = $1) \
-                 update kb_jobs set state = 'skipped', owner = null where sweep = $1 and idx in (select idx from d) and state = 'open'",
-            )
-            .await?;
         let mut job_ids: Vec<Option<String>> = Vec::new();
         let mut texts: Vec<String> = Vec::new();
+        // Jobs' new values since the last flush (the last record of a job in the group wins: the
+        // values are absolute, and the deltas are taken against what the database holds).
+        let mut pending: Vec<(i32, i64, i64, &'static str)> = Vec::new();
+        let mut failed_now: Vec<i32> = Vec::new();
         for (record, durable) in records {
             let Some(job_id) = record.job() else {
                 job_ids.push(None);
@@ -297,23 +333,25 @@ impl Writer {
             };
             let mut after = before.clone();
             after.apply(record);
-            let idx = self.index.get(job_id).copied();
-            if let Some(idx) = idx {
+            if let Some(idx) = self.index.get(job_id).copied() {
                 let reserved = micro(after.reserved);
                 let cost = micro(after.cost.unwrap_or_default());
+                let state = state_of(&after);
                 if matches!(record, Record::Submitting { .. }) && *durable {
-                    let room = tx.query_opt(&reserve, &[&sweep, &idx, &reserved]).await?;
+                    // The cap is checked against everything before it in the group.
+                    flush(&tx, totals, sweep, &mut pending).await?;
+                    let room = tx.query_opt(reserve, &[&sweep, &idx, &reserved]).await?;
                     if room.is_none() {
                         outcomes.push(Outcome::OverCap);
                         continue;
                     }
+                    tx.execute(job, &[&sweep, &idx, &reserved, &cost, &state]).await?;
                 } else {
-                    tx.execute(&totals, &[&sweep, &idx, &reserved, &cost]).await?;
+                    pending.retain(|p| p.0 != idx);
+                    pending.push((idx, reserved, cost, state));
                 }
-                let state = state_of(&after);
-                tx.execute(&job, &[&sweep, &idx, &reserved, &cost, &state]).await?;
                 if state == "failed" && before.phase != Some(Phase::Failed) {
-                    tx.execute(&skip, &[&sweep, &idx]).await?;
+                    failed_now.push(idx);
                 }
             }
             job_ids.push(Some(job_id.to_string()));
@@ -321,17 +359,36 @@ impl Writer {
             scratch.insert(job_id.to_string(), after);
             outcomes.push(Outcome::Written);
         }
+        flush(&tx, totals, sweep, &mut pending).await?;
+        for idx in failed_now {
+            tx.execute(skip, &[&sweep, &idx]).await?;
+        }
         if !texts.is_empty() {
-            tx.execute(
-                "insert into kb_records (sweep, job_id, worker, record) \
-                 select $1, j, $2, r from unnest($3::text[], $4::text[]) as t(j, r)",
-                &[&sweep, &self.worker, &job_ids, &texts],
-            )
-            .await?;
+            tx.execute(&st.insert, &[&sweep, &self.worker, &job_ids, &texts])
+                .await?;
         }
         tx.commit().await?;
         let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
         facts.extend(scratch);
         Ok(outcomes)
     }
+}
+
+/// Writes the jobs' new values and the sweep's totals for `pending`, in one statement.
+async fn flush(
+    tx: &tokio_postgres::Transaction<'_>,
+    totals: &tokio_postgres::Statement,
+    sweep: i64,
+    pending: &mut Vec<(i32, i64, i64, &'static str)>,
+) -> Result<(), StateError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let idxs: Vec<i32> = pending.iter().map(|p| p.0).collect();
+    let reserved: Vec<i64> = pending.iter().map(|p| p.1).collect();
+    let costs: Vec<i64> = pending.iter().map(|p| p.2).collect();
+    let states: Vec<&str> = pending.iter().map(|p| p.3).collect();
+    tx.execute(totals, &[&sweep, &idxs, &reserved, &costs, &states]).await?;
+    pending.clear();
+    Ok(())
 }
