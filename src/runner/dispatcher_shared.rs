@@ -4,7 +4,7 @@
 //! given up at once — another worker has it, and will re-send its key or poll its task.
 
 use super::Dispatcher;
-use crate::journal::{JobFacts, Phase, Record};
+use crate::journal::{JobFacts, Record};
 use crate::runner::job::{JobState, Op, StopReason};
 use crate::store::postgres::{Claimed, SweepTotals};
 use crate::util::money::Money;
@@ -23,6 +23,8 @@ pub(super) struct SharedRun {
     finished: bool,
     /// The last heartbeat the database answered.
     last_beat: Option<Instant>,
+    /// The last claim found nothing to take.
+    last_claim_empty: bool,
 }
 
 impl Dispatcher {
@@ -41,7 +43,31 @@ impl Dispatcher {
     /// Whether a shared sweep lets this worker stop: its work is done and the sweep's is too (or
     /// it was told to stop). Always, for a run of its own.
     pub(super) fn shared_done(&self) -> bool {
-        self.lease().is_none() || self.stop.is_some() || (self.shared.finished && !self.shared.claiming)
+        self.lease().is_none()
+            || self.stop.is_some()
+            || (!self.shared.claiming && (self.shared.finished || self.only_stuck_left()))
+    }
+
+    /// Nothing this worker holds can go on in this run: every job it still has is left for a
+    /// rerun (a deadline passed, a create's outcome stayed unknown), and the last claim found
+    /// nothing. It ends (resumable) and gives them back; a later worker tries them again.
+    fn only_stuck_left(&self) -> bool {
+        self.shared.last_claim_empty
+            && self
+                .jobs
+                .iter()
+                .any(|j| matches!(j.state, JobState::Parked | JobState::Unresolved { .. }))
+            && !self.jobs.iter().any(|j| {
+                matches!(
+                    j.state,
+                    JobState::Queued
+                        | JobState::Waiting
+                        | JobState::Preparing { .. }
+                        | JobState::Submitting { .. }
+                        | JobState::Generating { .. }
+                        | JobState::Downloading { .. }
+                )
+            })
     }
 
     /// Claims and heartbeats that are due.
@@ -113,17 +139,28 @@ impl Dispatcher {
                 continue;
             }
             let f = facts.get(self.plan.jobs[i].id.as_str()).cloned();
-            if let Some(f) = &f
-                && matches!(f.phase, Some(Phase::Submitting))
-            {
-                // Its reservation was made by the worker before: this one holds it now.
+            if let Some(f) = &f {
+                // Its reservation (a create in flight, a task generating) was made by the worker
+                // before: this one holds it now.
                 self.ledger.hold(f.reserved);
             }
             tracing::debug!(job = %self.plan.jobs[i].id, "claimed");
             self.place(i, f, false, now);
+            if let JobState::Failed { failure } = &self.jobs[i].state {
+                // Given back for a retry this worker was not asked for: it stays failed, and the
+                // sweep hears so (the record is the same; the fold is idempotent).
+                let record = Record::Failed {
+                    job: self.plan.jobs[i].id.to_string(),
+                    kind: failure.kind,
+                    message: failure.message.clone(),
+                    at: crate::util::time_format::now(),
+                };
+                self.record(i, record);
+            }
         }
         self.shared.finished = claimed.open == 0;
         let got = claimed.jobs.len();
+        self.shared.last_claim_empty = got == 0;
         self.shared.next_claim = Some(if got > 0 {
             now + Duration::from_millis(100)
         } else {

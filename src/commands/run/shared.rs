@@ -88,15 +88,24 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Jobs as the whole sweep's records show them.
-fn at_rest(plan: &Plan, history: &Replayed, videos: &dyn VideoStore) -> Vec<JobRun> {
+/// Jobs as the whole sweep's records show them (the facts moved, not copied).
+fn at_rest(plan: &Plan, mut history: Replayed, videos: &dyn VideoStore) -> Vec<JobRun> {
     let mut jobs: Vec<JobRun> = plan
         .jobs
         .iter()
         .map(|j| {
-            let facts = history.jobs.get(j.id.as_str());
-            let ok = facts.and_then(|f| f.video.as_ref()).is_some_and(|v| videos.present(v));
-            JobRun::at_rest(facts, ok)
+            let facts = history.jobs.remove(j.id.as_str());
+            let ok = facts
+                .as_ref()
+                .and_then(|f| f.video.as_ref())
+                .is_some_and(|v| videos.present(v));
+            match facts {
+                Some(f) => {
+                    let state = crate::runner::JobState::resumed(&f, ok);
+                    JobRun::new(f, state)
+                }
+                None => JobRun::queued(),
+            }
         })
         .collect();
     crate::runner::steps::settle_at_rest(plan, &mut jobs);
@@ -122,14 +131,14 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         started,
         quiet,
     } = s;
-    let mut history = sweep.replay(&client).await.map_err(failure)?;
+    let history = sweep.replay(&client).await.map_err(failure)?;
     let reopen = to_reopen(&plan, &history, args);
     let reopened = sweep.reopen(&client, &reopen).await.map_err(failure)?;
     if reopened > 0 {
         let _ = writeln!(stderr, "gave {reopened} failed (or skipped) job(s) back to the sweep");
     }
-    // A job the journal says failed but that this worker is asked to retry is placed as a resume
-    // places it, once claimed.
+    // A failed job given back is placed as a resume places it once claimed: retried by the
+    // dispatcher's own rule (the same flags).
     let worker = format!("{}-{}-{}", host_name(), std::process::id(), &new_run_id()[..6]);
     let writer_client = crate::commands::state::connect(&url).await?;
     let index: HashMap<String, i32> = plan
@@ -163,12 +172,6 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         seed: u64::from(std::process::id()),
         shared: Some(SharedSettings { lease: args.lease }),
     };
-    // Failed jobs given back are retried with their history: the dispatcher reads it at a claim.
-    for &i in &reopen {
-        if let Some(facts) = history.jobs.get_mut(plan.jobs[i].id.as_str()) {
-            facts.phase = None;
-        }
-    }
     let files_ok = vec![false; plan.jobs.len()];
     let mut dispatcher = Dispatcher::new(
         Arc::clone(&plan),
@@ -178,11 +181,22 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         settings,
         tokio::time::Instant::now(),
     );
-    let rest = at_rest(&plan, &history, videos.as_ref());
-    let to_spend: Money = rest
+    // What is left to submit in the whole sweep (without making every job's run state: a
+    // 100,000-job sweep's would be tens of megabytes).
+    let to_submit: Vec<bool> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            history
+                .jobs
+                .get(j.id.as_str())
+                .is_none_or(|h| h.resume(false) == crate::journal::Resume::Submit)
+        })
+        .collect();
+    let to_spend: Money = to_submit
         .iter()
         .zip(&estimates)
-        .filter(|(j, _)| j.phase() == JobPhase::Queued)
+        .filter(|(left, _)| **left)
         .map(|(_, m)| *m)
         .sum();
     if cap_choice == Cap::Default {
@@ -214,9 +228,9 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     if let Some(exit) = balance_covers(&api, args, &dispatcher, &estimates, to_spend, stderr).await {
         return Ok(exit);
     }
-    let queued = rest.iter().filter(|j| j.phase() == JobPhase::Queued).count();
+    let queued = to_submit.iter().filter(|left| **left).count();
     // The dispatcher holds what it needs: a 100,000-job sweep's replay is not kept through the run.
-    drop(rest);
+    drop(to_submit);
     drop(history);
     if !confirm(args, to_spend, queued, stderr) {
         let _ = writeln!(stderr, "cancelled: nothing was submitted");
@@ -275,6 +289,21 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     progress.finish();
     drop(ctx);
     let journal_result = store.close().await;
+    // What this worker did, taken before its run state is let go (the whole sweep's view below is
+    // as large again).
+    let stop = dispatcher.stop_reason().cloned();
+    let stop_exit = stop
+        .as_ref()
+        .filter(|s| **s != crate::runner::StopReason::MaxRuntime)
+        .map(|s| super::finish::exit_code(Some(s), dispatcher.jobs()));
+    let mine = dispatcher
+        .jobs()
+        .iter()
+        .filter(|j| j.phase() == JobPhase::Done && j.facts.submitted_at.is_some())
+        .count();
+    let mine_spent = dispatcher.ledger().spent();
+    drop(dispatcher);
+    drop(store);
     // Whatever this worker still holds goes back to the sweep at once.
     {
         let mut conn = shared.conn.lock().await;
@@ -300,16 +329,8 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         if let Some(handle) = simulator {
             handle.stop().await;
         }
-        return Ok(match dispatcher.stop_reason() {
-            Some(stop) => super::finish::exit_code(Some(stop), dispatcher.jobs()),
-            None => Exit::TimedOut,
-        });
+        return Ok(stop_exit.unwrap_or(Exit::TimedOut));
     };
-    let jobs = at_rest(&plan, &history, videos.as_ref());
-    let removed = crate::report::removed_paid(&plan, &history);
-    if let Err(e) = out.write_atomic_with(RESULTS, |w| crate::report::write_results_csv(&plan, &jobs, &removed, w)) {
-        let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
-    }
     let status = RunStatus::of_journal(&history, Some(&plan), &|id| {
         history
             .jobs
@@ -317,21 +338,21 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             .and_then(|h| h.video.as_ref())
             .is_some_and(|v| videos.present(v))
     });
+    let removed = crate::report::removed_paid(&plan, &history);
+    let jobs = at_rest(&plan, history, videos.as_ref());
+    if let Err(e) = out.write_atomic_with(RESULTS, |w| crate::report::write_results_csv(&plan, &jobs, &removed, w)) {
+        let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
+    }
     let axes = crate::report::Axes::default_for(&plan);
     if let Err(e) = out.write_atomic_with(REPORT, |w| {
         crate::report::write_gallery(&plan, &jobs, &removed, &axes, &status, w)
     }) {
         let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
     }
-    let exit = match dispatcher.stop_reason() {
-        Some(stop) if *stop != crate::runner::StopReason::MaxRuntime => {
-            super::finish::exit_code(Some(stop), dispatcher.jobs())
-        }
-        _ => super::finish::exit_code(None, &jobs),
-    };
+    let exit = stop_exit.unwrap_or_else(|| super::finish::exit_code(None, &jobs));
     let mut value = serde_json::to_value(&status).unwrap_or_default();
     value["exit_code"] = exit.code().into();
-    value["stop_reason"] = dispatcher.stop_reason().map(stop_name).into();
+    value["stop_reason"] = stop.as_ref().map(stop_name).into();
     value["wall_seconds"] = started.elapsed().as_secs_f64().into();
     value["finished_at"] = crate::util::time_format::now().into();
     value["sweep"] = sweep.name.clone().into();
@@ -339,15 +360,9 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
         let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
     }
-    let mine = dispatcher
-        .jobs()
-        .iter()
-        .filter(|j| j.phase() == JobPhase::Done && j.facts.submitted_at.is_some())
-        .count();
     let _ = writeln!(
         stderr,
-        "this worker: {mine} job(s) completed, {} spent, in {:.1} s",
-        dispatcher.ledger().spent(),
+        "this worker: {mine} job(s) completed, {mine_spent} spent, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let _ = write!(stderr, "the sweep: {}", status.render(&sweep.name));
