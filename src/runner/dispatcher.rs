@@ -426,7 +426,9 @@ impl Dispatcher {
 
     /// How dear a status read is now, from the requests handed out lately against `--rate`.
     fn pressure(&self, now: Instant) -> Pressure {
-        let used = self.usage.per_second(now) / self.settings.rate.max(0.01);
+        // A worker of a shared sweep has its share of the sweep's rate.
+        let rate = self.settings.rate / self.shared.workers.max(1) as f64;
+        let used = self.usage.per_second(now) / rate.max(0.01);
         if used < 0.5 {
             Pressure::Spare
         } else if used < 0.9 {

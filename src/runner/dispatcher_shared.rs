@@ -25,6 +25,8 @@ pub(super) struct SharedRun {
     last_beat: Option<Instant>,
     /// The last claim found nothing to take.
     last_claim_empty: bool,
+    /// Workers sharing the sweep's rate, as the last heartbeat heard.
+    pub(super) workers: u64,
 }
 
 impl Dispatcher {
@@ -198,6 +200,7 @@ impl Dispatcher {
         let everyone = totals.spent.saturating_add(totals.reserved);
         self.ledger.set_others(everyone.saturating_sub(mine));
         self.shared.finished = totals.open == 0;
+        self.shared.workers = totals.workers.max(1);
         if let Some(cap) = totals.cap
             && self.ledger.cap() != Some(cap)
         {

@@ -55,8 +55,9 @@ impl SharedSweep {
         }
         .await;
         match result {
-            Ok((held, totals, alive)) => {
-                self.pacer.set_base(self.rate / alive.max(1) as f64);
+            Ok((held, mut totals, alive)) => {
+                totals.workers = alive.max(1);
+                self.pacer.set_base(self.rate / totals.workers as f64);
                 if let Some(wait) = totals.paused_for {
                     self.pacer.pause_for(wait);
                 }

@@ -40,6 +40,8 @@ pub struct SweepTotals {
     pub claimable: u64,
     /// Until when everyone waits (a 429's `Retry-After`), as seconds from now.
     pub paused_for: Option<Duration>,
+    /// Workers alive (a heartbeat younger than a lease), who share the rate.
+    pub workers: u64,
 }
 
 /// A worker as the sweep knows it.
@@ -396,6 +398,7 @@ impl Sweep {
             open: row.get::<_, i64>(4).max(0) as u64,
             leased: row.get::<_, i64>(5).max(0) as u64,
             claimable: row.get::<_, i64>(6).max(0) as u64,
+            workers: 1,
         })
     }
 
