@@ -116,8 +116,8 @@ pub(crate) fn run(
                 };
                 let _ = writeln!(
                     stdout,
-                    "  {} (host {}, pid {}): {} job(s) held, {state}",
-                    w.worker, w.host, w.pid, w.jobs
+                    "  {} (host {}, pid {}): {} job(s) held, {} in flight, {state}",
+                    w.worker, w.host, w.pid, w.jobs, w.in_flight
                 );
             }
         }

@@ -790,3 +790,7 @@ mod tests;
 #[cfg(test)]
 #[path = "dispatcher_steps_tests.rs"]
 mod steps_tests;
+
+#[cfg(test)]
+#[path = "dispatcher_shared_tests.rs"]
+mod shared_tests;

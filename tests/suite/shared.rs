@@ -245,6 +245,12 @@ async fn a_late_worker_takes_a_share_and_another_manifest_or_a_newer_schema_is_r
     assert!(status.stdout.contains("30 jobs: 30 completed"), "{}", status.stdout);
     assert!(status.stdout.contains(&format!("pid {late_pid}")), "{}", status.stdout);
 
+    // `report --state` rewrites results.csv and report.html for the whole sweep.
+    std::fs::remove_file(env.out.join("results.csv")).unwrap();
+    let report = crate::common::run(&["report", env.out.to_str().unwrap(), "--state", &url]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    assert_eq!(env.results().iter().filter(|r| r["status"] == "completed").count(), 30);
+
     // A worker whose manifest plans other jobs is refused, and creates nothing.
     let created = env.sim.stats().counters.tasks_created;
     std::fs::write(&env.manifest, THIRTY.replace("a lake at dawn", "a pond at dawn")).unwrap();
@@ -272,4 +278,37 @@ async fn a_late_worker_takes_a_share_and_another_manifest_or_a_newer_schema_is_r
     let out = env.run(&["--state", &secret]).await;
     assert_ne!(out.code, Some(0));
     assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_one_worker_meets_pauses_the_sweep() {
+    let pg = Postgres::start();
+    let url = pg.database("paused");
+    // A service far slower than the rate asked for: 429s come at once.
+    let env = TestEnv::new(
+        |c| {
+            c.time_scale = 200.0;
+            c.faults = Faults {
+                rate_limit_per_second: Some(20.0),
+                rate_limit_burst: 2.0,
+                ..Faults::default()
+            };
+        },
+        THIRTY,
+    )
+    .await;
+    let extra = ["--rate", "200", "--concurrency", "8"];
+    let (a, b) = (worker(&env, &url, &extra), worker(&env, &url, &extra));
+    assert_eq!(exit_code(a).await, Some(0));
+    assert_eq!(exit_code(b).await, Some(0));
+    check_once(&env, 30);
+    assert!(env.sim.stats().counters.rate_limited > 0, "the service answered 429");
+    assert_eq!(
+        pg.sql(
+            "paused",
+            "select count(*) from kb_sweeps where paused_until is not null"
+        ),
+        "1",
+        "the 429's Retry-After was recorded for every worker of the sweep"
+    );
 }

@@ -52,6 +52,8 @@ pub struct WorkerRow {
     pub pid: i32,
     /// Jobs it holds a lease on now.
     pub jobs: i64,
+    /// Creates and tasks it had in flight at its last heartbeat.
+    pub in_flight: i32,
     pub seconds_since_heartbeat: f64,
     pub finished: bool,
 }
@@ -420,7 +422,7 @@ impl Sweep {
             .query(
                 "select w.worker, w.host, w.pid, \
                    (select count(*) from kb_jobs j where j.sweep = w.sweep and j.owner = w.worker and j.lease_until > now()), \
-                   extract(epoch from (now() - w.heartbeat_at))::float8, w.finished_at is not null \
+                   extract(epoch from (now() - w.heartbeat_at))::float8, w.finished_at is not null, w.in_flight \
                  from kb_workers w where w.sweep = $1 order by w.started_at",
                 &[&self.id],
             )
@@ -434,6 +436,7 @@ impl Sweep {
                 jobs: r.get(3),
                 seconds_since_heartbeat: r.get(4),
                 finished: r.get(5),
+                in_flight: r.get(6),
             })
             .collect())
     }
