@@ -14,6 +14,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   $sudo apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 fi
+# s3s-fs, the S3-compatible server of the object-storage tests (issue 19): built once into a cache
+# folder outside the repository and reused by later runs on the same machine.
+s3s="${KLING_BATCH_S3S_FS:-$HOME/.cache/kling-batch/s3s-fs/bin/s3s-fs}"
+if [ ! -x "$s3s" ]; then
+  echo "building s3s-fs 0.14.1 for the object-storage tests (once, into ~/.cache/kling-batch)"
+  cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$HOME/.cache/kling-batch/s3s-fs"
+fi
+export KLING_BATCH_S3S_FS="$s3s"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

@@ -2,6 +2,7 @@
 //! files) and the videos in it, behind the `VideoStore` seam (`videos`), streamed, verified and
 //! renamed into place (`download`).
 
+pub mod bucket;
 pub mod download;
 pub mod folder;
 pub mod videos;

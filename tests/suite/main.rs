@@ -1,6 +1,7 @@
 //! The integration suite: one test binary (one link) with a module per area.
 
 mod bad_manifests;
+mod bucket;
 mod common;
 mod expansion;
 mod hostile;
@@ -13,6 +14,7 @@ mod properties;
 mod reliability;
 mod report;
 mod run;
+mod s3;
 mod shared;
 mod sim;
 mod steps;
