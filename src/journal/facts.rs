@@ -75,6 +75,8 @@ pub struct JobFacts {
     pub last_error: Option<String>,
     pub submitted_at: Option<String>,
     pub completed_at: Option<String>,
+    /// Multipart uploads of its video begun and not ended: (object, upload id).
+    pub open_uploads: Vec<(String, String)>,
 }
 
 /// What a resume does with a job: the one reading of journaled facts that `run`, `status`,
@@ -170,6 +172,12 @@ impl JobFacts {
                     h.phase = Some(Phase::TimedOut);
                 }
             }
+            Record::UploadBegun { object, upload_id, .. } => {
+                if !h.open_uploads.iter().any(|(_, id)| id == upload_id) {
+                    h.open_uploads.push((object.clone(), upload_id.clone()));
+                }
+            }
+            Record::UploadEnded { upload_id, .. } => h.open_uploads.retain(|(_, id)| id != upload_id),
             Record::RunStarted { .. } => {}
         }
     }

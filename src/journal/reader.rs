@@ -319,7 +319,24 @@ mod tests {
             send_until: None,
             at: "t".into(),
         };
-        let (records, _) = parse(format!("{}\n", r.to_line()).as_bytes(), Path::new("j")).unwrap();
-        assert_eq!(records, vec![r]);
+        let begun = Record::UploadBegun {
+            job: "j".into(),
+            object: "videos/j.mp4".into(),
+            upload_id: "u-1".into(),
+            at: "t".into(),
+        };
+        let ended = Record::UploadEnded {
+            job: "j".into(),
+            upload_id: "u-1".into(),
+            at: "t".into(),
+        };
+        let text = format!("{}\n{}\n{}\n", r.to_line(), begun.to_line(), ended.to_line());
+        let (records, _) = parse(text.as_bytes(), Path::new("j")).unwrap();
+        assert_eq!(records, vec![r, begun.clone(), ended.clone()]);
+        let mut facts = crate::journal::JobFacts::default();
+        facts.apply(&begun);
+        assert_eq!(facts.open_uploads, [("videos/j.mp4".to_string(), "u-1".to_string())]);
+        facts.apply(&ended);
+        assert!(facts.open_uploads.is_empty());
     }
 }

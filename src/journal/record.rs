@@ -143,6 +143,16 @@ pub enum Record {
     },
     /// The task outlived its deadline; a later run re-attaches to it.
     TimedOut { job: String, task_id: String, at: String },
+    /// A multipart upload of the job's video into object storage was begun: recorded before its
+    /// first part, so a run killed mid-upload has it aborted on resume (no orphaned parts).
+    UploadBegun {
+        job: String,
+        object: String,
+        upload_id: String,
+        at: String,
+    },
+    /// That upload ended: completed (a `downloaded` record follows) or aborted.
+    UploadEnded { job: String, upload_id: String, at: String },
 }
 
 impl Record {
@@ -156,7 +166,9 @@ impl Record {
             | Record::AttemptFailed { job, .. }
             | Record::Downloaded { job, .. }
             | Record::Failed { job, .. }
-            | Record::TimedOut { job, .. } => Some(job),
+            | Record::TimedOut { job, .. }
+            | Record::UploadBegun { job, .. }
+            | Record::UploadEnded { job, .. } => Some(job),
         }
     }
 

@@ -5,8 +5,6 @@
 //! multipart uploads whose id the caller learns before the first part (to journal it) and which
 //! stream with a BLAKE3 hash, in parts of at least 5 MiB, never holding the whole object.
 //!
-//! Not yet wired into `run --out` (see the note): the run's results and videos still go to a
-//! local folder.
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::multipart::{MultipartStore, PartId};
@@ -179,6 +177,36 @@ impl Bucket {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(e)),
         }
+    }
+
+    /// Deletes object `name` (gone already is fine).
+    pub async fn delete(&self, name: &str) -> Result<(), BucketError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// The objects under `folder` (relative to the prefix), by their name relative to the prefix,
+    /// with their sizes.
+    pub async fn list_sizes(&self, folder: &str) -> Result<HashMap<String, u64>, BucketError> {
+        use futures::TryStreamExt;
+        let under = self.path(folder);
+        let skip = if self.url.prefix.is_empty() {
+            0
+        } else {
+            self.url.prefix.len() + 1
+        };
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&under))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(objects
+            .into_iter()
+            .map(|m| (m.location.as_ref().get(skip..).unwrap_or("").to_string(), m.size))
+            .collect())
     }
 
     /// Begins a multipart upload of `name`: its id, to be recorded before the first part.

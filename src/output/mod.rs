@@ -3,6 +3,7 @@
 //! renamed into place (`download`).
 
 pub mod bucket;
+pub mod bucket_videos;
 pub mod download;
 pub mod folder;
 pub mod videos;

@@ -2,8 +2,11 @@
 //! spending, whole objects, and multipart uploads streamed in 5 MiB parts, finished (size and
 //! BLAKE3 checked) or abandoned with no part left behind.
 
+use crate::common::TestEnv;
 use crate::s3::{S3Server, SECRET_KEY};
 use kling_batch::output::bucket::{Bucket, BucketError, BucketUrl, MIN_PART};
+use kling_batch::sim::Faults;
+use std::collections::HashMap;
 
 fn bucket(server: &S3Server, url: &str, secret: &str) -> Bucket {
     Bucket::from_config(&BucketUrl::parse(url).unwrap(), &server.config(secret)).unwrap()
@@ -86,4 +89,158 @@ async fn an_upload_left_by_a_killed_run_is_aborted_by_its_recorded_id_and_leaves
     assert_eq!(b.size("videos/job-2.mp4").await.unwrap(), None);
     // (Aborting it again is 404 NoSuchUpload at S3, taken as done; s3s-fs answers 403, so a resume
     // records each abort and does not repeat it.)
+}
+
+/// A run to `s3://sweeps/lake` with its journal in `env.out`, the server's settings in the
+/// environment.
+fn to_bucket(env: &TestEnv, server: &S3Server, secret: &str, extra: &[&str]) -> tokio::process::Command {
+    let mut args = vec!["--state", env.out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut cmd = env.command_to(std::ffi::OsStr::new("s3://sweeps/lake"), &args);
+    for (k, v) in server.config(secret) {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+async fn finish(cmd: &mut tokio::process::Command) -> (Option<i32>, String) {
+    let out = cmd.output().await.unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// 8 jobs of 5 s on kling-3.0, each video 11 MiB: three parts apiece.
+const EIGHT: &str = r#"
+defaults: { model: kling-3.0, duration_seconds: 5 }
+prompts: ["a lake at dawn", "a river in spring", "a sea in a storm", "a forest at night"]
+matrix: { aspect_ratio: ["16:9", "9:16"] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_left() {
+    let server = S3Server::start(&["sweeps"]);
+    let env = TestEnv::new(
+        |c| {
+            c.seed = 13;
+            c.video_bytes = 11 * 1024 * 1024;
+            c.faults = Faults {
+                truncate_download_rate: 0.2,
+                ..Faults::default()
+            };
+        },
+        EIGHT,
+    )
+    .await;
+    let mut logs = String::new();
+    // Killed with two parts of a video uploaded and the upload not completed, then at a random
+    // moment; then resumed to the end.
+    let crashed = to_bucket(&env, &server, SECRET_KEY, &[])
+        .env("KLING_BATCH_CRASH_AT", "upload.before_complete:2")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        crashed.status.code(),
+        None,
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    logs.push_str(&String::from_utf8_lossy(&crashed.stderr));
+    let mut child = to_bucket(&env, &server, SECRET_KEY, &[]).spawn().unwrap();
+    // Once it has begun an upload of its own.
+    let journal = env.out.join("journal.jsonl");
+    let begun = |text: &str| text.matches("\"t\":\"upload_begun\"").count();
+    let before = begun(&std::fs::read_to_string(&journal).unwrap());
+    while begun(&std::fs::read_to_string(&journal).unwrap_or_default()) <= before {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let (mut code, mut err) = finish(&mut to_bucket(&env, &server, SECRET_KEY, &[])).await;
+    logs.push_str(&err);
+    for _ in 0..3 {
+        if code != Some(5) {
+            break;
+        }
+        (code, err) = finish(&mut to_bucket(&env, &server, SECRET_KEY, &[])).await;
+        logs.push_str(&err);
+    }
+    assert_eq!(code, Some(0), "{err}");
+    assert!(logs.contains("aborted") && logs.contains("unfinished upload"), "{logs}");
+
+    // Every video object is the task's video, byte for byte; the documents are there.
+    let lake = server.root().join("sweeps/lake");
+    let mut reader = csv::Reader::from_path(lake.join("results.csv")).expect("results.csv in the bucket");
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<HashMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 8);
+    for row in &rows {
+        assert_eq!(row["status"], "completed", "{row:?}");
+        let object = std::fs::read(lake.join(&row["video_path"])).unwrap();
+        assert!(
+            object == env.sim.video_of(&row["task_id"]),
+            "{} is the served video",
+            row["job_id"]
+        );
+        assert_eq!(row["checksum"], format!("blake3:{}", blake3::hash(&object).to_hex()));
+    }
+    assert!(lake.join("report.html").exists() && lake.join("summary.json").exists());
+    // No unfinished upload is left in the server's store, and nothing was billed twice.
+    let leftovers: Vec<_> = server
+        .files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("upload_id"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let stats = env.sim.stats();
+    for (job, billed) in &stats.counters.billed_per_client_request_id {
+        assert_eq!(*billed, 1, "{job}");
+    }
+    assert_eq!(stats.counters.billed_per_client_request_id.len(), 8);
+    // The storage secret is in no log and no file.
+    assert!(!logs.contains(SECRET_KEY), "the secret leaked into a log");
+    for file in [journal, lake.join("results.csv"), lake.join("summary.json")] {
+        assert!(
+            !std::fs::read_to_string(&file).unwrap().contains(SECRET_KEY),
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_or_a_missing_bucket_stops_the_run_before_any_create() {
+    let server = S3Server::start(&["sweeps"]);
+    let env = TestEnv::new(|_| {}, EIGHT).await;
+    let wrong = "wrong-secret-4242424242";
+    let (code, err) = finish(&mut to_bucket(&env, &server, wrong, &[])).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("refused the credentials") && err.contains("nothing was created"),
+        "{err}"
+    );
+    assert!(!err.contains(wrong), "{err}");
+    let mut cmd = env.command_to(
+        std::ffi::OsStr::new("s3://nowhere/lake"),
+        &["--state", env.out.to_str().unwrap()],
+    );
+    for (k, v) in server.config(SECRET_KEY) {
+        cmd.env(k, v);
+    }
+    let (code, err) = finish(&mut cmd).await;
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("bucket `nowhere` does not exist"), "{err}");
+    assert_eq!(env.sim.stats().counters.tasks_created, 0);
+    // Without a place for the checkpoint the run is refused too.
+    let (code, err) = finish(&mut env.command_to(std::ffi::OsStr::new("s3://sweeps/lake"), &[])).await;
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("needs a place for the run's checkpoint"), "{err}");
 }

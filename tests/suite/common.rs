@@ -113,11 +113,16 @@ impl TestEnv {
     }
 
     pub(crate) fn command(&self, extra: &[&str]) -> tokio::process::Command {
+        self.command_to(self.out.as_os_str(), extra)
+    }
+
+    /// `command` with another `--out` (an `s3://` address).
+    pub(crate) fn command_to(&self, out: &std::ffi::OsStr, extra: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kling-batch"));
         cmd.arg("run")
             .arg(&self.manifest)
             .arg("--out")
-            .arg(&self.out)
+            .arg(out)
             .args(["--api-base", self.sim.base_url()])
             .args(
                 self.hint

@@ -2,7 +2,7 @@
 //! the executor; at the end results.csv, the summary and the exit code. Everything a rerun needs
 //! is in the output folder, so running the same command again resumes.
 
-use super::finish::{confirm, copy_manifest, exit_code, snapshot, verify_files, write_summary_json};
+use super::finish::{confirm, copy_manifest, exit_code, snapshot, summary_json_text, verify_files};
 use super::quotes::quote_reservations;
 use super::resume::{ResumeSettings, resume_command};
 use super::settings::Flags;
@@ -63,8 +63,11 @@ async fn run_async(
     // same folder fill in what was not given (a resume keeps its cap, pace and target).
     let flags = Flags::check(&args)?;
     let time_scale = flags.time_scale;
+    // `--out s3://bucket/prefix`: videos and results go to object storage; the checkpoint needs a
+    // place of its own (`--state DIR` for the journal, or a database).
+    let (bucket_url, state_arg) = super::bucket::split_out_and_state(&mut args)?;
     // `--state`: the sweep's state lives in PostgreSQL, shared by its workers, not in the folder.
-    let state_url = crate::commands::state::state_url(args.state.clone())?;
+    let state_url = crate::commands::state::state_url(state_arg)?;
     let recorded = match state_url {
         Some(_) => None,
         None => crate::journal::last_run_started(&args.out.join(JOURNAL)),
@@ -217,6 +220,18 @@ async fn run_async(
         }
         Err(e) => tracing::warn!(error = %e, "the key could not be checked; going on"),
     }
+    // Can the run store anything there? Before anything is written or created.
+    let bucket = match &bucket_url {
+        Some(url) => Some(super::bucket::probe(url).await?),
+        None => None,
+    };
+    if bucket.is_some() && sweep_parts.is_some() {
+        return Err(fail(
+            "--out s3://… with --state postgres://… is not supported yet",
+            "give --state a local folder for the journal, or --out a shared folder",
+            Exit::Usage,
+        ));
+    }
     let opened = if sweep_parts.is_some() {
         OutDir::open_shared(&args.out)
     } else {
@@ -310,7 +325,32 @@ async fn run_async(
         seconds = started.elapsed().as_secs_f64(),
         "journal replayed"
     );
-    let videos: Arc<dyn VideoStore> = Arc::new(LocalVideos::new(out.root()));
+    let videos: Arc<dyn VideoStore> = match &bucket {
+        Some(bucket) => {
+            let store = crate::output::bucket_videos::BucketVideos::open(bucket.clone(), Arc::clone(&store))
+                .await
+                .map_err(super::bucket::failure)?;
+            // Uploads a killed run left open are aborted before anything else: no orphaned parts.
+            let open: Vec<(String, String, String)> = history
+                .jobs
+                .iter()
+                .flat_map(|(job, f)| {
+                    f.open_uploads
+                        .iter()
+                        .map(move |(o, id)| (job.clone(), o.clone(), id.clone()))
+                })
+                .collect();
+            let (aborted, problems) = store.abort_open_uploads(&open).await;
+            if aborted > 0 {
+                let _ = writeln!(stderr, "aborted {aborted} unfinished upload(s) of an earlier run");
+            }
+            for problem in problems {
+                let _ = writeln!(stderr, "warning: an unfinished upload could not be aborted: {problem}");
+            }
+            Arc::new(store)
+        }
+        None => Arc::new(LocalVideos::new(out.root())),
+    };
     let files_ok = verify_files(&plan, &history, videos.as_ref());
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "recorded videos checked");
 
@@ -436,7 +476,9 @@ async fn run_async(
         let due = last_write
             .as_ref()
             .is_none_or(|(seen, at, took)| *seen != now && at.elapsed() >= *took * 20);
-        if due {
+        // (In object storage results.csv is written once, at the end: a put per refresh of a
+        // large sweep would cost more than it tells.)
+        if due && bucket.is_none() {
             let begun = std::time::Instant::now();
             let _ = out.write_atomic_with(RESULTS, |w| write_results_csv(&plan, d.jobs(), &removed_paid, w));
             last_write = Some((now.clone(), begun, begun.elapsed()));
@@ -449,11 +491,17 @@ async fn run_async(
     let uploads = ctx.uploads.counts();
     drop(ctx);
     let journal_result = store.close().await;
-    if let Err(e) = out.write_atomic_with(RESULTS, |w| {
-        write_results_csv(&plan, dispatcher.jobs(), &removed_paid, w)
-    }) {
-        let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
-    }
+    let documents = super::bucket::Documents {
+        out: &out,
+        bucket: bucket.as_ref(),
+    };
+    documents
+        .write_with(
+            RESULTS,
+            |w| write_results_csv(&plan, dispatcher.jobs(), &removed_paid, w),
+            stderr,
+        )
+        .await;
     let exit = exit_code(dispatcher.stop_reason(), dispatcher.jobs());
     let ledger = dispatcher.ledger();
     let status = crate::report::RunStatus::of_run(
@@ -467,23 +515,30 @@ async fn run_async(
     let axes = crate::report::Axes::default_for(&plan);
     let gallery =
         |w: &mut dyn Write| crate::report::write_gallery(&plan, dispatcher.jobs(), &removed_paid, &axes, &status, w);
-    if let Err(e) = out.write_atomic_with(crate::output::folder::REPORT, gallery) {
-        let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
-    }
-    write_summary_json(&out, &plan, &dispatcher, removed, exit, started.elapsed(), stderr);
+    documents
+        .write_with(crate::output::folder::REPORT, gallery, stderr)
+        .await;
+    let summary_json = summary_json_text(&plan, &dispatcher, removed, exit, started.elapsed());
+    documents
+        .write_with("summary.json", |w| w.write_all(summary_json.as_bytes()), stderr)
+        .await;
     let finished = dispatcher.jobs().iter().all(|j| j.phase().is_terminal());
     if finished {
         for part in out.stray_parts() {
             let _ = std::fs::remove_file(part);
         }
     }
+    let output_place = match &bucket {
+        Some(b) => std::path::PathBuf::from(b.url().to_string()),
+        None => out.root().to_path_buf(),
+    };
     let summary = render_summary(&RunSummary {
         plan: &plan,
         jobs: dispatcher.jobs(),
         ledger: dispatcher.ledger(),
         stop: dispatcher.stop_reason(),
         elapsed: started.elapsed(),
-        out: out.root(),
+        out: &output_place,
         estimates: &estimates,
         removed,
         resume: resume_command(&given_out, &args.out, &resume_settings),

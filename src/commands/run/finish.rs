@@ -14,15 +14,7 @@ use std::io::Write;
 use std::time::Duration;
 
 /// `summary.json` beside results.csv: the run's status, exit code and why it stopped, for alerts.
-pub(super) fn write_summary_json(
-    out: &OutDir,
-    plan: &Plan,
-    d: &Dispatcher,
-    removed: usize,
-    exit: Exit,
-    elapsed: Duration,
-    stderr: &mut dyn Write,
-) {
+pub(super) fn summary_json_text(plan: &Plan, d: &Dispatcher, removed: usize, exit: Exit, elapsed: Duration) -> String {
     let ledger = d.ledger();
     let status =
         crate::report::RunStatus::of_run(plan, d.jobs(), ledger.spent(), ledger.reserved(), ledger.cap(), removed);
@@ -31,10 +23,7 @@ pub(super) fn write_summary_json(
     value["stop_reason"] = d.stop_reason().map(stop_name).into();
     value["wall_seconds"] = elapsed.as_secs_f64().into();
     value["finished_at"] = crate::util::time_format::now().into();
-    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
-    if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
-        let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
-    }
+    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 
 pub(super) fn stop_name(stop: &StopReason) -> &'static str {

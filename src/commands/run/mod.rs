@@ -2,6 +2,7 @@
 //! it is (`folder`), the cap and balance checks (`spend`), price quotes (`quotes`), the printed
 //! resume command (`resume`), and what comes before and after the run (`finish`).
 
+mod bucket;
 mod command;
 mod finish;
 mod folder;
