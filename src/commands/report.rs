@@ -45,6 +45,32 @@ pub(crate) fn run(
     crate::runner::steps::settle_at_rest(plan, &mut jobs);
     let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
     let removed = crate::report::removed_paid(plan, history);
+    if let Some(url) = super::status::bucket_of(history) {
+        // The run's results live in its bucket: rewritten there, each a whole object.
+        let mut results = Vec::new();
+        let mut gallery = Vec::new();
+        crate::report::write_results_csv(plan, &jobs, &removed, &mut results)
+            .and_then(|()| crate::report::write_gallery(plan, &jobs, &removed, &axes, &status, &mut gallery))
+            .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot write the report: {e}")))?;
+        let url = crate::output::bucket::BucketUrl::parse(&url).map_err(|e| CommandFailure::new(Exit::Invalid, e))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(async {
+            let bucket = crate::output::bucket::Bucket::from_env(&url).map_err(super::run::bucket_failure)?;
+            bucket
+                .put(crate::output::folder::RESULTS, results)
+                .await
+                .map_err(super::run::bucket_failure)?;
+            bucket
+                .put(crate::output::folder::REPORT, gallery)
+                .await
+                .map_err(super::run::bucket_failure)
+        })?;
+        let _ = writeln!(stdout, "{url}/{}", crate::output::folder::REPORT);
+        return Ok(Exit::Success);
+    }
     let written = out
         .write_atomic_with(crate::output::folder::RESULTS, |w| {
             crate::report::write_results_csv(plan, &jobs, &removed, w)

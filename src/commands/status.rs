@@ -83,7 +83,41 @@ pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
 pub(super) fn file_ok(dir: &Path, history: &crate::journal::Replayed, id: &str) -> bool {
     use crate::output::videos::{LocalVideos, VideoStore};
     let recorded = history.jobs.get(id).and_then(|h| h.video.as_ref());
-    recorded.is_some_and(|v| LocalVideos::new(dir).present(v))
+    match bucket_of(history) {
+        // Videos in object storage: as listed there (or, without credentials to look, as recorded).
+        Some(url) => recorded.is_some_and(|v| {
+            bucket_videos(&url)
+                .as_ref()
+                .is_none_or(|known| known.get(&v.path) == Some(&v.bytes))
+        }),
+        None => recorded.is_some_and(|v| LocalVideos::new(dir).present(v)),
+    }
+}
+
+/// The bucket a run's videos went to, as its journal recorded it.
+pub(super) fn bucket_of(history: &crate::journal::Replayed) -> Option<String> {
+    history
+        .settings
+        .as_ref()
+        .and_then(|s| s.output.clone())
+        .filter(|o| o.starts_with("s3://"))
+}
+
+/// The sizes of the objects under a bucket's `videos/`, listed once per process; `None` when it
+/// cannot be listed (no `AWS_*` settings here).
+fn bucket_videos(url: &str) -> Option<std::collections::HashMap<String, u64>> {
+    static LISTED: std::sync::OnceLock<Option<std::collections::HashMap<String, u64>>> = std::sync::OnceLock::new();
+    LISTED
+        .get_or_init(|| {
+            let url = crate::output::bucket::BucketUrl::parse(url).ok()?;
+            let bucket = crate::output::bucket::Bucket::from_env(&url).ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(bucket.list_sizes(crate::output::folder::VIDEOS)).ok()
+        })
+        .clone()
 }
 
 pub(crate) fn run(

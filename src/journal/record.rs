@@ -59,6 +59,9 @@ pub struct RecordedSettings {
     /// again by each resume) or `none` (lifted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap_source: Option<String>,
+    /// Where videos and results went when not beside the journal (`s3://bucket/prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

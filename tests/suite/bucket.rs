@@ -205,6 +205,30 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
         assert_eq!(*billed, 1, "{job}");
     }
     assert_eq!(stats.counters.billed_per_client_request_id.len(), 8);
+    // `status` and `report` on the run's folder look in the bucket.
+    let tool = |args: &[&str]| {
+        let mut cmd = crate::common::kling_batch();
+        cmd.args(args);
+        for (k, v) in server.config(SECRET_KEY) {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let status = tool(&["status", env.out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("8 jobs: 8 completed"), "{text}");
+    std::fs::remove_file(lake.join("report.html")).unwrap();
+    let report = tool(&["report", env.out.to_str().unwrap()]);
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert!(
+        lake.join("report.html").exists(),
+        "report rewrote the gallery in the bucket"
+    );
     // The storage secret is in no log and no file.
     assert!(!logs.contains(SECRET_KEY), "the secret leaked into a log");
     for file in [journal, lake.join("results.csv"), lake.join("summary.json")] {

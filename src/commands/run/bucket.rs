@@ -47,7 +47,7 @@ pub(super) fn split_out_and_state(args: &mut RunArgs) -> Result<(Option<BucketUr
     }
 }
 
-pub(super) fn failure(e: BucketError) -> CommandFailure {
+pub(crate) fn failure(e: BucketError) -> CommandFailure {
     let exit = match e {
         BucketError::Credentials(_) => Exit::Auth,
         BucketError::NoBucket { .. } => Exit::Invalid,

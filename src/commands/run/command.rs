@@ -445,6 +445,7 @@ async fn run_async(
             api_base: resume_settings.api_base.clone(),
             simulate: args.simulate,
             cap_source: Some(cap_choice.source().to_string()),
+            output: bucket_url.as_ref().map(ToString::to_string),
         }),
     });
     if let Some(exit) = balance_covers(&api, &args, &dispatcher, &estimates, to_spend, stderr).await {
@@ -541,7 +542,15 @@ async fn run_async(
         out: &output_place,
         estimates: &estimates,
         removed,
-        resume: resume_command(&given_out, &args.out, &resume_settings),
+        // With a bucket, --out stays the bucket (the folder is --state's).
+        resume: resume_command(
+            &given_out,
+            bucket_url
+                .as_ref()
+                .map_or(args.out.clone(), |u| std::path::PathBuf::from(u.to_string()))
+                .as_path(),
+            &resume_settings,
+        ),
         billed_above: dispatcher.billed_above_reservations(),
     });
     let _ = write!(stderr, "{summary}");

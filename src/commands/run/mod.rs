@@ -12,4 +12,5 @@ mod settings;
 mod shared;
 mod spend;
 
+pub(crate) use bucket::failure as bucket_failure;
 pub(crate) use command::run;

@@ -213,6 +213,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         api_base: resume_settings.api_base.clone(),
         simulate: args.simulate,
         cap_source: Some(cap_choice.source().to_string()),
+        output: None,
     };
     sweep
         .record_limits(&client, dispatcher.ledger().cap(), rate, &recorded)
