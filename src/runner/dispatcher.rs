@@ -621,7 +621,7 @@ impl Dispatcher {
             ops.push(Op::Submit {
                 job,
                 key,
-                intent: Some(intent),
+                intent: Some(Box::new(intent)),
                 body,
             });
         }
@@ -687,7 +687,7 @@ impl Dispatcher {
                 ops.push(Op::Submit {
                     job,
                     key,
-                    intent: Some(intent),
+                    intent: Some(Box::new(intent)),
                     body: request,
                 });
             }

@@ -73,10 +73,13 @@ fn a_step_waits_for_its_parent_and_sends_the_parents_task_in_a_journaled_body() 
         .find_map(|op| match op {
             Op::Submit {
                 job: 1,
-                intent: Some(Record::Submitting { body, .. }),
+                intent: Some(intent),
                 body: sent,
                 ..
-            } => Some((body.clone(), sent.clone())),
+            } => match &**intent {
+                Record::Submitting { body, .. } => Some((body.clone(), sent.clone())),
+                _ => None,
+            },
             _ => None,
         })
         .expect("the step is submitted once its parent completed");

@@ -493,7 +493,7 @@ mod properties {
                     now += Duration::from_secs(600);
                     for op in d.ready_ops(now) {
                         if let Op::Submit { intent: Some(intent), .. } = &op {
-                            journal.push(intent.clone());
+                            journal.push((**intent).clone());
                         }
                         pending.push(op);
                     }
@@ -736,7 +736,7 @@ fn with_refresh_expired_uploads_the_same_key_goes_out_with_a_fresh_body() {
     assert_eq!(key, "k0", "the same key");
     assert_eq!(body.as_deref(), Some("{\"fresh\":true}"));
     assert!(
-        matches!(intent, Record::Submitting { attempt: 1, key, .. } if key == "k0"),
+        matches!(&**intent, Record::Submitting { attempt: 1, key, .. } if key == "k0"),
         "{intent:?}"
     );
     assert_eq!(d.ledger().reserved(), Money::from_cents(70), "reserved once, not twice");

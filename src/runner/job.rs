@@ -262,7 +262,7 @@ pub enum Op {
     Submit {
         job: usize,
         key: String,
-        intent: Option<Record>,
+        intent: Option<Box<Record>>,
         body: Option<String>,
     },
     Poll {
