@@ -48,16 +48,29 @@ impl BucketVideos {
         let mut aborted = 0;
         let mut problems = Vec::new();
         for (job, object, upload_id) in open {
-            match self.bucket.abort(object, upload_id).await {
+            let ended = match self.bucket.abort(object, upload_id).await {
                 Ok(()) => {
                     aborted += 1;
-                    self.journal.append(&Record::UploadEnded {
-                        job: job.clone(),
-                        upload_id: upload_id.clone(),
-                        at: now(),
-                    });
+                    true
                 }
-                Err(e) => problems.push(format!("{object} (upload {upload_id}): {e}")),
+                // Refused although this key can write here (the run's probe said so): the store
+                // no longer knows the upload (s3s-fs answers 403 where S3 answers 404
+                // NoSuchUpload, e.g. after a completion the kill interrupted). Not asked again.
+                Err(e @ BucketError::Credentials(_)) => {
+                    problems.push(format!("{object} (upload {upload_id}): {e}; taken as gone"));
+                    true
+                }
+                Err(e) => {
+                    problems.push(format!("{object} (upload {upload_id}): {e}"));
+                    false
+                }
+            };
+            if ended {
+                self.journal.append(&Record::UploadEnded {
+                    job: job.clone(),
+                    upload_id: upload_id.clone(),
+                    at: now(),
+                });
             }
         }
         (aborted, problems)
@@ -212,6 +225,26 @@ impl VideoStore for BucketVideos {
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Downloaded, DownloadError>> {
         self.fetch_into(client, url, job_id, limits).boxed()
+    }
+
+    fn refresh<'a>(&'a self) -> BoxFuture<'a, ()> {
+        async move {
+            match self.bucket.list_sizes(super::folder::VIDEOS).await {
+                Ok(listed) => *self.known.lock().unwrap_or_else(|e| e.into_inner()) = listed,
+                Err(e) => tracing::warn!(error = %e, "the bucket's videos could not be listed"),
+            }
+        }
+        .boxed()
+    }
+
+    fn abort_open<'a>(&'a self, open: Vec<(String, String, String)>) -> BoxFuture<'a, ()> {
+        async move {
+            let (_, problems) = self.abort_open_uploads(&open).await;
+            for problem in problems {
+                tracing::warn!(%problem, "an unfinished upload could not be aborted");
+            }
+        }
+        .boxed()
     }
 
     fn present(&self, video: &StoredVideo) -> bool {

@@ -29,6 +29,18 @@ pub trait VideoStore: Send + Sync + std::fmt::Debug {
 
     /// Whether a recorded video is still in the store at its recorded size.
     fn present(&self, video: &StoredVideo) -> bool;
+
+    /// Looks at the store again (another worker's videos), for `present`.
+    fn refresh<'a>(&'a self) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
+
+    /// Ends uploads another run (or a dead worker) left open: (job, object, upload id). Nothing
+    /// to do for a store without uploads.
+    fn abort_open<'a>(&'a self, open: Vec<(String, String, String)>) -> BoxFuture<'a, ()> {
+        let _ = open;
+        async {}.boxed()
+    }
 }
 
 /// The `videos/` folder inside an output folder.

@@ -79,6 +79,30 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
                 Some(shared) => shared.claim(n).await,
                 None => Err("not a shared sweep".into()),
             };
+            if let Ok(claimed) = &result {
+                // Uploads a dead worker left open on the jobs taken over: aborted before anything
+                // of them is fetched again.
+                let mut facts: std::collections::HashMap<&str, crate::journal::JobFacts> = Default::default();
+                for record in &claimed.records {
+                    if let Some(job) = record.job() {
+                        facts.entry(job).or_default().apply(record);
+                    }
+                }
+                let open: Vec<(String, String, String)> = claimed
+                    .jobs
+                    .iter()
+                    .filter_map(|&i| facts.get(ctx.plan.jobs[i].id.as_str()).map(|f| (i, f)))
+                    .flat_map(|(i, f)| {
+                        let id = ctx.plan.jobs[i].id.to_string();
+                        f.open_uploads
+                            .iter()
+                            .map(move |(o, u)| (id.clone(), o.clone(), u.clone()))
+                    })
+                    .collect();
+                if !open.is_empty() {
+                    ctx.videos.abort_open(open).await;
+                }
+            }
             Event::Claimed { result }
         }
         .boxed(),

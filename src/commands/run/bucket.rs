@@ -66,7 +66,7 @@ pub(super) async fn probe(url: &BucketUrl) -> Result<Bucket, CommandFailure> {
 
 /// Where the run's documents go: the output folder, or the bucket (each a whole object).
 pub(super) struct Documents<'a> {
-    pub(super) out: &'a OutDir,
+    pub(super) out: Option<&'a OutDir>,
     pub(super) bucket: Option<&'a Bucket>,
 }
 
@@ -78,9 +78,10 @@ impl Documents<'_> {
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
         stderr: &mut dyn Write,
     ) {
-        let result = match self.bucket {
-            None => self.out.write_atomic_with(name, fill).map_err(|e| e.to_string()),
-            Some(bucket) => {
+        let result = match (self.bucket, self.out) {
+            (None, Some(out)) => out.write_atomic_with(name, fill).map_err(|e| e.to_string()),
+            (None, None) => Err("no place to write it".to_string()),
+            (Some(bucket), _) => {
                 let mut bytes = Vec::new();
                 match fill(&mut bytes) {
                     Ok(()) => bucket.put(name, bytes).await.map_err(|e| e.to_string()),

@@ -145,7 +145,11 @@ async fn run_async(
     let mut sweep_parts = None;
     if let Some(url) = &state_url {
         let mut client = crate::commands::state::connect(url).await?;
-        let name = crate::commands::state::sweep_name(args.run_name.as_deref(), &args.out);
+        // A bucket names the sweep by its address (unless --run does).
+        let name = match (&bucket_url, &args.run_name) {
+            (Some(url), None) => url.to_string(),
+            _ => crate::commands::state::sweep_name(args.run_name.as_deref(), &args.out),
+        };
         let sweep = crate::store::postgres::Sweep::register(
             &mut client,
             &name,
@@ -225,12 +229,33 @@ async fn run_async(
         Some(url) => Some(super::bucket::probe(url).await?),
         None => None,
     };
-    if bucket.is_some() && sweep_parts.is_some() {
-        return Err(fail(
-            "--out s3://… with --state postgres://… is not supported yet",
-            "give --state a local folder for the journal, or --out a shared folder",
-            Exit::Usage,
-        ));
+    if let Some(bucket) = bucket.clone()
+        && let Some((url, client, sweep)) = sweep_parts.take()
+    {
+        // Workers of a shared sweep writing one bucket: no local folder at all.
+        return super::shared::run_shared(
+            super::shared::SharedStart {
+                args: &args,
+                given_out: &given_out,
+                url,
+                client,
+                sweep,
+                plan,
+                out: None,
+                bucket: Some(bucket),
+                api,
+                pacer,
+                cap_choice,
+                rate,
+                concurrency,
+                resume_settings,
+                simulator,
+                started,
+                quiet,
+            },
+            stderr,
+        )
+        .await;
     }
     let opened = if sweep_parts.is_some() {
         OutDir::open_shared(&args.out)
@@ -254,7 +279,8 @@ async fn run_async(
                 client,
                 sweep,
                 plan,
-                out,
+                out: Some(out),
+                bucket: None,
                 api,
                 pacer,
                 cap_choice,
@@ -493,7 +519,7 @@ async fn run_async(
     drop(ctx);
     let journal_result = store.close().await;
     let documents = super::bucket::Documents {
-        out: &out,
+        out: Some(&out),
         bucket: bucket.as_ref(),
     };
     documents

@@ -39,7 +39,9 @@ pub(super) struct SharedStart<'a> {
     pub(super) client: tokio_postgres::Client,
     pub(super) sweep: Sweep,
     pub(super) plan: Arc<Plan>,
-    pub(super) out: OutDir,
+    /// The shared output folder, or none when the output is a bucket.
+    pub(super) out: Option<OutDir>,
+    pub(super) bucket: Option<crate::output::bucket::Bucket>,
     pub(super) api: Arc<RunApi>,
     pub(super) pacer: Arc<Pacer>,
     pub(super) cap_choice: Cap,
@@ -121,6 +123,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         sweep,
         plan,
         out,
+        bucket,
         api,
         pacer,
         cap_choice,
@@ -155,7 +158,22 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         index,
         args.state_outage,
     ));
-    let videos: Arc<dyn VideoStore> = Arc::new(LocalVideos::new(out.root()));
+    let videos: Arc<dyn VideoStore> = match (&bucket, &out) {
+        (Some(bucket), _) => {
+            let journal: Arc<dyn RunStore> = store.clone();
+            Arc::new(
+                crate::output::bucket_videos::BucketVideos::open(bucket.clone(), journal)
+                    .await
+                    .map_err(super::bucket::failure)?,
+            )
+        }
+        (None, Some(out)) => Arc::new(LocalVideos::new(out.root())),
+        (None, None) => return Err(fail("no place for the videos", "", Exit::Failure)),
+    };
+    let documents = super::bucket::Documents {
+        out: out.as_ref(),
+        bucket: bucket.as_ref(),
+    };
     let reservations = quote_reservations(&api, &plan, &history, stderr).await;
     let estimates = reservations.clone();
     let settings = Settings {
@@ -213,7 +231,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         api_base: resume_settings.api_base.clone(),
         simulate: args.simulate,
         cap_source: Some(cap_choice.source().to_string()),
-        output: None,
+        output: bucket.as_ref().map(|b| b.url().to_string()),
     };
     sweep
         .record_limits(&client, dispatcher.ledger().cap(), rate, &recorded)
@@ -314,7 +332,9 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             let _ = writeln!(stderr, "warning: could not give this worker's jobs back: {e}");
         }
     }
-    // The whole sweep as the database has it: results.csv, report.html, summary.json.
+    // The whole sweep as the database has it: results.csv, report.html, summary.json (the store
+    // looked at again: other workers' videos are there too).
+    videos.refresh().await;
     let whole = {
         let mut conn = shared.conn.lock().await;
         match conn.get().await {
@@ -341,15 +361,21 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     });
     let removed = crate::report::removed_paid(&plan, &history);
     let jobs = at_rest(&plan, history, videos.as_ref());
-    if let Err(e) = out.write_atomic_with(RESULTS, |w| crate::report::write_results_csv(&plan, &jobs, &removed, w)) {
-        let _ = writeln!(stderr, "warning: cannot write {}: {e}", out.path(RESULTS).display());
-    }
+    documents
+        .write_with(
+            RESULTS,
+            |w| crate::report::write_results_csv(&plan, &jobs, &removed, w),
+            stderr,
+        )
+        .await;
     let axes = crate::report::Axes::default_for(&plan);
-    if let Err(e) = out.write_atomic_with(REPORT, |w| {
-        crate::report::write_gallery(&plan, &jobs, &removed, &axes, &status, w)
-    }) {
-        let _ = writeln!(stderr, "warning: cannot write report.html: {e}");
-    }
+    documents
+        .write_with(
+            REPORT,
+            |w| crate::report::write_gallery(&plan, &jobs, &removed, &axes, &status, w),
+            stderr,
+        )
+        .await;
     let exit = stop_exit.unwrap_or_else(|| super::finish::exit_code(None, &jobs));
     let mut value = serde_json::to_value(&status).unwrap_or_default();
     value["exit_code"] = exit.code().into();
@@ -358,9 +384,9 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     value["finished_at"] = crate::util::time_format::now().into();
     value["sweep"] = sweep.name.clone().into();
     let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
-    if let Err(e) = out.write_atomic("summary.json", text.as_bytes()) {
-        let _ = writeln!(stderr, "warning: cannot write summary.json: {e}");
-    }
+    documents
+        .write_with("summary.json", |w| w.write_all(text.as_bytes()), stderr)
+        .await;
     let _ = writeln!(
         stderr,
         "this worker: {mine} job(s) completed, {mine_spent} spent, in {:.1} s",
@@ -370,8 +396,20 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     if !status.finished {
         let _ = writeln!(
             stderr,
-            "resume (or add workers) with: {} --state '<the same database>'",
-            resume_command(given_out, &args.out, &resume_settings)
+            "resume (or add workers) with: {}{}",
+            resume_command(
+                given_out,
+                bucket
+                    .as_ref()
+                    .map_or(args.out.clone(), |b| std::path::PathBuf::from(b.url().to_string()))
+                    .as_path(),
+                &resume_settings
+            ),
+            if args.state.is_some() {
+                ""
+            } else {
+                " (with the same KLING_BATCH_STATE)"
+            },
         );
     }
     if let Some(handle) = simulator {
