@@ -566,7 +566,80 @@ def d2_register(args, work):
     return out
 
 
-SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads, "D1": d1_state, "D2": d2_register} | {
+class S3Fs:
+    """s3s-fs (the object-storage tests' server), from its cache folder; a bucket `bench`."""
+
+    def __init__(self, work):
+        import socket
+
+        binary = os.environ.get("KLING_BATCH_S3S_FS") or os.path.expanduser("~/.cache/kling-batch/s3s-fs/bin/s3s-fs")
+        if not os.path.exists(binary):
+            raise RuntimeError("s3s-fs is not installed: ./test.sh builds it into ~/.cache/kling-batch")
+        self.root = tempfile.mkdtemp(dir=work, prefix="s3-")
+        os.makedirs(os.path.join(self.root, "bench"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", str(self.port), "--access-key", "AKIABENCH", "--secret-key", "bench-secret", self.root],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("s3s-fs did not start")
+
+    def env(self):
+        return dict(
+            ENV,
+            AWS_ACCESS_KEY_ID="AKIABENCH",
+            AWS_SECRET_ACCESS_KEY="bench-secret",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT=f"http://127.0.0.1:{self.port}",
+            AWS_ALLOW_HTTP="true",
+        )
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def b1_bucket(args, work):
+    """A 1 GiB video into object storage (s3s-fs on the same disk), against the same video to the
+    local folder, and a small video to the bucket for the memory baseline."""
+    size = (256 if args.quick else 1024) * 2**20
+    defaults = {"endpoint": "text_to_video", "model": "kling-3.0", "duration_seconds": 5}
+    out = {"bytes": size}
+    s3 = S3Fs(work)
+    try:
+        for label, video_bytes, to_bucket in (("small_bucket", 4096, True), ("large_local", size, False), ("large_bucket", size, True)):
+            manifest = os.path.join(work, f"b1-{label}.yaml")
+            write_manifest(manifest, ["a single long take of a lighthouse"], defaults)
+            sim = Sim(args.bin, tempfile.mkdtemp(dir=work), profile(1000.0, {"kind": "realistic"}, video_bytes))
+            try:
+                folder = os.path.join(work, f"b1-{label}-out")
+                extra = ["--max-video-bytes", str(2 * size)]
+                if to_bucket:
+                    cmd = runner_cmd(args.bin, manifest, f"s3://bench/{label}", sim.url, 50, 4, extra + ["--state", folder])
+                else:
+                    cmd = runner_cmd(args.bin, manifest, folder, sim.url, 50, 4, extra)
+                r = timed(cmd, work, f"b1-{label}", env=s3.env())
+                out[label] = r
+            finally:
+                sim.stop()
+    finally:
+        s3.stop()
+    out["rss_growth_mb"] = out["large_bucket"]["rss_mb"] - out["small_bucket"]["rss_mb"]
+    out["bucket_mb_s"] = size / out["large_bucket"]["wall"] / 2**20
+    out["local_mb_s"] = size / out["large_local"]["wall"] / 2**20
+    return out
+
+
+SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads, "D1": d1_state, "D2": d2_register, "B1": b1_bucket} | {
     p[0]: polling_scenario(*p) for p in POLLING
 }
 
@@ -691,6 +764,18 @@ def table(results):
             ("records after 15 s", "", d2["records"]),
             ("resume: start → first create, s", "< 1", (d2["resume"]["first_create_after_ms"] or 0) / 1000),
             ("resume peak RSS, MB", "< 150", d2["resume"]["rss_mb"]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
+    b1 = results.get("B1")
+    if b1:
+        head = f"B1. a {b1['bytes'] // 2**20:,} MiB video to object storage (s3s-fs, same disk)"
+        rows = [
+            ("whole run to the bucket, s", "", b1["large_bucket"]["wall"]),
+            ("… MiB/s through the whole run", "", b1["bucket_mb_s"]),
+            ("the same to the local folder, s", "", b1["large_local"]["wall"]),
+            ("… MiB/s", "", b1["local_mb_s"]),
+            ("peak RSS, large to the bucket, MB", "", b1["large_bucket"]["rss_mb"]),
+            ("RSS growth over a 4 KB video to the bucket, MB", "≤ 20 + parts in flight", b1["rss_growth_mb"]),
         ]
         lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
     s4 = results.get("S4")

@@ -238,22 +238,41 @@ impl Bucket {
             upload_id,
             buffer: Vec::with_capacity(MIN_PART),
             parts: Vec::new(),
+            in_flight: futures::stream::FuturesUnordered::new(),
             hasher: blake3::Hasher::new(),
             bytes: 0,
         }
     }
 }
 
-/// A multipart upload being written: bytes in, parts out, at most one part held.
-#[derive(Debug)]
+/// Parts sent at once per upload: the download goes on while they travel (memory: this many
+/// parts, 5 MiB each, plus the one being filled).
+pub const PARTS_IN_FLIGHT: usize = 3;
+
+type PartResult = (usize, Result<PartId, object_store::Error>);
+
+/// A multipart upload being written: bytes in, parts out, a few parts in flight.
 pub struct PartWriter {
     bucket: Bucket,
     name: String,
     upload_id: String,
     buffer: Vec<u8>,
-    parts: Vec<PartId>,
+    /// Each part's id once sent, by index.
+    parts: Vec<Option<PartId>>,
+    in_flight: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, PartResult>>,
     hasher: blake3::Hasher,
     bytes: u64,
+}
+
+impl std::fmt::Debug for PartWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartWriter")
+            .field("name", &self.name)
+            .field("parts", &self.parts.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A finished upload: its size as the store reports it, and the BLAKE3 of what was sent.
@@ -279,32 +298,47 @@ impl PartWriter {
         Ok(())
     }
 
+    /// Starts sending the buffer as the next part; waits while `PARTS_IN_FLIGHT` are travelling.
     async fn send_part(&mut self) -> Result<(), BucketError> {
+        use futures::StreamExt;
         let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(MIN_PART));
-        let id = self
-            .bucket
-            .store
-            .put_part(
-                &self.bucket.path(&self.name),
-                &self.upload_id,
-                self.parts.len(),
-                PutPayload::from(part),
-            )
-            .await
-            .map_err(|e| self.bucket.error(e))?;
-        self.parts.push(id);
+        let index = self.parts.len();
+        self.parts.push(None);
+        let store = Arc::clone(&self.bucket.store);
+        let path = self.bucket.path(&self.name);
+        let id = self.upload_id.clone();
+        self.in_flight.push(Box::pin(async move {
+            (index, store.put_part(&path, &id, index, PutPayload::from(part)).await)
+        }));
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            if let Some(done) = self.in_flight.next().await {
+                self.landed(done)?;
+            }
+        }
         Ok(())
     }
 
-    /// Sends the last part, completes the upload, and checks the object's size.
+    fn landed(&mut self, (index, result): PartResult) -> Result<(), BucketError> {
+        let id = result.map_err(|e| self.bucket.error(e))?;
+        self.parts[index] = Some(id);
+        Ok(())
+    }
+
+    /// Sends the last part, waits for every part, completes the upload, and checks the object's
+    /// size.
     pub async fn finish(mut self) -> Result<Uploaded, BucketError> {
+        use futures::StreamExt;
         if !self.buffer.is_empty() || self.parts.is_empty() {
             self.send_part().await?;
         }
+        while let Some(done) = self.in_flight.next().await {
+            self.landed(done)?;
+        }
+        let parts: Vec<PartId> = std::mem::take(&mut self.parts).into_iter().flatten().collect();
         let path = self.bucket.path(&self.name);
         self.bucket
             .store
-            .complete_multipart(&path, &self.upload_id, std::mem::take(&mut self.parts))
+            .complete_multipart(&path, &self.upload_id, parts)
             .await
             .map_err(|e| self.bucket.error(e))?;
         let stored = self.bucket.size(&self.name).await?;
@@ -321,8 +355,11 @@ impl PartWriter {
         })
     }
 
-    /// Gives the upload up: its parts are deleted.
-    pub async fn abort(self) -> Result<(), BucketError> {
+    /// Gives the upload up: its parts are deleted (after the ones travelling have landed, so none
+    /// arrives after the abort).
+    pub async fn abort(mut self) -> Result<(), BucketError> {
+        use futures::StreamExt;
+        while self.in_flight.next().await.is_some() {}
         self.bucket.abort(&self.name, &self.upload_id).await
     }
 }
