@@ -131,8 +131,8 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
     )
     .await;
     let mut logs = String::new();
-    // Killed with two parts of a video uploaded and the upload not completed, then at a random
-    // moment; then resumed to the end.
+    // Aborted (a crash point: like a power cut) with parts of a video uploaded and the upload not
+    // completed; then killed twice more; then resumed to the end.
     let crashed = to_bucket(&env, &server, SECRET_KEY, &[])
         .env("KLING_BATCH_CRASH_AT", "upload.before_complete:2")
         .output()
@@ -145,16 +145,21 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
         String::from_utf8_lossy(&crashed.stderr)
     );
     logs.push_str(&String::from_utf8_lossy(&crashed.stderr));
-    let mut child = to_bucket(&env, &server, SECRET_KEY, &[]).spawn().unwrap();
-    // Once it has begun an upload of its own.
+    // Then SIGKILLed twice, each time once it has begun an upload of its own.
     let journal = env.out.join("journal.jsonl");
     let begun = |text: &str| text.matches("\"t\":\"upload_begun\"").count();
-    let before = begun(&std::fs::read_to_string(&journal).unwrap());
-    while begun(&std::fs::read_to_string(&journal).unwrap_or_default()) <= before {
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    for _ in 0..2 {
+        let mut child = to_bucket(&env, &server, SECRET_KEY, &[]).spawn().unwrap();
+        let before = begun(&std::fs::read_to_string(&journal).unwrap());
+        // (A run that finished first, with nothing left to upload, is not waited for.)
+        while begun(&std::fs::read_to_string(&journal).unwrap_or_default()) <= before
+            && child.try_wait().unwrap().is_none()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let _ = child.start_kill();
+        child.wait().await.unwrap();
     }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
     let (mut code, mut err) = finish(&mut to_bucket(&env, &server, SECRET_KEY, &[])).await;
     logs.push_str(&err);
     for _ in 0..3 {
