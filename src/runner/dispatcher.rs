@@ -204,11 +204,10 @@ impl Dispatcher {
             }
             d.shared.next_claim = Some(now);
             d.shared.next_heartbeat = Some(now);
-            if let Some(ledger_others) = Some(history.spent.saturating_add(history.reserved)) {
-                // Until the first heartbeat: what the sweep's records say everyone holds.
-                d.ledger = Ledger::new(d.settings.cap, Money::ZERO, Money::ZERO);
-                d.ledger.set_others(ledger_others);
-            }
+            // This worker's own ledger starts empty; until the first heartbeat the others hold
+            // what the sweep's records say.
+            d.ledger = Ledger::new(d.settings.cap, Money::ZERO, Money::ZERO);
+            d.ledger.set_others(history.spent.saturating_add(history.reserved));
             return d;
         }
         // A step comes after its parent in the plan, so its parent is placed first.

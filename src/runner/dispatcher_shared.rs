@@ -238,6 +238,13 @@ impl Dispatcher {
         let JobState::Submitting { .. } = self.jobs[job].state else {
             return;
         };
+        if self.jobs[job].outcome_unknown {
+            // A resend whose first send may have made a task is never turned into a new attempt:
+            // it keeps its key and money for a rerun. (The database does not refuse one that adds
+            // no money; this is the belt to those braces.)
+            self.leave_for_rerun(job, "the sweep's cap refused a resend's intent".into());
+            return;
+        }
         let reserve = self.jobs[job].facts.reserved;
         self.ledger.release(reserve);
         self.in_flight = self.in_flight.saturating_sub(1);

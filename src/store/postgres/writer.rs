@@ -264,7 +264,7 @@ impl Writer {
                     .prepare(
                         "with old as (select reserved from kb_jobs where sweep = $1 and idx = $2) \
                          update kb_sweeps s set reserved = s.reserved + ($3 - old.reserved) from old \
-                         where s.id = $1 and (s.cap is null or s.spent + s.reserved + ($3 - old.reserved) <= s.cap) returning 1",
+                         where s.id = $1 and ($3 <= old.reserved or s.cap is null or s.spent + s.reserved + ($3 - old.reserved) <= s.cap) returning 1",
                     )
                     .await?,
                 totals: client
@@ -338,7 +338,9 @@ impl Writer {
                 let cost = micro(after.cost.unwrap_or_default());
                 let state = state_of(&after);
                 if matches!(record, Record::Submitting { .. }) && *durable {
-                    // The cap is checked against everything before it in the group.
+                    // The cap is checked against everything before it in the group, and only for
+                    // money the intent adds: a resend of an attempt that holds its reservation
+                    // already (new uploads, the same key) is never refused.
                     flush(&tx, totals, sweep, &mut pending).await?;
                     let room = tx.query_opt(reserve, &[&sweep, &idx, &reserved]).await?;
                     if room.is_none() {
