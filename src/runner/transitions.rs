@@ -188,19 +188,7 @@ impl Dispatcher {
         // The first send of this key, refused outright: no task was made.
         match class {
             Class::Credits | Class::Auth => {
-                self.ledger.release(self.jobs[job].facts.reserved);
-                let attempt = self.jobs[job].facts.attempt;
-                self.record(
-                    job,
-                    Record::Unsubmitted {
-                        job: id,
-                        attempt,
-                        reason: error.message(),
-                        at: time_format::now(),
-                    },
-                );
-                self.jobs[job].state = JobState::Queued;
-                self.in_flight = self.in_flight.saturating_sub(1);
+                self.end_unsent(job, error.message());
                 self.queue.push_front(job);
                 if class == Class::Auth {
                     self.stop_everything(StopReason::Auth(error.message()));
@@ -219,19 +207,7 @@ impl Dispatcher {
                     );
                     return self.fail(job, FailureKind::Continuation, message);
                 }
-                self.ledger.release(self.jobs[job].facts.reserved);
-                let attempt = self.jobs[job].facts.attempt;
-                self.record(
-                    job,
-                    Record::Unsubmitted {
-                        job: id,
-                        attempt,
-                        reason: error.message(),
-                        at: time_format::now(),
-                    },
-                );
-                self.jobs[job].state = JobState::Queued;
-                self.in_flight = self.in_flight.saturating_sub(1);
+                self.end_unsent(job, error.message());
                 let wait = self.backoff(self.jobs[job].not_ready);
                 self.push_timer(now + wait, job, Timer::Admit);
             }
@@ -247,6 +223,25 @@ impl Dispatcher {
             Class::Conflict => self.fail(job, FailureKind::Conflict, error.message()),
             _ => self.fail(job, FailureKind::Refused, error.message()),
         }
+    }
+
+    /// The first send of an attempt was refused outright (no task made): the attempt ends
+    /// unsubmitted, its money released, and the job is queued (the caller says when it goes again).
+    fn end_unsent(&mut self, job: usize, reason: String) {
+        self.ledger.release(self.jobs[job].facts.reserved);
+        let attempt = self.jobs[job].facts.attempt;
+        let id = self.job_id(job);
+        self.record(
+            job,
+            Record::Unsubmitted {
+                job: id,
+                attempt,
+                reason,
+                at: time_format::now(),
+            },
+        );
+        self.jobs[job].state = JobState::Queued;
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     fn on_polled(&mut self, job: usize, result: Result<TaskView, ApiError>, now: Instant) {
