@@ -50,6 +50,43 @@ pub(super) fn new_run_id() -> String {
     crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
 }
 
+/// What the executor works with: the plan, the API, a credential-free client for videos, where
+/// records and videos go, and (for a worker of a shared sweep) its claims and heartbeats.
+pub(super) fn run_context(
+    args: &RunArgs,
+    plan: &Arc<crate::plan::Plan>,
+    api: &Arc<RunApi>,
+    journal: Arc<dyn RunStore>,
+    videos: Arc<dyn VideoStore>,
+    shared: Option<Arc<crate::runner::shared::SharedSweep>>,
+) -> Result<Context, CommandFailure> {
+    let downloads = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure))?;
+    Ok(Context {
+        plan: Arc::clone(plan),
+        api: Arc::clone(api),
+        downloads,
+        journal,
+        videos,
+        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
+        fetch: FetchLimits {
+            max_bytes: args.max_video_bytes,
+            stall: crate::output::download::Stall {
+                min_bytes_per_second: args.min_download_speed,
+                window: args.stall_time,
+            },
+        },
+        grace: args.grace,
+        max_runtime: args.max_runtime,
+        refresh: Duration::from_secs(2),
+        shared,
+    })
+}
+
 async fn run_async(
     mut args: RunArgs,
     quiet: bool,
@@ -182,6 +219,7 @@ async fn run_async(
         concurrency,
         api_base: (!args.simulate).then(|| credentials_base.clone()),
         simulate: args.simulate,
+        output: bucket_url.as_ref().map(ToString::to_string),
     };
 
     let pacer = Arc::new(Pacer::new(rate));
@@ -229,48 +267,26 @@ async fn run_async(
         Some(url) => Some(super::bucket::probe(url).await?),
         None => None,
     };
-    if let Some(bucket) = bucket.clone()
-        && let Some((url, client, sweep)) = sweep_parts.take()
-    {
-        // Workers of a shared sweep writing one bucket: no local folder at all.
-        return super::shared::run_shared(
-            super::shared::SharedStart {
-                args: &args,
-                given_out: &given_out,
-                url,
-                client,
-                sweep,
-                plan,
-                out: None,
-                bucket: Some(bucket),
-                api,
-                pacer,
-                cap_choice,
-                rate,
-                concurrency,
-                resume_settings,
-                simulator,
-                started,
-                quiet,
-            },
-            stderr,
-        )
-        .await;
-    }
-    let opened = if sweep_parts.is_some() {
-        OutDir::open_shared(&args.out)
-    } else {
-        OutDir::open(&args.out)
+    let open_folder = |shared: bool| {
+        let opened = if shared {
+            OutDir::open_shared(&args.out)
+        } else {
+            OutDir::open(&args.out)
+        };
+        opened.map_err(|e| {
+            let exit = match e {
+                crate::output::folder::OutDirError::Symlink { .. } => Exit::Invalid,
+                _ => Exit::Failure,
+            };
+            fail(&e, e.hint(), exit)
+        })
     };
-    let out = match opened {
-        Ok(o) => o,
-        Err(e @ crate::output::folder::OutDirError::Symlink { .. }) => {
-            return Err(fail(&e, e.hint(), Exit::Invalid));
-        }
-        Err(e) => return Err(fail(&e, e.hint(), Exit::Failure)),
-    };
-    let journal_path = out.path(JOURNAL);
     if let Some((url, client, sweep)) = sweep_parts.take() {
+        // A shared sweep: its folder is shared by the workers (none when the output is a bucket).
+        let out = match bucket {
+            Some(_) => None,
+            None => Some(open_folder(true)?),
+        };
         return super::shared::run_shared(
             super::shared::SharedStart {
                 args: &args,
@@ -279,8 +295,8 @@ async fn run_async(
                 client,
                 sweep,
                 plan,
-                out: Some(out),
-                bucket: None,
+                out,
+                bucket,
                 api,
                 pacer,
                 cap_choice,
@@ -295,6 +311,8 @@ async fn run_async(
         )
         .await;
     }
+    let out = open_folder(false)?;
+    let journal_path = out.path(JOURNAL);
     if args.repair_journal && journal_path.exists() {
         match journal::repair(&journal_path) {
             Ok(r) => {
@@ -412,34 +430,7 @@ async fn run_async(
     let removed_paid = crate::report::removed_paid(&plan, &history);
     drop(history);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ready to submit");
-    let downloads = match reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => return Err(fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure)),
-    };
-    let ctx = Context {
-        plan: Arc::clone(&plan),
-        api: Arc::clone(&api),
-        downloads,
-        journal: Arc::clone(&store),
-        videos: Arc::clone(&videos),
-        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
-        fetch: FetchLimits {
-            max_bytes: args.max_video_bytes,
-            stall: crate::output::download::Stall {
-                min_bytes_per_second: args.min_download_speed,
-                window: args.stall_time,
-            },
-        },
-        grace: args.grace,
-        max_runtime: args.max_runtime,
-        refresh: Duration::from_secs(2),
-        shared: None,
-    };
+    let ctx = run_context(&args, &plan, &api, Arc::clone(&store), Arc::clone(&videos), None)?;
     let to_spend: Money = dispatcher
         .jobs()
         .iter()
@@ -568,15 +559,7 @@ async fn run_async(
         out: &output_place,
         estimates: &estimates,
         removed,
-        // With a bucket, --out stays the bucket (the folder is --state's).
-        resume: resume_command(
-            &given_out,
-            bucket_url
-                .as_ref()
-                .map_or(args.out.clone(), |u| std::path::PathBuf::from(u.to_string()))
-                .as_path(),
-            &resume_settings,
-        ),
+        resume: resume_command(&given_out, &args.out, &resume_settings),
         billed_above: dispatcher.billed_above_reservations(),
     });
     let _ = write!(stderr, "{summary}");

@@ -9,6 +9,8 @@ pub(super) struct ResumeSettings {
     pub(super) concurrency: u32,
     pub(super) api_base: Option<String>,
     pub(super) simulate: bool,
+    /// `--out` when it is not the run's folder (an `s3://` address; the folder is `--state`'s).
+    pub(super) output: Option<String>,
 }
 
 /// The command line that resumes this run, quoted for a POSIX shell, with a templated `--out`
@@ -22,7 +24,10 @@ pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path,
         }
     };
     let given = given_out.to_string_lossy().into_owned();
-    let resolved = out.to_string_lossy().into_owned();
+    let resolved = settings
+        .output
+        .clone()
+        .unwrap_or_else(|| out.to_string_lossy().into_owned());
     let mut words = vec!["kling-batch".to_string()];
     words.extend(
         std::env::args()

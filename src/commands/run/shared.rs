@@ -17,11 +17,11 @@ use crate::commands::state::failure;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::{FailureKind, Record, RecordedSettings, Replayed};
 use crate::output::folder::{OutDir, REPORT, RESULTS};
-use crate::output::videos::{FetchLimits, LocalVideos, VideoStore};
+use crate::output::videos::{LocalVideos, VideoStore};
 use crate::plan::Plan;
 use crate::report::RunStatus;
 use crate::runner::shared::SharedSweep;
-use crate::runner::{Context, Dispatcher, JobPhase, JobRun, Settings, SharedSettings, execute};
+use crate::runner::{Dispatcher, JobPhase, JobRun, Settings, SharedSettings, execute};
 use crate::sim::SimHandle;
 use crate::store::RunStore;
 use crate::store::postgres::{Conn, PgRunStore, Sweep};
@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub(super) struct SharedStart<'a> {
     pub(super) args: &'a RunArgs,
@@ -272,32 +272,14 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             tokio::spawn(async move { shared.pause(wait).await });
         }
     }));
-    let downloads = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .build()
-        .map_err(|e| fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure))?;
-    let journal: Arc<dyn RunStore> = store.clone();
-    let ctx = Context {
-        plan: Arc::clone(&plan),
-        api: Arc::clone(&api),
-        downloads,
-        journal,
-        videos: Arc::clone(&videos),
-        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
-        fetch: FetchLimits {
-            max_bytes: args.max_video_bytes,
-            stall: crate::output::download::Stall {
-                min_bytes_per_second: args.min_download_speed,
-                window: args.stall_time,
-            },
-        },
-        grace: args.grace,
-        max_runtime: args.max_runtime,
-        refresh: Duration::from_secs(2),
-        shared: Some(Arc::clone(&shared)),
-    };
+    let ctx = super::command::run_context(
+        args,
+        &plan,
+        &api,
+        store.clone(),
+        Arc::clone(&videos),
+        Some(Arc::clone(&shared)),
+    )?;
     let _ = writeln!(stderr, "worker {worker} of sweep `{}`", sweep.name);
     let mut signals = crate::runner::signals::listen();
     let mut progress = crate::report::Progress::new(plan.jobs.len(), 0, quiet);
@@ -397,14 +379,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         let _ = writeln!(
             stderr,
             "resume (or add workers) with: {}{}",
-            resume_command(
-                given_out,
-                bucket
-                    .as_ref()
-                    .map_or(args.out.clone(), |b| std::path::PathBuf::from(b.url().to_string()))
-                    .as_path(),
-                &resume_settings
-            ),
+            resume_command(given_out, &args.out, &resume_settings),
             if args.state.is_some() {
                 ""
             } else {
