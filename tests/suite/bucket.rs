@@ -6,7 +6,6 @@ use crate::common::TestEnv;
 use crate::s3::{S3Server, SECRET_KEY};
 use kling_batch::output::bucket::{Bucket, BucketError, BucketUrl, MIN_PART};
 use kling_batch::sim::Faults;
-use std::collections::HashMap;
 
 fn bucket(server: &S3Server, url: &str, secret: &str) -> Bucket {
     Bucket::from_config(&BucketUrl::parse(url).unwrap(), &server.config(secret)).unwrap()
@@ -174,29 +173,7 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
 
     // Every video object is the task's video, byte for byte; the documents are there.
     let lake = server.root().join("sweeps/lake");
-    let mut reader = csv::Reader::from_path(lake.join("results.csv")).expect("results.csv in the bucket");
-    let headers = reader.headers().unwrap().clone();
-    let rows: Vec<HashMap<String, String>> = reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
-    assert_eq!(rows.len(), 8);
-    for row in &rows {
-        assert_eq!(row["status"], "completed", "{row:?}");
-        let object = std::fs::read(lake.join(&row["video_path"])).unwrap();
-        assert!(
-            object == env.sim.video_of(&row["task_id"]),
-            "{} is the served video",
-            row["job_id"]
-        );
-        assert_eq!(row["checksum"], format!("blake3:{}", blake3::hash(&object).to_hex()));
-    }
+    check_bucket(&env, &lake, 8);
     assert!(lake.join("report.html").exists() && lake.join("summary.json").exists());
     // No unfinished upload is left in the server's store (its `.upload-<id>.json` is what makes
     // an upload exist there; parts without one are left by s3s-fs itself when a kill interrupts a
@@ -225,11 +202,6 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
         replayed.jobs.values().all(|f| f.open_uploads.is_empty()),
         "an upload is still open in the journal"
     );
-    let stats = env.sim.stats();
-    for (job, billed) in &stats.counters.billed_per_client_request_id {
-        assert_eq!(*billed, 1, "{job}");
-    }
-    assert_eq!(stats.counters.billed_per_client_request_id.len(), 8);
     // `status` and `report` on the run's folder look in the bucket.
     let tool = |args: &[&str]| {
         let mut cmd = crate::common::kling_batch();
@@ -322,28 +294,7 @@ async fn two_workers_on_one_database_write_one_bucket() {
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET_KEY));
     }
-    let lake = server.root().join("sweeps/lake");
-    let mut reader = csv::Reader::from_path(lake.join("results.csv")).expect("results.csv in the bucket");
-    let headers = reader.headers().unwrap().clone();
-    let rows: Vec<HashMap<String, String>> = reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
-    assert_eq!(rows.len(), 8);
-    for row in &rows {
-        assert_eq!(row["status"], "completed", "{row:?}");
-        let object = std::fs::read(lake.join(&row["video_path"])).unwrap();
-        assert!(object == env.sim.video_of(&row["task_id"]), "{}", row["job_id"]);
-    }
-    let stats = env.sim.stats();
-    assert_eq!(stats.counters.billed_per_client_request_id.len(), 8);
-    assert!(stats.counters.billed_per_client_request_id.values().all(|n| *n == 1));
+    check_bucket(&env, &server.root().join("sweeps/lake"), 8);
     assert!(!server.files().iter().any(|p| p.to_string_lossy().contains("upload_id")));
     // Both workers took part, and no local folder was made for the s3:// address.
     let workers = pg.sql(
@@ -352,4 +303,25 @@ async fn two_workers_on_one_database_write_one_bucket() {
     );
     assert_eq!(workers, "2", "both workers stored videos");
     assert!(!std::path::Path::new("s3:").exists());
+}
+
+/// The run's objects in `lake` (the bucket's folder on the server's disk): every job completed,
+/// each video the task's video byte for byte with its recorded BLAKE3, nothing billed twice, and
+/// the spend in the bucket's summary.json and results.csv what the simulator billed.
+fn check_bucket(env: &TestEnv, lake: &std::path::Path, jobs: usize) {
+    let rows = crate::common::read_rows(&lake.join("results.csv"));
+    assert_eq!(rows.len(), jobs);
+    for row in &rows {
+        assert_eq!(row["status"], "completed", "{row:?}");
+        let object = std::fs::read(lake.join(&row["video_path"])).unwrap();
+        assert!(
+            object == env.sim.video_of(&row["task_id"]),
+            "{} is the served video",
+            row["job_id"]
+        );
+        assert_eq!(row["checksum"], format!("blake3:{}", blake3::hash(&object).to_hex()));
+    }
+    env.check_bills(None);
+    env.check_spend_reported_in(lake, true);
+    assert_eq!(env.sim.stats().counters.billed_per_client_request_id.len(), jobs);
 }

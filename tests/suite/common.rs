@@ -152,18 +152,7 @@ impl TestEnv {
 
     /// results.csv as one map per row.
     pub(crate) fn results(&self) -> Vec<std::collections::HashMap<String, String>> {
-        let mut reader = csv::Reader::from_path(self.out.join("results.csv")).expect("results.csv exists");
-        let headers = reader.headers().unwrap().clone();
-        reader
-            .records()
-            .map(|r| {
-                headers
-                    .iter()
-                    .zip(r.unwrap().iter())
-                    .map(|(h, v)| (h.to_string(), v.to_string()))
-                    .collect()
-            })
-            .collect()
+        read_rows(&self.out.join("results.csv"))
     }
 
     /// The invariants every finished run keeps: each completed row's file is on disk with the
@@ -176,16 +165,22 @@ impl TestEnv {
     /// The spend the run reports, in summary.json and (when every paid job is listed) results.csv,
     /// is what the simulator billed.
     pub(crate) fn check_spend_reported(&self, every_job_listed: bool) {
+        self.check_spend_reported_in(&self.out, every_job_listed);
+    }
+
+    /// `check_spend_reported` for a run whose summary.json and results.csv are in `place` (a
+    /// bucket's folder on the S3 server's disk).
+    pub(crate) fn check_spend_reported_in(&self, place: &std::path::Path, every_job_listed: bool) {
         let billed = self.sim.stats().billed_usd;
         let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(self.out.join("summary.json")).expect("summary.json exists"))
+            serde_json::from_slice(&std::fs::read(place.join("summary.json")).expect("summary.json exists"))
                 .expect("summary.json is JSON");
         let reported = summary["spent_usd"].as_f64().expect("summary.json has spent_usd");
         assert!(
             (reported - billed).abs() < 1e-6,
             "summary.json reports ${reported} spent, the service billed ${billed}"
         );
-        let rows = self.results();
+        let rows = read_rows(&place.join("results.csv"));
         let listed: f64 = rows.iter().filter_map(|r| r["cost_usd"].parse::<f64>().ok()).sum();
         let tolerance = 0.0001 * rows.len() as f64;
         if every_job_listed {
@@ -209,7 +204,7 @@ impl TestEnv {
     }
 
     /// Nothing created or billed twice (per key, per job, per request body), within `cap`.
-    fn check_bills(&self, cap_usd: Option<f64>) {
+    pub(crate) fn check_bills(&self, cap_usd: Option<f64>) {
         let stats = self.sim.stats();
         for (job, billed) in &stats.counters.billed_per_client_request_id {
             assert!(*billed <= 1, "{job} was billed {billed} times");
@@ -264,4 +259,20 @@ impl TestEnv {
         self.check_bills(cap_usd);
         self.check_spend_reported(every_job_listed);
     }
+}
+
+/// A CSV file as one map per row.
+pub(crate) fn read_rows(path: &std::path::Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
 }

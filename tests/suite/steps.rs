@@ -359,4 +359,13 @@ async fn a_simulated_chain_resumed_after_a_kill_continues_the_tasks_made_before_
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("12 jobs: 12 completed"), "{stderr}");
+    // The simulators live in the runs: the spend reported is every job at its price, once.
+    let plan = kling_batch::plan::expand(&kling_batch::manifest::load(&manifest).unwrap()).unwrap();
+    let priced: f64 = plan.jobs.iter().map(|j| j.estimate.cost.usd()).sum();
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let spent = summary["spent_usd"].as_f64().unwrap();
+    assert!(
+        (spent - priced).abs() < 1e-6,
+        "reported ${spent}, the jobs cost ${priced}"
+    );
 }
