@@ -119,21 +119,16 @@ impl Dispatcher {
                 facts.entry(job).or_default().apply(record);
             }
         }
-        let index: HashMap<&str, usize> = self
-            .plan
-            .jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.id.as_str(), i))
-            .collect();
         let claimed_set: HashSet<usize> = claimed.jobs.iter().copied().collect();
-        // Parents first: a step's standing reads its parent's facts.
-        for (id, f) in &facts {
-            if let Some(&i) = index.get(id)
-                && !claimed_set.contains(&i)
-                && matches!(self.jobs[i].state, JobState::Elsewhere)
+        // Parents first: a step's standing reads its parent's facts (the claim brought their
+        // records; a parent held here keeps its own).
+        for &i in &claimed.jobs {
+            if let Some(p) = self.plan.jobs[i].parent
+                && !claimed_set.contains(&p)
+                && matches!(self.jobs[p].state, JobState::Elsewhere)
+                && let Some(f) = facts.get(self.plan.jobs[p].id.as_str())
             {
-                self.jobs[i].facts = f.clone();
+                self.jobs[p].facts = f.clone();
             }
         }
         for &i in &claimed.jobs {

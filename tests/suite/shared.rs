@@ -312,3 +312,48 @@ async fn a_429_one_worker_meets_pauses_the_sweep() {
         "the 429's Retry-After was recorded for every worker of the sweep"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_run_a_chain_each_step_after_its_parent_wherever_it_ran() {
+    let pg = Postgres::start();
+    let url = pg.database("chain");
+    let chain = r#"
+defaults: { model: kling-v2.5-turbo-text-to-video-pro, duration_seconds: 5 }
+prompts:
+  - id: base
+    prompt: "a paper boat on a {place}"
+    vars: { place: [street, canal, river, lake] }
+  - { id: longer, needs: base, endpoint: extend_video, prompt: "it reaches a waterfall" }
+"#;
+    let env = TestEnv::new(|c| c.time_scale = 100.0, chain).await;
+    let extra = ["--concurrency", "2"];
+    let (a, b) = (worker(&env, &url, &extra), worker(&env, &url, &extra));
+    assert_eq!(exit_code(a).await, Some(0));
+    assert_eq!(exit_code(b).await, Some(0));
+    check_once(&env, 8);
+    let counters = env.sim.stats().counters;
+    assert_eq!(
+        (counters.continuations_not_ready, counters.continuations_unusable),
+        (0, 0),
+        "no step was sent before its parent completed, nor with another task"
+    );
+    let rows = env.results();
+    let task_of: std::collections::HashMap<&str, &str> = rows
+        .iter()
+        .map(|r| (r["job_id"].as_str(), r["task_id"].as_str()))
+        .collect();
+    let sources: std::collections::HashMap<String, Option<String>> = env
+        .sim
+        .timings()
+        .into_iter()
+        .map(|t| (t.id, t.source_task_id))
+        .collect();
+    for row in rows.iter().filter(|r| !r["parent_job_id"].is_empty()) {
+        assert_eq!(
+            sources[&row["task_id"]].as_deref(),
+            Some(task_of[row["parent_job_id"].as_str()]),
+            "{} continued its parent's task",
+            row["job_id"]
+        );
+    }
+}
