@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// cap [default: the manifest's limits, else the estimate the run prints at its start].
     #[arg(help_heading = "Spending and pace", long, value_name = "USD|none", value_parser = parse_spend)]
     pub max_spend: Option<SpendFlag>,
+    /// In a shared sweep (--state), let this worker's --max-spend raise (or lift) the sweep's cap
+    /// for every worker. Without it a higher cap is refused; a lower one always applies to all.
+    #[arg(help_heading = "Spending and pace", long)]
+    pub raise_cap: bool,
     /// The RunAPI base URL [default: $RUNAPI_BASE_URL, else the runapi CLI's config, else https://runapi.ai].
     #[arg(help_heading = "Service", long, value_name = "URL")]
     pub api_base: Option<String>,

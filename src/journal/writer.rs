@@ -23,6 +23,9 @@ pub struct WriteError {
     pub disk_full: bool,
     /// A shared store refused a submit intent: the sweep's cap has no room for it.
     pub over_cap: bool,
+    /// A shared store refused the record: this worker's claim on the job is stale (another
+    /// worker claimed it since), so nothing it says about the job is taken.
+    pub fenced: bool,
 }
 
 impl WriteError {
@@ -31,6 +34,7 @@ impl WriteError {
             message: e.to_string(),
             disk_full: e.raw_os_error() == Some(28),
             over_cap: false,
+            fenced: false,
         }
     }
 }
@@ -100,6 +104,7 @@ impl JournalWriter {
                 message: "the journal writer has stopped".into(),
                 disk_full: false,
                 over_cap: false,
+                fenced: false,
             });
         }
         done.await.unwrap_or_else(|_| {
@@ -107,6 +112,7 @@ impl JournalWriter {
                 message: "the journal writer has stopped".into(),
                 disk_full: false,
                 over_cap: false,
+                fenced: false,
             })
         })
     }
@@ -121,6 +127,7 @@ impl JournalWriter {
                 message: "the journal writer panicked".into(),
                 disk_full: false,
                 over_cap: false,
+                fenced: false,
             }),
             None => Ok(()),
         }

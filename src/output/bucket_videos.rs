@@ -7,9 +7,10 @@
 
 use super::bucket::{Bucket, BucketError};
 use super::download::{DownloadError, Downloaded};
+use super::videos::OpenUpload;
 use super::videos::{FetchLimits, VideoStore};
 use crate::journal::{Record, StoredVideo};
-use crate::store::RunStore;
+use crate::store::{Fence, RunStore};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -44,10 +45,16 @@ impl BucketVideos {
 
     /// Aborts the uploads a killed run left open (as the journal has them), recording each end.
     /// Returns how many were aborted, and the problems met (left for the next resume).
-    pub async fn abort_open_uploads(&self, open: &[(String, String, String)]) -> (usize, Vec<String>) {
+    pub async fn abort_open_uploads(&self, open: &[OpenUpload]) -> (usize, Vec<String>) {
         let mut aborted = 0;
         let mut problems = Vec::new();
-        for (job, object, upload_id) in open {
+        for OpenUpload {
+            job,
+            object,
+            upload_id,
+            fence,
+        } in open
+        {
             let ended = match self.bucket.abort(object, upload_id).await {
                 Ok(()) => {
                     aborted += 1;
@@ -66,11 +73,14 @@ impl BucketVideos {
                 }
             };
             if ended {
-                self.journal.append(&Record::UploadEnded {
-                    job: job.clone(),
-                    upload_id: upload_id.clone(),
-                    at: now(),
-                });
+                self.journal.append(
+                    &Record::UploadEnded {
+                        job: job.clone(),
+                        upload_id: upload_id.clone(),
+                        at: now(),
+                    },
+                    *fence,
+                );
             }
         }
         (aborted, problems)
@@ -81,6 +91,7 @@ impl BucketVideos {
         client: &reqwest::Client,
         url: &str,
         job_id: &str,
+        fence: Option<Fence>,
         limits: FetchLimits,
     ) -> Result<Downloaded, DownloadError> {
         let lower = url.to_ascii_lowercase();
@@ -122,8 +133,11 @@ impl BucketVideos {
             upload_id: upload_id.clone(),
             at: now(),
         };
-        if let Err(e) = self.journal.append_durable(&begun).await {
+        if let Err(e) = self.journal.append_durable(&begun, fence).await {
             let _ = self.bucket.abort(&object, &upload_id).await;
+            if e.fenced {
+                return Err(DownloadError::ClaimLost);
+            }
             return Err(DownloadError::Fatal(format!("the journal: {e}")));
         }
         let mut writer = self.bucket.writer(&object, upload_id.clone());
@@ -175,11 +189,14 @@ impl BucketVideos {
         if let Some(e) = broke {
             // Nothing of it stays: its parts are deleted, and no object stands under its name.
             if writer.abort().await.is_ok() {
-                self.journal.append(&Record::UploadEnded {
-                    job: job_id.to_string(),
-                    upload_id,
-                    at: now(),
-                });
+                self.journal.append(
+                    &Record::UploadEnded {
+                        job: job_id.to_string(),
+                        upload_id,
+                        at: now(),
+                    },
+                    fence,
+                );
             }
             return Err(e);
         }
@@ -189,21 +206,27 @@ impl BucketVideos {
             Err(e) => {
                 // Not completed, or completed wrong: neither parts nor the object are kept.
                 if self.bucket.abort(&object, &upload_id).await.is_ok() {
-                    self.journal.append(&Record::UploadEnded {
-                        job: job_id.to_string(),
-                        upload_id,
-                        at: now(),
-                    });
+                    self.journal.append(
+                        &Record::UploadEnded {
+                            job: job_id.to_string(),
+                            upload_id,
+                            at: now(),
+                        },
+                        fence,
+                    );
                 }
                 let _ = self.bucket.delete(&object).await;
                 return Err(store(e));
             }
         };
-        self.journal.append(&Record::UploadEnded {
-            job: job_id.to_string(),
-            upload_id,
-            at: now(),
-        });
+        self.journal.append(
+            &Record::UploadEnded {
+                job: job_id.to_string(),
+                upload_id,
+                at: now(),
+            },
+            fence,
+        );
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -222,9 +245,10 @@ impl VideoStore for BucketVideos {
         client: &'a reqwest::Client,
         url: &'a str,
         job_id: &'a str,
+        fence: Option<Fence>,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Downloaded, DownloadError>> {
-        self.fetch_into(client, url, job_id, limits).boxed()
+        self.fetch_into(client, url, job_id, fence, limits).boxed()
     }
 
     fn refresh<'a>(&'a self) -> BoxFuture<'a, ()> {
@@ -237,7 +261,7 @@ impl VideoStore for BucketVideos {
         .boxed()
     }
 
-    fn abort_open<'a>(&'a self, open: Vec<(String, String, String)>) -> BoxFuture<'a, ()> {
+    fn abort_open<'a>(&'a self, open: Vec<OpenUpload>) -> BoxFuture<'a, ()> {
         async move {
             let (_, problems) = self.abort_open_uploads(&open).await;
             for problem in problems {

@@ -1,11 +1,16 @@
 //! Downloading a finished video: streamed to `videos/<JobId>.mp4.part` (never held in memory),
 //! hashed (BLAKE3) while it streams, checked against its whole length (Content-Length, a
-//! Content-Range total, or a probe when the server gave none), fsynced, then renamed into place. A
+//! Content-Range total, or a probe when the server gave none), fsynced, then put in place. A
+//! worker of a shared sweep writes to a part file of its own claim (`<JobId>.mp4.<fence>.part`),
+//! so two workers never write one file, and a video is put at its final name only where none
+//! stands, or where the one that stands is not the same video: what is recorded is what is there.
+//! A
 //! partial file is continued with `Range` only when the server answers 206 exactly at the offset
 //! asked for, else started again. A transfer under a minimum rate for a while is cut (`Stall`).
 //! Symlinks in the videos folder are removed, never followed. The API key is never sent: this
 //! client has no credentials at all.
 
+use crate::store::Fence;
 use crate::util::hex::hex;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -33,6 +38,9 @@ pub enum DownloadError {
     /// The local disk: a run-level problem (disk full, permissions).
     #[error("cannot write {}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    /// A shared sweep's store refused a record of this fetch: another worker holds the job now.
+    #[error("another worker has claimed this job since")]
+    ClaimLost,
 }
 
 impl DownloadError {
@@ -41,12 +49,35 @@ impl DownloadError {
     }
 }
 
-/// File names for a job's video within `videos`.
-pub fn paths(videos: &Path, job_id: &str) -> (PathBuf, PathBuf) {
-    (
-        videos.join(format!("{job_id}.mp4")),
-        videos.join(format!("{job_id}.mp4.part")),
-    )
+/// File names for a job's video within `videos`: its final name, and the part file of the claim
+/// `fence` (none: a run of its own).
+pub fn paths(videos: &Path, job_id: &str, fence: Option<Fence>) -> (PathBuf, PathBuf) {
+    let part = match fence {
+        None => format!("{job_id}.mp4.part"),
+        Some(Fence(f)) => format!("{job_id}.mp4.{f}.part"),
+    };
+    (videos.join(format!("{job_id}.mp4")), videos.join(part))
+}
+
+/// Removes the part files of older claims on the job (a paused worker's, which may still be
+/// written to: on Unix it then writes to a file no longer in the folder, and can put nothing in
+/// place from it).
+fn remove_older_parts(videos: &Path, job_id: &str, fence: Fence) {
+    let Ok(entries) = std::fs::read_dir(videos) else {
+        return;
+    };
+    let prefix = format!("{job_id}.mp4.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let older = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".part"))
+            .is_some_and(|n| n.is_empty() || n.parse::<u64>().is_ok_and(|n| n < fence.0));
+        if older {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
@@ -152,6 +183,7 @@ pub async fn download(
     url: &str,
     videos: &Path,
     job_id: &str,
+    fence: Option<Fence>,
     max_bytes: u64,
     stall: Stall,
 ) -> Result<Downloaded, DownloadError> {
@@ -159,7 +191,10 @@ pub async fn download(
     if !(lower.starts_with("https://") || lower.starts_with("http://")) {
         return Err(DownloadError::Fatal("the video URL is not http(s)".into()));
     }
-    let (final_path, part) = paths(videos, job_id);
+    let (final_path, part) = paths(videos, job_id, fence);
+    if let Some(fence) = fence {
+        remove_older_parts(videos, job_id, fence);
+    }
     tracing::debug!(job = job_id, url = %crate::util::logging::redact_url(url), "downloading");
     let started = std::time::Instant::now();
     let have = partial_length(&part)?;
@@ -413,10 +448,35 @@ impl Sink {
         file.sync_all().map_err(io_error(part))?;
         drop(file);
         crate::util::crash::point("download.before_rename");
-        std::fs::rename(part, &self.final_path).map_err(io_error(&self.final_path))?;
+        let sum = checksum(&hasher);
+        place(part, &self.final_path, written, &sum)?;
         if let Ok(dir) = File::open(&self.videos) {
             let _ = dir.sync_all();
         }
-        Ok(Some((written, checksum(&hasher))))
+        Ok(Some((written, sum)))
     }
+}
+
+/// Puts the verified file `part` (`bytes` long, hashing to `sum`) at `final_path`. Where nothing
+/// stands, it is linked there (never over another file: a worker that lost its claim cannot swap
+/// a video a newer claim put in place). Where the same video stands, that one is kept. Where
+/// another file stands (cut, edited, left by an older version), it is replaced. Either way the
+/// file at `final_path` afterwards has exactly these bytes, as recorded.
+fn place(part: &Path, final_path: &Path, bytes: u64, sum: &str) -> Result<(), DownloadError> {
+    match std::fs::hard_link(part, final_path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(part);
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // A file system without hard links: the plain rename.
+        Err(_) => return std::fs::rename(part, final_path).map_err(io_error(final_path)),
+    }
+    let same = std::fs::symlink_metadata(final_path).is_ok_and(|m| m.file_type().is_file() && m.len() == bytes)
+        && hash_file(final_path).is_ok_and(|(n, h)| n == bytes && checksum(&h) == sum);
+    if same {
+        let _ = std::fs::remove_file(part);
+        return Ok(());
+    }
+    std::fs::rename(part, final_path).map_err(io_error(final_path))
 }

@@ -6,6 +6,7 @@
 
 use super::download::{DownloadError, Downloaded, Stall};
 use crate::journal::StoredVideo;
+use crate::store::Fence;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::path::PathBuf;
@@ -17,13 +18,24 @@ pub struct FetchLimits {
     pub stall: Stall,
 }
 
+/// An upload a run left open: (job, object, upload id), and the claim its job is held under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub job: String,
+    pub object: String,
+    pub upload_id: String,
+    pub fence: Option<Fence>,
+}
+
 pub trait VideoStore: Send + Sync + std::fmt::Debug {
-    /// Streams `url` into the store as `job_id`'s video; the API key is never part of `client`.
+    /// Streams `url` into the store as `job_id`'s video, under the claim `fence` (none: a run of
+    /// its own); the API key is never part of `client`.
     fn fetch<'a>(
         &'a self,
         client: &'a reqwest::Client,
         url: &'a str,
         job_id: &'a str,
+        fence: Option<Fence>,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Downloaded, DownloadError>>;
 
@@ -35,9 +47,9 @@ pub trait VideoStore: Send + Sync + std::fmt::Debug {
         async {}.boxed()
     }
 
-    /// Ends uploads another run (or a dead worker) left open: (job, object, upload id). Nothing
-    /// to do for a store without uploads.
-    fn abort_open<'a>(&'a self, open: Vec<(String, String, String)>) -> BoxFuture<'a, ()> {
+    /// Ends uploads another run (or a dead worker) left open: (job, object, upload id), under the
+    /// claim `fence` of each job. Nothing to do for a store without uploads.
+    fn abort_open<'a>(&'a self, open: Vec<OpenUpload>) -> BoxFuture<'a, ()> {
         let _ = open;
         async {}.boxed()
     }
@@ -62,11 +74,14 @@ impl VideoStore for LocalVideos {
         client: &'a reqwest::Client,
         url: &'a str,
         job_id: &'a str,
+        fence: Option<Fence>,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Downloaded, DownloadError>> {
         let videos = self.root.join(super::folder::VIDEOS);
-        async move { super::download::download(client, url, &videos, job_id, limits.max_bytes, limits.stall).await }
-            .boxed()
+        async move {
+            super::download::download(client, url, &videos, job_id, fence, limits.max_bytes, limits.stall).await
+        }
+        .boxed()
     }
 
     fn present(&self, video: &StoredVideo) -> bool {

@@ -8,6 +8,7 @@ use super::schedule::{PollSchedule, Pressure, Shape, ShapeId};
 use crate::journal::{Failure, FailureKind, Phase, Record, Replayed};
 use crate::plan::Plan;
 use crate::runner::budget::Ledger;
+use crate::store::Fence;
 use crate::util::money::Money;
 use crate::util::rng::Rng;
 use std::cmp::Reverse;
@@ -94,7 +95,10 @@ pub struct Dispatcher {
     ready_submits: VecDeque<usize>,
     stop: Option<StopReason>,
     abandon: bool,
-    records: Vec<Record>,
+    /// Records for the journal, each with the fence of the claim its job was held under.
+    records: Vec<(Record, Option<Fence>)>,
+    /// Jobs whose operations in flight are to be dropped (another worker holds them now).
+    cancelled: Vec<usize>,
     rng: Rng,
     /// The most the service has settled per shape.
     settled: HashMap<Shape, Money>,
@@ -178,6 +182,7 @@ impl Dispatcher {
             stop: None,
             abandon: false,
             records: Vec::new(),
+            cancelled: Vec::new(),
             plan: Arc::clone(&plan),
             settled: HashMap::new(),
             over_reservation: Money::ZERO,
@@ -334,9 +339,26 @@ impl Dispatcher {
         self.abandon
     }
 
-    /// Records for the journal produced since the last call, in order.
-    pub fn take_records(&mut self) -> Vec<Record> {
+    /// Records for the journal produced since the last call, in order, each with the fence of
+    /// the claim it was made under (none for a run of its own).
+    pub fn take_stamped(&mut self) -> Vec<(Record, Option<Fence>)> {
         std::mem::take(&mut self.records)
+    }
+
+    /// `take_stamped` without the fences.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        self.take_stamped().into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// The fence of the claim this worker holds `job` under (none for a run of its own): what
+    /// an operation started for it now carries.
+    pub fn fence_of(&self, job: usize) -> Option<Fence> {
+        self.jobs[job].fence
+    }
+
+    /// Jobs whose operations in flight must stop now (their claim is lost).
+    pub fn take_cancelled(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.cancelled)
     }
 
     fn push_timer(&mut self, at: Instant, job: usize, kind: Timer) {
@@ -480,6 +502,9 @@ impl Dispatcher {
         if self.abandon {
             return None;
         }
+        if self.suspect() {
+            return self.shared_wakeup();
+        }
         let job_timer = self.timers.peek().map(|Reverse((at, ..))| *at);
         [job_timer, self.shared_wakeup()].into_iter().flatten().min()
     }
@@ -499,7 +524,7 @@ impl Dispatcher {
     /// fold: the only way the dispatcher changes what a job durably is.
     fn record(&mut self, job: usize, record: Record) {
         self.jobs[job].facts.apply(&record);
-        self.records.push(record);
+        self.records.push((record, self.jobs[job].fence));
     }
 
     fn job_id(&self, job: usize) -> String {
@@ -513,6 +538,9 @@ impl Dispatcher {
             return ops;
         }
         self.shared_ops(now, &mut ops);
+        if self.suspect() {
+            return ops;
+        }
         while let Some(Reverse((at, seq, job, kind))) = self.timers.peek().copied() {
             if at > now {
                 break;

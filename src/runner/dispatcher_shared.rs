@@ -1,11 +1,18 @@
 //! The dispatcher as one worker of a shared sweep (`--state`): it claims jobs in batches and works
 //! only those; a heartbeat renews its leases and brings the sweep's totals (what other workers
 //! have billed and hold counts against the cap here too). A job whose lease this worker lost is
-//! given up at once — another worker has it, and will re-send its key or poll its task.
+//! given up at once — another worker has it, and will re-send its key or poll its task — and its
+//! operations in flight are dropped (a download, an upload, a poll).
+//!
+//! Each claim carries a fence; every record and operation for the job carries it, and the store
+//! refuses a stale one. A worker that wakes from a pause longer than its lease (a heartbeat that
+//! comes back late, or a clock that jumped) starts nothing until a heartbeat tells it which jobs
+//! it still holds.
 
 use super::Dispatcher;
 use crate::journal::{JobFacts, Record};
 use crate::runner::job::{JobState, Op, StopReason};
+use crate::store::Fence;
 use crate::store::postgres::{Claimed, SweepTotals};
 use crate::util::money::Money;
 use std::collections::{HashMap, HashSet};
@@ -27,6 +34,11 @@ pub(super) struct SharedRun {
     last_claim_empty: bool,
     /// Workers sharing the sweep's rate, as the last heartbeat heard.
     pub(super) workers: u64,
+    /// The last heartbeat is older than a lease (this worker was paused, or the database did not
+    /// answer): nothing starts until one answers.
+    pub(super) suspect: bool,
+    /// Jobs given up because another worker claimed them.
+    pub(super) lost: u64,
 }
 
 impl Dispatcher {
@@ -34,9 +46,23 @@ impl Dispatcher {
         self.settings.shared.map(|s| s.lease)
     }
 
+    /// Whether this worker must start nothing for its jobs now: its leases may have run out.
+    pub(super) fn suspect(&self) -> bool {
+        self.shared.suspect
+    }
+
+    /// Jobs this worker gave up to others in this run.
+    pub fn jobs_lost(&self) -> u64 {
+        self.shared.lost
+    }
+
     /// When a claim or heartbeat is due.
     pub(super) fn shared_wakeup(&self) -> Option<Instant> {
         self.lease()?;
+        if self.shared.suspect {
+            // Only the heartbeat that settles what this worker holds.
+            return self.shared.next_heartbeat.filter(|_| !self.shared.beating);
+        }
         let claim = self.shared.next_claim.filter(|_| !self.shared.claiming);
         let beat = self.shared.next_heartbeat.filter(|_| !self.shared.beating);
         [claim, beat].into_iter().flatten().min()
@@ -80,16 +106,31 @@ impl Dispatcher {
             ops.push(Op::Heartbeat {
                 in_flight: self.in_flight,
             });
-            if let Some(last) = self.shared.last_beat
-                && now.saturating_duration_since(last) > lease
-            {
-                // Our leases have run out: other workers may hold these jobs now.
-                self.stop_submitting(StopReason::Local(
-                    "the state database did not answer for longer than the lease".into(),
-                ));
+        }
+        if let Some(last) = self.shared.last_beat
+            && now.saturating_duration_since(last) > lease
+            && !self.shared.suspect
+        {
+            // Our leases may have run out (a pause, a partition): other workers may hold these
+            // jobs now. Nothing starts until the heartbeat says which are still ours.
+            tracing::warn!(
+                seconds = now.saturating_duration_since(last).as_secs_f64(),
+                "no heartbeat for longer than the lease: holding all work until the state database says which jobs are still this worker's"
+            );
+            self.shared.suspect = true;
+            self.shared.next_heartbeat = Some(now);
+            if !self.shared.beating {
+                self.shared.beating = true;
+                ops.push(Op::Heartbeat {
+                    in_flight: self.in_flight,
+                });
             }
         }
-        if self.shared.claiming || self.stop.is_some() || self.shared.next_claim.is_none_or(|at| at > now) {
+        if self.shared.suspect
+            || self.shared.claiming
+            || self.stop.is_some()
+            || self.shared.next_claim.is_none_or(|at| at > now)
+        {
             return;
         }
         let want = (self.settings.concurrency * 3 / 2 + 1).saturating_sub(self.queue.len() + self.in_flight);
@@ -131,7 +172,9 @@ impl Dispatcher {
                 self.jobs[p].facts = f.clone();
             }
         }
-        for &i in &claimed.jobs {
+        for (k, &i) in claimed.jobs.iter().enumerate() {
+            // The claim's fence goes with every record and operation of the job from now on.
+            self.jobs[i].fence = claimed.fences.get(k).copied();
             if !matches!(self.jobs[i].state, JobState::Elsewhere) {
                 continue;
             }
@@ -142,7 +185,9 @@ impl Dispatcher {
                 self.ledger.hold(f.reserved);
             }
             tracing::debug!(job = %self.plan.jobs[i].id, "claimed");
+            let fence = self.jobs[i].fence;
             self.place(i, f, false, now);
+            self.jobs[i].fence = fence;
             if let JobState::Failed { failure } = &self.jobs[i].state {
                 // Given back for a retry this worker was not asked for: it stays failed, and the
                 // sweep hears so (the record is the same; the fold is idempotent).
@@ -168,7 +213,7 @@ impl Dispatcher {
     }
 
     /// The leases this worker still holds, and how the sweep stands.
-    pub(super) fn on_heartbeat(&mut self, result: Result<(Vec<usize>, SweepTotals), String>, now: Instant) {
+    pub(super) fn on_heartbeat(&mut self, result: Result<(Vec<(usize, Fence)>, SweepTotals), String>, now: Instant) {
         self.shared.beating = false;
         let lease = self.lease().unwrap_or(Duration::from_secs(30));
         let (held, totals) = match result {
@@ -181,25 +226,38 @@ impl Dispatcher {
         };
         self.shared.last_beat = Some(now);
         self.shared.next_heartbeat = Some(now + (lease / 3).max(Duration::from_millis(50)));
-        let held: HashSet<usize> = held.into_iter().collect();
+        let held: HashMap<usize, Fence> = held.into_iter().collect();
         for i in 0..self.jobs.len() {
             let ours = !matches!(
                 self.jobs[i].state,
                 JobState::Elsewhere | JobState::Done { .. } | JobState::Failed { .. } | JobState::Skipped { .. }
             );
-            if ours && !held.contains(&i) {
+            // Held under another fence is not held: the job was claimed again since.
+            if ours && held.get(&i).copied() != self.jobs[i].fence {
                 self.disown(i);
             }
+        }
+        if self.shared.suspect {
+            self.shared.suspect = false;
+            tracing::warn!(
+                kept = held.len(),
+                "the state database answered again: going on with the jobs still held"
+            );
         }
         let mine = self.ledger.spent().saturating_add(self.ledger.reserved());
         let everyone = totals.spent.saturating_add(totals.reserved);
         self.ledger.set_others(everyone.saturating_sub(mine));
         self.shared.finished = totals.open == 0;
         self.shared.workers = totals.workers.max(1);
-        if let Some(cap) = totals.cap
-            && self.ledger.cap() != Some(cap)
-        {
-            self.set_cap(Some(cap));
+        if totals.cap != self.ledger.cap() {
+            // The sweep has one cap; another worker changed it on purpose. Every worker says so.
+            let show = |c: Option<Money>| c.map_or_else(|| "no cap".to_string(), |c| c.to_string());
+            tracing::warn!(
+                "the sweep's spend cap changed from {} to {} (another worker's --max-spend)",
+                show(self.ledger.cap()),
+                show(totals.cap)
+            );
+            self.set_cap(totals.cap);
         }
     }
 
@@ -211,10 +269,31 @@ impl Dispatcher {
         }
     }
 
-    /// Another worker holds this job now: this one stops working on it (what it holds goes with it).
+    /// The store refused a record made under this job's claim: another worker holds it now.
+    pub(super) fn on_fenced(&mut self, job: usize) {
+        if !matches!(self.jobs[job].state, JobState::Elsewhere) {
+            self.disown(job);
+        }
+    }
+
+    /// Another worker holds this job now: this one stops working on it at once (what it holds
+    /// goes with it, and its operations in flight are dropped).
     fn disown(&mut self, job: usize) {
-        tracing::warn!(job = %self.plan.jobs[job].id, "lease lost: another worker has this job");
+        tracing::warn!(job = %self.plan.jobs[job].id, "lease lost: another worker has this job; its work here stops");
+        self.shared.lost += 1;
         self.stop_generating(job);
+        if self.jobs[job].busy {
+            self.jobs[job].busy = false;
+            if matches!(self.jobs[job].state, JobState::Downloading { .. }) {
+                self.downloads_running = self.downloads_running.saturating_sub(1);
+            }
+            self.cancelled.push(job);
+        }
+        self.jobs[job].fence = None;
+        self.jobs[job].intent = None;
+        self.ready_submits.retain(|&j| j != job);
+        self.ready_downloads.retain(|&j| j != job);
+        self.queue.retain(|&j| j != job);
         let held = match self.jobs[job].state {
             JobState::Preparing { reserve, .. } => Some(reserve),
             JobState::Submitting { .. } | JobState::Generating { .. } => Some(self.jobs[job].facts.reserved),

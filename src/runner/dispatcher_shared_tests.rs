@@ -6,6 +6,7 @@ use super::*;
 use crate::client::{CreatedTask, TaskStatus};
 use crate::journal::WriteError;
 use crate::runner::job::Event;
+use crate::store::Fence;
 use crate::store::postgres::{Claimed, SweepTotals};
 
 fn worker(jobs: usize, cap_cents: Option<u64>) -> Dispatcher {
@@ -51,6 +52,7 @@ fn a_worker_works_what_it_claims_and_lets_go_of_what_it_lost() {
         Event::Claimed {
             result: Ok(Claimed {
                 jobs: vec![0, 2],
+                fences: vec![Fence(1), Fence(1)],
                 records: Vec::new(),
                 open: 3,
             }),
@@ -66,7 +68,7 @@ fn a_worker_works_what_it_claims_and_lets_go_of_what_it_lost() {
     // its create's answer, when it comes, changes nothing.
     d.handle(
         Event::Heartbeat {
-            result: Ok((vec![0], totals(3))),
+            result: Ok((vec![(0, Fence(1))], totals(3))),
         },
         now,
     );
@@ -108,6 +110,7 @@ fn an_intent_the_database_refuses_for_the_cap_is_taken_back_and_nothing_is_sent(
         Event::Claimed {
             result: Ok(Claimed {
                 jobs: vec![0, 1],
+                fences: vec![Fence(1), Fence(1)],
                 records: Vec::new(),
                 open: 2,
             }),
@@ -124,6 +127,7 @@ fn an_intent_the_database_refuses_for_the_cap_is_taken_back_and_nothing_is_sent(
                 message: "no room".into(),
                 disk_full: false,
                 over_cap: true,
+                fenced: false,
             },
         },
         now,
@@ -137,4 +141,149 @@ fn an_intent_the_database_refuses_for_the_cap_is_taken_back_and_nothing_is_sent(
     assert_eq!(d.ledger().reserved(), Money::from_cents(70), "its money is released");
     assert!(matches!(d.stop_reason(), Some(StopReason::CapReached { .. })));
     assert!(submits(&d.ready_ops(now)).is_empty(), "nothing more is submitted");
+}
+
+fn claim(d: &mut Dispatcher, jobs: &[usize], fence: u64, now: Instant) {
+    d.handle(
+        Event::Claimed {
+            result: Ok(Claimed {
+                jobs: jobs.to_vec(),
+                fences: vec![Fence(fence); jobs.len()],
+                records: Vec::new(),
+                open: jobs.len() as u64,
+            }),
+        },
+        now,
+    );
+}
+
+#[test]
+fn every_record_and_operation_carries_the_fence_of_its_claim() {
+    let mut d = worker(2, None);
+    let now = Instant::now();
+    d.ready_ops(now);
+    claim(&mut d, &[0], 7, now);
+    let ops = d.ready_ops(now);
+    assert_eq!(submits(&ops).len(), 1);
+    assert_eq!(d.fence_of(0), Some(Fence(7)));
+    assert_eq!(d.fence_of(1), None, "a job held elsewhere has no fence here");
+    d.handle(
+        Event::Submitted {
+            job: 0,
+            result: Ok(CreatedTask {
+                view: view("t0", TaskStatus::Pending),
+                replayed: false,
+            }),
+        },
+        now,
+    );
+    let stamped = d.take_stamped();
+    assert!(!stamped.is_empty());
+    assert!(stamped.iter().all(|(_, f)| *f == Some(Fence(7))), "{stamped:?}");
+}
+
+#[test]
+fn a_job_claimed_again_elsewhere_is_given_up_and_its_operation_dropped() {
+    let mut d = worker(2, None);
+    let now = Instant::now();
+    d.ready_ops(now);
+    claim(&mut d, &[0, 1], 3, now);
+    let ops = d.ready_ops(now);
+    assert_eq!(submits(&ops).len(), 2);
+    // Still listed as this worker's, but under a newer fence: another claim took it (and this
+    // worker's lease had run out). Held under an older fence is not held.
+    d.handle(
+        Event::Heartbeat {
+            result: Ok((vec![(0, Fence(3)), (1, Fence(4))], totals(2))),
+        },
+        now,
+    );
+    assert!(matches!(d.jobs()[1].state, JobState::Elsewhere));
+    assert_eq!(d.take_cancelled(), vec![1], "its create in flight is dropped");
+    assert_eq!(d.fence_of(1), None);
+    assert!(d.jobs_lost() == 1);
+    // A refused record (the store's fence check) gives the job up just the same.
+    d.handle(
+        Event::JournalFailed {
+            job: 0,
+            error: WriteError {
+                message: "claimed since".into(),
+                disk_full: false,
+                over_cap: false,
+                fenced: true,
+            },
+        },
+        now,
+    );
+    assert!(matches!(d.jobs()[0].state, JobState::Elsewhere));
+    assert_eq!(d.ledger().reserved(), Money::ZERO, "nothing held for jobs given up");
+    assert!(d.stop_reason().is_none(), "losing a job does not stop the worker");
+}
+
+#[test]
+fn a_worker_that_wakes_past_its_lease_starts_nothing_until_a_heartbeat_answers() {
+    let mut d = worker(3, None);
+    let t0 = Instant::now();
+    d.ready_ops(t0);
+    d.handle(
+        Event::Heartbeat {
+            result: Ok((vec![], totals(3))),
+        },
+        t0,
+    );
+    claim(&mut d, &[0, 1, 2], 1, t0);
+    let ops = d.ready_ops(t0);
+    assert_eq!(submits(&ops).len(), 3);
+    for job in 0..3 {
+        d.handle(
+            Event::Submitted {
+                job,
+                result: Ok(CreatedTask {
+                    view: view(&format!("t{job}"), TaskStatus::Pending),
+                    replayed: false,
+                }),
+            },
+            t0,
+        );
+    }
+    // Ten seconds pass with no heartbeat (the lease is 3 s): a pause.
+    let woke = t0 + Duration::from_secs(10);
+    let ops = d.ready_ops(woke);
+    assert!(
+        ops.iter().all(|op| matches!(op, Op::Heartbeat { .. })) && !ops.is_empty(),
+        "only the heartbeat goes out: {ops:?}"
+    );
+    assert!(d.ready_ops(woke).is_empty());
+    assert_eq!(d.next_wakeup(), None, "no timer spins while the heartbeat is out");
+    // Two of the three were claimed by another worker while this one slept.
+    d.handle(
+        Event::Heartbeat {
+            result: Ok((vec![(2, Fence(1))], totals(3))),
+        },
+        woke,
+    );
+    assert!(matches!(d.jobs()[0].state, JobState::Elsewhere));
+    assert!(matches!(d.jobs()[1].state, JobState::Elsewhere));
+    // Time goes on with heartbeats answered: the held job is polled, the others never.
+    let mut polled: Vec<usize> = Vec::new();
+    let mut now = woke;
+    for _ in 0..600 {
+        now += Duration::from_secs(1);
+        for op in d.ready_ops(now) {
+            match op {
+                Op::Poll { job, .. } => polled.push(job),
+                Op::Heartbeat { .. } => d.handle(
+                    Event::Heartbeat {
+                        result: Ok((vec![(2, Fence(1))], totals(3))),
+                    },
+                    now,
+                ),
+                _ => {}
+            }
+        }
+        if !polled.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(polled, [2], "work goes on for the job still held, only");
 }

@@ -6,12 +6,13 @@
 use super::dispatcher::Dispatcher;
 use super::job::{Event, Op};
 use crate::client::RunApi;
-use crate::output::videos::{FetchLimits, VideoStore};
+use crate::output::videos::{FetchLimits, OpenUpload, VideoStore};
 use crate::plan::Plan;
-use crate::store::RunStore;
-use futures::future::BoxFuture;
+use crate::store::{Fence, RunStore};
+use futures::future::{AbortHandle, BoxFuture};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -40,7 +41,9 @@ pub struct Context {
     pub shared: Option<Arc<super::shared::SharedSweep>>,
 }
 
-fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
+/// Starts `op`; `fence` is the claim its job is held under, stamped now (a shared sweep's store
+/// refuses what it writes if another worker claimed the job since).
+fn start(op: Op, fence: Option<Fence>, ctx: &Context) -> BoxFuture<'static, Event> {
     let ctx = ctx.clone();
     match op {
         Op::Prepare { job, request } => async move {
@@ -54,7 +57,7 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         .boxed(),
         Op::Submit { job, key, intent, body } => async move {
             if let Some(intent) = intent
-                && let Err(error) = ctx.journal.append_durable(&intent).await
+                && let Err(error) = ctx.journal.append_durable(&intent, fence).await
             {
                 return Event::JournalFailed { job, error };
             }
@@ -88,15 +91,19 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
                         facts.entry(job).or_default().apply(record);
                     }
                 }
-                let open: Vec<(String, String, String)> = claimed
+                let open: Vec<OpenUpload> = claimed
                     .jobs
                     .iter()
-                    .filter_map(|&i| facts.get(ctx.plan.jobs[i].id.as_str()).map(|f| (i, f)))
-                    .flat_map(|(i, f)| {
+                    .zip(&claimed.fences)
+                    .filter_map(|(&i, &fence)| facts.get(ctx.plan.jobs[i].id.as_str()).map(|f| (i, fence, f)))
+                    .flat_map(|(i, fence, f)| {
                         let id = ctx.plan.jobs[i].id.to_string();
-                        f.open_uploads
-                            .iter()
-                            .map(move |(o, u)| (id.clone(), o.clone(), u.clone()))
+                        f.open_uploads.iter().map(move |(o, u)| OpenUpload {
+                            job: id.clone(),
+                            object: o.clone(),
+                            upload_id: u.clone(),
+                            fence: Some(fence),
+                        })
                     })
                     .collect();
                 if !open.is_empty() {
@@ -117,7 +124,7 @@ fn start(op: Op, ctx: &Context) -> BoxFuture<'static, Event> {
         Op::Download { job, url } => async move {
             // Writing, hashing and fsyncing happen on a blocking thread inside `download`.
             let id = ctx.plan.jobs[job].id.as_str();
-            let result = ctx.videos.fetch(&ctx.downloads, &url, id, ctx.fetch).await;
+            let result = ctx.videos.fetch(&ctx.downloads, &url, id, fence, ctx.fetch).await;
             Event::Downloaded { job, result }
         }
         .boxed(),
@@ -133,6 +140,8 @@ pub async fn execute(
     mut on_refresh: impl FnMut(&Dispatcher),
 ) {
     let mut ops: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
+    // Each job's operation in flight can be dropped at once when its claim is lost.
+    let mut handles: HashMap<usize, AbortHandle> = HashMap::new();
     let started = Instant::now();
     let mut grace_deadline: Option<Instant> = None;
     let runtime_deadline = ctx.max_runtime.map(|d| started + d);
@@ -140,8 +149,13 @@ pub async fn execute(
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signals_open = true;
     loop {
-        for record in dispatcher.take_records() {
-            ctx.journal.append(&record);
+        for (record, fence) in dispatcher.take_stamped() {
+            ctx.journal.append(&record, fence);
+        }
+        for job in dispatcher.take_cancelled() {
+            if let Some(handle) = handles.remove(&job) {
+                handle.abort();
+            }
         }
         if let Some(deadline) = runtime_deadline
             && Instant::now() >= deadline
@@ -152,10 +166,18 @@ pub async fn execute(
             grace_deadline.get_or_insert(Instant::now() + ctx.grace);
         }
         for op in dispatcher.ready_ops(Instant::now()) {
-            ops.push(start(op, ctx));
+            match op.job() {
+                Some(job) => {
+                    let fence = dispatcher.fence_of(job);
+                    let (future, handle) = futures::future::abortable(start(op, fence, ctx));
+                    handles.insert(job, handle);
+                    ops.push(future.map(move |r| r.unwrap_or(Event::Cancelled { job })).boxed());
+                }
+                None => ops.push(start(op, None, ctx)),
+            }
         }
-        for record in dispatcher.take_records() {
-            ctx.journal.append(&record);
+        for (record, fence) in dispatcher.take_stamped() {
+            ctx.journal.append(&record, fence);
         }
         if dispatcher.abandoned() || (dispatcher.idle() && ops.is_empty()) {
             break;
@@ -169,7 +191,12 @@ pub async fn execute(
                 }
                 None => signals_open = false,
             },
-            Some(event) = ops.next(), if !ops.is_empty() => dispatcher.handle(event, Instant::now()),
+            Some(event) = ops.next(), if !ops.is_empty() => {
+                if let Some(job) = event.job() {
+                    handles.remove(&job);
+                }
+                dispatcher.handle(event, Instant::now());
+            }
             _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             _ = tokio::time::sleep_until(grace_deadline.unwrap_or_else(Instant::now)), if grace_deadline.is_some() => {
                 // The journal holds every task id and key: what is left is resumable.
@@ -179,8 +206,8 @@ pub async fn execute(
             _ = refresh.tick() => on_refresh(dispatcher),
         }
     }
-    for record in dispatcher.take_records() {
-        ctx.journal.append(&record);
+    for (record, fence) in dispatcher.take_stamped() {
+        ctx.journal.append(&record, fence);
     }
     on_refresh(dispatcher);
 }

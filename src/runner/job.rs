@@ -168,6 +168,8 @@ pub struct JobRun {
     /// Failed attempts that do not count against `--max-attempts` in this run (a job given new
     /// attempts by `--retry-failed`).
     pub(super) failures_before: u32,
+    /// A shared sweep: the fence of this worker's claim on the job (none while it holds none).
+    pub(super) fence: Option<crate::store::Fence>,
 }
 
 impl JobRun {
@@ -192,6 +194,7 @@ impl JobRun {
             outcome_unknown: false,
             downloading_since: None,
             failures_before: 0,
+            fence: None,
         }
     }
 
@@ -283,6 +286,18 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The job the operation works on (none for a shared sweep's claims and heartbeats).
+    pub fn job(&self) -> Option<usize> {
+        match self {
+            Op::Prepare { job, .. } | Op::Submit { job, .. } | Op::Poll { job, .. } | Op::Download { job, .. } => {
+                Some(*job)
+            }
+            Op::Claim { .. } | Op::Heartbeat { .. } => None,
+        }
+    }
+}
+
 /// What an operation came back with.
 #[derive(Debug)]
 pub enum Event {
@@ -304,13 +319,15 @@ pub enum Event {
     },
     /// The intent record could not be made durable, so the create was not sent.
     JournalFailed { job: usize, error: WriteError },
+    /// An operation dropped because the job's claim was lost: nothing to take from it.
+    Cancelled { job: usize },
     /// Jobs this worker claimed, with every record they and their parents have.
     Claimed {
         result: Result<crate::store::postgres::Claimed, String>,
     },
-    /// The jobs this worker still holds, and the sweep's totals.
+    /// The jobs this worker still holds (each with its claim's fence), and the sweep's totals.
     Heartbeat {
-        result: Result<(Vec<usize>, crate::store::postgres::SweepTotals), String>,
+        result: Result<(Vec<(usize, crate::store::Fence)>, crate::store::postgres::SweepTotals), String>,
     },
 }
 
@@ -322,7 +339,8 @@ impl Event {
             | Event::Submitted { job, .. }
             | Event::Polled { job, .. }
             | Event::Downloaded { job, .. }
-            | Event::JournalFailed { job, .. } => Some(*job),
+            | Event::JournalFailed { job, .. }
+            | Event::Cancelled { job } => Some(*job),
             Event::Claimed { .. } | Event::Heartbeat { .. } => None,
         }
     }

@@ -41,7 +41,10 @@ impl SharedSweep {
 
     /// Renews the leases; keeps this worker's pace at its share of the sweep's rate and honours
     /// a pause another worker recorded.
-    pub async fn heartbeat(&self, in_flight: usize) -> Result<(Vec<usize>, SweepTotals), String> {
+    pub async fn heartbeat(
+        &self,
+        in_flight: usize,
+    ) -> Result<(Vec<(usize, crate::store::Fence)>, SweepTotals), String> {
         let mut conn = self.conn.lock().await;
         let result = async {
             let client = conn.get().await?;
@@ -55,7 +58,10 @@ impl SharedSweep {
         }
         .await;
         match result {
-            Ok((held, mut totals, alive)) => {
+            Ok((mut held, mut totals, alive)) => {
+                // Jobs whose records the store refused as stale are not held, whatever the lease.
+                let lost = self.store.take_lost();
+                held.retain(|(i, _)| !lost.contains(i));
                 totals.workers = alive.max(1);
                 self.pacer.set_base(self.rate / totals.workers as f64);
                 if let Some(wait) = totals.paused_for {

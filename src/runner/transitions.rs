@@ -25,6 +25,10 @@ impl Dispatcher {
             }
             return;
         };
+        if let Event::Cancelled { .. } = event {
+            // Dropped when its claim was lost: `disown` has settled what it held.
+            return;
+        }
         self.jobs[job].busy = false;
         if let Event::Downloaded { .. } = event {
             self.downloads_running = self.downloads_running.saturating_sub(1);
@@ -34,10 +38,11 @@ impl Dispatcher {
         }
         match event {
             Event::JournalFailed { error, .. } if error.over_cap => self.on_intent_over_cap(job),
+            Event::JournalFailed { error, .. } if error.fenced => self.on_fenced(job),
             Event::JournalFailed { error, .. } => {
                 self.stop_everything(StopReason::Local(error.to_string()));
             }
-            Event::Claimed { .. } | Event::Heartbeat { .. } => {}
+            Event::Claimed { .. } | Event::Heartbeat { .. } | Event::Cancelled { .. } => {}
             Event::Prepared { result, .. } => self.on_prepared(job, result, now),
             Event::Submitted { result, .. } => self.on_submitted(job, result, now),
             Event::Polled { result, .. } => self.on_polled(job, result, now),
@@ -419,6 +424,7 @@ impl Dispatcher {
                 }
                 self.claim_soon(now);
             }
+            Err(DownloadError::ClaimLost) => self.on_fenced(job),
             Err(DownloadError::Expired(status)) => {
                 self.jobs[job].refetches += 1;
                 if self.jobs[job].refetches > MAX_REFETCHES {

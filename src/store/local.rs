@@ -1,7 +1,7 @@
 //! The local run store: the journal file in the output folder, with its one writer thread. The
 //! folder's lock (`output::folder::OutDir`) keeps a second run out.
 
-use super::RunStore;
+use super::{Fence, RunStore};
 use crate::journal::{self, JournalError, JournalWriter, Record, Recovery, Replayed, WriteError};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -43,11 +43,16 @@ impl LocalRunStore {
 }
 
 impl RunStore for LocalRunStore {
-    fn append(&self, record: &Record) {
+    // A run of its own: the folder's lock is its claim on every job, so there is no fence.
+    fn append(&self, record: &Record, _fence: Option<Fence>) {
         self.writer.append(record);
     }
 
-    fn append_durable<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<(), WriteError>> {
+    fn append_durable<'a>(
+        &'a self,
+        record: &'a Record,
+        _fence: Option<Fence>,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
         self.writer.append_durable(record).boxed()
     }
 

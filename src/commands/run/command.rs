@@ -14,7 +14,7 @@ use crate::commands::load::load_plan;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::{self, Record};
 use crate::output::folder::{JOURNAL, OutDir, RESULTS};
-use crate::output::videos::{FetchLimits, LocalVideos, VideoStore};
+use crate::output::videos::{FetchLimits, LocalVideos, OpenUpload, VideoStore};
 use crate::report::{RunSummary, render_summary, write_results_csv};
 use crate::runner::{Context, Dispatcher, JobPhase, Settings, execute};
 use crate::sim::{self, SimConfig, SimHandle};
@@ -375,13 +375,16 @@ async fn run_async(
                 .await
                 .map_err(super::bucket::failure)?;
             // Uploads a killed run left open are aborted before anything else: no orphaned parts.
-            let open: Vec<(String, String, String)> = history
+            let open: Vec<OpenUpload> = history
                 .jobs
                 .iter()
                 .flat_map(|(job, f)| {
-                    f.open_uploads
-                        .iter()
-                        .map(move |(o, id)| (job.clone(), o.clone(), id.clone()))
+                    f.open_uploads.iter().map(move |(o, id)| OpenUpload {
+                        job: job.clone(),
+                        object: o.clone(),
+                        upload_id: id.clone(),
+                        fence: None,
+                    })
                 })
                 .collect();
             let (aborted, problems) = store.abort_open_uploads(&open).await;
@@ -451,20 +454,23 @@ async fn run_async(
             "capped at the estimate, {estimate}: the run spends no more than that (--max-spend USD to change it, --max-spend none to lift it)"
         );
     }
-    store.append(&Record::RunStarted {
-        run_id: dispatcher_run_id,
-        at: crate::util::time_format::now(),
-        manifest: Some(args.manifest.display().to_string()),
-        cap: dispatcher.ledger().cap().map(Money::micro_cents),
-        settings: Some(crate::journal::RecordedSettings {
-            rate: Some(rate),
-            concurrency: Some(concurrency),
-            api_base: resume_settings.api_base.clone(),
-            simulate: args.simulate,
-            cap_source: Some(cap_choice.source().to_string()),
-            output: bucket_url.as_ref().map(ToString::to_string),
-        }),
-    });
+    store.append(
+        &Record::RunStarted {
+            run_id: dispatcher_run_id,
+            at: crate::util::time_format::now(),
+            manifest: Some(args.manifest.display().to_string()),
+            cap: dispatcher.ledger().cap().map(Money::micro_cents),
+            settings: Some(crate::journal::RecordedSettings {
+                rate: Some(rate),
+                concurrency: Some(concurrency),
+                api_base: resume_settings.api_base.clone(),
+                simulate: args.simulate,
+                cap_source: Some(cap_choice.source().to_string()),
+                output: bucket_url.as_ref().map(ToString::to_string),
+            }),
+        },
+        None,
+    );
     if let Some(exit) = balance_covers(&api, &args, &dispatcher, &estimates, to_spend, stderr).await {
         return Ok(exit);
     }

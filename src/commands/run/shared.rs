@@ -24,7 +24,7 @@ use crate::runner::shared::SharedSweep;
 use crate::runner::{Dispatcher, JobPhase, JobRun, Settings, SharedSettings, execute};
 use crate::sim::SimHandle;
 use crate::store::RunStore;
-use crate::store::postgres::{Conn, PgRunStore, Sweep};
+use crate::store::postgres::{CapChange, Conn, PgRunStore, Sweep};
 use crate::util::money::Money;
 use std::collections::HashMap;
 use std::io::Write;
@@ -134,12 +134,8 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         started,
         quiet,
     } = s;
+    let mut client = client;
     let history = sweep.replay(&client).await.map_err(failure)?;
-    let reopen = to_reopen(&plan, &history, args);
-    let reopened = sweep.reopen(&client, &reopen).await.map_err(failure)?;
-    if reopened > 0 {
-        let _ = writeln!(stderr, "gave {reopened} failed (or skipped) job(s) back to the sweep");
-    }
     // A failed job given back is placed as a resume places it once claimed: retried by the
     // dispatcher's own rule (the same flags).
     let worker = format!("{}-{}-{}", host_name(), std::process::id(), &new_run_id()[..6]);
@@ -217,12 +213,86 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         .filter(|(left, _)| **left)
         .map(|(_, m)| *m)
         .sum();
-    if cap_choice == Cap::Default {
-        let estimate = history.spent.saturating_add(history.reserved).saturating_add(to_spend);
-        dispatcher.set_cap(Some(estimate));
+    // The sweep has one cap. A worker asking for none keeps it; a lower one lowers it for all; a
+    // higher one (or none at all) is refused unless --raise-cap says so. Settled before anything
+    // of this worker changes the sweep.
+    let estimate = history.spent.saturating_add(history.reserved).saturating_add(to_spend);
+    let fallback = match cap_choice {
+        Cap::Default => Some(estimate),
+        other => other.amount(),
+    };
+    let asked = args.max_spend.is_some().then(|| cap_choice.amount());
+    let change = sweep
+        .settle_cap(&mut client, asked, fallback, args.raise_cap)
+        .await
+        .map_err(failure)?;
+    let show = |c: Option<Money>| c.map_or_else(|| "no cap".to_string(), |c| c.to_string());
+    match change {
+        CapChange::Refused { current, asked } => {
+            return Err(CommandFailure::new(
+                Exit::Usage,
+                format!(
+                    "sweep `{}` has a spend cap of {}; --max-spend {} would raise it for every worker",
+                    sweep.name,
+                    show(current),
+                    asked.map_or_else(|| "none".to_string(), |c| format!("{:.2}", c.usd()))
+                ),
+            )
+            .hint("add --raise-cap to raise the sweep's cap on purpose, or leave out --max-spend to keep it; nothing was spent"));
+        }
+        CapChange::Set(Some(cap)) if cap_choice == Cap::Default => {
+            let _ = writeln!(
+                stderr,
+                "capped at the estimate, {cap}: the sweep spends no more than that (--max-spend USD to change it, --max-spend none to lift it)"
+            );
+        }
+        CapChange::Set(_) => {}
+        CapChange::Unchanged(cap) => {
+            let _ = writeln!(stderr, "the sweep's spend cap: {}", show(cap));
+        }
+        CapChange::Lowered { from, to } => {
+            let _ = writeln!(
+                stderr,
+                "lowered the sweep's spend cap from {} to {}: every worker keeps to it",
+                show(from),
+                show(to)
+            );
+        }
+        CapChange::Raised { from, to } => {
+            let _ = writeln!(
+                stderr,
+                "raised the sweep's spend cap from {} to {} (--raise-cap): every worker keeps to it",
+                show(from),
+                show(to)
+            );
+        }
+    }
+    dispatcher.set_cap(change.cap());
+    let reopen = to_reopen(&plan, &history, args);
+    let reopened = sweep.reopen(&client, &reopen).await.map_err(failure)?;
+    if reopened > 0 {
+        let _ = writeln!(stderr, "gave {reopened} failed (or skipped) job(s) back to the sweep");
+    }
+    // Paid jobs recorded as finished whose video is not in the store: fetching it is work for
+    // the next claim (what `status` says a resume does).
+    let missing: Vec<usize> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| {
+            history
+                .jobs
+                .get(j.id.as_str())
+                .and_then(|h| h.video.as_ref())
+                .is_some_and(|v| !videos.present(v))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let given_back = sweep.reopen_missing(&client, &missing).await.map_err(failure)?;
+    if given_back > 0 {
         let _ = writeln!(
             stderr,
-            "capped at the estimate, {estimate}: the sweep spends no more than that (--max-spend USD to change it, --max-spend none to lift it)"
+            "{given_back} paid video(s) recorded as stored are not in place: they are fetched again"
         );
     }
     let recorded = RecordedSettings {
@@ -233,17 +303,17 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         cap_source: Some(cap_choice.source().to_string()),
         output: bucket.as_ref().map(|b| b.url().to_string()),
     };
-    sweep
-        .record_limits(&client, dispatcher.ledger().cap(), rate, &recorded)
-        .await
-        .map_err(failure)?;
-    store.append(&Record::RunStarted {
-        run_id: sweep.run_id.clone(),
-        at: crate::util::time_format::now(),
-        manifest: Some(args.manifest.display().to_string()),
-        cap: dispatcher.ledger().cap().map(Money::micro_cents),
-        settings: Some(recorded),
-    });
+    sweep.record_limits(&client, rate, &recorded).await.map_err(failure)?;
+    store.append(
+        &Record::RunStarted {
+            run_id: sweep.run_id.clone(),
+            at: crate::util::time_format::now(),
+            manifest: Some(args.manifest.display().to_string()),
+            cap: dispatcher.ledger().cap().map(Money::micro_cents),
+            settings: Some(recorded),
+        },
+        None,
+    );
     if let Some(exit) = balance_covers(&api, args, &dispatcher, &estimates, to_spend, stderr).await {
         return Ok(exit);
     }

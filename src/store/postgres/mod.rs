@@ -12,7 +12,7 @@ mod sweep;
 mod writer;
 
 pub use schema::{SCHEMA_VERSION, migrate};
-pub use sweep::{Claimed, Sweep, SweepTotals, WorkerRow, plan_digest};
+pub use sweep::{CapChange, Claimed, Sweep, SweepTotals, WorkerRow, plan_digest};
 pub use writer::PgRunStore;
 
 use tokio_postgres::{Client, NoTls};

@@ -6,10 +6,11 @@ use super::StateError;
 use tokio_postgres::Client;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `n` (1-based) brings the schema from version n-1 to n.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 create table kb_sweeps (
     id bigserial primary key,
     name text not null unique,
@@ -59,7 +60,24 @@ create table kb_workers (
     finished_at timestamptz,
     primary key (sweep, worker)
 );
-"#];
+"#,
+    // 2: fencing. Each claim of a job takes the next `fence`, and a worker's writes for the job
+    // carry the fence of its claim: a stale one is refused. A group of records is committed once
+    // (`kb_groups`, with what became of each record) even when its commit's answer was lost. The
+    // cap is the sweep's, set once (`cap_set`) and then changed only on purpose.
+    r#"
+alter table kb_jobs add column fence bigint not null default 0;
+alter table kb_sweeps add column cap_set boolean not null default false;
+update kb_sweeps set cap_set = true where cap is not null;
+create table kb_groups (
+    sweep bigint not null,
+    worker text not null,
+    seq bigint not null,
+    outcomes text not null,
+    primary key (sweep, worker, seq)
+);
+"#,
+];
 
 /// Brings the database to `SCHEMA_VERSION`.
 pub async fn migrate(client: &mut Client) -> Result<(), StateError> {

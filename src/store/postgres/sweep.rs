@@ -5,6 +5,7 @@
 use super::StateError;
 use crate::journal::{Record, RecordedSettings, Replayed};
 use crate::plan::Plan;
+use crate::store::Fence;
 use crate::util::money::Money;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
@@ -22,8 +23,52 @@ pub struct Sweep {
     /// unless it is given others).
     pub cap: Option<Money>,
     pub settings: Option<RecordedSettings>,
+    /// Whether the sweep's cap was set (a `None` cap is then "no cap", not "none yet").
+    pub cap_set: bool,
     /// Whether this worker registered it.
     pub created: bool,
+}
+
+/// What became of the cap a worker asked for: the sweep has one cap, which a worker may lower
+/// for everyone, and raise only when told to (`--raise-cap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapChange {
+    /// The sweep had no cap yet: it is this one now.
+    Set(Option<Money>),
+    Unchanged(Option<Money>),
+    Lowered {
+        from: Option<Money>,
+        to: Option<Money>,
+    },
+    Raised {
+        from: Option<Money>,
+        to: Option<Money>,
+    },
+    /// Higher than the sweep's, without `--raise-cap`: nothing changed.
+    Refused {
+        current: Option<Money>,
+        asked: Option<Money>,
+    },
+}
+
+impl CapChange {
+    /// The sweep's cap after the change (`None`: no cap).
+    pub fn cap(self) -> Option<Money> {
+        match self {
+            CapChange::Set(c) | CapChange::Unchanged(c) => c,
+            CapChange::Lowered { to, .. } | CapChange::Raised { to, .. } => to,
+            CapChange::Refused { current, .. } => current,
+        }
+    }
+}
+
+/// `a` below `b`, where `None` is no cap at all.
+fn below(a: Option<Money>, b: Option<Money>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// The sweep's spend, as every worker's records add up.
@@ -62,6 +107,8 @@ pub struct WorkerRow {
 #[derive(Debug, Clone, Default)]
 pub struct Claimed {
     pub jobs: Vec<usize>,
+    /// The fence of each claim, in the order of `jobs`.
+    pub fences: Vec<Fence>,
     pub records: Vec<Record>,
     /// Jobs of the sweep not finished yet, after the claim (its own included).
     pub open: u64,
@@ -104,7 +151,7 @@ impl Sweep {
         tx.execute("select pg_advisory_xact_lock(7142180902)", &[]).await?;
         let found = tx
             .query_opt(
-                "select id, plan_digest, jobs, run_id, cap, settings from kb_sweeps where name = $1",
+                "select id, plan_digest, jobs, run_id, cap, settings, cap_set from kb_sweeps where name = $1",
                 &[&name],
             )
             .await?;
@@ -126,6 +173,7 @@ impl Sweep {
                 run_id: row.get(3),
                 cap: cap.map(|c| Money::from_micro_cents(c.max(0) as u64)),
                 settings: settings.and_then(|s| serde_json::from_str(&s).ok()),
+                cap_set: row.get(6),
                 created: false,
             });
         }
@@ -153,6 +201,7 @@ impl Sweep {
             run_id: run_id.to_string(),
             cap: None,
             settings: None,
+            cap_set: false,
             created: true,
         })
     }
@@ -161,7 +210,7 @@ impl Sweep {
     pub async fn find(client: &Client, name: &str) -> Result<Option<Sweep>, StateError> {
         let row = client
             .query_opt(
-                "select id, run_id, cap, settings from kb_sweeps where name = $1",
+                "select id, run_id, cap, settings, cap_set from kb_sweeps where name = $1",
                 &[&name],
             )
             .await?;
@@ -174,28 +223,79 @@ impl Sweep {
                 run_id: row.get(1),
                 cap: cap.map(|c| Money::from_micro_cents(c.max(0) as u64)),
                 settings: settings.and_then(|s| serde_json::from_str(&s).ok()),
+                cap_set: row.get(4),
                 created: false,
             }
         }))
     }
 
-    /// Records the cap and limits the sweep runs under (the latest worker's, as a resume's).
+    /// Records the limits the sweep runs under (the latest worker's, as a resume's). The cap is
+    /// not among them: `settle_cap` alone changes it.
     pub async fn record_limits(
         &self,
         client: &Client,
-        cap: Option<Money>,
         rate: f64,
         settings: &RecordedSettings,
     ) -> Result<(), StateError> {
-        let cap = cap.map(|c| i64::try_from(c.micro_cents()).unwrap_or(i64::MAX));
         let text = serde_json::to_string(settings).unwrap_or_default();
         client
             .execute(
-                "update kb_sweeps set cap = $2, rate = $3, settings = $4 where id = $1",
-                &[&self.id, &cap, &rate, &text],
+                "update kb_sweeps set rate = $2, settings = $3 where id = $1",
+                &[&self.id, &rate, &text],
             )
             .await?;
         Ok(())
+    }
+
+    /// The sweep's one cap, against what this worker asks for (`None`: keep it, as a worker
+    /// started without `--max-spend` does; `Some(None)`: no cap). The first worker sets it; a
+    /// later one may lower it for everyone; raising it (or lifting it) needs `raise`. Decided
+    /// under the sweep row's lock, so two workers asking at once both see the other's answer.
+    /// `fallback` is what a sweep with no cap yet gets when this worker asks for nothing.
+    pub async fn settle_cap(
+        &self,
+        client: &mut Client,
+        asked: Option<Option<Money>>,
+        fallback: Option<Money>,
+        raise: bool,
+    ) -> Result<CapChange, StateError> {
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                "select cap, cap_set from kb_sweeps where id = $1 for update",
+                &[&self.id],
+            )
+            .await?;
+        let money = |v: i64| Money::from_micro_cents(v.max(0) as u64);
+        let current: Option<Money> = row.get::<_, Option<i64>>(0).map(money);
+        let set: bool = row.get(1);
+        let change = match (set, asked) {
+            (false, asked) => CapChange::Set(asked.unwrap_or(fallback)),
+            (true, None) => CapChange::Unchanged(current),
+            (true, Some(asked)) if asked == current => CapChange::Unchanged(current),
+            (true, Some(asked)) if below(asked, current) => CapChange::Lowered {
+                from: current,
+                to: asked,
+            },
+            (true, Some(asked)) if raise => CapChange::Raised {
+                from: current,
+                to: asked,
+            },
+            (true, Some(asked)) => CapChange::Refused { current, asked },
+        };
+        if matches!(
+            change,
+            CapChange::Set(_) | CapChange::Lowered { .. } | CapChange::Raised { .. }
+        ) {
+            let cap = change.cap().map(|c| i64::try_from(c.micro_cents()).unwrap_or(i64::MAX));
+            tx.execute(
+                "update kb_sweeps set cap = $2, cap_set = true where id = $1",
+                &[&self.id, &cap],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(change)
     }
 
     /// Every record of the sweep, folded as a resume folds the journal (streamed, never all
@@ -238,18 +338,23 @@ impl Sweep {
                      and (j.owner is null or j.lease_until < now()) \
                      and (j.parent_idx is null or p.state in ('completed', 'finished')) \
                    order by j.idx limit $3 for update of j skip locked) \
-                 update kb_jobs k set owner = $2, lease_until = now() + $4 * interval '1 millisecond' \
-                 from free where k.sweep = $1 and k.idx = free.idx returning k.idx, k.job_id, k.parent_idx",
+                 update kb_jobs k set owner = $2, lease_until = now() + $4 * interval '1 millisecond', fence = k.fence + 1 \
+                 from free where k.sweep = $1 and k.idx = free.idx returning k.idx, k.job_id, k.parent_idx, k.fence",
                 &[&self.id, &worker, &(n.min(100_000) as i64), &millis(lease)],
             )
             .await?;
         let mut claimed = Claimed::default();
         let mut names: Vec<String> = Vec::new();
+        let mut taken: Vec<(usize, Fence)> = Vec::with_capacity(rows.len());
         for row in &rows {
             let i: i32 = row.get(0);
-            claimed.jobs.push(i.max(0) as usize);
+            let fence: i64 = row.get(3);
+            taken.push((i.max(0) as usize, Fence(fence.max(0) as u64)));
             names.push(row.get(1));
         }
+        taken.sort_unstable();
+        claimed.jobs = taken.iter().map(|t| t.0).collect();
+        claimed.fences = taken.iter().map(|t| t.1).collect();
         let parents: Vec<i32> = rows.iter().filter_map(|r| r.get::<_, Option<i32>>(2)).collect();
         if !parents.is_empty() {
             for row in tx
@@ -285,22 +390,22 @@ impl Sweep {
             .get::<_, i64>(0)
             .max(0) as u64;
         tx.commit().await?;
-        claimed.jobs.sort_unstable();
         Ok(claimed)
     }
 
-    /// Renews this worker's leases and its heartbeat; returns the jobs it still holds.
+    /// Renews this worker's leases and its heartbeat; returns the jobs it still holds, each with
+    /// the fence of its claim (a job claimed by another worker since is not among them).
     pub async fn heartbeat(
         &self,
         client: &Client,
         worker: &str,
         lease: Duration,
         in_flight: usize,
-    ) -> Result<Vec<usize>, StateError> {
+    ) -> Result<Vec<(usize, Fence)>, StateError> {
         let rows = client
             .query(
                 "update kb_jobs set lease_until = now() + $3 * interval '1 millisecond' \
-                 where sweep = $1 and owner = $2 and state in ('open', 'completed') returning idx",
+                 where sweep = $1 and owner = $2 and state in ('open', 'completed') returning idx, fence",
                 &[&self.id, &worker, &millis(lease)],
             )
             .await?;
@@ -310,7 +415,15 @@ impl Sweep {
                 &[&self.id, &worker, &idx(in_flight)],
             )
             .await?;
-        let mut held: Vec<usize> = rows.iter().map(|r| r.get::<_, i32>(0).max(0) as usize).collect();
+        let mut held: Vec<(usize, Fence)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i32>(0).max(0) as usize,
+                    Fence(r.get::<_, i64>(1).max(0) as u64),
+                )
+            })
+            .collect();
         held.sort_unstable();
         Ok(held)
     }
@@ -358,6 +471,25 @@ impl Sweep {
                    union select j.idx from kb_jobs j join d on j.parent_idx = d.idx where j.sweep = $1) \
                  update kb_jobs set state = 'open', owner = null, lease_until = null \
                  where sweep = $1 and idx in (select idx from d) and state in ('failed', 'skipped')",
+                &[&self.id, &idxs],
+            )
+            .await?;
+        Ok(n)
+    }
+
+    /// Gives back jobs recorded as finished whose video is not in the store (removed, cut, or
+    /// never put there by a worker that lost its claim): their tasks are paid, so fetching the
+    /// video again is work for the next claim, as `status` says. Nobody holds a finished job, so
+    /// nothing is taken from a live worker.
+    pub async fn reopen_missing(&self, client: &Client, jobs: &[usize]) -> Result<u64, StateError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let idxs: Vec<i32> = jobs.iter().map(|&j| idx(j)).collect();
+        let n = client
+            .execute(
+                "update kb_jobs set state = 'completed', owner = null, lease_until = null \
+                 where sweep = $1 and idx = any($2) and state = 'finished'",
                 &[&self.id, &idxs],
             )
             .await?;
