@@ -258,7 +258,7 @@ pub async fn download(
         videos: videos.to_path_buf(),
         resume,
     };
-    let worker = tokio::task::spawn_blocking(move || sink.run(inbox));
+    let worker = tokio::task::spawn_blocking(move || sink.run(inbox, fence));
     let mut written = if resume { have } else { 0 };
     let mut broke: Option<DownloadError> = None;
     let window = stall.window.max(std::time::Duration::from_millis(10));
@@ -399,7 +399,11 @@ struct Sink {
 impl Sink {
     /// `Some((bytes, checksum))` once the video is in place; `None` when the sender stopped without
     /// `Finish` (the partial file is kept, flushed, for a later `Range` request).
-    fn run(self, mut inbox: tokio::sync::mpsc::Receiver<Piece>) -> Result<Option<(u64, String)>, DownloadError> {
+    fn run(
+        self,
+        mut inbox: tokio::sync::mpsc::Receiver<Piece>,
+        fence: Option<Fence>,
+    ) -> Result<Option<(u64, String)>, DownloadError> {
         let part = &self.part;
         let (file, mut hasher, mut written) = if self.resume {
             let (len, hasher) = hash_file(part).map_err(io_error(part))?;
@@ -449,7 +453,15 @@ impl Sink {
         drop(file);
         crate::util::crash::point("download.before_rename");
         let sum = checksum(&hasher);
-        place(part, &self.final_path, written, &sum)?;
+        match place(part, &self.final_path, written, &sum) {
+            // A newer claim on the job removed this claim's part file: it is not ours to place.
+            Err(DownloadError::Io { source, .. })
+                if fence.is_some() && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(DownloadError::ClaimLost);
+            }
+            other => other?,
+        }
         if let Ok(dir) = File::open(&self.videos) {
             let _ = dir.sync_all();
         }
@@ -469,6 +481,7 @@ fn place(part: &Path, final_path: &Path, bytes: u64, sum: &str) -> Result<(), Do
             return Ok(());
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(io_error(part)(e)),
         // A file system without hard links: the plain rename.
         Err(_) => return std::fs::rename(part, final_path).map_err(io_error(final_path)),
     }

@@ -7,6 +7,7 @@ mod expansion;
 mod hostile;
 mod inputs;
 mod newuser;
+mod paused;
 mod pg;
 mod plan_output;
 mod polling;

@@ -373,6 +373,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         .filter(|j| j.phase() == JobPhase::Done && j.facts.submitted_at.is_some())
         .count();
     let mine_spent = dispatcher.ledger().spent();
+    let lost = dispatcher.jobs_lost();
     drop(dispatcher);
     drop(store);
     // Whatever this worker still holds goes back to the sweep at once.
@@ -444,6 +445,12 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         "this worker: {mine} job(s) completed, {mine_spent} spent, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if lost > 0 {
+        let _ = writeln!(
+            stderr,
+            "this worker: {lost} job(s) taken over by other workers after its lease ran out (it was paused or cut off from the database); its work on them stopped, and nothing it did after that was recorded"
+        );
+    }
     let _ = write!(stderr, "the sweep: {}", status.render(&sweep.name));
     if !status.finished {
         let _ = writeln!(
