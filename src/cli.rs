@@ -166,9 +166,9 @@ pub struct RunArgs {
     /// given, it is only a first guess.
     #[arg(help_heading = "Service", long, value_name = "X")]
     pub time_scale: Option<f64>,
-    /// Creates of unknown outcome whose uploaded files expired: upload them again and re-send
-    /// under the same key (a task the first send made is answered 409, never billed twice).
-    #[arg(help_heading = "Retries and deadlines", long)]
+    /// No longer needed (kept so older command lines still run): a create of unknown outcome is
+    /// re-sent byte for byte under its own key, whatever became of its uploads.
+    #[arg(long, hide = true)]
     pub refresh_expired_uploads: bool,
     /// Refuse local input files larger than this many bytes [default: 2 GiB].
     #[arg(help_heading = "Retries and deadlines", long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES, hide_default_value = true)]

@@ -90,7 +90,29 @@ impl RunApi {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, what: &str, turn: Turn) -> Result<Value, ApiError> {
+        self.send_before(request, what, turn, None).await
+    }
+
+    /// `send`, held back when it could only leave at or after `until` (checked after the wait
+    /// for the rate, the last moment before it goes).
+    async fn send_before(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+        turn: Turn,
+        until: Option<SystemTime>,
+    ) -> Result<Value, ApiError> {
         self.pacer.acquire(turn).await;
+        if let Some(until) = until
+            && SystemTime::now() >= until
+        {
+            return Err(ApiError::NotSent {
+                message: format!(
+                    "not sent: the uploads its body names expire before the service could see them (the send was due by {})",
+                    crate::util::time_format::rfc3339(until)
+                ),
+            });
+        }
         tracing::trace!(request = what, "sending");
         let response = request
             .bearer_auth(self.key.expose())
@@ -141,13 +163,15 @@ impl RunApi {
         result
     }
 
-    /// `POST /api/v1/kling/{action}` with an Idempotency-Key and the job id as client request id.
+    /// `POST /api/v1/kling/{action}` with an Idempotency-Key and the job id as client request id;
+    /// not sent at all once `send_until` has passed when its turn comes.
     pub async fn create(
         &self,
         endpoint: Endpoint,
         body: &str,
         idempotency_key: &str,
         client_request_id: &str,
+        send_until: Option<SystemTime>,
     ) -> Result<CreatedTask, ApiError> {
         let url = format!("{}/api/v1/kling/{}", self.base, endpoint.as_str());
         let request = self
@@ -158,7 +182,7 @@ impl RunApi {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         let what = format!("POST /api/v1/kling/{}", endpoint.as_str());
-        let value = self.send(request, &what, Turn::Other).await?;
+        let value = self.send_before(request, &what, Turn::Other, send_until).await?;
         let view = self.checked(task_view(&value)?)?;
         Ok(CreatedTask {
             replayed: value.get("task_replayed").and_then(Value::as_bool).unwrap_or(false),

@@ -23,20 +23,108 @@ impl ApiKey {
         &self.0
     }
 
-    /// Whether `text` holds the key (a key under 4 characters is no key anyone issues).
+    /// Whether `text` holds the key in any spelling a service (or a URL) might give it: as is,
+    /// percent-encoded (any case, any part), JSON-escaped (`\u0073k-…`), or inside base64 (of the
+    /// key, or of `Bearer <key>`, in either alphabet). A key under 4 characters is no key anyone
+    /// issues.
     pub fn found_in(&self, text: &str) -> bool {
-        self.0.len() >= 4 && text.contains(self.0.as_str())
+        let key = self.0.as_str();
+        if key.len() < 4 {
+            return false;
+        }
+        if text.contains(key) {
+            return true;
+        }
+        if text.contains('%') && percent_decoded(text).contains(key) {
+            return true;
+        }
+        if text.contains("\\u") && json_unescaped(text).contains(key) {
+            return true;
+        }
+        base64_cores(key).iter().any(|core| text.contains(core.as_str()))
     }
 
     /// `text` with every occurrence of the key replaced by `***`: for anything a service says,
     /// which may quote the key back (`Invalid API key: sk-…`, an echoed Authorization header).
+    /// A text that holds it in another spelling is withheld whole.
     pub fn scrub(&self, text: String) -> String {
-        if self.found_in(&text) {
-            text.replace(self.0.as_str(), "***")
+        if !self.found_in(&text) {
+            return text;
+        }
+        let replaced = text.replace(self.0.as_str(), "***");
+        if self.found_in(&replaced) {
+            "(withheld: the text quoted the API key in an encoded form)".to_string()
         } else {
-            text
+            replaced
         }
     }
+}
+
+/// `text` with `%XX` sequences decoded (bytes that do not make UTF-8 are replaced).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with JSON's `\uXXXX` escapes decoded.
+fn json_unescaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\\u") {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 2..at + 6).and_then(|h| u32::from_str_radix(h, 16).ok());
+        match code.and_then(char::from_u32) {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 6..];
+            }
+            None => {
+                out.push_str("\\u");
+                rest = &rest[at + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The parts of base64 that any text holding the key encodes the same way, at each of the three
+/// offsets the key can start at (one of them is `Bearer <key>`'s), in both alphabets.
+fn base64_cores(key: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut cores = Vec::new();
+    for offset in 0..3usize {
+        let mut bytes = vec![0u8; offset];
+        bytes.extend_from_slice(key.as_bytes());
+        // Characters fully determined by the key's bytes: skip the ones mixing in the padding
+        // before it, and the last partial group after it.
+        let start = (offset * 8).div_ceil(6);
+        let end = (bytes.len() * 8) / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&bytes);
+            if let Some(core) = encoded.get(start..end.min(encoded.len()))
+                && core.len() >= 6
+            {
+                cores.push(core.to_string());
+            }
+        }
+    }
+    cores
 }
 
 impl fmt::Debug for ApiKey {
@@ -196,6 +284,48 @@ fn redact_userinfo(url: &reqwest::Url) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_key_is_found_in_any_spelling_and_never_let_through() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let key = ApiKey::new("sk-live-0123456789abcdef");
+        let percent: String = "sk-live-0123456789abcdef"
+            .bytes()
+            .map(|b| format!("%{b:02x}"))
+            .collect();
+        let upper = percent.to_uppercase();
+        let spellings = [
+            "https://files.example/u?token=sk-live-0123456789abcdef".to_string(),
+            format!("https://files.example/u?token={percent}"),
+            format!("https://files.example/u/{upper}/x"),
+            "https://files.example/u?token=sk%2Dlive-0123456789abcdef".to_string(),
+            r#"{"message":"bad key \u0073k-live-0123456789abcdef"}"#.to_string(),
+            format!("auth={}", STANDARD.encode("Bearer sk-live-0123456789abcdef")),
+            format!("x {} y", STANDARD.encode("sk-live-0123456789abcdef")),
+            format!(
+                "q={}",
+                URL_SAFE_NO_PAD.encode("Authorization: Bearer sk-live-0123456789abcdef")
+            ),
+        ];
+        for text in &spellings {
+            assert!(key.found_in(text), "not found in {text}");
+            let scrubbed = key.scrub(text.clone());
+            assert!(!key.found_in(&scrubbed), "{text} scrubbed to {scrubbed}");
+        }
+        for clean in [
+            "https://files.example/u?token=abc",
+            "%41%42 \\u0041 QmVhcmVyIGFiYw==",
+            "sk-live-0123456789abcdeX",
+        ] {
+            assert!(!key.found_in(clean), "{clean}");
+            assert_eq!(key.scrub(clean.to_string()), clean);
+        }
+        assert_eq!(
+            key.scrub("Invalid API key: sk-live-0123456789abcdef".into()),
+            "Invalid API key: ***"
+        );
+    }
 
     struct MapEnv(HashMap<&'static str, String>);
     impl Env for MapEnv {

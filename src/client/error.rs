@@ -18,6 +18,9 @@ pub enum ApiError {
     /// No usable answer: connection refused or reset, timeout, or an unreadable body. The
     /// request may or may not have been acted on.
     Transport { message: String },
+    /// Not sent at all: checked at the moment it would have left, it was no longer worth sending
+    /// (a create whose uploads would have expired). The service never saw it.
+    NotSent { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +43,15 @@ pub enum Class {
     NotFound,
     /// Anything else the service says no to.
     Refused,
+    /// Held back before it left (`ApiError::NotSent`): nothing reached the service.
+    NotSent,
 }
 
 impl ApiError {
     pub fn class(&self) -> Class {
         match self {
             ApiError::Transport { .. } => Class::Transient,
+            ApiError::NotSent { .. } => Class::NotSent,
             ApiError::Status { status, code, .. } => match status {
                 401 | 403 => Class::Auth,
                 402 => Class::Credits,
@@ -64,14 +70,14 @@ impl ApiError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ApiError::Status { code, .. } => code.as_deref(),
-            ApiError::Transport { .. } => None,
+            ApiError::Transport { .. } | ApiError::NotSent { .. } => None,
         }
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
-            ApiError::Transport { .. } => None,
+            ApiError::Transport { .. } | ApiError::NotSent { .. } => None,
         }
     }
 
@@ -83,7 +89,7 @@ impl ApiError {
                 Some(code) => format!("HTTP {status} {code}: {message}"),
                 None => format!("HTTP {status}: {message}"),
             },
-            ApiError::Transport { message } => message.clone(),
+            ApiError::Transport { message } | ApiError::NotSent { message } => message.clone(),
         }
     }
 

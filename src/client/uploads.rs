@@ -3,7 +3,9 @@
 //! file (by content) is uploaded once per run and its URL reused while enough of its life is left:
 //! a sixth of it, ten minutes of RunAPI's hour, so a create sent with it (or re-sent soon after)
 //! still names a live file. Files are streamed, never held whole in memory, and checked against
-//! the content the plan hashed: a file edited since is reported, not uploaded.
+//! the content the plan hashed twice: before the upload (for the MD5 that prepare needs) and as
+//! the bytes are sent — a file edited in between is caught by the second, and its upload is
+//! never confirmed, so no create names bytes nobody checked.
 
 use super::api::RunApi;
 use super::error::ApiError;
@@ -162,18 +164,30 @@ fn checksum(file: &LocalFile) -> Result<String, UploadError> {
     Ok(STANDARD.encode(md5.finalize()))
 }
 
-/// The file's bytes as a stream of chunks read on a blocking thread (a few in flight).
-fn stream(file: &LocalFile) -> Result<reqwest::Body, UploadError> {
+/// What was sent: the length and BLAKE3 of every byte that went into the body.
+type Sent = tokio::sync::oneshot::Receiver<(u64, String)>;
+
+/// The file's bytes as a stream of chunks read on a blocking thread (a few in flight), hashed as
+/// they are read for the body: the answer says what was actually sent, once it was all read.
+fn stream(file: &LocalFile) -> Result<(reqwest::Body, Sent), UploadError> {
     let mut reader = std::fs::File::open(&file.path)
         .map_err(|e| UploadError::fatal(format!("{} cannot be read: {e}", file.written)))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
     tokio::task::spawn_blocking(move || {
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
         loop {
             let mut chunk = vec![0u8; 64 * 1024];
             match reader.read(&mut chunk) {
-                Ok(0) => break,
+                Ok(0) => {
+                    let _ = sent_tx.send((total, hasher.finalize().to_hex().to_string()));
+                    break;
+                }
                 Ok(n) => {
                     chunk.truncate(n);
+                    hasher.update(&chunk);
+                    total += n as u64;
                     if tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_err() {
                         break;
                     }
@@ -186,7 +200,7 @@ fn stream(file: &LocalFile) -> Result<reqwest::Body, UploadError> {
         }
     });
     let chunks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    Ok(reqwest::Body::wrap_stream(chunks))
+    Ok((reqwest::Body::wrap_stream(chunks), sent_rx))
 }
 
 async fn upload(api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Result<Uploaded, UploadError> {
@@ -210,7 +224,8 @@ async fn upload(api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Resu
         )));
     }
     // Exactly the returned headers, and nothing that carries the key: a plain client.
-    let mut put = plain.put(&upload_url).body(stream(file)?);
+    let (body, sent) = stream(file)?;
+    let mut put = plain.put(&upload_url).body(body);
     if let Some(headers) = prepared["headers"].as_object() {
         for (name, value) in headers {
             if name.eq_ignore_ascii_case("authorization") {
@@ -233,6 +248,23 @@ async fn upload(api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Resu
             message: format!("uploading {} failed: the upload host answered {status}", file.written),
             transient: status.is_server_error() || status.as_u16() == 429,
         });
+    }
+    // The bytes that went are the bytes the plan checked, or the upload is never confirmed (an
+    // upload host need not check Content-MD5).
+    match sent.await {
+        Ok((bytes, hash)) if bytes == file.bytes && hash == file.hash => {}
+        Ok(_) => {
+            return Err(UploadError::fatal(format!(
+                "{} changed while it was being uploaded (the bytes sent are not the ones planned); not used, nothing was created for it; rerun to plan it afresh (its jobs get new ids)",
+                file.written
+            )));
+        }
+        Err(_) => {
+            return Err(UploadError {
+                message: format!("uploading {} failed: the file was not read to its end", file.written),
+                transient: true,
+            });
+        }
     }
     let confirmed = api
         .files_confirm(&signed_id)

@@ -29,7 +29,6 @@ pub struct Settings {
     /// `--refresh-expired-uploads`: a create of unknown outcome whose uploads expired is uploaded
     /// again and re-sent under the same key (a task the first send made answers 409, never a
     /// second bill).
-    pub refresh_expired_uploads: bool,
     pub cap: Option<Money>,
     pub task_deadline: Duration,
     /// `--time-scale`, if given: a hint of how much faster than real time the service runs.
@@ -57,6 +56,8 @@ const MAX_UPLOAD_RETRIES: u32 = 5;
 /// Answers of 409 `source_task_not_ready` a step takes (each a new attempt after a wait) before
 /// it fails: its parent was seen completed, so the service should agree soon.
 const MAX_NOT_READY: u32 = 8;
+/// First sends held back for expiring uploads, per job and run, before the job fails.
+const MAX_UNSENT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -356,6 +357,15 @@ impl Dispatcher {
         self.jobs[job].fence
     }
 
+    /// Until when the body of the job's current attempt may be sent at all (its uploads' life).
+    fn send_until(&self, job: usize) -> Option<std::time::SystemTime> {
+        self.jobs[job]
+            .facts
+            .send_until
+            .as_deref()
+            .and_then(crate::util::time_format::parse_rfc3339)
+    }
+
     /// Jobs whose operations in flight must stop now (their claim is lost).
     pub fn take_cancelled(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.cancelled)
@@ -551,44 +561,22 @@ impl Dispatcher {
             }
             match (kind, &self.jobs[job].state) {
                 (Timer::Submit, JobState::Submitting { key }) => {
-                    // A resend: the same key and the same body as the first send, while its
-                    // uploads are alive.
-                    let expired = self.jobs[job]
-                        .facts
-                        .send_until
-                        .as_deref()
-                        .and_then(crate::util::time_format::parse_rfc3339)
-                        .is_some_and(|until| std::time::SystemTime::now() >= until);
-                    if expired && self.settings.refresh_expired_uploads {
-                        // Upload again; the same key goes out with the fresh body.
-                        let resend = Some(key.clone());
-                        let j = &mut self.jobs[job];
-                        j.busy = true;
-                        j.state = JobState::Preparing {
-                            reserve: j.facts.reserved,
-                            resend,
-                        };
-                        let request = self.step_request(job);
-                        ops.push(Op::Prepare { job, request });
-                        continue;
-                    }
-                    if expired {
-                        let message = "its create's outcome is unknown and the upload URLs its body names have \
-                                       expired: not re-sent; rerun with --refresh-expired-uploads to upload them \
-                                       again and re-send under the same key (if the first send made a task, the \
-                                       service answers 409 and nothing is billed twice)"
-                            .to_string();
-                        self.leave_for_rerun(job, message);
-                        continue;
-                    }
+                    // A resend: the same key and exactly the bytes first sent (contract §17: a
+                    // replay answers with the task the first send made, whether or not its
+                    // uploads have expired since). A first send held back by a 429 is still a
+                    // first send: it goes only while its uploads live.
                     let key = key.clone();
                     self.jobs[job].busy = true;
                     let body = self.jobs[job].facts.body.clone();
+                    let send_until = (!self.jobs[job].outcome_unknown)
+                        .then(|| self.send_until(job))
+                        .flatten();
                     ops.push(Op::Submit {
                         job,
                         key,
                         intent: None,
                         body,
+                        send_until,
                     });
                 }
                 (Timer::Prepare, JobState::Preparing { .. }) => {
@@ -644,12 +632,14 @@ impl Dispatcher {
             };
             let key = key.clone();
             let body = self.jobs[job].facts.body.clone();
+            let send_until = self.send_until(job);
             self.jobs[job].busy = true;
             ops.push(Op::Submit {
                 job,
                 key,
                 intent: Some(Box::new(intent)),
                 body,
+                send_until,
             });
         }
         if self.stop.is_none() {
@@ -683,10 +673,7 @@ impl Dispatcher {
                     let j = &mut self.jobs[job];
                     j.retries = 0;
                     j.busy = true;
-                    j.state = JobState::Preparing {
-                        reserve: amount,
-                        resend: None,
-                    };
+                    j.state = JobState::Preparing { reserve: amount };
                     self.in_flight += 1;
                     ops.push(Op::Prepare { job, request });
                     continue;
@@ -716,6 +703,7 @@ impl Dispatcher {
                     key,
                     intent: Some(Box::new(intent)),
                     body: request,
+                    send_until: None,
                 });
             }
         }

@@ -18,7 +18,6 @@ pub(super) fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
         concurrency,
         max_attempts: 2,
         retry_failed: None,
-        refresh_expired_uploads: false,
         cap: cap_cents.map(Money::from_cents),
         task_deadline: Duration::from_secs(1800),
         time_hint: None,
@@ -225,6 +224,7 @@ fn a_resume_resends_intents_and_reattaches_tasks_from_the_journal() {
             key: "k0".into(),
             intent: None,
             body: None,
+            send_until: None,
         }),
         "{ops:?}"
     );
@@ -657,14 +657,16 @@ fn a_sibling_finishing_early_pulls_polls_forward_but_a_retry_after_still_wins() 
 }
 
 #[test]
-fn an_unknown_create_whose_uploads_expired_is_not_resent() {
+fn an_unknown_create_whose_uploads_expired_is_resent_byte_for_byte_under_its_key() {
+    // Contract §17: the same key with the same bytes is a replay that answers with the task the
+    // first send made, expired uploads or not; another body under the key would be a 409.
     let ids: Vec<String> = plan(2).jobs.iter().map(|j| j.id.to_string()).collect();
     let intent = |job: &str, key: &str, send_until: &str| Record::Submitting {
         job: job.into(),
         attempt: 1,
         key: key.into(),
         reserve: 70_000_000,
-        body: Some("{\"model\":\"kling-3.0\",\"prompt\":\"x\"}".into()),
+        body: Some(format!("{{\"model\":\"kling-3.0\",\"prompt\":\"{key}\"}}")),
         send_until: Some(send_until.into()),
         at: "t".into(),
     };
@@ -675,89 +677,60 @@ fn an_unknown_create_whose_uploads_expired_is_not_resent() {
     ]);
     let mut d = dispatcher(2, 2, None, &history);
     let ops = d.ready_ops(Instant::now());
-    let sent: Vec<(usize, Option<String>)> = ops
+    let mut sent: Vec<(usize, String, Option<String>, bool)> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Submit { job, body, .. } => Some((*job, body.clone())),
+            Op::Submit {
+                job,
+                key,
+                body,
+                send_until,
+                ..
+            } => Some((*job, key.clone(), body.clone(), send_until.is_some())),
             _ => None,
         })
         .collect();
-    assert_eq!(sent.len(), 1, "only the live one is re-sent: {ops:?}");
-    assert_eq!(sent[0].0, 1);
+    sent.sort();
+    assert_eq!(sent.len(), 2, "both are re-sent: {ops:?}");
+    for (job, key, body, limited) in &sent {
+        assert_eq!(key, &format!("k{job}"), "under its own key");
+        assert!(
+            body.as_deref().is_some_and(|b| b.contains(&format!("\"k{job}\""))),
+            "with its journaled body: {body:?}"
+        );
+        assert!(!limited, "a resend is never held back for its uploads' life");
+    }
     assert!(
-        sent[0].1.as_deref().is_some_and(|b| b.contains("kling-3.0")),
-        "with its journaled body"
+        !ops.iter().any(|op| matches!(op, Op::Prepare { .. })),
+        "nothing uploaded again"
     );
-    assert_eq!(d.jobs()[0].phase(), JobPhase::Unresolved);
-    assert!(d.jobs()[0].note.as_deref().is_some_and(|n| n.contains("expired")));
-    assert_eq!(d.ledger().reserved(), Money::from_cents(140), "its money stays held");
+    assert_eq!(d.ledger().reserved(), Money::from_cents(140), "their money stays held");
 }
 
 #[test]
-fn with_refresh_expired_uploads_the_same_key_goes_out_with_a_fresh_body() {
-    let ids: Vec<String> = plan(1).jobs.iter().map(|j| j.id.to_string()).collect();
-    let history = replay(&[Record::Submitting {
-        job: ids[0].clone(),
-        attempt: 1,
-        key: "k0".into(),
-        reserve: 70_000_000,
-        body: Some("{\"old\":true}".into()),
-        send_until: Some("2020-01-01T00:00:00Z".into()),
-        at: "t".into(),
-    }]);
-    let mut s = settings(1, None);
-    s.refresh_expired_uploads = true;
-    let plan = plan(1);
-    let mut d = Dispatcher::new(plan, vec![Money::from_cents(70)], &history, &[false], s, Instant::now());
+fn a_first_send_held_back_for_expiring_uploads_ends_unsent_and_goes_again_under_a_new_key() {
+    let mut d = dispatcher(1, 1, None, &Replayed::default());
     let ops = d.ready_ops(Instant::now());
-    assert_eq!(ops, vec![Op::Prepare { job: 0, request: None }], "uploaded again first");
-    d.handle(
-        Event::Prepared {
-            job: 0,
-            result: Ok(crate::client::uploads::PreparedBody {
-                body: "{\"fresh\":true}".into(),
-                send_until: Some(std::time::SystemTime::now() + Duration::from_secs(600)),
-            }),
-        },
-        Instant::now(),
-    );
-    let ops = d.ready_ops(Instant::now());
-    let [
-        Op::Submit {
-            key,
-            intent: Some(intent),
-            body,
-            ..
-        },
-    ] = ops.as_slice()
-    else {
-        panic!("one submit with its intent: {ops:?}");
-    };
-    assert_eq!(key, "k0", "the same key");
-    assert_eq!(body.as_deref(), Some("{\"fresh\":true}"));
-    assert!(
-        matches!(&**intent, Record::Submitting { attempt: 1, key, .. } if key == "k0"),
-        "{intent:?}"
-    );
-    assert_eq!(d.ledger().reserved(), Money::from_cents(70), "reserved once, not twice");
-    // Whatever the service answers, the outcome of the first send is still unknown: a 409 (the
-    // first send made a task) leaves it unresolved, never failed.
+    let first = submits(&ops);
+    assert_eq!(first.len(), 1);
     d.handle(
         Event::Submitted {
             job: 0,
-            result: Err(ApiError::Status {
-                status: 409,
-                code: Some("request_conflict".into()),
-                message: "conflict".into(),
-                retry_after: None,
+            result: Err(ApiError::NotSent {
+                message: "not sent: the uploads expire".into(),
             }),
         },
         Instant::now(),
     );
+    let records = d.take_records();
     assert!(
-        matches!(d.jobs()[0].phase(), JobPhase::Submitting | JobPhase::Unresolved),
-        "{:?}",
-        d.jobs()[0].phase()
+        records
+            .iter()
+            .any(|r| matches!(r, Record::Unsubmitted { attempt: 1, .. })),
+        "the attempt ends unsent: {records:?}"
     );
-    assert_eq!(d.ledger().reserved(), Money::from_cents(70), "its money stays held");
+    assert_eq!(d.ledger().reserved(), Money::ZERO, "its money is released");
+    let again = submits(&d.ready_ops(Instant::now()));
+    assert_eq!(again.len(), 1, "admitted again at once");
+    assert_ne!(again[0].1, first[0].1, "under a new key (a new body may follow)");
 }

@@ -55,7 +55,13 @@ fn start(op: Op, fence: Option<Fence>, ctx: &Context) -> BoxFuture<'static, Even
             Event::Prepared { job, result }
         }
         .boxed(),
-        Op::Submit { job, key, intent, body } => async move {
+        Op::Submit {
+            job,
+            key,
+            intent,
+            body,
+            send_until,
+        } => async move {
             if let Some(intent) = intent
                 && let Err(error) = ctx.journal.append_durable(&intent, fence).await
             {
@@ -64,7 +70,10 @@ fn start(op: Op, fence: Option<Fence>, ctx: &Context) -> BoxFuture<'static, Even
             crate::util::crash::point("submit.after_intent");
             let spec = &ctx.plan.jobs[job];
             let text = body.as_deref().unwrap_or(spec.request.as_str());
-            let result = ctx.api.create(spec.endpoint, text, &key, spec.id.as_str()).await;
+            let result = ctx
+                .api
+                .create(spec.endpoint, text, &key, spec.id.as_str(), send_until)
+                .await;
             crate::util::crash::point("submit.after_post");
             Event::Submitted { job, result }
         }

@@ -63,11 +63,9 @@ pub enum JobState {
         reason: String,
     },
     /// Admitted, `reserve` held against the cap: its local files are being uploaded; nothing is
-    /// journaled or sent for this body yet. `resend`: the key of a create of unknown outcome whose
-    /// uploads expired, to be re-sent with the fresh body (`--refresh-expired-uploads`).
+    /// journaled or sent for this body yet.
     Preparing {
         reserve: Money,
-        resend: Option<String>,
     },
     Submitting {
         key: String,
@@ -158,6 +156,8 @@ pub struct JobRun {
     pub(super) retries: u32,
     /// 409 `source_task_not_ready` answers met in this run.
     pub(super) not_ready: u32,
+    /// First sends held back because their uploads would have expired before the service saw them.
+    pub(super) unsent: u32,
     pub(super) refetches: u32,
     pub(super) busy: bool,
     /// A send of the current key may have made a task (a lost answer, or an intent found on
@@ -189,6 +189,7 @@ impl JobRun {
             before_intent: None,
             retries: 0,
             not_ready: 0,
+            unsent: 0,
             refetches: 0,
             busy: false,
             outcome_unknown: false,
@@ -267,6 +268,9 @@ pub enum Op {
         key: String,
         intent: Option<Box<Record>>,
         body: Option<String>,
+        /// A first send is sent only before this (its uploads' life); a resend always goes out,
+        /// byte for byte the first send.
+        send_until: Option<std::time::SystemTime>,
     },
     Poll {
         job: usize,

@@ -2,7 +2,8 @@
 //! change goes through `record` (the journal's fold); the rest is this run's bookkeeping.
 
 use super::{
-    Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_NOT_READY, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UPLOAD_RETRIES, Timer,
+    Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_NOT_READY, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UNSENT, MAX_UPLOAD_RETRIES,
+    Timer,
 };
 use crate::client::uploads::{PreparedBody, UploadError};
 use crate::client::{ApiError, Class, CreatedTask, TaskStatus, TaskView};
@@ -53,7 +54,7 @@ impl Dispatcher {
     /// A job's local files are uploaded (its body names them) or could not be: the intent goes
     /// out with the body, or the job fails (or tries again) with nothing created.
     fn on_prepared(&mut self, job: usize, result: Result<PreparedBody, UploadError>, now: Instant) {
-        let JobState::Preparing { reserve, resend } = self.jobs[job].state.clone() else {
+        let JobState::Preparing { reserve } = self.jobs[job].state.clone() else {
             return;
         };
         let body = match result {
@@ -65,32 +66,18 @@ impl Dispatcher {
                 self.push_timer(now + wait, job, Timer::Prepare);
                 return;
             }
-            Err(error) if resend.is_some() => {
-                // The first send may have made a task: never given up, left for a rerun.
-                let key = resend.unwrap_or_default();
-                self.jobs[job].state = JobState::Submitting { key };
-                let message = format!("its uploads could not be refreshed: {}", error.message);
-                return self.leave_for_rerun(job, message);
-            }
             Err(error) => return self.fail(job, FailureKind::Upload, error.message),
         };
-        let refreshed = resend.is_some();
         let id = self.job_id(job);
-        let (attempt, key) = match resend {
-            // Same attempt, same key, the fresh body: the first send's outcome stays unknown.
-            Some(key) => (self.jobs[job].facts.attempt, key),
-            None if self.stop.is_some() => {
-                // Stopped while uploading: nothing was sent; the job waits for a rerun.
-                self.ledger.release(reserve);
-                self.in_flight = self.in_flight.saturating_sub(1);
-                self.jobs[job].state = JobState::Queued;
-                return;
-            }
-            None => {
-                let attempt = self.jobs[job].facts.attempt + 1;
-                (attempt, super::idempotency_key(&self.settings.run_id, &id, attempt))
-            }
-        };
+        if self.stop.is_some() {
+            // Stopped while uploading: nothing was sent; the job waits for a rerun.
+            self.ledger.release(reserve);
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.jobs[job].state = JobState::Queued;
+            return;
+        }
+        let attempt = self.jobs[job].facts.attempt + 1;
+        let key = super::idempotency_key(&self.settings.run_id, &id, attempt);
         // Journaled before it goes: the executor makes the intent durable, then sends.
         let intent = Record::Submitting {
             job: id,
@@ -105,7 +92,7 @@ impl Dispatcher {
         let j = &mut self.jobs[job];
         j.retries = 0;
         j.polls = 0;
-        j.outcome_unknown = refreshed;
+        j.outcome_unknown = false;
         j.intent = Some(intent);
         j.state = JobState::Submitting { key };
         self.ready_submits.push_back(job);
@@ -161,6 +148,22 @@ impl Dispatcher {
             return;
         }
         self.jobs[job].note = Some(error.message());
+        if class == Class::NotSent && !self.jobs[job].outcome_unknown {
+            // A first send held back at the last moment: its uploads would have expired before
+            // the service saw them (it waited for the rate, or this worker was paused). Nothing
+            // went out; the attempt ends unsent and the job uploads again under a new key.
+            self.jobs[job].unsent += 1;
+            if self.jobs[job].unsent > MAX_UNSENT {
+                let message = format!(
+                    "its uploads kept expiring before its create could be sent ({}); raise --rate or lower --concurrency",
+                    error.message()
+                );
+                return self.fail(job, FailureKind::Upload, message);
+            }
+            self.end_unsent(job, error.message());
+            self.enqueue(job, true);
+            return;
+        }
         if class == Class::Transient || self.jobs[job].outcome_unknown {
             self.jobs[job].outcome_unknown = true;
             self.jobs[job].retries += 1;
@@ -179,10 +182,20 @@ impl Dispatcher {
                 _ => {}
             }
             if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
-                let message = format!(
-                    "the outcome of its create is unknown (last answer: {}); a rerun re-sends it with the same key",
-                    error.message()
-                );
+                let message = if class == Class::Invalid {
+                    // The contract answers a replay (the same key, the same bytes) with the task
+                    // the first send made; a refusal may only mean its uploads expired, which
+                    // proves nothing about the first send.
+                    format!(
+                        "the outcome of its create is unknown: re-sending its exact first request under the same key was refused ({}); if the first send made a task, it is paid and its money stays held; a rerun re-sends it again",
+                        error.message()
+                    )
+                } else {
+                    format!(
+                        "the outcome of its create is unknown (last answer: {}); a rerun re-sends it with the same key",
+                        error.message()
+                    )
+                };
                 self.leave_for_rerun(job, message);
             } else {
                 let wait = self.backoff(self.jobs[job].retries);

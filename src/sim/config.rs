@@ -99,6 +99,9 @@ pub struct Faults {
     pub upload_failure_rate: f64,
     /// Milliseconds the upload host waits after each chunk it receives (a slow upload).
     pub upload_slow_ms: u64,
+    /// The upload host takes whatever bytes arrive, without checking them against Content-MD5
+    /// (a storage host need not): only the client can notice a file that changed mid-upload.
+    pub upload_unchecked: bool,
     /// `GET /api/v1/me` and `/api/v1/me/balance` answer 404, as a service without them would.
     pub no_account_routes: bool,
     /// Probability that a continuation of a completed task is answered 409
@@ -124,6 +127,7 @@ impl Default for Faults {
             upload_ttl_seconds: 3600,
             upload_failure_rate: 0.0,
             upload_slow_ms: 0,
+            upload_unchecked: false,
             weird_answer_rate: 0.0,
             resend_error_status: None,
             not_found_reads: 0,

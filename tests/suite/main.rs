@@ -19,3 +19,4 @@ mod s3;
 mod shared;
 mod sim;
 mod steps;
+mod uploads_in_time;

@@ -454,7 +454,6 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         concurrency: 4,
         max_attempts: 3,
         retry_failed: None,
-        refresh_expired_uploads: false,
         cap: None,
         task_deadline: Duration::from_secs(60),
         time_hint: Some(1000.0),

@@ -211,6 +211,12 @@ async fn run_async(
     for note in &settled.notes {
         let _ = writeln!(stderr, "{note}");
     }
+    if args.refresh_expired_uploads {
+        let _ = writeln!(
+            stderr,
+            "note: --refresh-expired-uploads is no longer needed and changes nothing: a create of unknown outcome is re-sent byte for byte under its own key, which the service answers with the task the first send made"
+        );
+    }
     let (concurrency, rate, cap_choice) = (settled.concurrency, settled.rate, settled.cap);
     let cap = cap_choice.amount();
     let resume_settings = ResumeSettings {
@@ -410,7 +416,6 @@ async fn run_async(
         concurrency: concurrency as usize,
         max_attempts: args.max_attempts,
         retry_failed: args.retry_failed.clone(),
-        refresh_expired_uploads: args.refresh_expired_uploads,
         cap,
         task_deadline: args.task_deadline,
         // The schedule learns the service's speed; a `--time-scale` given is a hint to start from.

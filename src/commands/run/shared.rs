@@ -177,7 +177,6 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         concurrency: concurrency as usize,
         max_attempts: args.max_attempts,
         retry_failed: args.retry_failed.clone(),
-        refresh_expired_uploads: args.refresh_expired_uploads,
         cap: cap_choice.amount(),
         task_deadline: args.task_deadline,
         time_hint: args.time_scale,
