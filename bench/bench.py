@@ -608,6 +608,31 @@ class S3Fs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def n1_needs(args, work):
+    """`needs:` graphs (issue 24): cycles refused and chains planned, in time linear in the entries."""
+    head = ["defaults: { model: kling-v2.5-turbo-text-to-video-pro, duration_seconds: 5 }", "prompts:"]
+    def cycle(n):
+        return head + [f'  - {{ id: c{i}, prompt: "scene {i}", endpoint: extend_video, needs: c{(i + 1) % n} }}' for i in range(n)]
+    def chains(n):
+        lines = list(head)
+        for i in range(n // 2):
+            lines.append(f'  - {{ id: b{i}, prompt: "scene {i}" }}')
+            lines.append(f'  - {{ id: s{i}, prompt: "then {i}", endpoint: extend_video, mode: pro, needs: b{i} }}')
+        return lines
+    def plain(n):
+        return head + [f'  - {{ id: b{i}, prompt: "scene {i}" }}' for i in range(n)]
+    big = 20000 if args.quick else 100000
+    out = {"big": big}
+    for name, lines, code in [("cycle_6000", cycle(6000), 4), ("cycle_big", cycle(big), 4), ("chains_big", chains(big), 0), ("plain_big", plain(big), 0)]:
+        path = os.path.join(work, f"n1-{name}.yaml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        r = timed([args.bin, "validate", path], work, f"n1-{name}")
+        assert r["exit"] == code, (name, r)
+        out[name] = r
+    return out
+
+
 def b1_bucket(args, work):
     """A 1 GiB video into object storage (s3s-fs on the same disk), against the same video to the
     local folder, and a small video to the bucket for the memory baseline."""
@@ -639,7 +664,7 @@ def b1_bucket(args, work):
     return out
 
 
-SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads, "D1": d1_state, "D2": d2_register, "B1": b1_bucket} | {
+SCENARIOS = {"S1": s1_throughput, "S2": s2_polling, "S3": s3_scale, "S4": s4_download, "U1": u1_uploads, "D1": d1_state, "D2": d2_register, "B1": b1_bucket, "N1": n1_needs} | {
     p[0]: polling_scenario(*p) for p in POLLING
 }
 
@@ -776,6 +801,16 @@ def table(results):
             ("… MiB/s", "", b1["local_mb_s"]),
             ("peak RSS, large to the bucket, MB", "", b1["large_bucket"]["rss_mb"]),
             ("RSS growth over a 4 KB video to the bucket, MB", "≤ 20 + parts in flight", b1["rss_growth_mb"]),
+        ]
+        lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
+    n1 = results.get("N1")
+    if n1:
+        head = "N1. `needs:` graphs, `validate` (reads the YAML, builds the graph, reports)"
+        rows = [
+            ("a 6,000-entry cycle refused, s", "< 1", n1["cycle_6000"]["wall"]),
+            (f"a {n1['big']:,}-entry cycle refused, s", "< 1", n1["cycle_big"]["wall"]),
+            (f"{n1['big']:,} entries in two-entry chains planned, s", "< 1", n1["chains_big"]["wall"]),
+            (f"… the same entries without needs, s (reading alone)", "", n1["plain_big"]["wall"]),
         ]
         lines += [f"| {head if i == 0 else ''} | {r[0]} | {r[1]} | {fmt(r[2])} | | |" for i, r in enumerate(rows)]
     s4 = results.get("S4")

@@ -57,46 +57,63 @@ pub(super) fn graph(manifest: &Manifest) -> Result<Graph, Vec<Problem>> {
             ),
         }
     }
-    // Depth of each entry in its chain; an entry on a cycle has none.
-    let mut depth: Vec<Option<usize>> = vec![None; prompts.len()];
-    for start in 0..prompts.len() {
-        let mut chain = vec![start];
+    // Depth of each entry in its chain; an entry on a cycle (or leading into one) has none. Each
+    // entry has at most one parent, so one walk per entry that stops at the first entry already
+    // settled finds every depth and every cycle in time linear in the entries.
+    let n = prompts.len();
+    let mut depth: Vec<Option<usize>> = vec![None; n];
+    let mut settled = vec![false; n];
+    // Where an entry sits in the walk under way (`usize::MAX`: not in it).
+    let mut on_walk = vec![usize::MAX; n];
+    let mut cycles: Vec<Vec<usize>> = Vec::new();
+    let mut chain: Vec<usize> = Vec::new();
+    for start in 0..n {
+        if settled[start] {
+            continue;
+        }
+        chain.clear();
         let mut at = start;
-        let found = loop {
+        let base = loop {
+            on_walk[at] = chain.len();
+            chain.push(at);
             match parent[at] {
                 None => break Some(0),
-                Some(p) if depth[p].is_some() => break depth[p].map(|d| d + 1),
-                Some(p) if chain.contains(&p) => break None,
-                Some(p) => {
-                    chain.push(p);
-                    at = p;
+                Some(p) if settled[p] => break depth[p].map(|d| d + 1),
+                Some(p) if on_walk[p] != usize::MAX => {
+                    // Back to an entry of this walk: the entries from it on make a cycle.
+                    cycles.push(chain[on_walk[p]..].to_vec());
+                    break None;
                 }
+                Some(p) => at = p,
             }
-        };
-        let Some(base) = found else {
-            // Reported once, at the first entry of the cycle in manifest order.
-            let cycle_start = chain.iter().position(|&e| Some(e) == parent[at]).unwrap_or(0);
-            let cycle = &chain[cycle_start..];
-            if cycle.iter().min() == Some(&start) {
-                let names: Vec<&str> = cycle.iter().map(|&e| prompts[e].id.as_deref().unwrap_or("?")).collect();
-                let origin = prompts[start]
-                    .needs
-                    .as_ref()
-                    .map_or(prompts[start].origin.clone(), |n| n.origin.clone());
-                problems.push(
-                    Problem::new(
-                        origin,
-                        format!("needs make a cycle: {} → {}", names.join(" → "), names[0]),
-                    )
-                    .hint("the first entry of a chain has no needs; each later one needs the one before"),
-                );
-            }
-            continue;
         };
         // Walking back down the chain fills in every entry met on the way.
         for (k, &e) in chain.iter().rev().enumerate() {
-            depth[e].get_or_insert(base + k);
+            depth[e] = base.map(|b| b + k);
+            settled[e] = true;
+            on_walk[e] = usize::MAX;
         }
+    }
+    // Each cycle reported once, at its first entry in manifest order, in that order.
+    for cycle in &mut cycles {
+        let first = cycle.iter().enumerate().min_by_key(|(_, e)| **e).map_or(0, |(k, _)| k);
+        cycle.rotate_left(first);
+    }
+    cycles.sort_by_key(|c| c[0]);
+    for cycle in &cycles {
+        let start = cycle[0];
+        let names: Vec<&str> = cycle.iter().map(|&e| prompts[e].id.as_deref().unwrap_or("?")).collect();
+        let origin = prompts[start]
+            .needs
+            .as_ref()
+            .map_or(prompts[start].origin.clone(), |n| n.origin.clone());
+        problems.push(
+            Problem::new(
+                origin,
+                format!("needs make a cycle: {} → {}", names.join(" → "), names[0]),
+            )
+            .hint("the first entry of a chain has no needs; each later one needs the one before"),
+        );
     }
     if !problems.is_empty() {
         return Err(problems);

@@ -2,6 +2,7 @@
 
 mod bad_manifests;
 mod bucket;
+mod claims;
 mod common;
 mod expansion;
 mod hostile;
