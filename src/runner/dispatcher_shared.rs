@@ -28,8 +28,10 @@ pub(super) struct SharedRun {
     beating: bool,
     /// The sweep has nothing left to do, as the last heartbeat heard.
     finished: bool,
-    /// The last heartbeat the database answered.
+    /// The last heartbeat the database answered, on the run's clock and on the wall clock (the
+    /// monotonic clock stands still while a machine sleeps; the database's does not).
     last_beat: Option<Instant>,
+    last_beat_wall: Option<std::time::SystemTime>,
     /// The last claim found nothing to take.
     last_claim_empty: bool,
     /// Workers sharing the sweep's rate, as the last heartbeat heard.
@@ -107,14 +109,23 @@ impl Dispatcher {
                 in_flight: self.in_flight,
             });
         }
-        if let Some(last) = self.shared.last_beat
-            && now.saturating_duration_since(last) > lease
+        let since = self.shared.last_beat.map(|last| {
+            let wall = self
+                .shared
+                .last_beat_wall
+                .and_then(|w| std::time::SystemTime::now().duration_since(w).ok())
+                .unwrap_or_default();
+            now.saturating_duration_since(last).max(wall)
+        });
+        if let Some(since) = since
+            && since > lease
             && !self.shared.suspect
         {
-            // Our leases may have run out (a pause, a partition): other workers may hold these
-            // jobs now. Nothing starts until the heartbeat says which are still ours.
+            // Our leases may have run out (a pause, a partition, a machine that slept): other
+            // workers may hold these jobs now. Nothing starts until the heartbeat says which are
+            // still ours.
             tracing::warn!(
-                seconds = now.saturating_duration_since(last).as_secs_f64(),
+                seconds = since.as_secs_f64(),
                 "no heartbeat for longer than the lease: holding all work until the state database says which jobs are still this worker's"
             );
             self.shared.suspect = true;
@@ -225,6 +236,7 @@ impl Dispatcher {
             }
         };
         self.shared.last_beat = Some(now);
+        self.shared.last_beat_wall = Some(std::time::SystemTime::now());
         self.shared.next_heartbeat = Some(now + (lease / 3).max(Duration::from_millis(50)));
         let held: HashMap<usize, Fence> = held.into_iter().collect();
         for i in 0..self.jobs.len() {

@@ -444,6 +444,18 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         "this worker: {mine} job(s) completed, {mine_spent} spent, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let Some(stop) = &stop {
+        // Why this worker ended as it did, whatever the sweep's state.
+        let why = match stop {
+            crate::runner::StopReason::CapReached { .. } => "stopped at the sweep's spend cap".to_string(),
+            crate::runner::StopReason::Credits(m) => format!("stopped: the account is out of credits ({m})"),
+            crate::runner::StopReason::Auth(m) => format!("stopped: the API key was refused ({m})"),
+            crate::runner::StopReason::Interrupted => "interrupted; what it did is saved".to_string(),
+            crate::runner::StopReason::MaxRuntime => "stopped submitting at --max-runtime".to_string(),
+            crate::runner::StopReason::Local(m) => format!("stopped: {m}"),
+        };
+        let _ = writeln!(stderr, "this worker {why}");
+    }
     if lost > 0 {
         let _ = writeln!(
             stderr,

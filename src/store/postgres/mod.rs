@@ -1,7 +1,8 @@
 //! Shared run state on PostgreSQL (`--state postgres://…`): several workers, on any machines, work
 //! one sweep. The database holds what the local journal holds — the same records, appended, never
 //! rewritten, folded by the same fold — plus what workers share: which worker holds which job
-//! (claims with leases), the spend against one cap, and a pause after a 429.
+//! (claims with leases, each claim fenced by a number that only grows), the spend against one
+//! cap, and a pause after a 429.
 //!
 //! `schema` versions the tables; `sweep` registers a sweep and reads it back; `writer` is the
 //! `RunStore` (records appended in groups, a submit intent committed — and checked against the cap —

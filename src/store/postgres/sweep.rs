@@ -322,6 +322,9 @@ impl Sweep {
 
     /// Claims up to `n` jobs nobody holds (or whose holder's lease ran out), in plan order, a step
     /// only once its parent completed; returns them with the records they and their parents have.
+    /// Each claim takes the job's next fence. A worker never claims a job it holds already (its
+    /// heartbeat renews that lease): the fence moves only when the job changes hands, so a record
+    /// refused for its fence always means another worker has the job.
     pub async fn claim(
         &self,
         client: &mut Client,
@@ -335,7 +338,7 @@ impl Sweep {
                 "with free as ( \
                    select j.idx from kb_jobs j left join kb_jobs p on p.sweep = j.sweep and p.idx = j.parent_idx \
                    where j.sweep = $1 and j.state in ('open', 'completed') \
-                     and (j.owner is null or j.lease_until < now()) \
+                     and (j.owner is null or (j.lease_until < now() and j.owner <> $2)) \
                      and (j.parent_idx is null or p.state in ('completed', 'finished')) \
                    order by j.idx limit $3 for update of j skip locked) \
                  update kb_jobs k set owner = $2, lease_until = now() + $4 * interval '1 millisecond', fence = k.fence + 1 \

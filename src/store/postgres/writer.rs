@@ -301,8 +301,10 @@ impl Writer {
         let seq = self.groups;
         self.groups += 1;
         let mut diverged: HashSet<i32> = HashSet::new();
+        // Whether an earlier try may have been committed without this writer hearing so.
+        let mut retrying = false;
         loop {
-            match self.commit(seq, &records, &diverged).await {
+            match self.commit(seq, &records, &diverged, retrying).await {
                 Ok(outcomes) => {
                     for ((_, _, ack), outcome) in group.into_iter().zip(outcomes) {
                         if let Some(ack) = ack {
@@ -335,6 +337,7 @@ impl Writer {
                     diverged.extend(jobs);
                 }
                 Err(CommitError::Db(e)) => {
+                    retrying = true;
                     self.conn.reset();
                     self.statements = None;
                     if started.elapsed() >= self.outage {
@@ -427,6 +430,7 @@ impl Writer {
         seq: i64,
         records: &[(Record, Option<Fence>, bool)],
         diverged: &HashSet<i32>,
+        retrying: bool,
     ) -> Result<Vec<Outcome>, CommitError> {
         let sweep = self.sweep;
         self.prepare().await?;
@@ -449,10 +453,13 @@ impl Writer {
             .iter()
             .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1)))
             .collect();
-        let earlier = tx
-            .query_opt(&st.done_before, &[&sweep, &self.worker, &seq])
-            .await?
-            .map(|r| r.get::<_, String>(0));
+        let earlier = if retrying {
+            tx.query_opt(&st.done_before, &[&sweep, &self.worker, &seq])
+                .await?
+                .map(|r| r.get::<_, String>(0))
+        } else {
+            None
+        };
         let mut scratch: HashMap<String, JobFacts> = HashMap::new();
         let mut outcomes = Vec::with_capacity(records.len());
         let mut job_ids: Vec<Option<String>> = Vec::new();
@@ -543,10 +550,8 @@ impl Writer {
             outcomes.push(Outcome::Written);
         }
         if earlier.is_none() {
-            flush(&tx, &st.totals, sweep, &mut pending).await?;
-            for idx in failed_now {
-                tx.execute(&st.skip, &[&sweep, &idx]).await?;
-            }
+            // The sweep's row (its totals) is every worker's: it is written last, so its lock is
+            // held for as short a time as the commit allows.
             if !texts.is_empty() {
                 tx.execute(&st.insert, &[&sweep, &self.worker, &job_ids, &texts])
                     .await?;
@@ -563,6 +568,10 @@ impl Writer {
             }
             let letters: String = outcomes.iter().map(|o| o.letter()).collect();
             tx.execute(&st.done, &[&sweep, &self.worker, &seq, &letters]).await?;
+            flush(&tx, &st.totals, sweep, &mut pending).await?;
+            for idx in failed_now {
+                tx.execute(&st.skip, &[&sweep, &idx]).await?;
+            }
         }
         tx.commit().await?;
         let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
