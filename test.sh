@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints (warnings are errors), every Rust test,
 # then the official Python SDK against the simulator (it sets up its own venv), then the HTML
-# gallery in headless Chromium (installed from Debian's packages if missing).
+# gallery in headless Chromium (installed from Debian's packages if missing). Every stage runs and is
+# reported; the script fails at the end if any failed.
 set -euo pipefail
 cd "$(dirname "$0")"
 # The SIGKILL/resume suite's cycle count (see RELIABILITY.md).
@@ -22,12 +23,30 @@ if [ ! -x "$s3s" ]; then
   cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$HOME/.cache/kling-batch/s3s-fs"
 fi
 export KLING_BATCH_S3S_FS="$s3s"
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+# Every stage runs, whatever an earlier one did; each is reported, and the script fails at the end
+# if any failed (a failing Rust test must not hide the SDK and browser checks).
+failed=()
+stage() {
+  local name="$1"; shift
+  echo "=== $name"
+  if "$@"; then
+    echo "=== $name: passed"
+  else
+    echo "=== $name: FAILED"
+    failed+=("$name")
+  fi
+}
+stage "cargo fmt --check" cargo fmt --check
+stage "cargo clippy (warnings are errors)" cargo clippy --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  stage "Rust tests (nextest)" cargo nextest run --locked --no-fail-fast
 else
-  cargo test --locked --no-fail-fast
+  stage "Rust tests" cargo test --locked --no-fail-fast
 fi
-./tests/conformance/run.sh
-./tests/browser/run.sh
+stage "the official Python SDK against the simulator" ./tests/conformance/run.sh
+stage "the gallery in headless Chromium" ./tests/browser/run.sh
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "test.sh: ${#failed[@]} stage(s) failed: ${failed[*]}"
+  exit 1
+fi
+echo "test.sh: every stage passed"

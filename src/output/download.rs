@@ -61,22 +61,12 @@ pub fn paths(videos: &Path, job_id: &str, fence: Option<Fence>) -> (PathBuf, Pat
 
 /// Removes the part files of older claims on the job (a paused worker's, which may still be
 /// written to: on Unix it then writes to a file no longer in the folder, and can put nothing in
-/// place from it).
+/// place from it). A job changes hands a few times at most: the last 64 claims are looked for by
+/// name, never by listing a folder of thousands of videos.
 fn remove_older_parts(videos: &Path, job_id: &str, fence: Fence) {
-    let Ok(entries) = std::fs::read_dir(videos) else {
-        return;
-    };
-    let prefix = format!("{job_id}.mp4.");
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let older = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".part"))
-            .is_some_and(|n| n.is_empty() || n.parse::<u64>().is_ok_and(|n| n < fence.0));
-        if older {
-            let _ = std::fs::remove_file(entry.path());
-        }
+    for older in fence.0.saturating_sub(64)..fence.0 {
+        let (_, part) = paths(videos, job_id, Some(Fence(older)));
+        let _ = std::fs::remove_file(part);
     }
 }
 

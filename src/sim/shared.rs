@@ -41,6 +41,7 @@ impl Shared {
             billed_usd: state.counters.billed.usd(),
             balance_cents: state.balance().cents(),
             reserved_cents: state.reserved().cents(),
+            live_uploads: state.uploads.live(),
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Stats {
     pub billed_usd: f64,
     pub balance_cents: f64,
     pub reserved_cents: f64,
+    /// Confirmed uploads whose URL has not expired yet.
+    pub live_uploads: u64,
 }
 
 impl Stats {

@@ -101,6 +101,12 @@ impl Uploads {
         let token = url.strip_prefix(base)?.strip_prefix("/uploaded/")?;
         Some(self.confirmed.get(token).is_some_and(|f| SystemTime::now() < f.expires))
     }
+
+    /// Confirmed uploads not expired yet.
+    pub(super) fn live(&self) -> u64 {
+        let now = SystemTime::now();
+        self.confirmed.values().filter(|f| now < f.expires).count() as u64
+    }
 }
 
 /// The first media field of a create body that names an upload of ours that is unknown or has

@@ -151,11 +151,15 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
         let mut child = to_bucket(&env, &server, SECRET_KEY, &[]).spawn().unwrap();
         let before = begun(&std::fs::read_to_string(&journal).unwrap());
         // (A run that finished first, with nothing left to upload, is not waited for.)
-        while begun(&std::fs::read_to_string(&journal).unwrap_or_default()) <= before
-            && child.try_wait().unwrap().is_none()
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        crate::common::wait_until(
+            std::time::Duration::from_secs(60),
+            "an upload of its own to begin",
+            || {
+                begun(&std::fs::read_to_string(&journal).unwrap_or_default()) > before
+                    || child.try_wait().unwrap().is_some()
+            },
+        )
+        .await;
         let _ = child.start_kill();
         child.wait().await.unwrap();
     }

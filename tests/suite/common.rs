@@ -261,6 +261,16 @@ impl TestEnv {
     }
 }
 
+/// Waits until `ready` holds, looking every 10 ms, for at most `limit`; fails saying what it
+/// waited for. Every wait in the suite has a deadline and a reason.
+pub(crate) async fn wait_until(limit: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "waited {limit:?} for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A CSV file as one map per row.
 pub(crate) fn read_rows(path: &std::path::Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -272,18 +272,17 @@ async fn a_run_killed_during_uploads_and_resumed_after_they_expired_sends_no_exp
         .command(&["--concurrency", "2", "--max-spend", "none"])
         .spawn()
         .unwrap();
-    let waited = std::time::Instant::now();
-    while env.sim.stats().counters.upload_requests == 0 {
-        assert!(
-            waited.elapsed() < std::time::Duration::from_secs(30),
-            "no upload started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    crate::common::wait_until(std::time::Duration::from_secs(30), "an upload to start", || {
+        env.sim.stats().counters.upload_requests > 0
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     // The scenario itself: whatever was uploaded before the kill expires before the resume.
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    crate::common::wait_until(std::time::Duration::from_secs(10), "the uploads to expire", || {
+        env.sim.stats().live_uploads == 0
+    })
+    .await;
     env.sim.set_faults(kling_batch::sim::Faults {
         upload_ttl_seconds: 2,
         ..Default::default()

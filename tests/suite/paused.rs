@@ -4,11 +4,11 @@
 //! is the task's video and what its record says, and both workers say why they ended as they did.
 //! Also: two workers asking for different caps on one sweep.
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, wait_until};
 use crate::pg::Postgres;
 use kling_batch::sim::{Faults, GenerationTime};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// 4 jobs of 5 s at 720p on kling-3.0: $0.70 each.
 const FOUR: &str = r#"
@@ -23,15 +23,6 @@ fn signal(pid: u32, signal: &str) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -s {signal} {pid}");
-}
-
-/// Waits until `ready` holds, checking every 20 ms, for at most `limit`; fails saying `what`.
-async fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn count(pg: &Postgres, db: &str, sql: &str) -> u64 {

@@ -33,16 +33,16 @@ async fn an_unannounced_fast_service_is_found_without_a_poll_storm() {
     let reads: u32 = timings.iter().map(|t| t.polls).sum();
     let per_job = f64::from(reads) / 40.0;
     assert!(per_job <= 3.0, "{per_job:.2} status reads per job");
+    assert!(
+        timings.iter().all(|t| t.noticed_after_seconds.is_some()),
+        "every task was seen finished"
+    );
+    // How soon each completion was noticed is a speed figure: it lives in BENCHMARKS.md (P1),
+    // measured by bench/run.sh, never asserted here, where a busy machine would stretch it.
     let mut shares: Vec<f64> = timings
         .iter()
-        .map(|t| t.noticed_after_seconds.expect("every task was seen finished") / t.generation_seconds)
+        .filter_map(|t| t.noticed_after_seconds.map(|n| n / t.generation_seconds))
         .collect();
     shares.sort_by(f64::total_cmp);
     eprintln!("reads per job {per_job:.2}, notice delay shares {shares:.3?}");
-    // Every job noticed done within a small multiple of its generation time (not the 40 s the
-    // guidance would have waited), most of them soon after.
-    let worst = shares[shares.len() - 1];
-    assert!(worst <= 1.0, "a task was noticed {worst:.2} generation times late");
-    let median = shares[shares.len() / 2];
-    assert!(median <= 0.2, "median notice delay {median:.3} of generation");
 }

@@ -537,13 +537,12 @@ async fn a_simulated_run_resumed_after_a_kill_reports_the_spend_made() {
     let mut child = run().spawn().unwrap();
     // Kill it once some task exists and before every job is done.
     let journal = out.join("journal.jsonl");
-    loop {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        if text.contains("\"t\":\"submitted\"") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    crate::common::wait_until(std::time::Duration::from_secs(60), "a task to be created", || {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .contains("\"t\":\"submitted\"")
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let resumed = run().output().await.unwrap();

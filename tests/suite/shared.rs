@@ -34,14 +34,19 @@ fn worker(env: &TestEnv, url: &str, extra: &[&str]) -> tokio::process::Child {
 
 /// Waits until `sql` (a count) reaches `at_least`, reading the database as the workers write it.
 async fn wait_for(pg: &Postgres, db: &str, sql: &str, at_least: u64) {
-    loop {
-        // Before the first worker made the tables, there is nothing to count.
-        let n: u64 = pg.try_sql(db, sql).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
-        if n >= at_least {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Before the first worker made the tables, there is nothing to count.
+    let count = || {
+        pg.try_sql(db, sql)
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    crate::common::wait_until(
+        std::time::Duration::from_secs(120),
+        &format!("{sql} to reach {at_least}"),
+        || count() >= at_least,
+    )
+    .await;
 }
 
 /// Records of kind `t` written by the worker whose process is `pid`.

@@ -347,12 +347,12 @@ async fn a_simulated_chain_resumed_after_a_kill_continues_the_tasks_made_before_
     let mut child = run().spawn().unwrap();
     let journal = out.join("journal.jsonl");
     // Killed once a base task exists, before any step could be sent.
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("\"t\":\"submitted\"")
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    crate::common::wait_until(std::time::Duration::from_secs(60), "a base task to be created", || {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .contains("\"t\":\"submitted\"")
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let resumed = run().output().await.unwrap();
