@@ -411,9 +411,10 @@ async fn two_runs_cannot_share_an_output_folder() {
     let mut first = env.command(&["--concurrency", "1"]).spawn().unwrap();
     // The first run holds the lock once it has written its journal.
     let journal = env.out.join("journal.jsonl");
-    while !journal.exists() {
-        tokio::task::yield_now().await;
-    }
+    crate::common::wait_until(std::time::Duration::from_secs(60), "the first run's journal", || {
+        journal.exists()
+    })
+    .await;
     let second = env.run(&[]).await;
     assert_eq!(second.code, Some(1), "{}", second.stderr);
     assert!(

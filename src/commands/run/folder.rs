@@ -52,6 +52,12 @@ pub(super) fn check(args: &RunArgs, recorded: Option<&LastRun>, log_file: Option
         )
         .hint("put its journal.jsonl back (a damaged one: add --repair-journal), or choose another --out; to pay again for every job here, add --start-afresh"));
     }
+    if std::fs::symlink_metadata(out.join(".lock")).is_ok_and(|m| m.file_type().is_file()) {
+        // Only kling-batch makes `.lock`, and only in a folder this check let it have: a run that
+        // has not written its first record yet (it may be writing results.csv already). Whether
+        // it still runs is the lock's to say, next.
+        return Ok(());
+    }
     let foreign: Vec<String> = std::fs::read_dir(out)
         .map(|entries| {
             entries
