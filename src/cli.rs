@@ -139,10 +139,10 @@ pub struct RunArgs {
     /// Run against a built-in simulator instead of RunAPI: no key, no cost.
     #[arg(help_heading = "Service", long)]
     pub simulate: bool,
-    /// Attempts per job when tasks end `failed` (failed tasks are not billed). Raised on a rerun,
-    /// failed jobs get the difference.
-    #[arg(help_heading = "Retries and deadlines", long, value_name = "N", default_value_t = 3)]
-    pub max_attempts: u32,
+    /// Attempts per job when tasks end `failed` (failed tasks are not billed) [default: what the
+    /// folder's run recorded, else 3]. Raised on a rerun, failed jobs get the difference.
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "N")]
+    pub max_attempts: Option<u32>,
     /// Give failed jobs new attempts (new keys, --max-attempts of them); with a PATTERN, only
     /// failures whose reason contains it (e.g. --retry-failed=upstream).
     #[arg(help_heading = "Retries and deadlines", long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "", require_equals = true)]

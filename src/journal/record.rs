@@ -49,6 +49,10 @@ pub struct RecordedSettings {
     pub rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Attempts per job when tasks end `failed`: a rerun without `--max-attempts` keeps it, so it
+    /// never gives failed jobs attempts that `status` did not show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
     /// The RunAPI base URL (never with credentials: userinfo is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_base: Option<String>,

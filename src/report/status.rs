@@ -44,6 +44,10 @@ pub struct RunStatus {
     /// Jobs in the journal that the manifest no longer has.
     pub removed: usize,
     pub finished: bool,
+    /// What `--retry-failed` would give the failed jobs new attempts for, at the plan's prices
+    /// (known with the plan). A plain rerun leaves failed jobs alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_failed_usd: Option<f64>,
     /// With steps (`needs:`): the states of each entry's jobs, parents before their steps.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
@@ -190,6 +194,14 @@ impl RunStatus {
             cap_usd: cap.map(Money::usd),
             failures: failure_groups(jobs),
             finished: jobs.iter().all(|j| j.phase().is_terminal()),
+            retry_failed_usd: Some(
+                jobs.iter()
+                    .zip(&plan.jobs)
+                    .filter(|(j, _)| j.phase() == JobPhase::Failed)
+                    .map(|(_, spec)| spec.estimate.cost)
+                    .sum::<Money>()
+                    .usd(),
+            ),
             next,
             removed,
             steps: if plan.has_steps() {
@@ -281,8 +293,18 @@ impl RunStatus {
             *states.entry(name.to_string()).or_default() += 1;
         }
         let known: std::collections::HashSet<&String> = ids.iter().collect();
+        let retry_failed_usd = plan.map(|p| {
+            names
+                .iter()
+                .zip(&p.jobs)
+                .filter(|(n, _)| **n == "failed")
+                .map(|(_, spec)| spec.estimate.cost)
+                .sum::<Money>()
+                .usd()
+        });
         RunStatus {
             name: plan.and_then(|p| p.name.clone()),
+            retry_failed_usd,
             manifest: history.manifest.clone(),
             jobs: ids.len(),
             finished: next == NextSteps::default(),
@@ -350,6 +372,16 @@ impl RunStatus {
                 out,
                 "{} job(s) in the journal are no longer in the manifest",
                 self.removed
+            );
+        }
+        let failed = self.states.get("failed").copied().unwrap_or(0);
+        if failed > 0 {
+            let cost = self
+                .retry_failed_usd
+                .map_or(String::new(), |usd| format!(" (about {})", money(usd)));
+            let _ = writeln!(
+                out,
+                "{failed} failed job(s): a plain rerun leaves them as they are; --retry-failed gives them new attempts{cost}"
             );
         }
         if self.finished {

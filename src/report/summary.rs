@@ -85,6 +85,15 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
             let _ = writeln!(out, "  … and {} other reasons (see results.csv)", groups.len() - 8);
         }
     }
+    let failed: Vec<usize> = (0..total).filter(|i| s.jobs[*i].phase() == JobPhase::Failed).collect();
+    if !failed.is_empty() {
+        let cost: Money = failed.iter().map(|i| s.plan.jobs[*i].estimate.cost).sum();
+        let _ = writeln!(
+            out,
+            "{} failed job(s): a plain rerun leaves them as they are; rerun with --retry-failed to give them new attempts (about {cost})",
+            failed.len()
+        );
+    }
     if s.removed > 0 {
         let _ = writeln!(
             out,

@@ -562,3 +562,50 @@ async fn a_simulated_run_resumed_after_a_kill_reports_the_spend_made() {
         "reported ${spent}, the jobs cost ${priced}"
     );
 }
+
+/// Issue 25: after a run with failures, `status` says what a rerun would do; a plain rerun (the
+/// recorded `--max-attempts` kept) creates and bills nothing; `--retry-failed` does what `status`
+/// said it would cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_failures_does_what_status_says_and_spends_nothing_unshown() {
+    let env = TestEnv::new(|c| c.faults.task_failure_rate = 1.0, TWELVE_JOBS).await;
+    let first = env.run(&["--max-attempts", "1", "--max-spend", "none"]).await;
+    assert_eq!(first.code, Some(7), "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("12 failed job(s): a plain rerun leaves them as they are; rerun with --retry-failed to give them new attempts (about $8.40)"),
+        "{}",
+        first.stderr
+    );
+    let created = env.sim.stats().counters.tasks_created;
+    assert_eq!(created, 12, "one attempt each");
+    let out = env.out.to_str().unwrap();
+    let status = crate::common::run(&["status", out]);
+    assert!(
+        status.stdout.contains("finished: nothing left for a resume to do"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("12 failed job(s): a plain rerun leaves them as they are; --retry-failed gives them new attempts (about $8.40)"),
+        "{}",
+        status.stdout
+    );
+    let json: serde_json::Value = serde_json::from_str(&crate::common::run(&["status", out, "--json"]).stdout).unwrap();
+    assert_eq!(json["retry_failed_usd"].as_f64(), Some(8.4));
+    // The same command without its flags: the recorded --max-attempts 1 holds; nothing is sent.
+    env.sim.set_faults(kling_batch::sim::Faults::default());
+    let plain = env.run(&["--max-spend", "none"]).await;
+    assert_eq!(plain.code, Some(7), "{}", plain.stderr);
+    let stats = env.sim.stats();
+    assert_eq!(stats.counters.tasks_created, created, "a plain rerun created nothing");
+    assert_eq!(stats.billed_usd, 0.0, "and billed nothing");
+    // --retry-failed: what status said, no more.
+    let retried = env.run(&["--retry-failed", "--max-spend", "none"]).await;
+    assert_eq!(retried.code, Some(0), "{}", retried.stderr);
+    let stats = env.sim.stats();
+    assert_eq!(stats.counters.tasks_created, created + 12);
+    assert!((stats.billed_usd - 8.4).abs() < 1e-9, "billed ${}", stats.billed_usd);
+    env.check_invariants(None);
+}

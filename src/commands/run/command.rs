@@ -217,12 +217,14 @@ async fn run_async(
             "note: --refresh-expired-uploads is no longer needed and changes nothing: a create of unknown outcome is re-sent byte for byte under its own key, which the service answers with the task the first send made"
         );
     }
-    let (concurrency, rate, cap_choice) = (settled.concurrency, settled.rate, settled.cap);
+    let (concurrency, rate, cap_choice, max_attempts) =
+        (settled.concurrency, settled.rate, settled.cap, settled.max_attempts);
     let cap = cap_choice.amount();
     let resume_settings = ResumeSettings {
         cap: cap_choice,
         rate,
         concurrency,
+        max_attempts,
         api_base: (!args.simulate).then(|| credentials_base.clone()),
         simulate: args.simulate,
         output: bucket_url.as_ref().map(ToString::to_string),
@@ -308,6 +310,7 @@ async fn run_async(
                 cap_choice,
                 rate,
                 concurrency,
+                max_attempts,
                 resume_settings,
                 simulator,
                 started,
@@ -414,7 +417,7 @@ async fn run_async(
     let settings = Settings {
         run_id,
         concurrency: concurrency as usize,
-        max_attempts: args.max_attempts,
+        max_attempts,
         retry_failed: args.retry_failed.clone(),
         cap,
         task_deadline: args.task_deadline,
@@ -468,6 +471,7 @@ async fn run_async(
             settings: Some(crate::journal::RecordedSettings {
                 rate: Some(rate),
                 concurrency: Some(concurrency),
+                max_attempts: Some(max_attempts),
                 api_base: resume_settings.api_base.clone(),
                 simulate: args.simulate,
                 cap_source: Some(cap_choice.source().to_string()),

@@ -7,6 +7,7 @@ pub(super) struct ResumeSettings {
     pub(super) cap: super::settings::Cap,
     pub(super) rate: f64,
     pub(super) concurrency: u32,
+    pub(super) max_attempts: u32,
     pub(super) api_base: Option<String>,
     pub(super) simulate: bool,
     /// `--out` when it is not the run's folder (an `s3://` address; the folder is `--state`'s).
@@ -69,6 +70,9 @@ pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path,
     }
     if !given("--concurrency") {
         extra.extend(["--concurrency".to_string(), settings.concurrency.to_string()]);
+    }
+    if !given("--max-attempts") && settings.max_attempts != super::settings::DEFAULT_MAX_ATTEMPTS {
+        extra.extend(["--max-attempts".to_string(), settings.max_attempts.to_string()]);
     }
     words.extend(extra);
     words.join(" ")

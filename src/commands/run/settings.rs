@@ -11,6 +11,7 @@ use crate::util::money::Money;
 
 const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_RATE: f64 = 2.0;
+pub(super) const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 const SIMULATE_TIME_SCALE: f64 = 100.0;
 const MIN_TIME_SCALE: f64 = 1e-3;
 const MAX_TIME_SCALE: f64 = 1e6;
@@ -24,6 +25,7 @@ pub(super) struct Flags {
     pub(super) time_scale: f64,
     pub(super) concurrency: Option<u32>,
     pub(super) rate: Option<f64>,
+    pub(super) max_attempts: Option<u32>,
     pub(super) cap: Option<CapFlag>,
 }
 
@@ -69,6 +71,7 @@ impl Cap {
 pub(super) struct Settled {
     pub(super) concurrency: u32,
     pub(super) rate: f64,
+    pub(super) max_attempts: u32,
     pub(super) cap: Cap,
     pub(super) notes: Vec<String>,
 }
@@ -88,7 +91,7 @@ impl Flags {
                 "for example --time-scale 100 (generation 100 times faster than real time)",
             ));
         }
-        if args.concurrency == Some(0) || args.max_attempts == 0 {
+        if args.concurrency == Some(0) || args.max_attempts == Some(0) {
             return Err(usage("--concurrency and --max-attempts must be at least 1", ""));
         }
         if let Some(rate) = args.rate
@@ -118,6 +121,7 @@ impl Flags {
             time_scale,
             concurrency: args.concurrency,
             rate: args.rate,
+            max_attempts: args.max_attempts,
             cap,
         })
     }
@@ -136,10 +140,19 @@ impl Flags {
         .unwrap_or(DEFAULT_CONCURRENCY);
         let rate = keep_or_replace("--rate", self.rate, recorded.rate, limits.rate_per_second, &mut notes)
             .unwrap_or(DEFAULT_RATE);
+        let max_attempts = keep_or_replace(
+            "--max-attempts",
+            self.max_attempts,
+            recorded.max_attempts,
+            None,
+            &mut notes,
+        )
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
         let cap = self.cap_with(recorded, recorded_cap, limits, &mut notes);
         Settled {
             concurrency,
             rate,
+            max_attempts,
             cap,
             notes,
         }

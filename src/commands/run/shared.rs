@@ -47,6 +47,7 @@ pub(super) struct SharedStart<'a> {
     pub(super) cap_choice: Cap,
     pub(super) rate: f64,
     pub(super) concurrency: u32,
+    pub(super) max_attempts: u32,
     pub(super) resume_settings: ResumeSettings,
     pub(super) simulator: Option<SimHandle>,
     pub(super) started: Instant,
@@ -55,7 +56,7 @@ pub(super) struct SharedStart<'a> {
 
 /// The failed jobs a worker started with `--retry-failed[=PATTERN]` (or a raised
 /// `--max-attempts`) gives back to the sweep: the dispatcher's own rule.
-fn to_reopen(plan: &Plan, history: &Replayed, args: &RunArgs) -> Vec<usize> {
+fn to_reopen(plan: &Plan, history: &Replayed, args: &RunArgs, max_attempts: u32) -> Vec<usize> {
     plan.jobs
         .iter()
         .enumerate()
@@ -70,7 +71,7 @@ fn to_reopen(plan: &Plan, history: &Replayed, args: &RunArgs) -> Vec<usize> {
                 .retry_failed
                 .as_ref()
                 .is_some_and(|p| failure.to_string().to_lowercase().contains(&p.to_lowercase()));
-            let more = failure.kind == FailureKind::TaskFailed && facts.task_failures() < args.max_attempts;
+            let more = failure.kind == FailureKind::TaskFailed && facts.task_failures() < max_attempts;
             asked || more
         })
         .map(|(i, _)| i)
@@ -129,6 +130,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         cap_choice,
         rate,
         concurrency,
+        max_attempts,
         resume_settings,
         simulator,
         started,
@@ -175,7 +177,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     let settings = Settings {
         run_id: sweep.run_id.clone(),
         concurrency: concurrency as usize,
-        max_attempts: args.max_attempts,
+        max_attempts,
         retry_failed: args.retry_failed.clone(),
         cap: cap_choice.amount(),
         task_deadline: args.task_deadline,
@@ -267,7 +269,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         }
     }
     dispatcher.set_cap(change.cap());
-    let reopen = to_reopen(&plan, &history, args);
+    let reopen = to_reopen(&plan, &history, args, max_attempts);
     let reopened = sweep.reopen(&client, &reopen).await.map_err(failure)?;
     if reopened > 0 {
         let _ = writeln!(stderr, "gave {reopened} failed (or skipped) job(s) back to the sweep");
@@ -297,6 +299,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     let recorded = RecordedSettings {
         rate: Some(rate),
         concurrency: Some(concurrency),
+        max_attempts: Some(max_attempts),
         api_base: resume_settings.api_base.clone(),
         simulate: args.simulate,
         cap_source: Some(cap_choice.source().to_string()),
