@@ -42,7 +42,7 @@ pub(crate) fn run(
         .iter()
         .map(|j| crate::runner::JobRun::at_rest(history.jobs.get(j.id.as_str()), file_ok(dir, history, j.id.as_str())))
         .collect();
-    crate::runner::steps::settle_at_rest(plan, &mut jobs);
+    crate::runner::standing::settle_at_rest(plan, &mut jobs);
     let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
     let removed = crate::report::removed_paid(plan, history);
     if let Some(url) = super::status::bucket_of(history) {

@@ -20,22 +20,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[path = "adapt.rs"]
 mod adapt;
-#[path = "prompt.rs"]
+mod needs;
 mod prompt;
-#[path = "slices.rs"]
 mod slices;
-#[path = "steps.rs"]
-mod steps;
-#[path = "variables.rs"]
 mod variables;
 
 use adapt::*;
+pub use needs::{PARENT_SCHEME, fill_parent, parent_of_request};
+use needs::{Step, graph, step_combos, step_problems};
 use prompt::*;
 use slices::*;
-pub use steps::{PARENT_SCHEME, fill_parent, parent_of_request};
-use steps::{Step, graph, step_combos, step_problems};
 use variables::*;
 
 /// The most jobs one manifest may expand to; larger sweeps are refused before anything is built.

@@ -233,7 +233,7 @@ impl RunStatus {
                     .iter()
                     .map(|id| JobRun::at_rest(history.jobs.get(id), file_ok(id)))
                     .collect();
-                crate::runner::steps::settle_at_rest(p, &mut jobs);
+                crate::runner::standing::settle_at_rest(p, &mut jobs);
                 jobs
             }
             None => Vec::new(),

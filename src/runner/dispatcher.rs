@@ -107,7 +107,7 @@ pub struct Dispatcher {
     /// Each job's steps (the jobs that continue its task).
     children: HashMap<usize, Vec<usize>>,
     /// A shared sweep's claims and heartbeats.
-    shared: dispatcher_shared::SharedRun,
+    shared: claims::SharedRun,
 }
 
 /// A decaying count of requests started, for the request rate of the last seconds.
@@ -188,7 +188,7 @@ impl Dispatcher {
             settled: HashMap::new(),
             over_reservation: Money::ZERO,
             children: HashMap::new(),
-            shared: dispatcher_shared::SharedRun::default(),
+            shared: claims::SharedRun::default(),
         };
         for (i, spec) in plan.jobs.iter().enumerate() {
             if let Some(parent) = spec.parent {
@@ -789,23 +789,17 @@ impl Dispatcher {
     }
 }
 
-#[path = "transitions.rs"]
 mod transitions;
 
-#[path = "dispatcher_steps.rs"]
-mod dispatcher_steps;
+mod steps;
 
-#[path = "dispatcher_shared.rs"]
-mod dispatcher_shared;
+mod claims;
 
 #[cfg(test)]
-#[path = "dispatcher_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "dispatcher_steps_tests.rs"]
 mod steps_tests;
 
 #[cfg(test)]
-#[path = "dispatcher_shared_tests.rs"]
-mod shared_tests;
+mod claims_tests;

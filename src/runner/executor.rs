@@ -38,7 +38,7 @@ pub struct Context {
     /// How often `on_refresh` is called (results.csv, progress).
     pub refresh: Duration,
     /// A worker of a shared sweep (`--state`): its claims and heartbeats.
-    pub shared: Option<Arc<super::shared::SharedSweep>>,
+    pub shared: Option<Arc<super::sweep::SharedSweep>>,
 }
 
 /// Starts `op`; `fence` is the claim its job is held under, stamped now (a shared sweep's store

@@ -1,7 +1,9 @@
 //! The runner: job states with their data (`job`), the dispatcher that owns all run state
-//! (`dispatcher`, its transitions in `transitions.rs`), the spend ledger (`budget`), when to poll
-//! (`schedule`), the executor that runs operations concurrently and feeds their results back
-//! (`executor`), and Ctrl-C escalation (`signals`). The dispatcher changes a job's durable facts
+//! (`dispatcher`, with its transitions, its steps and its claims of a shared sweep in
+//! `dispatcher/`), the spend ledger (`budget`), when to poll (`schedule`), where a step stands
+//! (`standing`), the executor that runs operations concurrently and feeds their results back
+//! (`executor`), a shared sweep's claims and heartbeats on the database (`sweep`), and Ctrl-C
+//! escalation (`signals`). The dispatcher changes a job's durable facts
 //! only through the records it emits, folded by the journal's own fold.
 
 pub mod budget;
@@ -9,9 +11,9 @@ mod dispatcher;
 mod executor;
 mod job;
 mod schedule;
-pub mod shared;
 pub mod signals;
-pub mod steps;
+pub mod standing;
+pub mod sweep;
 
 pub use dispatcher::{Dispatcher, Settings, SharedSettings, idempotency_key};
 pub use executor::{Context, execute};

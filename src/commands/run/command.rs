@@ -58,7 +58,7 @@ pub(super) fn run_context(
     api: &Arc<RunApi>,
     journal: Arc<dyn RunStore>,
     videos: Arc<dyn VideoStore>,
-    shared: Option<Arc<crate::runner::shared::SharedSweep>>,
+    shared: Option<Arc<crate::runner::sweep::SharedSweep>>,
 ) -> Result<Context, CommandFailure> {
     let downloads = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -295,8 +295,8 @@ async fn run_async(
             Some(_) => None,
             None => Some(open_folder(true)?),
         };
-        return super::shared::run_shared(
-            super::shared::SharedStart {
+        return super::sweep::run_shared(
+            super::sweep::SharedStart {
                 args: &args,
                 given_out: &given_out,
                 url,

@@ -9,8 +9,8 @@ mod folder;
 mod quotes;
 mod resume;
 mod settings;
-mod shared;
 mod spend;
+mod sweep;
 
 pub(crate) use bucket::failure as bucket_failure;
 pub(crate) use command::run;

@@ -3,14 +3,14 @@
 
 use super::Dispatcher;
 use crate::runner::job::JobState;
-use crate::runner::steps;
+use crate::runner::standing;
 
 impl Dispatcher {
     /// Puts a job up for admission: a step only once its parent's task completed (else it waits,
     /// or is skipped with its own steps when the parent failed).
     pub(super) fn enqueue(&mut self, job: usize, front: bool) {
-        match steps::standing(&self.plan, &self.jobs, job) {
-            steps::Standing::Ready(_) => {
+        match standing::standing(&self.plan, &self.jobs, job) {
+            standing::Standing::Ready(_) => {
                 self.jobs[job].state = JobState::Queued;
                 if front {
                     self.queue.push_front(job);
@@ -18,8 +18,8 @@ impl Dispatcher {
                     self.queue.push_back(job);
                 }
             }
-            steps::Standing::Wait => self.jobs[job].state = JobState::Waiting,
-            steps::Standing::Skip(reason) => self.skip(job, reason),
+            standing::Standing::Wait => self.jobs[job].state = JobState::Waiting,
+            standing::Standing::Skip(reason) => self.skip(job, reason),
         }
     }
 
@@ -53,8 +53,8 @@ impl Dispatcher {
 
     /// What a job sends when the plan's request is not it: a step's, with its parent's task.
     pub(super) fn step_request(&self, job: usize) -> Option<String> {
-        match steps::standing(&self.plan, &self.jobs, job) {
-            steps::Standing::Ready(Some(task_id)) => {
+        match standing::standing(&self.plan, &self.jobs, job) {
+            standing::Standing::Ready(Some(task_id)) => {
                 crate::plan::fill_parent(self.plan.jobs[job].request.as_str(), &task_id)
             }
             _ => None,

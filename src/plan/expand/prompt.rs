@@ -101,7 +101,7 @@ impl Context<'_> {
                     fields.insert(
                         "source_task_id",
                         Field {
-                            value: Cow::Owned(Value::String(steps::SLOT.into())),
+                            value: Cow::Owned(Value::String(needs::SLOT.into())),
                             origin: &needs.origin,
                             layer: Layer::Prompt,
                         },

@@ -20,7 +20,7 @@ use crate::output::folder::{OutDir, REPORT, RESULTS};
 use crate::output::videos::{LocalVideos, VideoStore};
 use crate::plan::Plan;
 use crate::report::RunStatus;
-use crate::runner::shared::SharedSweep;
+use crate::runner::sweep::SharedSweep;
 use crate::runner::{Dispatcher, JobPhase, JobRun, Settings, SharedSettings, execute};
 use crate::sim::SimHandle;
 use crate::store::RunStore;
@@ -111,7 +111,7 @@ fn at_rest(plan: &Plan, mut history: Replayed, videos: &dyn VideoStore) -> Vec<J
             }
         })
         .collect();
-    crate::runner::steps::settle_at_rest(plan, &mut jobs);
+    crate::runner::standing::settle_at_rest(plan, &mut jobs);
     jobs
 }
 
