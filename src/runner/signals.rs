@@ -32,6 +32,9 @@ pub fn listen() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
                 2 => crate::report::print_line(
                     "stopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)",
                 ),
+                // The third press: the user wants out now, whatever is running (the journal already
+                // holds every task id and key).
+                #[allow(clippy::exit)]
                 _ => std::process::exit(i32::from(Exit::Interrupted.code())),
             }
             if sender.send(presses).is_err() {

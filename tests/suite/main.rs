@@ -1,5 +1,8 @@
 //! The integration suite: one test binary (one link) with a module per area.
 
+// Tests print what they measured, for whoever reads a failure.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod bad_manifests;
 mod bucket;
 mod claims;

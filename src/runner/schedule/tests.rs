@@ -1,6 +1,9 @@
 //! The schedule on a manual clock: simulated tasks with known generation times, polled only when
 //! the schedule says, re-planned when it says so. No runtime, no sleeps.
 
+// The schedule's figures are printed for whoever runs these with --nocapture.
+#![allow(clippy::print_stdout)]
+
 use super::*;
 use crate::util::rng::Rng;
 use serde_json::{Value, json};
