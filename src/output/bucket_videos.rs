@@ -43,6 +43,16 @@ impl BucketVideos {
         })
     }
 
+    /// Records that an upload of `job`'s video ended (completed or aborted), under its claim.
+    fn ended(&self, job: &str, upload_id: String, fence: Option<Fence>) {
+        let record = Record::UploadEnded {
+            job: job.to_string(),
+            upload_id,
+            at: now(),
+        };
+        self.journal.append(&record, fence);
+    }
+
     /// Aborts the uploads a killed run left open (as the journal has them), recording each end.
     /// Returns how many were aborted, and the problems met (left for the next resume).
     pub async fn abort_open_uploads(&self, open: &[OpenUpload]) -> (usize, Vec<String>) {
@@ -73,14 +83,7 @@ impl BucketVideos {
                 }
             };
             if ended {
-                self.journal.append(
-                    &Record::UploadEnded {
-                        job: job.clone(),
-                        upload_id: upload_id.clone(),
-                        at: now(),
-                    },
-                    *fence,
-                );
+                self.ended(job, upload_id.clone(), *fence);
             }
         }
         (aborted, problems)
@@ -189,14 +192,7 @@ impl BucketVideos {
         if let Some(e) = broke {
             // Nothing of it stays: its parts are deleted, and no object stands under its name.
             if writer.abort().await.is_ok() {
-                self.journal.append(
-                    &Record::UploadEnded {
-                        job: job_id.to_string(),
-                        upload_id,
-                        at: now(),
-                    },
-                    fence,
-                );
+                self.ended(job_id, upload_id, fence);
             }
             return Err(e);
         }
@@ -206,27 +202,13 @@ impl BucketVideos {
             Err(e) => {
                 // Not completed, or completed wrong: neither parts nor the object are kept.
                 if self.bucket.abort(&object, &upload_id).await.is_ok() {
-                    self.journal.append(
-                        &Record::UploadEnded {
-                            job: job_id.to_string(),
-                            upload_id,
-                            at: now(),
-                        },
-                        fence,
-                    );
+                    self.ended(job_id, upload_id, fence);
                 }
                 let _ = self.bucket.delete(&object).await;
                 return Err(store(e));
             }
         };
-        self.journal.append(
-            &Record::UploadEnded {
-                job: job_id.to_string(),
-                upload_id,
-                at: now(),
-            },
-            fence,
-        );
+        self.ended(job_id, upload_id, fence);
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -5,7 +5,7 @@
 //! Also: two workers asking for different caps on one sweep.
 
 use crate::common::{TestEnv, wait_until};
-use crate::pg::Postgres;
+use crate::pg::{Postgres, records_of};
 use kling_batch::sim::{Faults, GenerationTime};
 use std::process::Output;
 use std::time::Duration;
@@ -27,14 +27,6 @@ fn signal(pid: u32, signal: &str) {
 
 fn count(pg: &Postgres, db: &str, sql: &str) -> u64 {
     pg.try_sql(db, sql).ok().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
-/// Records of kind `t` written by the worker whose process is `pid`.
-fn records_of(pid: u32, t: &str) -> String {
-    format!(
-        "select count(*) from kb_records r join kb_workers w on w.sweep = r.sweep and w.worker = r.worker \
-         where w.pid = {pid} and r.record like '%\"t\":\"{t}\"%'"
-    )
 }
 
 fn text(output: &Output) -> String {

@@ -216,3 +216,11 @@ impl Drop for Postgres {
         }
     }
 }
+
+/// SQL counting the records of kind `t` written by the worker whose process is `pid`.
+pub(crate) fn records_of(pid: u32, t: &str) -> String {
+    format!(
+        "select count(*) from kb_records r join kb_workers w on w.sweep = r.sweep and w.worker = r.worker \
+         where w.pid = {pid} and r.record like '%\"t\":\"{t}\"%'"
+    )
+}

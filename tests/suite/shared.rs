@@ -3,7 +3,7 @@
 //! and started mid-run.
 
 use crate::common::TestEnv;
-use crate::pg::Postgres;
+use crate::pg::{Postgres, records_of};
 use kling_batch::sim::Faults;
 use std::process::Stdio;
 use tokio::io::AsyncBufReadExt;
@@ -47,14 +47,6 @@ async fn wait_for(pg: &Postgres, db: &str, sql: &str, at_least: u64) {
         || count() >= at_least,
     )
     .await;
-}
-
-/// Records of kind `t` written by the worker whose process is `pid`.
-fn records_of(pid: u32, t: &str) -> String {
-    format!(
-        "select count(*) from kb_records r join kb_workers w on w.sweep = r.sweep and w.worker = r.worker \
-         where w.pid = {pid} and r.record like '%\"t\":\"{t}\"%'"
-    )
 }
 
 const FINISHED: &str = "select count(*) from kb_jobs where state = 'finished'";
