@@ -272,12 +272,12 @@ fn link_html(spec: &JobSpec, job: &JobRun) -> String {
         ),
         None => format!(
             "<div class=\"pending\">{}</div>",
-            escape(&job.error().unwrap_or_else(|| job.phase().as_str().to_string()))
+            escape(&job.error().unwrap_or_else(|| job.state_name().to_string()))
         ),
     };
     format!(
         "<figure class=\"link {}\">{body}<figcaption>{}<br>{}</figcaption></figure>",
-        job.phase().as_str(),
+        job.state_name(),
         escape(&spec.label),
         escape(spec.id.as_str())
     )
@@ -291,7 +291,7 @@ fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
             let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));
         }
     }
-    let _ = write!(caption, "<br>{}", job.phase().as_str());
+    let _ = write!(caption, "<br>{}", job.state_name());
     if let Some(cost) = job.facts.cost {
         let _ = write!(caption, " · {cost}");
     }

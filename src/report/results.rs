@@ -82,7 +82,7 @@ pub fn write_results_csv(
     for (spec, job) in plan.jobs.iter().zip(jobs) {
         let mut row: Vec<String> = vec![
             spec.id.to_string(),
-            job.phase().as_str().to_string(),
+            job.state_name().to_string(),
             spec.endpoint.to_string(),
             spec.model().unwrap_or("").to_string(),
             spec.prompt().unwrap_or_default(),

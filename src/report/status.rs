@@ -143,14 +143,11 @@ fn skipped_reason(why: &str) -> String {
 
 /// A job's state name: its phase, told apart where a person needs it.
 fn state_name(job: &JobRun) -> &'static str {
-    // A paid job left at its deadline waits for its video: as `status` reads the journal.
-    let paid_and_parked = job.phase() == JobPhase::TimedOut && job.facts.cost.is_some();
     match job.phase() {
         JobPhase::Queued if matches!(job.state, JobState::Waiting) => "waiting_for_parent",
         JobPhase::Queued if job.facts.attempt == 0 => "not_started",
         JobPhase::Queued => "waiting",
-        _ if paid_and_parked => "downloading",
-        other => other.as_str(),
+        _ => job.state_name(),
     }
 }
 

@@ -29,7 +29,12 @@ pub fn render_summary(s: &RunSummary<'_>) -> String {
     let mut out = String::new();
     let mut counts: BTreeMap<JobPhase, usize> = BTreeMap::new();
     for job in s.jobs {
-        *counts.entry(job.phase()).or_default() += 1;
+        // A paid job left for a rerun waits for its video (`JobRun::state_name`).
+        let phase = match job.state_name() {
+            "downloading" => JobPhase::Downloading,
+            _ => job.phase(),
+        };
+        *counts.entry(phase).or_default() += 1;
     }
     let count = |p: JobPhase| counts.get(&p).copied().unwrap_or(0);
     let total = s.jobs.len();

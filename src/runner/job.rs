@@ -216,6 +216,16 @@ impl JobRun {
         self.state.phase()
     }
 
+    /// The name of where the job stands, as results.csv, the gallery, the summary and `status`
+    /// say it: the phase's name, except that a paid job left for a rerun is `downloading` (its
+    /// video is what a rerun fetches), as the journal's own reading has it.
+    pub fn state_name(&self) -> &'static str {
+        match self.phase() {
+            JobPhase::TimedOut if self.facts.cost.is_some() => "downloading",
+            other => other.as_str(),
+        }
+    }
+
     /// Whether its local files are being uploaded (nothing sent for it yet).
     pub fn uploading(&self) -> bool {
         matches!(self.state, JobState::Preparing { .. })

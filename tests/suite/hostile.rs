@@ -145,8 +145,13 @@ async fn a_quote_below_the_bill_does_not_pass_the_cap() {
 async fn status_and_the_resume_agree_on_paid_videos_not_yet_downloaded() {
     let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
     let out = env.run(&["--max-video-bytes", "1000"]).await;
-    assert_ne!(out.code, Some(0), "{}", out.stderr);
-    env.check_invariants(None);
+    assert_eq!(
+        out.code,
+        Some(5),
+        "paid videos left to download, not failed: {}",
+        out.stderr
+    );
+    env.check_money(None);
     let status = crate::common::run(&["status", env.out.to_str().unwrap(), "--json"]);
     assert_eq!(status.code, 0, "{}", status.stderr);
     let status: Value = serde_json::from_str(&status.stdout).unwrap();

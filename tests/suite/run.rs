@@ -391,17 +391,42 @@ async fn ctrl_c_stops_submitting_finishes_in_flight_and_says_how_to_resume() {
     assert_eq!(env.sim.stats().counters.tasks_created, 12);
 }
 
+/// A paid video over `--max-video-bytes` is never "failed" (issue 25): the job is left for a rerun,
+/// and results.csv, summary.json and `status` say the same of every job — a download to do — which
+/// a rerun with a larger limit does, creating and paying nothing again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_video_over_the_size_cap_fails_its_job_and_leaves_no_partial_file() {
+async fn a_paid_video_over_the_size_cap_is_left_to_download_and_every_view_agrees() {
     let env = TestEnv::new(|_| {}, TWELVE_JOBS).await;
     let out = env.run(&["--max-video-bytes", "10000"]).await;
-    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    assert_eq!(out.code, Some(5), "{}", out.stderr);
     let rows = env.results();
     assert!(
-        rows.iter()
-            .all(|r| r["status"] == "failed" && r["error"].contains("larger than the 10000-byte limit")),
+        rows.iter().all(|r| r["status"] == "downloading"
+            && r["error"].contains("larger than the 10000-byte limit")
+            && r["error"].contains("--max-video-bytes")),
         "{rows:?}"
     );
+    let parts: Vec<_> = std::fs::read_dir(env.out.join("videos"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
+    assert!(parts.is_empty(), "no partial file: {parts:?}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.out.join("summary.json")).unwrap()).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&crate::common::run(&["status", env.out.to_str().unwrap(), "--json"]).stdout).unwrap();
+    assert_eq!(summary["states"], serde_json::json!({"downloading": 12}), "{summary:#}");
+    assert_eq!(status["states"], summary["states"], "{status:#}");
+    assert_eq!(status["next"]["download"], 12);
+    assert_eq!(summary["finished"], false);
+    assert_eq!(status["finished"], false);
+    env.check_money(None);
+    // What status predicted: the downloads, nothing created or billed again.
+    let created = env.sim.stats().counters.tasks_created;
+    let out = env.run(&["--max-video-bytes", "1000000"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, created, "nothing created again");
     env.check_invariants(None);
 }
 

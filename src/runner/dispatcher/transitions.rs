@@ -457,7 +457,16 @@ impl Dispatcher {
                     self.push_timer(now + wait, job, Timer::Download);
                 }
             }
-            Err(DownloadError::Fatal(message)) => self.fail(job, FailureKind::Download, message),
+            // The task is paid: its video is never given up, whatever stopped this fetch. It is
+            // left for a rerun (which `status` shows as a download to do), never failed.
+            Err(DownloadError::Fatal(message)) => {
+                let message = if message.contains("-byte limit") {
+                    format!("{message}: it is paid; rerun with a larger --max-video-bytes to fetch it")
+                } else {
+                    message
+                };
+                self.leave_for_rerun(job, message);
+            }
             Err(error @ DownloadError::Io { .. }) => {
                 let message = if error.disk_full() {
                     format!("the disk is full: {error}")
