@@ -171,26 +171,22 @@ pub(crate) fn run(
         if !status.finished
             && let Some(manifest) = &status.manifest
         {
-            // Every recorded setting that matters, spelled out (a resume keeps them anyway).
-            let mut command = format!("kling-batch run {manifest} --out {}", dir.display());
-            let settings = history.settings.clone().unwrap_or_default();
-            if settings.simulate {
-                command.push_str(" --simulate");
-            } else if let Some(base) = &settings.api_base {
-                command.push_str(&format!(" --api-base {base}"));
+            // Every recorded setting that matters, spelled out (a resume keeps them anyway), by
+            // the same builder as the run's own resume line.
+            use crate::commands::run::resume::{ResumeSettings, quote, resume_line};
+            let settings = ResumeSettings::recorded(&history.settings.clone().unwrap_or_default(), history.cap);
+            let mut words = vec!["kling-batch".to_string(), "run".to_string(), quote(manifest.clone())];
+            match &settings.output {
+                // Output to a bucket: this folder holds the run's journal (`--state`).
+                Some(bucket) => words.extend([
+                    "--out".to_string(),
+                    quote(bucket.clone()),
+                    "--state".to_string(),
+                    quote(dir.display().to_string()),
+                ]),
+                None => words.extend(["--out".to_string(), quote(dir.display().to_string())]),
             }
-            match (settings.cap_source.as_deref(), history.cap) {
-                (Some("none"), _) => command.push_str(" --max-spend none"),
-                // A default cap is the estimate, which the resume makes again.
-                (Some("default"), _) | (_, None) => {}
-                (_, Some(cap)) => command.push_str(&format!(" --max-spend {:.2}", cap.usd())),
-            }
-            if let Some(rate) = settings.rate {
-                command.push_str(&format!(" --rate {rate}"));
-            }
-            if let Some(concurrency) = settings.concurrency {
-                command.push_str(&format!(" --concurrency {concurrency}"));
-            }
+            let command = resume_line(words, &settings);
             let _ = writeln!(stdout, "resume with: {command}");
         }
     }

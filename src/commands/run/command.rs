@@ -222,8 +222,8 @@ async fn run_async(
     let cap = cap_choice.amount();
     let resume_settings = ResumeSettings {
         cap: cap_choice,
-        rate,
-        concurrency,
+        rate: Some(rate),
+        concurrency: Some(concurrency),
         max_attempts,
         api_base: (!args.simulate).then(|| credentials_base.clone()),
         simulate: args.simulate,

@@ -7,7 +7,7 @@ mod command;
 mod finish;
 mod folder;
 mod quotes;
-mod resume;
+pub(crate) mod resume;
 mod settings;
 mod spend;
 mod sweep;

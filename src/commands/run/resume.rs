@@ -1,49 +1,47 @@
-//! The printed resume command: it spells out every setting that matters, so following it can
-//! never run with another cap, pace or target than the run it resumes.
+//! The printed resume command — at the end of a run and in `status` — made in one place: it
+//! spells out every setting that matters, so following it can never run with another cap, pace or
+//! target than the run it resumes.
+
+use crate::journal::RecordedSettings;
+use crate::util::money::Money;
 
 /// The settings a printed resume command spells out, so that following it can never run with
 /// another cap, pace or target than the run it resumes.
-pub(super) struct ResumeSettings {
-    pub(super) cap: super::settings::Cap,
-    pub(super) rate: f64,
-    pub(super) concurrency: u32,
-    pub(super) max_attempts: u32,
-    pub(super) api_base: Option<String>,
-    pub(super) simulate: bool,
+pub(crate) struct ResumeSettings {
+    pub(crate) cap: super::settings::Cap,
+    /// None where nothing was recorded (a journal of an older version): left to the resume.
+    pub(crate) rate: Option<f64>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) max_attempts: u32,
+    pub(crate) api_base: Option<String>,
+    pub(crate) simulate: bool,
     /// `--out` when it is not the run's folder (an `s3://` address; the folder is `--state`'s).
-    pub(super) output: Option<String>,
+    pub(crate) output: Option<String>,
 }
 
-/// The command line that resumes this run, quoted for a POSIX shell, with a templated `--out`
-/// replaced by the folder it named this time, and every setting that matters spelled out.
-pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path, settings: &ResumeSettings) -> String {
-    let quote = |a: String| {
-        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', "'\\''"))
+impl ResumeSettings {
+    /// As a folder's journal recorded them (for `status`).
+    pub(crate) fn recorded(settings: &RecordedSettings, cap: Option<Money>) -> ResumeSettings {
+        use super::settings::Cap;
+        ResumeSettings {
+            cap: match (settings.cap_source.as_deref(), cap) {
+                (Some("none"), _) => Cap::Lifted,
+                (Some("default"), _) | (_, None) => Cap::Default,
+                (_, Some(cap)) => Cap::Given(cap),
+            },
+            rate: settings.rate,
+            concurrency: settings.concurrency,
+            max_attempts: settings.max_attempts.unwrap_or(super::settings::DEFAULT_MAX_ATTEMPTS),
+            api_base: settings.api_base.clone(),
+            simulate: settings.simulate,
+            output: settings.output.clone(),
         }
-    };
-    let given = given_out.to_string_lossy().into_owned();
-    let resolved = settings
-        .output
-        .clone()
-        .unwrap_or_else(|| out.to_string_lossy().into_owned());
-    let mut words = vec!["kling-batch".to_string()];
-    words.extend(
-        std::env::args()
-            .skip(1)
-            .map(|a| {
-                if a == given {
-                    resolved.clone()
-                } else if let Some(v) = a.strip_prefix("--out=").filter(|v| *v == given) {
-                    format!("--out={v}").replace(&given, &resolved)
-                } else {
-                    a
-                }
-            })
-            .map(quote),
-    );
+    }
+}
+
+/// `words` (a command line, already quoted) with every setting in `settings` it does not give
+/// itself added.
+pub(crate) fn resume_line(mut words: Vec<String>, settings: &ResumeSettings) -> String {
     let given = |flag: &str| {
         words
             .iter()
@@ -65,15 +63,51 @@ pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path,
             super::settings::Cap::Default => {}
         }
     }
-    if !given("--rate") {
-        extra.extend(["--rate".to_string(), settings.rate.to_string()]);
+    if let Some(rate) = settings.rate.filter(|_| !given("--rate")) {
+        extra.extend(["--rate".to_string(), rate.to_string()]);
     }
-    if !given("--concurrency") {
-        extra.extend(["--concurrency".to_string(), settings.concurrency.to_string()]);
+    if let Some(concurrency) = settings.concurrency.filter(|_| !given("--concurrency")) {
+        extra.extend(["--concurrency".to_string(), concurrency.to_string()]);
     }
     if !given("--max-attempts") && settings.max_attempts != super::settings::DEFAULT_MAX_ATTEMPTS {
         extra.extend(["--max-attempts".to_string(), settings.max_attempts.to_string()]);
     }
     words.extend(extra);
     words.join(" ")
+}
+
+/// A word for a POSIX shell: as is when it is plain, else single-quoted.
+pub(crate) fn quote(a: String) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
+        a
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// The command line that resumes this run — this run's own, quoted for a POSIX shell, with a
+/// templated `--out` replaced by the folder it named this time — and every setting that matters
+/// spelled out.
+pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path, settings: &ResumeSettings) -> String {
+    let given = given_out.to_string_lossy().into_owned();
+    let resolved = settings
+        .output
+        .clone()
+        .unwrap_or_else(|| out.to_string_lossy().into_owned());
+    let mut words = vec!["kling-batch".to_string()];
+    words.extend(
+        std::env::args()
+            .skip(1)
+            .map(|a| {
+                if a == given {
+                    resolved.clone()
+                } else if let Some(v) = a.strip_prefix("--out=").filter(|v| *v == given) {
+                    format!("--out={v}").replace(&given, &resolved)
+                } else {
+                    a
+                }
+            })
+            .map(quote),
+    );
+    resume_line(words, settings)
 }

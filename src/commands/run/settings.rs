@@ -38,7 +38,7 @@ pub(super) enum CapFlag {
 
 /// The spend cap a run goes with.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Cap {
+pub(crate) enum Cap {
     /// From `--max-spend`, the manifest's limits, or recorded from such a run.
     Given(Money),
     /// `--max-spend none`.
