@@ -59,16 +59,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Refuse local input files larger than this many bytes [default: 2 GiB].
-        #[arg(long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES)]
-        max_input_bytes: u64,
+        #[arg(long, value_name = "BYTES")]
+        max_input_bytes: Option<u64>,
     },
     /// Check a manifest against the Kling request contract and report every problem. Spends nothing.
     Validate {
         /// The manifest: a .yaml/.yml sweep or a .csv job list.
         manifest: PathBuf,
         /// Refuse local input files larger than this many bytes [default: 2 GiB].
-        #[arg(long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES)]
-        max_input_bytes: u64,
+        #[arg(long, value_name = "BYTES")]
+        max_input_bytes: Option<u64>,
     },
     /// Run every job of a manifest: submit, poll, download, write results. Rerun to resume.
     #[command(after_help = "Examples:
@@ -171,8 +171,8 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub refresh_expired_uploads: bool,
     /// Refuse local input files larger than this many bytes [default: 2 GiB].
-    #[arg(help_heading = "Retries and deadlines", long, value_name = "BYTES", default_value_t = crate::inputs::DEFAULT_MAX_INPUT_BYTES, hide_default_value = true)]
-    pub max_input_bytes: u64,
+    #[arg(help_heading = "Retries and deadlines", long, value_name = "BYTES")]
+    pub max_input_bytes: Option<u64>,
     /// Skip the spending question a terminal gets for runs above --confirm-above.
     #[arg(help_heading = "Spending and pace", short, long)]
     pub yes: bool,

@@ -8,7 +8,8 @@ use std::path::Path;
 /// Loads and expands a manifest: the shared first step of every command that reads one. Local
 /// files it names are found, checked and hashed in between (none larger than `max_input_bytes`).
 /// Problems from all three are reported together, in file order.
-pub(crate) fn load_plan(path: &Path, max_input_bytes: u64) -> Result<Plan, ManifestError> {
+pub(crate) fn load_plan(path: &Path, max_input_bytes: Option<u64>) -> Result<Plan, ManifestError> {
+    let max_input_bytes = max_input_bytes.unwrap_or(crate::inputs::DEFAULT_MAX_INPUT_BYTES);
     let loaded = manifest::read(path)?;
     let mut diagnostics = loaded.problems;
     let inputs = match crate::inputs::gather(&loaded.manifest, max_input_bytes) {

@@ -6,7 +6,12 @@ use std::io::Write;
 use std::path::Path;
 
 /// `kling-batch plan`: the jobs and their estimated cost, as a table or JSON.
-pub(crate) fn plan(path: &Path, json: bool, max_input_bytes: u64, out: &mut dyn Write) -> Result<Exit, CommandError> {
+pub(crate) fn plan(
+    path: &Path,
+    json: bool,
+    max_input_bytes: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<Exit, CommandError> {
     let plan = super::load::load_plan(path, max_input_bytes)?;
     if json {
         report::write_plan_json(&plan, &mut *out)?;
@@ -18,7 +23,7 @@ pub(crate) fn plan(path: &Path, json: bool, max_input_bytes: u64, out: &mut dyn 
 }
 
 /// `kling-batch validate`: every problem, or a one-line verdict.
-pub(crate) fn validate(path: &Path, max_input_bytes: u64, out: &mut dyn Write) -> Result<Exit, CommandError> {
+pub(crate) fn validate(path: &Path, max_input_bytes: Option<u64>, out: &mut dyn Write) -> Result<Exit, CommandError> {
     let plan = super::load::load_plan(path, max_input_bytes)?;
     let total: crate::util::money::Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
     writeln!(

@@ -54,7 +54,7 @@ fn manifest_plan(dir: &Path, history: &crate::journal::Replayed) -> Option<crate
     candidates
         .iter()
         .filter(|p| p.is_file())
-        .find_map(|p| crate::commands::load::load_plan(p, crate::inputs::DEFAULT_MAX_INPUT_BYTES).ok())
+        .find_map(|p| crate::commands::load::load_plan(p, None).ok())
 }
 
 pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {

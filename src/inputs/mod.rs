@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 2 << 30;
 
 /// What a job's request holds in place of a local file until it is uploaded.
-pub const PLACEHOLDER: &str = "kb-local://";
+pub use crate::kling::LOCAL_FILE_PLACEHOLDER as PLACEHOLDER;
 
 /// What a media field takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

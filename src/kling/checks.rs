@@ -42,7 +42,7 @@ pub(super) fn check_type(name: &str, ty: FieldType, value: &Value) -> Option<Vio
 /// A local file in a planned request, named by its content until it is uploaded (the service
 /// never sees one: the simulator refuses it).
 pub(crate) fn is_local_placeholder(s: &str) -> bool {
-    s.strip_prefix(crate::inputs::PLACEHOLDER)
+    s.strip_prefix(super::LOCAL_FILE_PLACEHOLDER)
         .is_some_and(|hash| hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

@@ -16,6 +16,10 @@ pub mod request;
 mod validate;
 
 pub(crate) use checks::is_http_url;
+
+/// What a job's request holds in place of a local file until it is uploaded (`inputs` makes it,
+/// the client replaces it): part of the request vocabulary, so validation knows it.
+pub const LOCAL_FILE_PLACEHOLDER: &str = "kb-local://";
 pub use endpoint::{Endpoint, UnknownEndpoint};
 pub use fields::{FIELDS, FieldSpec, FieldType, field, is_request_key};
 pub use models::{Constraint, MODEL_NAMES, ModelSpec, model_spec, models_for};

@@ -5,29 +5,10 @@
 
 use crate::util::money::Money;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
-
-/// Prints a line on stderr without garbling the live display.
-pub fn print_line(line: &str) {
-    write_stderr(format!("{line}\n").as_bytes());
-}
-
-/// Writes to stderr around the live display, if there is one.
-pub fn write_stderr(bytes: &[u8]) {
-    let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    match bar {
-        Some(bar) => bar.suspend(|| {
-            let _ = std::io::stderr().write_all(bytes);
-        }),
-        None => {
-            let _ = std::io::stderr().write_all(bytes);
-        }
-    }
-}
+pub use crate::util::console::{print_line, write_stderr};
 
 /// Counts for one look at the run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -111,7 +92,7 @@ impl Progress {
                 .progress_chars("█▉▊▋▌▍▎▏ ");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(250));
-            *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+            crate::util::console::set_display(Some(bar.clone()));
             bar
         });
         Progress {
@@ -153,7 +134,7 @@ impl Progress {
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            crate::util::console::set_display(None);
         }
     }
 }

@@ -26,10 +26,10 @@ pub fn listen() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
             }
             presses = presses.saturating_add(1);
             match presses {
-                1 => crate::report::print_line(
+                1 => crate::util::console::print_line(
                     "interrupted: no new submissions; finishing what is in flight (Ctrl-C again to stop now)",
                 ),
-                2 => crate::report::print_line(
+                2 => crate::util::console::print_line(
                     "stopping now: the journal holds every task id, a rerun picks them up (Ctrl-C again to exit at once)",
                 ),
                 // The third press: the user wants out now, whatever is running (the journal already

@@ -63,7 +63,7 @@ struct ThroughProgress;
 
 impl std::io::Write for ThroughProgress {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::report::write_stderr(buf);
+        crate::util::console::write_stderr(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

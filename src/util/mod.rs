@@ -2,6 +2,7 @@
 //! formats, money as integer micro-cents, logging set-up, and the named crash points of the
 //! crash tests. Nothing here knows about jobs, manifests or the API.
 
+pub mod console;
 pub mod crash;
 pub mod hex;
 pub mod logging;
