@@ -2,6 +2,7 @@
 //! the executor; at the end results.csv, the summary and the exit code. Everything a rerun needs
 //! is in the output folder, so running the same command again resumes.
 
+use super::context::{fail, new_run_id, run_context};
 use super::finish::{confirm, copy_manifest, exit_code, snapshot, summary_json_text, verify_files};
 use super::quotes::quote_reservations;
 use super::resume::{ResumeSettings, resume_command};
@@ -14,13 +15,12 @@ use crate::commands::load::load_plan;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::{self, Record};
 use crate::output::folder::{JOURNAL, OutDir, RESULTS};
-use crate::output::videos::{FetchLimits, LocalVideos, OpenUpload, VideoStore};
+use crate::output::videos::{LocalVideos, OpenUpload, VideoStore};
 use crate::report::{RunSummary, render_summary, write_results_csv};
-use crate::runner::{Context, Dispatcher, JobPhase, Settings, execute};
+use crate::runner::{Dispatcher, JobPhase, Settings, execute};
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::store::{LocalRunStore, RunStore};
 use crate::util::money::Money;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,52 +39,6 @@ pub(crate) fn run(
         Err(e) => return Err(fail(format!("cannot start the async runtime: {e}"), "", Exit::Failure)),
     };
     runtime.block_on(run_async(args, quiet, log_file, stderr))
-}
-
-pub(super) fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
-    CommandFailure::new(exit, message).hint(hint)
-}
-
-pub(super) fn new_run_id() -> String {
-    let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
-    crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
-}
-
-/// What the executor works with: the plan, the API, a credential-free client for videos, where
-/// records and videos go, and (for a worker of a shared sweep) its claims and heartbeats.
-pub(super) fn run_context(
-    args: &RunArgs,
-    plan: &Arc<crate::plan::Plan>,
-    api: &Arc<RunApi>,
-    journal: Arc<dyn RunStore>,
-    videos: Arc<dyn VideoStore>,
-    shared: Option<Arc<crate::runner::sweep::SharedSweep>>,
-) -> Result<Context, CommandFailure> {
-    let downloads = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .build()
-        .map_err(|e| fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure))?;
-    Ok(Context {
-        plan: Arc::clone(plan),
-        api: Arc::clone(api),
-        downloads,
-        journal,
-        videos,
-        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
-        fetch: FetchLimits {
-            max_bytes: args.max_video_bytes,
-            stall: crate::output::download::Stall {
-                min_bytes_per_second: args.min_download_speed,
-                window: args.stall_time,
-            },
-        },
-        grace: args.grace,
-        max_runtime: args.max_runtime,
-        refresh: Duration::from_secs(2),
-        shared,
-    })
 }
 
 async fn run_async(

@@ -5,7 +5,7 @@
 //! output folder is shared: each worker writes its own jobs' videos, and at its end results.csv,
 //! report.html and summary.json for the whole sweep, from the database.
 
-use super::command::{fail, new_run_id};
+use super::context::{fail, new_run_id};
 use super::finish::{confirm, stop_name};
 use super::quotes::quote_reservations;
 use super::resume::{ResumeSettings, resume_command};
@@ -344,7 +344,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             tokio::spawn(async move { shared.pause(wait).await });
         }
     }));
-    let ctx = super::command::run_context(
+    let ctx = super::context::run_context(
         args,
         &plan,
         &api,

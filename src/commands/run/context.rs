@@ -1,0 +1,58 @@
+//! What both run paths — a run of its own (`command`) and a worker of a shared sweep (`sweep`) —
+//! build on: the failure of a run that cannot start, a new run id, and the executor's context.
+
+use crate::cli::RunArgs;
+use crate::client::RunApi;
+use crate::error::{CommandFailure, Exit};
+use crate::output::videos::{FetchLimits, VideoStore};
+use crate::runner::Context;
+use crate::store::RunStore;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) fn fail(message: impl std::fmt::Display, hint: &str, exit: Exit) -> CommandFailure {
+    CommandFailure::new(exit, message).hint(hint)
+}
+
+pub(super) fn new_run_id() -> String {
+    let seed = format!("{:?}:{}", std::time::SystemTime::now(), std::process::id());
+    crate::util::hex::hex(&Sha256::digest(seed.as_bytes())[..6])
+}
+
+/// What the executor works with: the plan, the API, a credential-free client for videos, where
+/// records and videos go, and (for a worker of a shared sweep) its claims and heartbeats.
+pub(super) fn run_context(
+    args: &RunArgs,
+    plan: &Arc<crate::plan::Plan>,
+    api: &Arc<RunApi>,
+    journal: Arc<dyn RunStore>,
+    videos: Arc<dyn VideoStore>,
+    shared: Option<Arc<crate::runner::sweep::SharedSweep>>,
+) -> Result<Context, CommandFailure> {
+    let downloads = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| fail(format!("cannot build the HTTP client: {e}"), "", Exit::Failure))?;
+    Ok(Context {
+        plan: Arc::clone(plan),
+        api: Arc::clone(api),
+        downloads,
+        journal,
+        videos,
+        uploads: Arc::new(crate::client::uploads::UploadCache::default()),
+        fetch: FetchLimits {
+            max_bytes: args.max_video_bytes,
+            stall: crate::output::download::Stall {
+                min_bytes_per_second: args.min_download_speed,
+                window: args.stall_time,
+            },
+        },
+        grace: args.grace,
+        max_runtime: args.max_runtime,
+        refresh: Duration::from_secs(2),
+        shared,
+    })
+}
