@@ -3,7 +3,7 @@
 
 use super::fields::FieldType;
 use super::models::Constraint;
-use super::validate::{Violation, ViolationKind};
+use super::violation::{Violation, ViolationKind};
 use serde_json::Value;
 
 pub(super) fn check_type(name: &str, ty: FieldType, value: &Value) -> Option<Violation> {

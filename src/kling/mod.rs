@@ -14,6 +14,7 @@ mod o1;
 pub mod pricing;
 pub mod request;
 mod validate;
+mod violation;
 
 pub(crate) use checks::is_http_url;
 
@@ -23,4 +24,5 @@ pub const LOCAL_FILE_PLACEHOLDER: &str = "kb-local://";
 pub use endpoint::{Endpoint, UnknownEndpoint};
 pub use fields::{FIELDS, FieldSpec, FieldType, field, is_request_key};
 pub use models::{Constraint, MODEL_NAMES, ModelSpec, model_spec, models_for};
-pub use validate::{Strictness, Violation, ViolationKind, accepts, is_present, validate};
+pub use validate::{Strictness, accepts, validate};
+pub use violation::{Violation, ViolationKind, is_present};

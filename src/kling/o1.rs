@@ -3,7 +3,7 @@
 //! match the references given, and the combinations the model refuses.
 
 use super::Endpoint;
-use super::validate::{Violation, ViolationKind, is_present};
+use super::violation::{Violation, ViolationKind, is_present};
 use serde_json::{Map, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

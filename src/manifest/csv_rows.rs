@@ -3,8 +3,8 @@
 //! to the type each field takes. Used for `.csv` manifests and for `prompts_csv:`.
 
 use super::diagnostic::{Origin, Problem};
-use super::load::read_capped;
 use super::spec::{FieldMap, PromptEntry, Sourced};
+use super::text::read_capped;
 use super::values::{ENDPOINT_KEY, check_id, parse_endpoint, request_field_names, unknown_key};
 use crate::kling::{FieldType, field};
 use serde_json::Value;

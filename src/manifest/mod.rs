@@ -8,12 +8,14 @@ mod locate;
 mod sections;
 mod spec;
 mod suggest;
+mod text;
 mod values;
 mod yaml;
 
 pub use csv_rows::META_PREFIX;
 pub use diagnostic::{Diagnostic, Origin, Place, Problem};
-pub use load::{Loaded, MAX_MANIFEST_BYTES, ManifestError, from_yaml, load, parse_yaml, read};
+pub use load::{Loaded, ManifestError, from_yaml, load, parse_yaml, read};
 pub use spec::{FieldMap, Limits, Manifest, ManifestKind, Matrix, MatrixEntry, OnUnsupported, PromptEntry, Sourced};
 pub use suggest::did_you_mean;
+pub use text::MAX_MANIFEST_BYTES;
 pub use yaml::endpoints_of;

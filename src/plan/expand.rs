@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::field::{Field, Fields, Layer};
+
 mod adapt;
 mod needs;
 mod prompt;
@@ -60,23 +62,6 @@ pub struct Skipped {
     pub combination: String,
     pub reason: String,
 }
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Layer {
-    Defaults,
-    Prompt,
-    Matrix,
-}
-
-/// A request field while a job is put together: borrowed from the manifest unless a template
-/// rendered it, so merging costs no copies.
-pub(super) struct Field<'a> {
-    pub(super) value: Cow<'a, Value>,
-    pub(super) origin: &'a Origin,
-    pub(super) layer: Layer,
-}
-
-pub(super) type Fields<'a> = BTreeMap<&'a str, Field<'a>>;
 
 /// Expands and checks every job of `manifest`, or reports every problem found. A manifest that
 /// names local files needs them gathered first: see `expand_with_inputs`.

@@ -4,6 +4,7 @@
 //! gives the same plan.
 
 mod expand;
+mod field;
 mod job;
 mod matrix;
 mod problems;

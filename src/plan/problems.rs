@@ -1,7 +1,7 @@
 //! Turning contract violations and duplicates into problems a person can act on: the place to
 //! point at, who it concerns, and a hint.
 
-use super::expand::{Fields, Layer};
+use super::field::{Fields, Layer};
 use super::job::JobSpec;
 use super::matrix::Combination;
 use crate::kling::{Endpoint, Violation, ViolationKind};

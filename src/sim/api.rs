@@ -1,7 +1,7 @@
 //! The RunAPI routes: create and get for the six Kling actions, account balance, price schedules
 //! and quotes — with the contract's error bodies and headers (§3–§5, §7).
 
-use super::shared::{ConnectionControl, Shared, error_response, signed_url};
+use super::shared::{ConnectionControl, Shared, authorize, error_response, signed_url};
 use super::state::{CreateRefusal, Read, Status};
 use crate::kling::{Endpoint, Strictness, ViolationKind, models_for, validate};
 use crate::util::money::Money;
@@ -16,33 +16,6 @@ use std::sync::Arc;
 
 pub(super) const CREATE_ROUTE: &str = "POST /api/v1/kling/{action}";
 const MAX_HEADER_VALUE: usize = 512;
-
-/// Checks `Authorization: Bearer <key>` against the one key the simulator accepts.
-pub(super) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let expected = shared.lock().api_key.clone();
-    match given {
-        Some(key) if key == expected => Ok(()),
-        Some(key) => {
-            let echo = shared.lock().faults.echo_key;
-            let message = if echo {
-                format!("Invalid API key: {key}")
-            } else {
-                "Invalid API key".to_string()
-            };
-            Err(error_response(StatusCode::UNAUTHORIZED, "unauthorized", message))
-        }
-        None => Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "API key is required: send Authorization: Bearer <key>",
-        )),
-    }
-}
 
 fn endpoint_of(action: &str) -> Result<Endpoint, Response> {
     match action.parse::<Endpoint>() {

@@ -13,6 +13,7 @@ mod shared;
 mod state;
 mod stats;
 mod task;
+mod upload_store;
 mod uploads;
 
 pub use clock::SimClock;

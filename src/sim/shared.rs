@@ -6,7 +6,7 @@ use super::clock::SimClock;
 use super::state::State as SimState;
 use super::stats::Stats;
 use crate::util::hex::hex;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -87,4 +87,31 @@ pub(super) fn signed_url(shared: &Shared, task_id: &str) -> String {
         "{base}/files/{task_id}.mp4?expires={expires}&sig={}",
         sign(shared, task_id, expires)
     )
+}
+
+/// Checks `Authorization: Bearer <key>` against the one key the simulator accepts.
+pub(super) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let expected = shared.lock().api_key.clone();
+    match given {
+        Some(key) if key == expected => Ok(()),
+        Some(key) => {
+            let echo = shared.lock().faults.echo_key;
+            let message = if echo {
+                format!("Invalid API key: {key}")
+            } else {
+                "Invalid API key".to_string()
+            };
+            Err(error_response(StatusCode::UNAUTHORIZED, "unauthorized", message))
+        }
+        None => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "API key is required: send Authorization: Bearer <key>",
+        )),
+    }
 }

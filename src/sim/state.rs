@@ -80,7 +80,7 @@ pub(super) struct State {
     balance: Money,
     reserved: Money,
     pub counters: Counters,
-    pub(super) uploads: super::uploads::Uploads,
+    pub(super) uploads: super::upload_store::Uploads,
 }
 
 /// What the admission check decided for one request.
@@ -116,7 +116,7 @@ impl State {
             balance: Money::from_cents(config.balance_cents),
             reserved: Money::ZERO,
             counters: Counters::default(),
-            uploads: super::uploads::Uploads::default(),
+            uploads: super::upload_store::Uploads::default(),
         }
     }
 

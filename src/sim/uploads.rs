@@ -5,8 +5,8 @@
 //! files get a URL that expires (`upload_ttl_seconds`); a create naming an expired or unknown
 //! upload is answered 422.
 
-use super::api::authorize;
-use super::shared::{Shared, error_response};
+use super::shared::{Shared, authorize, error_response};
+use super::upload_store::{Prepared, file_view};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -17,56 +17,11 @@ use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The largest file the simulator takes (413 above it).
 pub(super) const MAX_UPLOAD_BYTES: u64 = 2 << 30;
-
-/// Uploads in progress and confirmed files.
-#[derive(Debug, Default)]
-pub(super) struct Uploads {
-    /// signed id → what `prepare` was told, and whether a PUT delivered exactly that.
-    prepared: HashMap<String, Prepared>,
-    /// token in the file's URL → the file.
-    confirmed: HashMap<String, Confirmed>,
-    next: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Prepared {
-    filename: String,
-    byte_size: u64,
-    checksum: String,
-    content_type: String,
-    delivered: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Confirmed {
-    file_name: String,
-    size: u64,
-    mime: String,
-    created: SystemTime,
-    expires: SystemTime,
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    crate::util::time_format::rfc3339(t)
-}
-
-/// What a confirmed upload answers (§14).
-fn file_view(base: &str, token: &str, file: &Confirmed) -> Value {
-    json!({
-        "file_name": file.file_name,
-        "url": format!("{base}/uploaded/{token}"),
-        "size_bytes": file.size,
-        "mime_type": file.mime,
-        "created_at": rfc3339(file.created),
-        "expires_at": rfc3339(file.expires),
-    })
-}
 
 fn invalid(message: impl Into<String>) -> Response {
     error_response(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message)
@@ -74,39 +29,6 @@ fn invalid(message: impl Into<String>) -> Response {
 
 fn base(shared: &Shared) -> String {
     shared.file_base.get().cloned().unwrap_or_default()
-}
-
-impl Uploads {
-    fn confirm(&mut self, file_name: String, size: u64, mime: String, ttl: u64) -> (String, Confirmed) {
-        self.next += 1;
-        let token = format!("u{:08}", self.next);
-        let created = SystemTime::now();
-        let file = Confirmed {
-            file_name,
-            size,
-            mime,
-            created,
-            expires: created + Duration::from_secs(ttl),
-        };
-        self.confirmed.insert(token.clone(), file.clone());
-        (token, file)
-    }
-
-    /// Whether `url` names a confirmed upload of this simulator that has not expired; `None`
-    /// when it is not an upload URL of ours at all.
-    pub(super) fn usable(&self, base: &str, url: &str) -> Option<bool> {
-        if base.is_empty() {
-            return None;
-        }
-        let token = url.strip_prefix(base)?.strip_prefix("/uploaded/")?;
-        Some(self.confirmed.get(token).is_some_and(|f| SystemTime::now() < f.expires))
-    }
-
-    /// Confirmed uploads not expired yet.
-    pub(super) fn live(&self) -> u64 {
-        let now = SystemTime::now();
-        self.confirmed.values().filter(|f| now < f.expires).count() as u64
-    }
 }
 
 /// The first media field of a create body that names an upload of ours that is unknown or has
