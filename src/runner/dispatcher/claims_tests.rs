@@ -287,3 +287,197 @@ fn a_worker_that_wakes_past_its_lease_starts_nothing_until_a_heartbeat_answers()
     }
     assert_eq!(polled, [2], "work goes on for the job still held, only");
 }
+
+mod properties {
+    use super::*;
+    use crate::output::download::Downloaded;
+    use proptest::prelude::*;
+
+    /// The store as the database keeps it: each job's current fence, whether another worker took
+    /// it, and the records it accepted (those under the job's current fence, and no others).
+    #[derive(Default)]
+    struct Store {
+        fence: HashMap<usize, u64>,
+        ours: HashSet<usize>,
+        taken: HashSet<usize>,
+        accepted: Vec<Record>,
+        refused: usize,
+    }
+
+    impl Store {
+        fn index(&self, d: &Dispatcher, record: &Record) -> Option<usize> {
+            let id = record.job()?;
+            d.plan.jobs.iter().position(|j| j.id.as_str() == id)
+        }
+
+        /// Takes what the dispatcher emitted, checking each record's fence as the database does.
+        fn take(&mut self, d: &mut Dispatcher) {
+            for (record, fence) in d.take_stamped() {
+                let Some(job) = self.index(d, &record) else {
+                    continue;
+                };
+                let current = self.fence.get(&job).copied();
+                if fence.is_some() && fence.map(|f| f.0) == current && self.ours.contains(&job) {
+                    self.accepted.push(record);
+                } else {
+                    self.refused += 1;
+                }
+            }
+        }
+
+        fn facts(&self, id: &str) -> crate::journal::JobFacts {
+            let mut facts = crate::journal::JobFacts::default();
+            for record in self.accepted.iter().filter(|r| r.job() == Some(id)) {
+                facts.apply(record);
+            }
+            facts
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Issue 25: the dispatcher's property test on the shared path. Random claims, service
+        /// answers, takeovers by another worker and heartbeats: every record the store accepts
+        /// was made under the job's current claim; for every job this worker still holds, its
+        /// facts are exactly what the store accepted; and billed + held never passes the cap.
+        #[test]
+        fn a_worker_writes_only_under_its_claims_and_its_facts_are_the_stores(
+            jobs in 1usize..5,
+            cap_cents in prop::option::of(70u64..400),
+            choices in prop::collection::vec(any::<u8>(), 1..160),
+        ) {
+            let mut d = worker(jobs, cap_cents);
+            let mut store = Store::default();
+            let mut now = Instant::now();
+            let mut pending: Vec<Op> = Vec::new();
+            for (step, choice) in choices.iter().copied().enumerate() {
+                match choice % 8 {
+                    // Another worker claims one of ours (this one's lease ran out).
+                    0 if !store.ours.is_empty() => {
+                        let mut ours: Vec<usize> = store.ours.iter().copied().collect();
+                        ours.sort_unstable();
+                        let job = ours[usize::from(choice / 8) % ours.len()];
+                        *store.fence.entry(job).or_default() += 1;
+                        store.ours.remove(&job);
+                        store.taken.insert(job);
+                    }
+                    1..=3 if !pending.is_empty() => {
+                        let op = pending.remove(usize::from(choice) % pending.len());
+                        let event = match op {
+                            Op::Claim { n } => {
+                                let mut got = Vec::new();
+                                let mut fences = Vec::new();
+                                for job in 0..jobs {
+                                    if got.len() < n && !store.ours.contains(&job) && !store.taken.contains(&job) {
+                                        let f = store.fence.entry(job).or_default();
+                                        *f += 1;
+                                        got.push(job);
+                                        fences.push(Fence(*f));
+                                    }
+                                }
+                                store.ours.extend(got.iter().copied());
+                                let records = store
+                                    .accepted
+                                    .iter()
+                                    .filter(|r| store.index(&d, r).is_some_and(|j| got.contains(&j)))
+                                    .cloned()
+                                    .collect();
+                                Event::Claimed {
+                                    result: Ok(Claimed { jobs: got, fences, records, open: jobs as u64 }),
+                                }
+                            }
+                            Op::Heartbeat { .. } => {
+                                let mut held: Vec<(usize, Fence)> =
+                                    store.ours.iter().map(|&j| (j, Fence(store.fence[&j]))).collect();
+                                held.sort_unstable();
+                                let spent: Money = (0..jobs)
+                                    .map(|j| store.facts(d.plan.jobs[j].id.as_str()).cost.unwrap_or_default())
+                                    .sum();
+                                Event::Heartbeat {
+                                    result: Ok((held, SweepTotals {
+                                        open: jobs as u64,
+                                        workers: 1,
+                                        spent,
+                                        cap: cap_cents.map(Money::from_cents),
+                                        ..SweepTotals::default()
+                                    })),
+                                }
+                            }
+                            Op::Submit { job, intent, .. } => {
+                                // The intent is made durable first, under the op's fence.
+                                let fence = d.fence_of(job);
+                                let current = store.fence.get(&job).copied();
+                                let fenced = !(fence.is_some() && fence.map(|f| f.0) == current && store.ours.contains(&job));
+                                if let Some(intent) = intent {
+                                    if fenced {
+                                        store.refused += 1;
+                                    } else {
+                                        store.accepted.push(*intent);
+                                    }
+                                }
+                                if fenced {
+                                    Event::JournalFailed {
+                                        job,
+                                        error: WriteError {
+                                            message: "claimed since".into(),
+                                            disk_full: false,
+                                            over_cap: false,
+                                            fenced: true,
+                                        },
+                                    }
+                                } else {
+                                    Event::Submitted {
+                                        job,
+                                        result: Ok(CreatedTask {
+                                            view: view(&format!("t{job}-{step}"), TaskStatus::Pending),
+                                            replayed: false,
+                                        }),
+                                    }
+                                }
+                            }
+                            Op::Poll { job, task_id } => {
+                                let status = if choice % 3 == 0 { TaskStatus::Pending } else { TaskStatus::Completed };
+                                Event::Polled { job, result: Ok(view(&task_id, status)) }
+                            }
+                            Op::Download { job, .. } => Event::Downloaded {
+                                job,
+                                result: Ok(Downloaded {
+                                    path: format!("videos/{job}.mp4"),
+                                    bytes: 10,
+                                    checksum: "blake3:00".into(),
+                                }),
+                            },
+                            Op::Prepare { job, .. } => Event::Prepared {
+                                job,
+                                result: Ok(crate::client::uploads::PreparedBody { body: String::new(), send_until: None }),
+                            },
+                        };
+                        d.handle(event, now);
+                    }
+                    _ => {
+                        now += Duration::from_millis(500);
+                        pending.extend(d.ready_ops(now));
+                    }
+                }
+                store.take(&mut d);
+                for job in 0..jobs {
+                    let held = !matches!(d.jobs()[job].state, JobState::Elsewhere);
+                    // An intent handed out with its create is the dispatcher's before the store
+                    // has it (the executor makes it durable first).
+                    let intent_out = pending
+                        .iter()
+                        .any(|op| matches!(op, Op::Submit { job: j, intent: Some(_), .. } if *j == job));
+                    if held && !intent_out && store.ours.contains(&job) {
+                        let id = d.plan.jobs[job].id.to_string();
+                        prop_assert_eq!(&store.facts(&id), &d.jobs()[job].facts, "job {} after step {}", job, step);
+                    }
+                }
+                if let Some(cap) = cap_cents {
+                    let committed = d.ledger().spent().saturating_add(d.ledger().reserved());
+                    prop_assert!(committed <= Money::from_cents(cap), "{} over the cap", committed);
+                }
+            }
+        }
+    }
+}
