@@ -227,7 +227,7 @@ pub enum SpendFlag {
 }
 
 /// `25`, `12.50`, or `none`.
-pub fn parse_spend(text: &str) -> Result<SpendFlag, String> {
+pub(crate) fn parse_spend(text: &str) -> Result<SpendFlag, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("none") {
         return Ok(SpendFlag::Unlimited);
@@ -238,7 +238,7 @@ pub fn parse_spend(text: &str) -> Result<SpendFlag, String> {
 }
 
 /// `90s`, `30m`, `2h`, `500ms`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

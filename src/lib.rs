@@ -12,17 +12,17 @@
 //! command line to a command and its failure to text and an exit code (`error`).
 
 pub mod app;
-pub mod cli;
+pub(crate) mod cli;
 pub mod client;
 mod commands;
 pub mod error;
 pub mod inputs;
 pub mod journal;
-pub mod kling;
+pub(crate) mod kling;
 pub mod manifest;
 pub mod output;
 pub mod plan;
-pub mod report;
+pub(crate) mod report;
 pub mod runner;
 pub mod sim;
 pub mod store;

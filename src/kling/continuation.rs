@@ -5,20 +5,20 @@ use super::Endpoint;
 
 /// Models whose completed tasks `extend_video` continues (contract §2.7). Extensions of them
 /// extend again.
-pub const EXTENDABLE_MODELS: [&str; 2] = [
+pub(crate) const EXTENDABLE_MODELS: [&str; 2] = [
     "kling-v2.5-turbo-text-to-video-pro",
     "kling-v2.5-turbo-image-to-video-pro",
 ];
 
 /// Whether `endpoint` continues an earlier task (`source_task_id`).
-pub fn is_continuation(endpoint: Endpoint) -> bool {
+pub(crate) fn is_continuation(endpoint: Endpoint) -> bool {
     matches!(endpoint, Endpoint::ExtendVideo | Endpoint::EditVideo)
 }
 
 /// Whether `endpoint` can continue a task made by `source` on `source_model`, or why not.
 /// `edit_video` takes "a completed compatible task" and the contract does not say which are
 /// compatible, so every video task is accepted for it (the service has the last word).
-pub fn can_continue(endpoint: Endpoint, source: Endpoint, source_model: Option<&str>) -> Result<(), String> {
+pub(crate) fn can_continue(endpoint: Endpoint, source: Endpoint, source_model: Option<&str>) -> Result<(), String> {
     match endpoint {
         Endpoint::ExtendVideo => {
             if source == Endpoint::ExtendVideo || source_model.is_some_and(|m| EXTENDABLE_MODELS.contains(&m)) {

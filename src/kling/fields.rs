@@ -2,7 +2,7 @@
 //! type. Which model accepts which field, and with what values, lives in `models`.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldType {
+pub(crate) enum FieldType {
     String,
     Integer,
     Boolean,
@@ -17,23 +17,8 @@ pub enum FieldType {
     Elements,
 }
 
-impl FieldType {
-    pub fn describe(self) -> &'static str {
-        match self {
-            FieldType::String => "a string",
-            FieldType::Integer => "an integer",
-            FieldType::Boolean => "true or false",
-            FieldType::Number => "a number",
-            FieldType::Url => "a URL",
-            FieldType::UrlList => "a list of URLs",
-            FieldType::MultiPrompt => "a list of {prompt, duration_seconds} shots",
-            FieldType::Elements => "a list of element objects",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
-pub struct FieldSpec {
+pub(crate) struct FieldSpec {
     pub name: &'static str,
     pub ty: FieldType,
 }
@@ -43,7 +28,7 @@ const fn f(name: &'static str, ty: FieldType) -> FieldSpec {
 }
 
 /// Every request field any Kling action accepts.
-pub const FIELDS: &[FieldSpec] = &[
+pub(crate) const FIELDS: &[FieldSpec] = &[
     f("model", FieldType::String),
     f("prompt", FieldType::String),
     f("duration_seconds", FieldType::Integer),
@@ -71,12 +56,12 @@ pub const FIELDS: &[FieldSpec] = &[
     f("callback_url", FieldType::Url),
 ];
 
-pub fn field(name: &str) -> Option<&'static FieldSpec> {
+pub(crate) fn field(name: &str) -> Option<&'static FieldSpec> {
     FIELDS.iter().find(|f| f.name == name)
 }
 
 /// Whether `name` is a request field or the endpoint (the one key that picks the action): what a
 /// manifest may set per job, and what a gallery may lay out as an axis.
-pub fn is_request_key(name: &str) -> bool {
+pub(crate) fn is_request_key(name: &str) -> bool {
     name == "endpoint" || field(name).is_some()
 }

@@ -6,13 +6,13 @@
 //! answer 400/422 the way the real service does.
 
 mod checks;
-pub mod continuation;
+pub(crate) mod continuation;
 mod endpoint;
 mod fields;
 pub(crate) mod models;
 mod o1;
-pub mod pricing;
-pub mod request;
+pub(crate) mod pricing;
+pub(crate) mod request;
 mod validate;
 mod violation;
 
@@ -21,8 +21,8 @@ pub(crate) use checks::is_http_url;
 /// What a job's request holds in place of a local file until it is uploaded (`inputs` makes it,
 /// the client replaces it): part of the request vocabulary, so validation knows it.
 pub const LOCAL_FILE_PLACEHOLDER: &str = "kb-local://";
-pub use endpoint::{Endpoint, UnknownEndpoint};
-pub use fields::{FIELDS, FieldSpec, FieldType, field, is_request_key};
-pub use models::{Constraint, MODEL_NAMES, ModelSpec, model_spec, models_for};
-pub use validate::{Strictness, accepts, validate};
-pub use violation::{Violation, ViolationKind, is_present};
+pub(crate) use endpoint::Endpoint;
+pub(crate) use fields::{FIELDS, FieldType, field, is_request_key};
+pub(crate) use models::{MODEL_NAMES, model_spec, models_for};
+pub(crate) use validate::{Strictness, accepts, validate};
+pub(crate) use violation::{Violation, ViolationKind};

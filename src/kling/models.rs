@@ -8,7 +8,7 @@
 use super::Endpoint;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Constraint {
+pub(crate) enum Constraint {
     Any,
     Enum(&'static [&'static str]),
     Ints(&'static [i64]),
@@ -20,20 +20,20 @@ pub enum Constraint {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Lit {
+pub(crate) enum Lit {
     Str(&'static str),
     Int(i64),
     Bool(bool),
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Cond {
+pub(crate) enum Cond {
     Eq(&'static str, Lit),
     Present(&'static str, bool),
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Then {
+pub(crate) enum Then {
     Required(&'static [&'static str]),
     Forbidden(&'static [&'static str]),
     RequiredAny(&'static [&'static str]),
@@ -41,7 +41,7 @@ pub enum Then {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub when: &'static [Cond],
     pub then: Then,
     /// Overrides the generic message when the SDKs word this rule specially.
@@ -49,7 +49,7 @@ pub struct Rule {
 }
 
 #[derive(Debug)]
-pub struct ModelSpec {
+pub(crate) struct ModelSpec {
     pub endpoint: Endpoint,
     /// `None` for extend_video, whose model comes from its source task.
     pub model: Option<&'static str>,
@@ -64,7 +64,7 @@ pub struct ModelSpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bespoke {
+pub(crate) enum Bespoke {
     None,
     /// Kling O1 reference-media validation (contract §2.3, "Kling O1 reference validation").
     O1References,
@@ -670,14 +670,14 @@ const fn edit(model: &'static str, reference: bool) -> ModelSpec {
 }
 
 /// The spec of `model` on `endpoint`. For extend_video the model is ignored.
-pub fn model_spec(endpoint: Endpoint, model: Option<&str>) -> Option<&'static ModelSpec> {
+pub(crate) fn model_spec(endpoint: Endpoint, model: Option<&str>) -> Option<&'static ModelSpec> {
     MODELS
         .iter()
         .find(|spec| spec.endpoint == endpoint && (!endpoint.takes_model() || spec.model == model))
 }
 
 /// The model names an endpoint accepts, sorted (the order the contract's error message uses).
-pub fn models_for(endpoint: Endpoint) -> Vec<&'static str> {
+pub(crate) fn models_for(endpoint: Endpoint) -> Vec<&'static str> {
     let mut models: Vec<_> = MODELS
         .iter()
         .filter(|spec| spec.endpoint == endpoint)
@@ -688,17 +688,17 @@ pub fn models_for(endpoint: Endpoint) -> Vec<&'static str> {
 }
 
 impl ModelSpec {
-    pub fn constraint(&self, field: &str) -> Option<Constraint> {
+    pub(crate) fn constraint(&self, field: &str) -> Option<Constraint> {
         self.fields.iter().find(|(name, _)| *name == field).map(|(_, c)| *c)
     }
 
-    pub fn default_of(&self, field: &str) -> Option<Lit> {
+    pub(crate) fn default_of(&self, field: &str) -> Option<Lit> {
         self.defaults.iter().find(|(name, _)| *name == field).map(|(_, v)| *v)
     }
 }
 
 /// Every model name of every endpoint, sorted and without repeats.
-pub static MODEL_NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+pub(crate) static MODEL_NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
     let mut names: Vec<_> = MODELS.iter().filter_map(|spec| spec.model).collect();
     names.sort_unstable();
     names.dedup();

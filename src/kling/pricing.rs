@@ -74,7 +74,7 @@ pub struct Estimate {
 }
 
 #[derive(Debug, Clone)]
-pub struct PriceTable {
+pub(crate) struct PriceTable {
     rules: Vec<PriceRule>,
 }
 
@@ -98,7 +98,7 @@ fn rule(
 
 impl PriceTable {
     /// The built-in table: the §8 snapshot, then assumptions for the models it lacks.
-    pub fn builtin() -> PriceTable {
+    pub(crate) fn builtin() -> PriceTable {
         use Endpoint::*;
         use PriceSource::{Assumed, Snapshot};
         let mut rules = Vec::new();
@@ -181,7 +181,7 @@ impl PriceTable {
     }
 
     /// The built-in table under the manifest's own rules (which always win).
-    pub fn with_overrides(overrides: Vec<PriceRule>) -> PriceTable {
+    pub(crate) fn with_overrides(overrides: Vec<PriceRule>) -> PriceTable {
         let mut table = PriceTable::builtin();
         let mut rules = overrides;
         rules.append(&mut table.rules);
@@ -190,7 +190,7 @@ impl PriceTable {
     }
 
     /// The most specific rule of the highest-priority source that matches.
-    pub fn lookup(&self, shape: &PricedShape) -> Option<&PriceRule> {
+    pub(crate) fn lookup(&self, shape: &PricedShape) -> Option<&PriceRule> {
         let matching = |source: PriceSource| {
             self.rules
                 .iter()
@@ -201,14 +201,14 @@ impl PriceTable {
         matching(PriceSource::Manifest).or_else(|| matching(PriceSource::Snapshot))
     }
 
-    pub fn estimate(&self, endpoint: Endpoint, request: &Map<String, Value>) -> Estimate {
+    pub(crate) fn estimate(&self, endpoint: Endpoint, request: &Map<String, Value>) -> Estimate {
         let rate = self.rate(&priced_shape(endpoint, request));
         Estimate::at(rate, video_seconds(endpoint, request))
     }
 
     /// Price per second and its source for a shape (what `estimate` looks up; the planner keeps
     /// it per distinct shape).
-    pub fn rate(&self, shape: &PricedShape) -> (Money, PriceSource) {
+    pub(crate) fn rate(&self, shape: &PricedShape) -> (Money, PriceSource) {
         match self.lookup(shape) {
             Some(rule) => (rule.per_second, rule.source),
             // Unreachable for validated requests (every model has a rule); priced as the dearest
@@ -232,7 +232,7 @@ impl Estimate {
 }
 
 /// The price-deciding fields of a request, defaults filled in from the model's spec.
-pub fn priced_shape(endpoint: Endpoint, request: &Map<String, Value>) -> PricedShape {
+pub(crate) fn priced_shape(endpoint: Endpoint, request: &Map<String, Value>) -> PricedShape {
     let model = request
         .get("model")
         .and_then(Value::as_str)
@@ -257,7 +257,7 @@ pub fn priced_shape(endpoint: Endpoint, request: &Map<String, Value>) -> PricedS
 
 /// Seconds of video a request asks for. Endpoints whose length comes from an input file are
 /// assumed to produce the longest clip their inputs allow, so estimates and caps err high.
-pub fn video_seconds(endpoint: Endpoint, request: &Map<String, Value>) -> (u32, bool) {
+pub(crate) fn video_seconds(endpoint: Endpoint, request: &Map<String, Value>) -> (u32, bool) {
     let int = |field: &str| {
         request
             .get(field)

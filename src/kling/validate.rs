@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 /// How to treat fields the contract does not document for a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strictness {
+pub(crate) enum Strictness {
     /// The batch runner: an undocumented field is an error, so nothing is paid for a field the
     /// service may silently ignore.
     Client,
@@ -20,7 +20,7 @@ pub enum Strictness {
 }
 
 /// Whether `model` on `endpoint` takes `field` at all.
-pub fn accepts(endpoint: Endpoint, model: Option<&str>, name: &str) -> bool {
+pub(crate) fn accepts(endpoint: Endpoint, model: Option<&str>, name: &str) -> bool {
     if name == "model" {
         return endpoint.takes_model();
     }
@@ -28,7 +28,7 @@ pub fn accepts(endpoint: Endpoint, model: Option<&str>, name: &str) -> bool {
 }
 
 /// Every violation of the contract in `body`, a request to `endpoint`.
-pub fn validate(endpoint: Endpoint, body: &Map<String, Value>, strictness: Strictness) -> Vec<Violation> {
+pub(crate) fn validate(endpoint: Endpoint, body: &Map<String, Value>, strictness: Strictness) -> Vec<Violation> {
     let mut out = Vec::new();
     let model = if endpoint.takes_model() {
         match body.get("model") {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ViolationKind {
+pub(crate) enum ViolationKind {
     /// `model` missing, not a string, or not a model of this endpoint.
     Model,
     /// A field this model does not take at all (undocumented, or unknown anywhere).
@@ -22,7 +22,7 @@ pub enum ViolationKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Violation {
+pub(crate) struct Violation {
     /// The field at fault; `None` when the problem is the request as a whole.
     pub field: Option<String>,
     pub kind: ViolationKind,
@@ -51,7 +51,7 @@ impl Violation {
 
 /// "Present" as the contract means it: not null, not a blank string, not an empty array or object.
 /// `false` is present.
-pub fn is_present(value: Option<&Value>) -> bool {
+pub(crate) fn is_present(value: Option<&Value>) -> bool {
     match value {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) => !s.trim().is_empty(),

@@ -14,14 +14,14 @@ use std::fmt::Write;
 
 /// Which parameters name the rows and which the columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Axes {
+pub(crate) struct Axes {
     pub rows: Vec<String>,
     pub columns: Vec<String>,
 }
 
 impl Axes {
     /// Rows: the prompt and its template variables; columns: the matrix's parameters.
-    pub fn default_for(plan: &Plan) -> Axes {
+    pub(crate) fn default_for(plan: &Plan) -> Axes {
         let vars: Vec<String> = plan
             .jobs
             .iter()
@@ -57,7 +57,7 @@ fn key(job: &JobSpec, axes: &[String]) -> Vec<String> {
     axes.iter().map(|a| value_of(job, a)).collect()
 }
 
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -130,7 +130,7 @@ sels.forEach(function(s){s.addEventListener('change',apply);});window.klingFilte
 var m=/^#filter=([a-z0-9]+):(.+)$/.exec(decodeURIComponent(location.hash));if(m){window.klingFilter(m[1],m[2]);}})();";
 
 /// report.html, a table row at a time into `out` (a large sweep's page is tens of megabytes).
-pub fn write_gallery(
+pub(crate) fn write_gallery(
     plan: &Plan,
     jobs: &[JobRun],
     removed: &[super::Removed],
@@ -380,7 +380,7 @@ fn filters(plan: &Plan, jobs: &[JobRun], columns: &[String]) -> String {
 }
 
 /// Parses `--rows`/`--columns` lists, checking each name is a parameter the plan has.
-pub fn parse_axes(plan: &Plan, rows: Option<&str>, columns: Option<&str>) -> Result<Axes, String> {
+pub(crate) fn parse_axes(plan: &Plan, rows: Option<&str>, columns: Option<&str>) -> Result<Axes, String> {
     let defaults = Axes::default_for(plan);
     let known = |name: &str| {
         name == "prompt"

@@ -9,10 +9,12 @@ mod status;
 mod summary;
 mod table;
 
-pub use gallery::{Axes, escape, parse_axes, write_gallery};
-pub use plan::{cell, plan_table, write_plan_json};
-pub use progress::{Progress, Snapshot, print_line, write_stderr};
-pub use results::{NOT_IN_MANIFEST, Removed, inert, removed_paid, write_results_csv};
-pub use status::{Failure, NextSteps, RunStatus};
-pub use summary::{RunSummary, render_summary};
-pub use table::Table;
+pub(crate) use gallery::{Axes, parse_axes, write_gallery};
+pub(crate) use plan::{plan_table, write_plan_json};
+pub(crate) use progress::{Progress, Snapshot};
+pub(crate) use results::{Removed, removed_paid, write_results_csv};
+#[cfg(test)]
+pub(crate) use status::NextSteps;
+pub(crate) use status::RunStatus;
+pub(crate) use summary::{RunSummary, render_summary};
+pub(crate) use table::Table;

@@ -14,7 +14,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 /// A parameter value as a cell: strings bare, everything else as JSON.
-pub fn cell(value: Option<&Value>) -> String {
+pub(crate) fn cell(value: Option<&Value>) -> String {
     match value {
         None => "-".into(),
         Some(Value::String(s)) => s.clone(),
@@ -53,7 +53,7 @@ fn marks(assumed_price: bool, assumed_seconds: bool) -> &'static str {
     }
 }
 
-pub fn plan_table(plan: &Plan) -> String {
+pub(crate) fn plan_table(plan: &Plan) -> String {
     let mut out = String::new();
     let total_cost: Money = plan.jobs.iter().map(|j| j.estimate.cost).sum();
     let total_seconds: u64 = plan.jobs.iter().map(|j| u64::from(j.estimate.seconds)).sum();
@@ -234,7 +234,7 @@ pub fn plan_table(plan: &Plan) -> String {
 }
 
 /// `plan --json`, written as it is produced: a 100,000-job plan never exists as one JSON tree.
-pub fn write_plan_json(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub(crate) fn write_plan_json(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     serde_json::to_writer_pretty(&mut out, &PlanDoc(plan)).map_err(std::io::Error::from)?;
     std::io::Write::flush(&mut out)

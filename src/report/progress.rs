@@ -8,11 +8,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-pub use crate::util::console::{print_line, write_stderr};
-
 /// Counts for one look at the run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub total: usize,
     pub done: usize,
     pub failed: usize,
@@ -33,7 +31,7 @@ impl Snapshot {
 
     /// `progress: 5/12 done · 2 generating · 0 downloading · 1 failed · spent $3.50 of $4.00`, and
     /// while work is in flight, the pace and an ETA.
-    pub fn line(&self, finished_this_run: usize, elapsed: Duration) -> String {
+    pub(crate) fn line(&self, finished_this_run: usize, elapsed: Duration) -> String {
         let cap = self.cap.map_or(String::new(), |c| format!(" of {c}"));
         let mut line = format!(
             "progress: {}/{} done · {} generating · {} downloading · {} failed · spent {}{cap}",
@@ -72,7 +70,7 @@ fn short(d: Duration) -> String {
     }
 }
 
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     started: Instant,
     finished_at_start: usize,
@@ -83,7 +81,7 @@ pub struct Progress {
 
 impl Progress {
     /// A bar when stderr is a terminal (and `TERM` is not `dumb`), plain lines otherwise.
-    pub fn new(total: usize, finished_at_start: usize, quiet: bool) -> Progress {
+    pub(crate) fn new(total: usize, finished_at_start: usize, quiet: bool) -> Progress {
         let terminal = std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
         let bar = (terminal && !quiet).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr_with_hz(4));
@@ -105,7 +103,7 @@ impl Progress {
         }
     }
 
-    pub fn update(&mut self, s: &Snapshot, last: bool) {
+    pub(crate) fn update(&mut self, s: &Snapshot, last: bool) {
         let finished = (s.done + s.failed).saturating_sub(self.finished_at_start);
         let line = s.line(finished, self.started.elapsed());
         match &self.bar {
@@ -122,7 +120,7 @@ impl Progress {
             None => {
                 let due = self.last_at.is_none_or(|t| t.elapsed() >= self.every);
                 if line != self.last_line && (due || last) && self.every != Duration::MAX {
-                    print_line(&line);
+                    crate::util::console::print_line(&line);
                     self.last_line = line;
                     self.last_at = Some(Instant::now());
                 }
@@ -131,7 +129,7 @@ impl Progress {
     }
 
     /// Clears the bar before the summary is printed.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
             crate::util::console::set_display(None);

@@ -25,7 +25,7 @@ const FIXED: &[&str] = &[
 ];
 
 /// A cell as a spreadsheet should see it: never a formula.
-pub fn inert(text: &str) -> String {
+pub(crate) fn inert(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
@@ -35,13 +35,13 @@ pub fn inert(text: &str) -> String {
 
 /// A paid job the journal holds that the manifest no longer has: its video stays listed.
 #[derive(Debug, Clone)]
-pub struct Removed {
+pub(crate) struct Removed {
     pub id: String,
     pub facts: crate::journal::JobFacts,
 }
 
 /// The paid jobs of `history` that `plan` no longer has, by id.
-pub fn removed_paid(plan: &Plan, history: &crate::journal::Replayed) -> Vec<Removed> {
+pub(crate) fn removed_paid(plan: &Plan, history: &crate::journal::Replayed) -> Vec<Removed> {
     let planned: std::collections::HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
     let mut removed: Vec<Removed> = history
         .jobs
@@ -57,10 +57,10 @@ pub fn removed_paid(plan: &Plan, history: &crate::journal::Replayed) -> Vec<Remo
 }
 
 /// The status results.csv gives a paid job the manifest no longer has.
-pub const NOT_IN_MANIFEST: &str = "not_in_manifest";
+pub(crate) const NOT_IN_MANIFEST: &str = "not_in_manifest";
 
 /// results.csv, row by row into `out`: the plan's jobs, then the paid jobs it no longer has.
-pub fn write_results_csv(
+pub(crate) fn write_results_csv(
     plan: &Plan,
     jobs: &[JobRun],
     removed: &[Removed],

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct NextSteps {
+pub(crate) struct NextSteps {
     /// Jobs never submitted, or waiting for a new attempt.
     pub submit: usize,
     /// Creates whose answer was lost: re-sent with the same key.
@@ -23,13 +23,13 @@ pub struct NextSteps {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub reason: String,
     pub jobs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunStatus {
+pub(crate) struct RunStatus {
     pub name: Option<String>,
     pub manifest: Option<String>,
     pub jobs: usize,
@@ -55,7 +55,7 @@ pub struct RunStatus {
 
 /// One entry of a plan with steps, and where its jobs stand.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepStatus {
+pub(crate) struct StepStatus {
     pub step: String,
     pub needs: Option<String>,
     pub depth: usize,
@@ -157,7 +157,7 @@ fn reason(kind: FailureKind, message: &str) -> String {
 
 impl RunStatus {
     /// From a run in progress or just ended.
-    pub fn of_run(
+    pub(crate) fn of_run(
         plan: &Plan,
         jobs: &[JobRun],
         spent: Money,
@@ -211,7 +211,7 @@ impl RunStatus {
 
     /// From the journal alone. With the plan, jobs not yet started are counted too; `file_ok`
     /// says whether a downloaded job's video is still on disk as recorded.
-    pub fn of_journal(history: &Replayed, plan: Option<&Plan>, file_ok: &dyn Fn(&str) -> bool) -> RunStatus {
+    pub(crate) fn of_journal(history: &Replayed, plan: Option<&Plan>, file_ok: &dyn Fn(&str) -> bool) -> RunStatus {
         let ids: Vec<String> = match plan {
             Some(p) => p.jobs.iter().map(|j| j.id.to_string()).collect(),
             None => {
@@ -319,7 +319,7 @@ impl RunStatus {
         }
     }
 
-    pub fn render(&self, folder: &str) -> String {
+    pub(crate) fn render(&self, folder: &str) -> String {
         let mut out = String::new();
         let title = match (&self.name, &self.manifest) {
             (Some(n), Some(m)) => format!("{folder} ({n}, {m})"),

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
-pub struct RunSummary<'a> {
+pub(crate) struct RunSummary<'a> {
     pub plan: &'a Plan,
     pub jobs: &'a [JobRun],
     pub ledger: &'a Ledger,
@@ -25,7 +25,7 @@ pub struct RunSummary<'a> {
     pub billed_above: Money,
 }
 
-pub fn render_summary(s: &RunSummary<'_>) -> String {
+pub(crate) fn render_summary(s: &RunSummary<'_>) -> String {
     let mut out = String::new();
     let mut counts: BTreeMap<JobPhase, usize> = BTreeMap::new();
     for job in s.jobs {

@@ -1,24 +1,24 @@
 //! A plain text table with columns sized to their contents.
 
 #[derive(Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     rows: Vec<Vec<String>>,
     right_aligned: Vec<bool>,
 }
 
 impl Table {
-    pub fn new(header: Vec<String>, right_aligned: Vec<bool>) -> Table {
+    pub(crate) fn new(header: Vec<String>, right_aligned: Vec<bool>) -> Table {
         Table {
             rows: vec![header],
             right_aligned,
         }
     }
 
-    pub fn push(&mut self, row: Vec<String>) {
+    pub(crate) fn push(&mut self, row: Vec<String>) {
         self.rows.push(row);
     }
 
-    pub fn render(&self, indent: &str) -> String {
+    pub(crate) fn render(&self, indent: &str) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|c| {
