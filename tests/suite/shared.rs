@@ -354,3 +354,46 @@ prompts:
         );
     }
 }
+
+/// Issue 25: a paid video the worker may not fetch (over `--max-video-bytes`) is never "failed" in
+/// the database either: every view agrees it is a download to do, and the next worker with a
+/// larger limit fetches it without creating anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_video_over_the_size_cap_stays_claimable_and_every_view_agrees() {
+    let pg = Postgres::start();
+    let url = pg.database("toolarge");
+    let env = TestEnv::new(|c| c.time_scale = 1000.0, crate::common::TWELVE_JOBS).await;
+    let first = worker(&env, &url, &["--max-video-bytes", "1000"])
+        .wait_with_output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert_eq!(first.status.code(), Some(5), "{said}");
+    assert_eq!(
+        pg.sql("toolarge", "select count(*) from kb_jobs where state = 'completed'"),
+        "12",
+        "paid, claimable: {said}"
+    );
+    assert_eq!(
+        pg.sql("toolarge", "select count(*) from kb_jobs where state = 'failed'"),
+        "0"
+    );
+    let status = crate::common::run(&["status", env.out.to_str().unwrap(), "--state", &url, "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["states"], serde_json::json!({"downloading": 12}), "{status:#}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["states"], status["states"]);
+    assert!(env.results().iter().all(|r| r["status"] == "downloading"));
+    env.check_money(None);
+    let created = env.sim.stats().counters.tasks_created;
+    let second = worker(&env, &url, &[]).wait_with_output().await.unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(env.sim.stats().counters.tasks_created, created, "nothing created again");
+    check_once(&env, 12);
+}
