@@ -59,6 +59,9 @@ pub struct RecordedSettings {
     /// The run went to the built-in simulator.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub simulate: bool,
+    /// The simulator's speed (`--time-scale`) of a simulated run: a resume keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
     /// Where the cap came from: `given` (a flag or the manifest), `default` (the estimate, made
     /// again by each resume) or `none` (lifted).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -634,3 +634,36 @@ async fn a_rerun_after_failures_does_what_status_says_and_spends_nothing_unshown
     assert!((stats.billed_usd - 8.4).abs() < 1e-9, "billed ${}", stats.billed_usd);
     env.check_invariants(None);
 }
+
+/// A simulated run resumed without `--simulate` keeps the simulator and its speed, like every
+/// other recorded setting (it ran at time ×1 before: a minute for seconds of work).
+#[test]
+fn a_simulated_run_resumed_without_its_flags_keeps_the_simulators_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("sweep.yaml");
+    std::fs::write(&manifest, crate::common::TWELVE_JOBS).unwrap();
+    let out = dir.path().join("out");
+    let (manifest, out) = (manifest.to_str().unwrap(), out.to_str().unwrap());
+    let first = crate::common::run(&[
+        "run",
+        manifest,
+        "--out",
+        out,
+        "--simulate",
+        "--time-scale",
+        "400",
+        "--rate",
+        "50",
+        "--max-runtime",
+        "0s",
+    ]);
+    assert_eq!(first.code, 5, "nothing submitted, resumable: {}", first.stderr);
+    assert!(first.stderr.contains("time ×400"), "{}", first.stderr);
+    let resumed = crate::common::run(&["run", manifest, "--out", out]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("resuming on it") && resumed.stderr.contains("time ×400"),
+        "the recorded simulator and its speed: {}",
+        resumed.stderr
+    );
+}

@@ -53,7 +53,6 @@ async fn run_async(
     // Flags are checked before anything starts; the recorded settings of an earlier run in the
     // same folder fill in what was not given (a resume keeps its cap, pace and target).
     let flags = Flags::check(&args)?;
-    let time_scale = flags.time_scale;
     // `--out s3://bucket/prefix`: videos and results go to object storage; the checkpoint needs a
     // place of its own (`--state DIR` for the journal, or a database).
     let (bucket_url, state_arg) = super::bucket::split_out_and_state(&mut args)?;
@@ -74,6 +73,14 @@ async fn run_async(
     if args.api_base.is_none() && !args.simulate {
         args.api_base = recorded_settings.api_base.clone();
     }
+    // The simulator's speed, once whether this run simulates is settled: a flag, else what the
+    // folder's simulated run recorded, else the default for a simulated run.
+    let time_scale = match (args.time_scale, recorded_settings.time_scale) {
+        (Some(_), _) => flags.time_scale,
+        (None, Some(recorded)) if args.simulate => recorded,
+        (None, _) if args.simulate => super::settings::SIMULATE_TIME_SCALE,
+        _ => flags.time_scale,
+    };
     // The key first: without one nothing else matters.
     let mut simulator: Option<SimHandle> = None;
     let credentials = if args.simulate {
@@ -265,6 +272,7 @@ async fn run_async(
                 rate,
                 concurrency,
                 max_attempts,
+                time_scale,
                 resume_settings,
                 simulator,
                 started,
@@ -423,6 +431,7 @@ async fn run_async(
             manifest: Some(args.manifest.display().to_string()),
             cap: dispatcher.ledger().cap().map(Money::micro_cents),
             settings: Some(crate::journal::RecordedSettings {
+                time_scale: args.simulate.then_some(time_scale),
                 rate: Some(rate),
                 concurrency: Some(concurrency),
                 max_attempts: Some(max_attempts),

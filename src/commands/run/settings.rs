@@ -12,7 +12,7 @@ use crate::util::money::Money;
 const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_RATE: f64 = 2.0;
 pub(super) const DEFAULT_MAX_ATTEMPTS: u32 = 3;
-const SIMULATE_TIME_SCALE: f64 = 100.0;
+pub(super) const SIMULATE_TIME_SCALE: f64 = 100.0;
 const MIN_TIME_SCALE: f64 = 1e-3;
 const MAX_TIME_SCALE: f64 = 1e6;
 /// One request every 100 s at the slowest; the pacer cannot go faster than this either.

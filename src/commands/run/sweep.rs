@@ -48,6 +48,8 @@ pub(super) struct SharedStart<'a> {
     pub(super) rate: f64,
     pub(super) concurrency: u32,
     pub(super) max_attempts: u32,
+    /// The simulator's speed, for a simulated sweep.
+    pub(super) time_scale: f64,
     pub(super) resume_settings: ResumeSettings,
     pub(super) simulator: Option<SimHandle>,
     pub(super) started: Instant,
@@ -131,6 +133,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         rate,
         concurrency,
         max_attempts,
+        time_scale,
         resume_settings,
         simulator,
         started,
@@ -297,6 +300,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         );
     }
     let recorded = RecordedSettings {
+        time_scale: args.simulate.then_some(time_scale),
         rate: Some(rate),
         concurrency: Some(concurrency),
         max_attempts: Some(max_attempts),
