@@ -17,7 +17,7 @@ use crate::journal::{self, Record};
 use crate::output::folder::{JOURNAL, OutDir, RESULTS};
 use crate::output::videos::{LocalVideos, OpenUpload, VideoStore};
 use crate::report::{RunSummary, render_summary, write_results_csv};
-use crate::runner::{Dispatcher, JobPhase, Settings, execute};
+use crate::runner::{Dispatcher, JobPhase, execute};
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::store::{LocalRunStore, RunStore};
 use crate::util::money::Money;
@@ -189,6 +189,7 @@ async fn run_async(
         api_base: (!args.simulate).then(|| credentials_base.clone()),
         simulate: args.simulate,
         output: bucket_url.as_ref().map(ToString::to_string),
+        time_scale: args.simulate.then_some(time_scale),
     };
 
     let pacer = Arc::new(Pacer::new(rate));
@@ -272,7 +273,6 @@ async fn run_async(
                 rate,
                 concurrency,
                 max_attempts,
-                time_scale,
                 resume_settings,
                 simulator,
                 started,
@@ -376,20 +376,7 @@ async fn run_async(
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "prices quoted");
     let estimates = reservations.clone();
     let dispatcher_run_id = run_id.clone();
-    let settings = Settings {
-        run_id,
-        concurrency: concurrency as usize,
-        max_attempts,
-        retry_failed: args.retry_failed.clone(),
-        cap,
-        task_deadline: args.task_deadline,
-        // The schedule learns the service's speed; a `--time-scale` given is a hint to start from.
-        time_hint: args.time_scale,
-        rate,
-        downloads_at_once: (concurrency as usize).clamp(2, 16),
-        seed: u64::from(std::process::id()),
-        shared: None,
-    };
+    let settings = super::context::dispatcher_settings(&args, run_id, (concurrency, rate, max_attempts), cap, None);
     let mut dispatcher = Dispatcher::new(
         Arc::clone(&plan),
         reservations,
@@ -430,16 +417,7 @@ async fn run_async(
             at: crate::util::time_format::now(),
             manifest: Some(args.manifest.display().to_string()),
             cap: dispatcher.ledger().cap().map(Money::micro_cents),
-            settings: Some(crate::journal::RecordedSettings {
-                time_scale: args.simulate.then_some(time_scale),
-                rate: Some(rate),
-                concurrency: Some(concurrency),
-                max_attempts: Some(max_attempts),
-                api_base: resume_settings.api_base.clone(),
-                simulate: args.simulate,
-                cap_source: Some(cap_choice.source().to_string()),
-                output: bucket_url.as_ref().map(ToString::to_string),
-            }),
+            settings: Some(resume_settings.to_recorded()),
         },
         None,
     );

@@ -5,8 +5,9 @@ use crate::cli::RunArgs;
 use crate::client::RunApi;
 use crate::error::{CommandFailure, Exit};
 use crate::output::videos::{FetchLimits, VideoStore};
-use crate::runner::Context;
+use crate::runner::{Context, Settings, SharedSettings};
 use crate::store::RunStore;
+use crate::util::money::Money;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,4 +56,30 @@ pub(super) fn run_context(
         refresh: Duration::from_secs(2),
         shared,
     })
+}
+
+/// The dispatcher's settings for a run (or a shared sweep's worker, with `shared`), from the
+/// settled ones: made in one place for both run paths.
+pub(super) fn dispatcher_settings(
+    args: &RunArgs,
+    run_id: String,
+    (concurrency, rate, max_attempts): (u32, f64, u32),
+    cap: Option<Money>,
+    shared: Option<SharedSettings>,
+) -> Settings {
+    let concurrency = concurrency as usize;
+    Settings {
+        run_id,
+        concurrency,
+        max_attempts,
+        retry_failed: args.retry_failed.clone(),
+        cap,
+        task_deadline: args.task_deadline,
+        // The schedule learns the service's speed; a `--time-scale` given is a hint to start from.
+        time_hint: args.time_scale,
+        rate,
+        downloads_at_once: concurrency.clamp(2, 16),
+        seed: u64::from(std::process::id()),
+        shared,
+    }
 }

@@ -17,6 +17,8 @@ pub(crate) struct ResumeSettings {
     pub(crate) simulate: bool,
     /// `--out` when it is not the run's folder (an `s3://` address; the folder is `--state`'s).
     pub(crate) output: Option<String>,
+    /// The simulator's speed, for a simulated run.
+    pub(crate) time_scale: Option<f64>,
 }
 
 impl ResumeSettings {
@@ -35,6 +37,22 @@ impl ResumeSettings {
             api_base: settings.api_base.clone(),
             simulate: settings.simulate,
             output: settings.output.clone(),
+            time_scale: settings.time_scale,
+        }
+    }
+
+    /// What the run records for a later resume: the same settings, as the journal (or the sweep)
+    /// keeps them — the one place they are written from.
+    pub(crate) fn to_recorded(&self) -> RecordedSettings {
+        RecordedSettings {
+            time_scale: self.time_scale.filter(|_| self.simulate),
+            rate: self.rate,
+            concurrency: self.concurrency,
+            max_attempts: Some(self.max_attempts),
+            api_base: self.api_base.clone(),
+            simulate: self.simulate,
+            cap_source: Some(self.cap.source().to_string()),
+            output: self.output.clone(),
         }
     }
 }

@@ -15,13 +15,13 @@ use crate::cli::RunArgs;
 use crate::client::{Pacer, RunApi};
 use crate::commands::state::failure;
 use crate::error::{CommandFailure, Exit};
-use crate::journal::{FailureKind, Record, RecordedSettings, Replayed};
+use crate::journal::{FailureKind, Record, Replayed};
 use crate::output::folder::{OutDir, REPORT, RESULTS};
 use crate::output::videos::{LocalVideos, VideoStore};
 use crate::plan::Plan;
 use crate::report::RunStatus;
 use crate::runner::sweep::SharedSweep;
-use crate::runner::{Dispatcher, JobPhase, JobRun, Settings, SharedSettings, execute};
+use crate::runner::{Dispatcher, JobPhase, JobRun, SharedSettings, execute};
 use crate::sim::SimHandle;
 use crate::store::RunStore;
 use crate::store::postgres::{CapChange, Conn, PgRunStore, Sweep};
@@ -48,8 +48,6 @@ pub(super) struct SharedStart<'a> {
     pub(super) rate: f64,
     pub(super) concurrency: u32,
     pub(super) max_attempts: u32,
-    /// The simulator's speed, for a simulated sweep.
-    pub(super) time_scale: f64,
     pub(super) resume_settings: ResumeSettings,
     pub(super) simulator: Option<SimHandle>,
     pub(super) started: Instant,
@@ -133,7 +131,6 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         rate,
         concurrency,
         max_attempts,
-        time_scale,
         resume_settings,
         simulator,
         started,
@@ -177,19 +174,13 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
     };
     let reservations = quote_reservations(&api, &plan, &history, stderr).await;
     let estimates = reservations.clone();
-    let settings = Settings {
-        run_id: sweep.run_id.clone(),
-        concurrency: concurrency as usize,
-        max_attempts,
-        retry_failed: args.retry_failed.clone(),
-        cap: cap_choice.amount(),
-        task_deadline: args.task_deadline,
-        time_hint: args.time_scale,
-        rate,
-        downloads_at_once: (concurrency as usize).clamp(2, 16),
-        seed: u64::from(std::process::id()),
-        shared: Some(SharedSettings { lease: args.lease }),
-    };
+    let settings = super::context::dispatcher_settings(
+        args,
+        sweep.run_id.clone(),
+        (concurrency, rate, max_attempts),
+        cap_choice.amount(),
+        Some(SharedSettings { lease: args.lease }),
+    );
     let files_ok = vec![false; plan.jobs.len()];
     let mut dispatcher = Dispatcher::new(
         Arc::clone(&plan),
@@ -299,16 +290,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             "{given_back} paid video(s) recorded as stored are not in place: they are fetched again"
         );
     }
-    let recorded = RecordedSettings {
-        time_scale: args.simulate.then_some(time_scale),
-        rate: Some(rate),
-        concurrency: Some(concurrency),
-        max_attempts: Some(max_attempts),
-        api_base: resume_settings.api_base.clone(),
-        simulate: args.simulate,
-        cap_source: Some(cap_choice.source().to_string()),
-        output: bucket.as_ref().map(|b| b.url().to_string()),
-    };
+    let recorded = resume_settings.to_recorded();
     sweep.record_limits(&client, rate, &recorded).await.map_err(failure)?;
     store.append(
         &Record::RunStarted {
