@@ -18,15 +18,30 @@ pub(super) fn summary_json_text(plan: &Plan, d: &Dispatcher, removed: usize, exi
     let ledger = d.ledger();
     let status =
         crate::report::RunStatus::of_run(plan, d.jobs(), ledger.spent(), ledger.reserved(), ledger.cap(), removed);
-    let mut value = serde_json::to_value(&status).unwrap_or_default();
+    summary_json(&status, exit, d.stop_reason(), elapsed, None)
+}
+
+/// summary.json: where the run (or, with `sweep`, the whole shared sweep) stands, how this
+/// process ended, and when — made here for both run paths.
+pub(super) fn summary_json(
+    status: &crate::report::RunStatus,
+    exit: Exit,
+    stop: Option<&StopReason>,
+    elapsed: Duration,
+    sweep: Option<&str>,
+) -> String {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
     value["exit_code"] = exit.code().into();
-    value["stop_reason"] = d.stop_reason().map(stop_name).into();
+    value["stop_reason"] = stop.map(stop_name).into();
     value["wall_seconds"] = elapsed.as_secs_f64().into();
     value["finished_at"] = crate::util::time_format::now().into();
+    if let Some(name) = sweep {
+        value["sweep"] = name.into();
+    }
     serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 
-pub(super) fn stop_name(stop: &StopReason) -> &'static str {
+fn stop_name(stop: &StopReason) -> &'static str {
     match stop {
         StopReason::Auth(_) => "auth",
         StopReason::Local(_) => "local_error",

@@ -6,7 +6,7 @@
 //! report.html and summary.json for the whole sweep, from the database.
 
 use super::context::{fail, new_run_id};
-use super::finish::{confirm, stop_name};
+use super::finish::confirm;
 use super::quotes::quote_reservations;
 use super::resume::{ResumeSettings, resume_command};
 use super::settings::Cap;
@@ -418,13 +418,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
         )
         .await;
     let exit = stop_exit.unwrap_or_else(|| super::finish::exit_code(None, &jobs));
-    let mut value = serde_json::to_value(&status).unwrap_or_default();
-    value["exit_code"] = exit.code().into();
-    value["stop_reason"] = stop.as_ref().map(stop_name).into();
-    value["wall_seconds"] = started.elapsed().as_secs_f64().into();
-    value["finished_at"] = crate::util::time_format::now().into();
-    value["sweep"] = sweep.name.clone().into();
-    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+    let text = super::finish::summary_json(&status, exit, stop.as_ref(), started.elapsed(), Some(&sweep.name));
     documents
         .write_with("summary.json", |w| w.write_all(text.as_bytes()), stderr)
         .await;
