@@ -28,10 +28,16 @@ pub(super) struct SharedRun {
     beating: bool,
     /// The sweep has nothing left to do, as the last heartbeat heard.
     finished: bool,
-    /// The last heartbeat the database answered, on the run's clock and on the wall clock (the
-    /// monotonic clock stands still while a machine sleeps; the database's does not).
+    /// When the last heartbeat the database answered was sent (its leases run from then), on the
+    /// run's clock and on the wall clock (the monotonic clock stands still while a machine
+    /// sleeps; the database's does not).
     last_beat: Option<Instant>,
     last_beat_wall: Option<std::time::SystemTime>,
+    /// When the heartbeat out now was sent.
+    beat_sent: Option<(Instant, std::time::SystemTime)>,
+    /// When this worker found its leases may have run out: only a heartbeat sent after that
+    /// can say which jobs are still its own (one sent before a pause answers for before it).
+    suspect_since: Option<Instant>,
     /// The last claim found nothing to take.
     last_claim_empty: bool,
     /// Workers sharing the sweep's rate, as the last heartbeat heard.
@@ -100,14 +106,19 @@ impl Dispatcher {
             })
     }
 
+    fn send_heartbeat(&mut self, now: Instant, ops: &mut Vec<Op>) {
+        self.shared.beating = true;
+        self.shared.beat_sent = Some((now, std::time::SystemTime::now()));
+        ops.push(Op::Heartbeat {
+            in_flight: self.in_flight,
+        });
+    }
+
     /// Claims and heartbeats that are due.
     pub(super) fn shared_ops(&mut self, now: Instant, ops: &mut Vec<Op>) {
         let Some(lease) = self.lease() else { return };
         if !self.shared.beating && self.shared.next_heartbeat.is_some_and(|at| at <= now) {
-            self.shared.beating = true;
-            ops.push(Op::Heartbeat {
-                in_flight: self.in_flight,
-            });
+            self.send_heartbeat(now, ops);
         }
         let since = self.shared.last_beat.map(|last| {
             let wall = self
@@ -129,12 +140,10 @@ impl Dispatcher {
                 "no heartbeat for longer than the lease: holding all work until the state database says which jobs are still this worker's"
             );
             self.shared.suspect = true;
+            self.shared.suspect_since = Some(now);
             self.shared.next_heartbeat = Some(now);
             if !self.shared.beating {
-                self.shared.beating = true;
-                ops.push(Op::Heartbeat {
-                    in_flight: self.in_flight,
-                });
+                self.send_heartbeat(now, ops);
             }
         }
         if self.shared.suspect
@@ -235,9 +244,24 @@ impl Dispatcher {
                 return;
             }
         };
-        self.shared.last_beat = Some(now);
-        self.shared.last_beat_wall = Some(std::time::SystemTime::now());
-        self.shared.next_heartbeat = Some(now + (lease / 3).max(Duration::from_millis(50)));
+        let (sent, sent_wall) = self
+            .shared
+            .beat_sent
+            .take()
+            .unwrap_or((now, std::time::SystemTime::now()));
+        // An answer to a heartbeat sent before this worker found itself suspect (it was paused
+        // with the answer on its way) speaks for before the pause: it can show jobs lost, never
+        // that the others are still held.
+        let fresh = self.shared.suspect_since.is_none_or(|since| sent >= since);
+        if fresh {
+            self.shared.last_beat = Some(sent);
+            self.shared.last_beat_wall = Some(sent_wall);
+        }
+        self.shared.next_heartbeat = Some(if fresh {
+            now + (lease / 3).max(Duration::from_millis(50))
+        } else {
+            now
+        });
         let held: HashMap<usize, Fence> = held.into_iter().collect();
         for i in 0..self.jobs.len() {
             let ours = !matches!(
@@ -249,8 +273,9 @@ impl Dispatcher {
                 self.disown(i);
             }
         }
-        if self.shared.suspect {
+        if self.shared.suspect && fresh {
             self.shared.suspect = false;
+            self.shared.suspect_since = None;
             tracing::warn!(
                 kept = held.len(),
                 "the state database answered again: going on with the jobs still held"
@@ -306,13 +331,15 @@ impl Dispatcher {
         self.ready_submits.retain(|&j| j != job);
         self.ready_downloads.retain(|&j| j != job);
         self.queue.retain(|&j| j != job);
-        let held = match self.jobs[job].state {
-            JobState::Preparing { reserve, .. } => Some(reserve),
-            JobState::Submitting { .. } | JobState::Generating { .. } => Some(self.jobs[job].facts.reserved),
-            _ => None,
+        let (held, flying) = match self.jobs[job].state {
+            JobState::Preparing { reserve, .. } => (reserve, true),
+            JobState::Submitting { .. } | JobState::Generating { .. } => (self.jobs[job].facts.reserved, true),
+            // Left for a rerun with its money held: the worker that took it holds that now.
+            JobState::Unresolved { .. } | JobState::Parked => (self.jobs[job].facts.reserved, false),
+            _ => (Money::ZERO, false),
         };
-        if let Some(amount) = held {
-            self.ledger.release(amount);
+        self.ledger.release(held);
+        if flying {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.jobs[job].state = JobState::Elsewhere;

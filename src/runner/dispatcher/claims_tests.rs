@@ -288,6 +288,49 @@ fn a_worker_that_wakes_past_its_lease_starts_nothing_until_a_heartbeat_answers()
     assert_eq!(polled, [2], "work goes on for the job still held, only");
 }
 
+#[test]
+fn a_heartbeat_answered_before_a_pause_does_not_vouch_for_after_it() {
+    let mut d = worker(2, None);
+    let t0 = Instant::now();
+    let ops = d.ready_ops(t0);
+    assert!(ops.iter().any(|op| matches!(op, Op::Heartbeat { .. })));
+    d.handle(
+        Event::Heartbeat {
+            result: Ok((vec![], totals(2))),
+        },
+        t0,
+    );
+    claim(&mut d, &[0, 1], 1, t0);
+    submits(&d.ready_ops(t0));
+    // A heartbeat goes out; its answer (both jobs held) arrives while the worker is stopped.
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(d.ready_ops(t1).iter().any(|op| matches!(op, Op::Heartbeat { .. })));
+    let woke = t1 + Duration::from_secs(60);
+    let ops = d.ready_ops(woke);
+    assert!(ops.is_empty(), "suspect, and a heartbeat is already out: {ops:?}");
+    d.handle(
+        Event::Heartbeat {
+            result: Ok((vec![(0, Fence(1)), (1, Fence(1))], totals(2))),
+        },
+        woke,
+    );
+    let ops = d.ready_ops(woke);
+    assert!(
+        !ops.is_empty() && ops.iter().all(|op| matches!(op, Op::Heartbeat { .. })),
+        "the old answer proves nothing: only a fresh heartbeat goes out: {ops:?}"
+    );
+    // The fresh one says job 1 was taken meanwhile.
+    d.handle(
+        Event::Heartbeat {
+            result: Ok((vec![(0, Fence(1))], totals(2))),
+        },
+        woke,
+    );
+    assert!(matches!(d.jobs()[1].state, JobState::Elsewhere));
+    assert!(!matches!(d.jobs()[0].state, JobState::Elsewhere));
+    assert!(d.next_wakeup().is_some(), "work goes on");
+}
+
 mod properties {
     use super::*;
     use crate::output::download::Downloaded;
