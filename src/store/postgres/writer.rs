@@ -476,6 +476,11 @@ impl Writer {
                 // This group was committed before and its answer lost: the same outcomes, and
                 // nothing written again.
                 let outcome = Outcome::of_letter(letters.chars().nth(n).unwrap_or('w'));
+                if outcome == Outcome::Fenced
+                    && let Some(idx) = record.job().and_then(|j| self.index.get(j).copied())
+                {
+                    refused.insert(idx);
+                }
                 if outcome == Outcome::Written
                     && let Some(job_id) = record.job()
                 {
