@@ -1,7 +1,7 @@
 //! A job's durable facts — everything the journal says about it — and the one fold from records to
 //! facts. Replay applies it to every record it reads; the dispatcher applies it to every record it
 //! emits; so what a resume knows and what the run knew are the same thing by construction. The
-//! one classification of facts into what a resume does (`Resume`) lives here too.
+//! one reading of facts into a state is in `state`.
 
 use super::record::{FailureKind, Record};
 use crate::util::money::Money;
@@ -77,24 +77,6 @@ pub struct JobFacts {
     pub completed_at: Option<String>,
     /// Multipart uploads of its video begun and not ended: (object, upload id).
     pub open_uploads: Vec<(String, String)>,
-}
-
-/// What a resume does with a job: the one reading of journaled facts that `run`, `status`,
-/// summary.json, results.csv and the gallery share. Each variant carries what its step needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// Never created, or waiting for its next attempt: create it (a new key).
-    Submit,
-    /// A create whose outcome is unknown: re-send it with the same key and body.
-    Resend { key: String },
-    /// A task exists and has not finished (or was left at its deadline): poll it.
-    Reattach { task_id: String },
-    /// Paid for, its video not (or no longer) on disk: fetch it (from `url`, else a fresh one).
-    Download { task_id: String, url: Option<String> },
-    /// On disk as recorded.
-    Done { video: StoredVideo },
-    /// Given up, and nothing was paid for it.
-    Failed,
 }
 
 impl JobFacts {
@@ -179,46 +161,6 @@ impl JobFacts {
             }
             Record::UploadEnded { upload_id, .. } => h.open_uploads.retain(|(_, id)| id != upload_id),
             Record::RunStarted { .. } => {}
-        }
-    }
-
-    /// What a resume does with this job; `video_ok` says whether its recorded video is still in
-    /// the video store as recorded.
-    pub fn resume(&self, video_ok: bool) -> Resume {
-        let download = || match &self.task_id {
-            Some(task_id) => Resume::Download {
-                task_id: task_id.clone(),
-                url: self.url.clone(),
-            },
-            // A paid video whose task id was never recorded cannot be fetched (no journal this
-            // tool writes has one: the task id comes in the same record as the cost).
-            None => Resume::Failed,
-        };
-        match self.phase {
-            None | Some(Phase::Waiting) => Resume::Submit,
-            Some(Phase::Submitting) => match &self.key {
-                Some(key) => Resume::Resend { key: key.clone() },
-                None => Resume::Submit,
-            },
-            Some(Phase::Submitted | Phase::TimedOut) => match &self.task_id {
-                Some(task_id) => Resume::Reattach {
-                    task_id: task_id.clone(),
-                },
-                None => Resume::Submit,
-            },
-            Some(Phase::Downloaded) => match (&self.video, self.cost, &self.task_id) {
-                // A repaired journal can lose the record of what a task cost: ask the task again,
-                // so the spend counts what the service billed.
-                (Some(_), None, Some(task_id)) => Resume::Reattach {
-                    task_id: task_id.clone(),
-                },
-                (Some(video), _, _) if video_ok => Resume::Done { video: video.clone() },
-                _ => download(),
-            },
-            Some(Phase::Completed) => download(),
-            // A paid video is never given up: whatever failed, a resume fetches it again.
-            Some(Phase::Failed) if self.cost.is_some() && self.task_id.is_some() => download(),
-            Some(Phase::Failed) => Resume::Failed,
         }
     }
 

@@ -15,6 +15,6 @@ pub(crate) use progress::{Progress, Snapshot};
 pub(crate) use results::{Removed, removed_paid, write_results_csv};
 #[cfg(test)]
 pub(crate) use status::NextSteps;
-pub(crate) use status::RunStatus;
+pub(crate) use status::{RunStatus, Spend};
 pub(crate) use summary::{RunSummary, render_summary};
 pub(crate) use table::Table;

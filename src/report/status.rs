@@ -2,9 +2,9 @@
 //! reason, and what a resume would do next. Built from a live run (for `summary.json`) or from the
 //! journal alone (for `kling-batch status`), and shown as text or JSON.
 
-use crate::journal::{FailureKind, Phase, Replayed, Resume};
+use crate::journal::{FailureKind, Replayed};
 use crate::plan::Plan;
-use crate::runner::{JobPhase, JobRun, JobState};
+use crate::runner::{JobPhase, JobRun};
 use crate::util::money::Money;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -141,35 +141,83 @@ fn skipped_reason(why: &str) -> String {
     format!("skipped: {why}")
 }
 
-/// A job's state name: its phase, told apart where a person needs it.
-fn state_name(job: &JobRun) -> &'static str {
-    match job.phase() {
-        JobPhase::Queued if matches!(job.state, JobState::Waiting) => "waiting_for_parent",
-        JobPhase::Queued if job.facts.attempt == 0 => "not_started",
-        JobPhase::Queued => "waiting",
-        _ => job.state_name(),
-    }
-}
-
 fn reason(kind: FailureKind, message: &str) -> String {
     format!("{}: {message}", kind.as_str())
 }
 
+/// What the run's money stands at.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Spend {
+    pub spent: Money,
+    pub reserved: Money,
+    pub cap: Option<Money>,
+}
+
 impl RunStatus {
     /// From a run in progress or just ended.
-    pub(crate) fn of_run(
-        plan: &Plan,
+    pub(crate) fn of_run(plan: &Plan, jobs: &[JobRun], spend: Spend, removed: usize) -> RunStatus {
+        RunStatus::of_jobs(
+            plan.name.clone(),
+            Some(plan.manifest.display().to_string()),
+            Some(plan),
+            jobs,
+            spend,
+            removed,
+        )
+    }
+
+    /// From the journal (or the database) alone: every job read at rest with the one reading of
+    /// its facts, then counted as a run's are. With the plan, jobs not yet started are counted
+    /// too; `file_ok` says whether a downloaded job's video is still in place as recorded.
+    pub(crate) fn of_journal(history: &Replayed, plan: Option<&Plan>, file_ok: &dyn Fn(&str) -> bool) -> RunStatus {
+        let ids: Vec<String> = match plan {
+            Some(p) => p.jobs.iter().map(|j| j.id.to_string()).collect(),
+            None => {
+                let mut ids: Vec<String> = history.jobs.keys().cloned().collect();
+                ids.sort();
+                ids
+            }
+        };
+        let mut jobs: Vec<JobRun> = ids
+            .iter()
+            .map(|id| JobRun::at_rest(history.jobs.get(id), file_ok(id)))
+            .collect();
+        // Steps nothing was sent for stand on their parents: waiting, or skipped.
+        if let Some(p) = plan {
+            crate::runner::standing::settle_at_rest(p, &mut jobs);
+        }
+        let known: std::collections::HashSet<&String> = ids.iter().collect();
+        let removed = history.jobs.keys().filter(|id| !known.contains(id)).count();
+        let spend = Spend {
+            spent: history.spent,
+            reserved: history.reserved,
+            cap: history.cap,
+        };
+        RunStatus::of_jobs(
+            plan.and_then(|p| p.name.clone()),
+            history.manifest.clone(),
+            plan,
+            &jobs,
+            spend,
+            removed,
+        )
+    }
+
+    /// Jobs counted by their one state name (`JobState::name`), what a resume would do with
+    /// each, and the failures by reason.
+    fn of_jobs(
+        name: Option<String>,
+        manifest: Option<String>,
+        plan: Option<&Plan>,
         jobs: &[JobRun],
-        spent: Money,
-        reserved: Money,
-        cap: Option<Money>,
+        spend: Spend,
         removed: usize,
     ) -> RunStatus {
         let mut states: BTreeMap<String, usize> = BTreeMap::new();
         let mut next = NextSteps::default();
         let mut names = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let name = state_name(job);
+            let name = job.state_name();
             names.push(name);
             *states.entry(name.to_string()).or_default() += 1;
             match job.phase() {
@@ -182,136 +230,25 @@ impl RunStatus {
             }
         }
         RunStatus {
-            name: plan.name.clone(),
-            manifest: Some(plan.manifest.display().to_string()),
+            name,
+            manifest,
             jobs: jobs.len(),
             states,
-            spent_usd: spent.usd(),
-            reserved_usd: reserved.usd(),
-            cap_usd: cap.map(Money::usd),
+            spent_usd: spend.spent.usd(),
+            reserved_usd: spend.reserved.usd(),
+            cap_usd: spend.cap.map(Money::usd),
             failures: failure_groups(jobs),
             finished: jobs.iter().all(|j| j.phase().is_terminal()),
-            retry_failed_usd: Some(
+            retry_failed_usd: plan.map(|p| {
                 jobs.iter()
-                    .zip(&plan.jobs)
+                    .zip(&p.jobs)
                     .filter(|(j, _)| j.phase() == JobPhase::Failed)
                     .map(|(_, spec)| spec.estimate.cost)
                     .sum::<Money>()
-                    .usd(),
-            ),
+                    .usd()
+            }),
             next,
             removed,
-            steps: if plan.has_steps() {
-                by_step(plan, &names)
-            } else {
-                Vec::new()
-            },
-        }
-    }
-
-    /// From the journal alone. With the plan, jobs not yet started are counted too; `file_ok`
-    /// says whether a downloaded job's video is still on disk as recorded.
-    pub(crate) fn of_journal(history: &Replayed, plan: Option<&Plan>, file_ok: &dyn Fn(&str) -> bool) -> RunStatus {
-        let ids: Vec<String> = match plan {
-            Some(p) => p.jobs.iter().map(|j| j.id.to_string()).collect(),
-            None => {
-                let mut ids: Vec<String> = history.jobs.keys().cloned().collect();
-                ids.sort();
-                ids
-            }
-        };
-        let mut states: BTreeMap<String, usize> = BTreeMap::new();
-        let mut next = NextSteps::default();
-        let mut failed = Vec::new();
-        // Steps nothing was sent for stand on their parents: waiting, or skipped.
-        let at_rest: Vec<JobRun> = match plan.filter(|p| p.has_steps()) {
-            Some(p) => {
-                let mut jobs: Vec<JobRun> = ids
-                    .iter()
-                    .map(|id| JobRun::at_rest(history.jobs.get(id), file_ok(id)))
-                    .collect();
-                crate::runner::standing::settle_at_rest(p, &mut jobs);
-                jobs
-            }
-            None => Vec::new(),
-        };
-        let mut names = Vec::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            let h = history.jobs.get(id);
-            let name = match h.map(|h| (h.resume(file_ok(id)), h)) {
-                _ if at_rest
-                    .get(i)
-                    .is_some_and(|j| matches!(j.state, JobState::Skipped { .. })) =>
-                {
-                    failed.push(skipped_reason(&at_rest[i].error().unwrap_or_default()));
-                    "skipped"
-                }
-                None if at_rest.get(i).is_some_and(|j| matches!(j.state, JobState::Waiting)) => {
-                    next.submit += 1;
-                    "waiting_for_parent"
-                }
-                None => {
-                    next.submit += 1;
-                    "not_started"
-                }
-                Some((Resume::Submit, _)) => {
-                    next.submit += 1;
-                    "waiting"
-                }
-                Some((Resume::Resend { .. }, _)) => {
-                    next.resend += 1;
-                    "submitting"
-                }
-                Some((Resume::Reattach { .. }, h)) => {
-                    next.reattach += 1;
-                    if h.phase == Some(Phase::TimedOut) {
-                        "timed_out"
-                    } else {
-                        "generating"
-                    }
-                }
-                Some((Resume::Download { .. }, h)) => {
-                    next.download += 1;
-                    if h.phase == Some(Phase::Downloaded) {
-                        "file_missing"
-                    } else {
-                        "downloading"
-                    }
-                }
-                Some((Resume::Done { .. }, _)) => "completed",
-                Some((Resume::Failed, h)) => {
-                    if let Some(f) = h.failure.as_ref() {
-                        failed.push(reason(f.kind, &f.message));
-                    }
-                    "failed"
-                }
-            };
-            names.push(name);
-            *states.entry(name.to_string()).or_default() += 1;
-        }
-        let known: std::collections::HashSet<&String> = ids.iter().collect();
-        let retry_failed_usd = plan.map(|p| {
-            names
-                .iter()
-                .zip(&p.jobs)
-                .filter(|(n, _)| **n == "failed")
-                .map(|(_, spec)| spec.estimate.cost)
-                .sum::<Money>()
-                .usd()
-        });
-        RunStatus {
-            name: plan.and_then(|p| p.name.clone()),
-            retry_failed_usd,
-            manifest: history.manifest.clone(),
-            jobs: ids.len(),
-            finished: next == NextSteps::default(),
-            states,
-            spent_usd: history.spent.usd(),
-            reserved_usd: history.reserved.usd(),
-            cap_usd: history.cap.map(Money::usd),
-            failures: failures(failed.into_iter()),
-            next,
-            removed: history.jobs.keys().filter(|id| !known.contains(id)).count(),
             steps: match plan.filter(|p| p.has_steps()) {
                 Some(p) => by_step(p, &names),
                 None => Vec::new(),

@@ -3,132 +3,12 @@
 
 use crate::client::uploads::{PreparedBody, UploadError};
 use crate::client::{ApiError, CreatedTask, TaskView};
-use crate::journal::{Failure, FailureKind, JobFacts, Phase, Record, Resume, StoredVideo, WriteError};
+use crate::journal::{Failure, JobFacts, Record, StoredVideo, WriteError};
+pub use crate::journal::{JobPhase, JobState};
 use crate::output::download::{DownloadError, Downloaded};
 use crate::util::money::Money;
 use std::time::Duration;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum JobPhase {
-    /// Waiting for admission (rate, concurrency, spend cap).
-    Queued,
-    /// The intent is journaled; the create is being sent (or re-sent with the same key).
-    Submitting,
-    /// The task exists and is generating; polled.
-    Generating,
-    /// The task finished; its video is being fetched.
-    Downloading,
-    Done,
-    Failed,
-    /// The task outlived its deadline; a rerun re-attaches to it.
-    TimedOut,
-    /// The create's outcome stayed unknown through every retry; a rerun re-sends it with the same key.
-    Unresolved,
-    /// A step whose parent failed: never created.
-    Skipped,
-}
-
-impl JobPhase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobPhase::Queued => "queued",
-            JobPhase::Submitting => "submitting",
-            JobPhase::Generating => "generating",
-            JobPhase::Downloading => "downloading",
-            JobPhase::Done => "completed",
-            JobPhase::Failed => "failed",
-            JobPhase::TimedOut => "timed_out",
-            JobPhase::Unresolved => "unresolved",
-            JobPhase::Skipped => "skipped",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobPhase::Done | JobPhase::Failed | JobPhase::Skipped)
-    }
-}
-
-/// Where a job is during this run, each step with what it needs: a create in flight has its key,
-/// a generating task its id, a finished job its stored video. There is no optional key or task
-/// id to fall back on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobState {
-    Queued,
-    /// A step waiting for its parent's task to complete (not in the admission queue).
-    Waiting,
-    /// A step whose parent failed: never created, nothing held. Not journaled: a rerun that gives
-    /// the parent new attempts (`--retry-failed`) lets it wait again.
-    Skipped {
-        reason: String,
-    },
-    /// Admitted, `reserve` held against the cap: its local files are being uploaded; nothing is
-    /// journaled or sent for this body yet.
-    Preparing {
-        reserve: Money,
-    },
-    Submitting {
-        key: String,
-    },
-    Generating {
-        task_id: String,
-    },
-    /// Finished and paid: its video is being fetched (from `url`, else a fresh URL is asked for).
-    Downloading {
-        task_id: String,
-        url: Option<String>,
-    },
-    Done {
-        video: StoredVideo,
-    },
-    Failed {
-        failure: Failure,
-    },
-    /// Left for a rerun (a deadline, repeated transfer failures): whatever it holds — a task, a
-    /// reservation, a paid video — stays in the journal.
-    Parked,
-    /// The create's outcome stayed unknown: a rerun re-sends it with the same key.
-    Unresolved {
-        key: String,
-    },
-    /// A job of a shared sweep this worker does not hold: another worker's, or nobody's yet.
-    Elsewhere,
-}
-
-impl JobState {
-    pub fn phase(&self) -> JobPhase {
-        match self {
-            JobState::Queued | JobState::Waiting | JobState::Elsewhere => JobPhase::Queued,
-            JobState::Skipped { .. } => JobPhase::Skipped,
-            JobState::Preparing { .. } => JobPhase::Submitting,
-            JobState::Submitting { .. } => JobPhase::Submitting,
-            JobState::Generating { .. } => JobPhase::Generating,
-            JobState::Downloading { .. } => JobPhase::Downloading,
-            JobState::Done { .. } => JobPhase::Done,
-            JobState::Failed { .. } => JobPhase::Failed,
-            JobState::Parked => JobPhase::TimedOut,
-            JobState::Unresolved { .. } => JobPhase::Unresolved,
-        }
-    }
-
-    /// The state a resume starts a job in, from the one classification of its facts.
-    pub fn resumed(facts: &JobFacts, video_ok: bool) -> JobState {
-        match facts.resume(video_ok) {
-            Resume::Submit => JobState::Queued,
-            Resume::Resend { key } => JobState::Submitting { key },
-            Resume::Reattach { .. } if facts.phase == Some(Phase::TimedOut) => JobState::Parked,
-            Resume::Reattach { task_id } => JobState::Generating { task_id },
-            Resume::Download { task_id, url } => JobState::Downloading { task_id, url },
-            Resume::Done { video } => JobState::Done { video },
-            Resume::Failed => JobState::Failed {
-                failure: facts.failure.clone().unwrap_or(Failure {
-                    kind: FailureKind::NotFound,
-                    message: "the journal records no task for this job".into(),
-                }),
-            },
-        }
-    }
-}
 
 /// One job during a run: its durable facts (changed only by the records the dispatcher emits,
 /// through the journal's own fold), its state, and the bookkeeping of this run.
@@ -208,7 +88,7 @@ impl JobRun {
     pub fn at_rest(facts: Option<&JobFacts>, video_ok: bool) -> JobRun {
         match facts {
             None => JobRun::queued(),
-            Some(f) => JobRun::new(f.clone(), JobState::resumed(f, video_ok)),
+            Some(f) => JobRun::new(f.clone(), f.state(video_ok)),
         }
     }
 
@@ -216,14 +96,9 @@ impl JobRun {
         self.state.phase()
     }
 
-    /// The name of where the job stands, as results.csv, the gallery, the summary and `status`
-    /// say it: the phase's name, except that a paid job left for a rerun is `downloading` (its
-    /// video is what a rerun fetches), as the journal's own reading has it.
+    /// The name of where the job stands, as every report says it (`JobState::name`).
     pub fn state_name(&self) -> &'static str {
-        match self.phase() {
-            JobPhase::TimedOut if self.facts.cost.is_some() => "downloading",
-            other => other.as_str(),
-        }
+        self.state.name(&self.facts)
     }
 
     /// Whether its local files are being uploaded (nothing sent for it yet).

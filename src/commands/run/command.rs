@@ -477,15 +477,7 @@ async fn run_async(
         )
         .await;
     let exit = exit_code(dispatcher.stop_reason(), dispatcher.jobs());
-    let ledger = dispatcher.ledger();
-    let status = crate::report::RunStatus::of_run(
-        &plan,
-        dispatcher.jobs(),
-        ledger.spent(),
-        ledger.reserved(),
-        ledger.cap(),
-        removed,
-    );
+    let status = crate::report::RunStatus::of_run(&plan, dispatcher.jobs(), super::finish::spend(&dispatcher), removed);
     let axes = crate::report::Axes::default_for(&plan);
     let gallery =
         |w: &mut dyn Write| crate::report::write_gallery(&plan, dispatcher.jobs(), &removed_paid, &axes, &status, w);

@@ -15,10 +15,18 @@ use std::time::Duration;
 
 /// `summary.json` beside results.csv: the run's status, exit code and why it stopped, for alerts.
 pub(super) fn summary_json_text(plan: &Plan, d: &Dispatcher, removed: usize, exit: Exit, elapsed: Duration) -> String {
-    let ledger = d.ledger();
-    let status =
-        crate::report::RunStatus::of_run(plan, d.jobs(), ledger.spent(), ledger.reserved(), ledger.cap(), removed);
+    let status = crate::report::RunStatus::of_run(plan, d.jobs(), spend(d), removed);
     summary_json(&status, exit, d.stop_reason(), elapsed, None)
+}
+
+/// What a dispatcher's ledger says of the run's money.
+pub(super) fn spend(d: &Dispatcher) -> crate::report::Spend {
+    let ledger = d.ledger();
+    crate::report::Spend {
+        spent: ledger.spent(),
+        reserved: ledger.reserved(),
+        cap: ledger.cap(),
+    }
 }
 
 /// summary.json: where the run (or, with `sweep`, the whole shared sweep) stands, how this

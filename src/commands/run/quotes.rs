@@ -23,7 +23,7 @@ pub(super) async fn quote_reservations(
         history
             .jobs
             .get(id)
-            .is_none_or(|h| h.resume(false) == journal::Resume::Submit)
+            .is_none_or(|h| h.state(false) == journal::JobState::Queued)
     };
     // A step's source task does not exist yet, and a quote for one needs it (contract §15): steps
     // reserve the built-in price (raised to the most the service settles for their shape).

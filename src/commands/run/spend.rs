@@ -80,8 +80,8 @@ pub(super) fn cap_can_run_a_job(
     let other_work = plan.jobs.iter().any(|j| {
         history.jobs.get(j.id.as_str()).is_some_and(|f| {
             !matches!(
-                f.resume(true),
-                journal::Resume::Submit | journal::Resume::Done { .. } | journal::Resume::Failed
+                f.state(true),
+                journal::JobState::Queued | journal::JobState::Done { .. } | journal::JobState::Failed { .. }
             )
         })
     });
@@ -95,7 +95,7 @@ pub(super) fn cap_can_run_a_job(
             history
                 .jobs
                 .get(j.id.as_str())
-                .is_none_or(|f| f.resume(false) == journal::Resume::Submit)
+                .is_none_or(|f| f.state(false) == journal::JobState::Queued)
         })
         .map(|j| j.estimate.cost)
         .collect();

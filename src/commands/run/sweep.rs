@@ -104,7 +104,7 @@ fn at_rest(plan: &Plan, mut history: Replayed, videos: &dyn VideoStore) -> Vec<J
                 .is_some_and(|v| videos.present(v));
             match facts {
                 Some(f) => {
-                    let state = crate::runner::JobState::resumed(&f, ok);
+                    let state = f.state(ok);
                     JobRun::new(f, state)
                 }
                 None => JobRun::queued(),
@@ -199,7 +199,7 @@ pub(super) async fn run_shared(s: SharedStart<'_>, stderr: &mut dyn Write) -> Re
             history
                 .jobs
                 .get(j.id.as_str())
-                .is_none_or(|h| h.resume(false) == crate::journal::Resume::Submit)
+                .is_none_or(|h| h.state(false) == crate::journal::JobState::Queued)
         })
         .collect();
     let to_spend: Money = to_submit

@@ -15,7 +15,7 @@ impl Dispatcher {
         if let Some(cost) = facts.cost {
             self.saw_settlement(i, cost);
         }
-        let state = JobState::resumed(&facts, video_ok);
+        let state = facts.state(video_ok);
         let mut job = JobRun::new(facts.clone(), state);
         match &job.state {
             // (A resume never finds a job mid-upload: nothing is journaled before its intent.)

@@ -20,7 +20,7 @@
 //! which stops the worker, resumable.
 
 use super::{Conn, StateError};
-use crate::journal::{JobFacts, Phase, Record, Resume, WriteError};
+use crate::journal::{JobFacts, JobState, Phase, Record, WriteError};
 use crate::store::{Fence, RunStore};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -187,13 +187,13 @@ struct Writer {
 }
 
 /// The state a job's facts put it in, for claims: from the journal's one reading of them
-/// (`JobFacts::resume`), as `status` and a resume read them. A paid video not stored is work for
+/// (`JobFacts::state`), as `status` and a resume read them. A paid video not stored is work for
 /// the next claim (`completed`), never `failed`.
 fn state_of(facts: &JobFacts) -> &'static str {
-    match facts.resume(true) {
-        Resume::Done { .. } => "finished",
-        Resume::Failed => "failed",
-        Resume::Download { .. } => "completed",
+    match facts.state(true) {
+        JobState::Done { .. } => "finished",
+        JobState::Failed { .. } => "failed",
+        JobState::Downloading { .. } => "completed",
         _ if facts.cost.is_some() => "completed",
         _ => "open",
     }
