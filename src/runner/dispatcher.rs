@@ -5,7 +5,7 @@
 //! of the same state. Synchronous and free of I/O, so every transition is testable without a
 //! runtime; records for the journal come out of `take_stamped`.
 
-use super::job::{JobRun, JobState, Op, StopReason};
+use super::job::{JobPhase, JobRun, JobState, Op, StopReason};
 use super::schedule::{PollSchedule, Pressure, Shape, ShapeId};
 use crate::journal::{Failure, FailureKind, Phase, Record, Replayed};
 use crate::plan::Plan;
@@ -28,10 +28,8 @@ pub struct Settings {
     /// `--retry-failed[=PATTERN]`: failed jobs (whose reason contains PATTERN, if one is given)
     /// get `max_attempts` new attempts, each with a new key.
     pub retry_failed: Option<String>,
-    /// `--refresh-expired-uploads`: a create of unknown outcome whose uploads expired is uploaded
-    /// again and re-sent under the same key (a task the first send made answers 409, never a
-    /// second bill).
-    pub cap: Option<Money>,
+    /// The spend cap the run starts with.
+    pub cap: CapRule,
     pub task_deadline: Duration,
     /// `--time-scale`, if given: a hint of how much faster than real time the service runs.
     pub time_hint: Option<f64>,
@@ -41,6 +39,26 @@ pub struct Settings {
     pub seed: u64,
     /// A worker of a shared sweep (`--state`): it works the jobs it claims.
     pub shared: Option<SharedSettings>,
+}
+
+/// The spend cap a run starts with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CapRule {
+    /// This amount, or none.
+    Fixed(Option<Money>),
+    /// The estimate the run shows: what it has spent and holds, plus a reservation for every job
+    /// it will submit (made once the jobs are placed). A worker of a shared sweep is given the
+    /// sweep's cap instead, settled with the database.
+    AtEstimate,
+}
+
+impl CapRule {
+    fn fixed(self) -> Option<Money> {
+        match self {
+            CapRule::Fixed(cap) => cap,
+            CapRule::AtEstimate => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -171,7 +189,7 @@ impl Dispatcher {
             usage: Usage { count: 0.0, at: None },
             started: now,
             reservations,
-            ledger: Ledger::new(settings.cap, history.spent, history.reserved),
+            ledger: Ledger::new(settings.cap.fixed(), history.spent, history.reserved),
             schedule,
             rng: Rng::new(settings.seed ^ 0x5eed),
             settings,
@@ -214,7 +232,7 @@ impl Dispatcher {
             d.shared.next_heartbeat = Some(now);
             // This worker's own ledger starts empty; until the first heartbeat the others hold
             // what the sweep's records say.
-            d.ledger = Ledger::new(d.settings.cap, Money::ZERO, Money::ZERO);
+            d.ledger = Ledger::new(d.settings.cap.fixed(), Money::ZERO, Money::ZERO);
             d.ledger.set_others(history.spent.saturating_add(history.reserved));
             return d;
         }
@@ -223,7 +241,25 @@ impl Dispatcher {
             let facts = history.jobs.get(spec.id.as_str()).cloned();
             d.place(i, facts, files_ok.get(i).copied().unwrap_or(false), now);
         }
+        if d.settings.cap == CapRule::AtEstimate {
+            let estimate = d
+                .ledger
+                .spent()
+                .saturating_add(d.ledger.reserved())
+                .saturating_add(d.to_submit());
+            d.set_cap(Some(estimate));
+        }
         d
+    }
+
+    /// What the jobs still to submit reserve, at the prices quoted when the run started.
+    pub fn to_submit(&self) -> Money {
+        self.jobs
+            .iter()
+            .zip(&self.reservations)
+            .filter(|(j, _)| j.phase() == JobPhase::Queued)
+            .map(|(_, m)| *m)
+            .sum()
     }
 
     /// What the service billed above the reservations of the attempts it billed.
@@ -242,7 +278,7 @@ impl Dispatcher {
     /// Sets the spend cap before the run starts (a default made from its estimate).
     pub fn set_cap(&mut self, cap: Option<Money>) {
         self.ledger.set_cap(cap);
-        self.settings.cap = cap;
+        self.settings.cap = CapRule::Fixed(cap);
     }
 
     pub fn stop_reason(&self) -> Option<&StopReason> {

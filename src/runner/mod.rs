@@ -15,7 +15,7 @@ pub mod signals;
 pub mod standing;
 pub mod sweep;
 
-pub use dispatcher::{Dispatcher, Settings, SharedSettings, idempotency_key};
+pub use dispatcher::{CapRule, Dispatcher, Settings, SharedSettings, idempotency_key};
 pub use executor::{Context, execute};
 pub use job::{Event, JobPhase, JobRun, JobState, Op, StopReason};
 pub use schedule::{PollSchedule, Shape};

@@ -480,7 +480,7 @@ async fn the_executor_runs_in_process_with_a_silent_signal_source() {
         concurrency: 4,
         max_attempts: 3,
         retry_failed: None,
-        cap: None,
+        cap: kling_batch::runner::CapRule::Fixed(None),
         task_deadline: Duration::from_secs(60),
         time_hint: Some(1000.0),
         rate: 400.0,

@@ -1,51 +1,11 @@
-//! `run --out s3://bucket/prefix`: the output location in object storage, the checkpoint's own
-//! place (`--state`), the probe before anything is spent, and the run's documents (results.csv,
-//! report.html, summary.json) put as whole objects beside the videos.
+//! `run --out s3://bucket/prefix`: the probe before anything is spent, and the run's documents
+//! (results.csv, report.html, summary.json) put as whole objects beside the videos (or written in
+//! the output folder). Where the checkpoint of such a run lives is settled in `request`.
 
-use crate::cli::RunArgs;
 use crate::error::{CommandFailure, Exit};
 use crate::output::bucket::{Bucket, BucketError, BucketUrl};
 use crate::output::folder::OutDir;
 use std::io::Write;
-
-/// Splits `--out` and `--state`: with an `s3://` out, the bucket, and `--state` becomes where the
-/// checkpoint lives (a local folder for the journal — then the run's folder — or a database).
-/// Returns the bucket and the database address to use, if any.
-pub(super) fn split_out_and_state(args: &mut RunArgs) -> Result<(Option<BucketUrl>, Option<String>), CommandFailure> {
-    let out = args.out.to_string_lossy().into_owned();
-    let state = args.state.clone().or_else(|| {
-        std::env::var(crate::commands::state::STATE_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-    });
-    let is_db = state.as_deref().is_some_and(crate::store::postgres::is_postgres_url);
-    if !out.starts_with("s3://") {
-        if let Some(folder) = state.as_ref().filter(|_| !is_db) {
-            return Err(CommandFailure::new(
-                Exit::Usage,
-                format!("--state {folder} is for an s3:// --out: a local --out keeps its own journal"),
-            )
-            .hint("leave --state out, or give it a postgres:// address to share the sweep"));
-        }
-        return Ok((None, state));
-    }
-    let url = BucketUrl::parse(&out).map_err(|e| {
-        CommandFailure::new(Exit::Usage, format!("--out {out}: {e}")).hint("write --out s3://bucket/prefix")
-    })?;
-    match state {
-        None => Err(CommandFailure::new(
-            Exit::Usage,
-            format!("--out {url} needs a place for the run's checkpoint"),
-        )
-        .hint("give --state DIR (a local folder for the journal) or --state postgres://… (shared)")),
-        Some(db) if is_db => Ok((Some(url), Some(db))),
-        Some(folder) => {
-            // The folder is the run's folder (journal, lock, manifest copy); the bucket has the rest.
-            args.out = std::path::PathBuf::from(folder);
-            Ok((Some(url), None))
-        }
-    }
-}
 
 pub(crate) fn failure(e: BucketError) -> CommandFailure {
     let exit = match e {

@@ -1,13 +1,13 @@
 //! What both run paths — a run of its own (`command`) and a worker of a shared sweep (`sweep`) —
 //! build on: the failure of a run that cannot start, a new run id, and the executor's context.
 
-use crate::cli::RunArgs;
+use super::request::Request;
+use super::settings::Settled;
 use crate::client::RunApi;
 use crate::error::{CommandFailure, Exit};
-use crate::output::videos::{FetchLimits, VideoStore};
-use crate::runner::{Context, Settings, SharedSettings};
+use crate::output::videos::VideoStore;
+use crate::runner::{CapRule, Context, Settings, SharedSettings};
 use crate::store::RunStore;
-use crate::util::money::Money;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub(super) fn new_run_id() -> String {
 /// What the executor works with: the plan, the API, a credential-free client for videos, where
 /// records and videos go, and (for a worker of a shared sweep) its claims and heartbeats.
 pub(super) fn run_context(
-    args: &RunArgs,
+    request: &Request,
     plan: &Arc<crate::plan::Plan>,
     api: &Arc<RunApi>,
     journal: Arc<dyn RunStore>,
@@ -44,15 +44,9 @@ pub(super) fn run_context(
         journal,
         videos,
         uploads: Arc::new(crate::client::uploads::UploadCache::default()),
-        fetch: FetchLimits {
-            max_bytes: args.max_video_bytes,
-            stall: crate::output::download::Stall {
-                min_bytes_per_second: args.min_download_speed,
-                window: args.stall_time,
-            },
-        },
-        grace: args.grace,
-        max_runtime: args.max_runtime,
+        fetch: request.fetch,
+        grace: request.grace,
+        max_runtime: request.max_runtime,
         refresh: Duration::from_secs(2),
         shared,
     })
@@ -61,23 +55,23 @@ pub(super) fn run_context(
 /// The dispatcher's settings for a run (or a shared sweep's worker, with `shared`), from the
 /// settled ones: made in one place for both run paths.
 pub(super) fn dispatcher_settings(
-    args: &RunArgs,
+    request: &Request,
+    settled: &Settled,
     run_id: String,
-    (concurrency, rate, max_attempts): (u32, f64, u32),
-    cap: Option<Money>,
+    cap: CapRule,
     shared: Option<SharedSettings>,
 ) -> Settings {
-    let concurrency = concurrency as usize;
+    let concurrency = settled.concurrency as usize;
     Settings {
         run_id,
         concurrency,
-        max_attempts,
-        retry_failed: args.retry_failed.clone(),
+        max_attempts: settled.max_attempts,
+        retry_failed: request.retry_failed.clone(),
         cap,
-        task_deadline: args.task_deadline,
+        task_deadline: request.task_deadline,
         // The schedule learns the service's speed; a `--time-scale` given is a hint to start from.
-        time_hint: args.time_scale,
-        rate,
+        time_hint: request.service.time_scale,
+        rate: settled.rate,
         downloads_at_once: concurrency.clamp(2, 16),
         seed: u64::from(std::process::id()),
         shared,

@@ -2,21 +2,86 @@
 //! snapshot during it, and after it summary.json, the exit code, the manifest's copy and the check
 //! of recorded videos a resume starts from.
 
-use crate::cli::RunArgs;
+use super::origin::Opened;
+use super::request::{Consent, Request};
+use super::resume::{ResumeSettings, resume_command};
 use crate::error::Exit;
 use crate::journal::Replayed;
 use crate::output::folder::OutDir;
+use crate::output::folder::{REPORT, RESULTS};
 use crate::output::videos::VideoStore;
 use crate::plan::Plan;
+use crate::report::{RunSummary, render_summary, write_results_csv};
 use crate::runner::{Dispatcher, JobPhase, StopReason};
 use crate::util::money::Money;
 use std::io::Write;
 use std::time::Duration;
 
-/// `summary.json` beside results.csv: the run's status, exit code and why it stopped, for alerts.
-pub(super) fn summary_json_text(plan: &Plan, d: &Dispatcher, removed: usize, exit: Exit, elapsed: Duration) -> String {
-    let status = crate::report::RunStatus::of_run(plan, d.jobs(), spend(d), removed);
-    summary_json(&status, exit, d.stop_reason(), elapsed, None)
+/// What a run's end is made from, whichever store it used.
+pub(super) struct Ending<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) request: &'a Request,
+    pub(super) resume: &'a ResumeSettings,
+    /// What each job reserves (the quotes the run started with): the summary's estimates.
+    pub(super) reservations: &'a [Money],
+    /// Jobs the store has that the manifest no longer has, and those of them that were paid for.
+    pub(super) removed: usize,
+    pub(super) removed_paid: &'a [crate::report::Removed],
+    pub(super) started: std::time::Instant,
+}
+
+impl Ending<'_> {
+    /// A run of its own: results.csv, report.html and summary.json from its jobs, the stray part
+    /// files of a finished run removed, and the summary said. Returns the exit code.
+    pub(super) async fn of_own_run(&self, opened: &Opened, d: &Dispatcher, stderr: &mut dyn Write) -> Exit {
+        let plan = self.plan;
+        let documents = super::bucket::Documents {
+            out: opened.out.as_ref(),
+            bucket: opened.bucket.as_ref(),
+        };
+        documents
+            .write_with(
+                RESULTS,
+                |w| write_results_csv(plan, d.jobs(), self.removed_paid, w),
+                stderr,
+            )
+            .await;
+        let exit = exit_code(d.stop_reason(), d.jobs());
+        let status = crate::report::RunStatus::of_run(plan, d.jobs(), spend(d), self.removed);
+        let axes = crate::report::Axes::default_for(plan);
+        let gallery =
+            |w: &mut dyn Write| crate::report::write_gallery(plan, d.jobs(), self.removed_paid, &axes, &status, w);
+        documents.write_with(REPORT, gallery, stderr).await;
+        let text = summary_json(&status, exit, d.stop_reason(), self.started.elapsed(), None);
+        documents
+            .write_with("summary.json", |w| w.write_all(text.as_bytes()), stderr)
+            .await;
+        if let Some(out) = opened.out.as_ref()
+            && d.jobs().iter().all(|j| j.phase().is_terminal())
+        {
+            for part in out.stray_parts() {
+                let _ = std::fs::remove_file(part);
+            }
+        }
+        let output_place = match &opened.bucket {
+            Some(b) => std::path::PathBuf::from(b.url().to_string()),
+            None => self.request.place.out.clone(),
+        };
+        let summary = render_summary(&RunSummary {
+            plan,
+            jobs: d.jobs(),
+            ledger: d.ledger(),
+            stop: d.stop_reason(),
+            elapsed: self.started.elapsed(),
+            out: &output_place,
+            estimates: self.reservations,
+            removed: self.removed,
+            resume: resume_command(&self.request.place, self.resume),
+            billed_above: d.billed_above_reservations(),
+        });
+        let _ = write!(stderr, "{summary}");
+        exit
+    }
 }
 
 /// What a dispatcher's ledger says of the run's money.
@@ -62,12 +127,11 @@ fn stop_name(stop: &StopReason) -> &'static str {
 
 /// On a terminal, asks before spending more than `--confirm-above`; off a terminal (cron, CI,
 /// pipes) never asks: the spend cap is the guard there.
-pub(super) fn confirm(args: &RunArgs, estimate: Money, jobs: usize, stderr: &mut dyn Write) -> bool {
+pub(super) fn confirm(consent: Consent, simulate: bool, estimate: Money, jobs: usize, stderr: &mut dyn Write) -> bool {
     use std::io::IsTerminal;
-    let threshold = Money::from_usd_f64(args.confirm_above).unwrap_or(Money::ZERO);
-    if args.yes
-        || args.simulate
-        || estimate <= threshold
+    if consent.yes
+        || simulate
+        || estimate <= consent.above
         || !std::io::stdin().is_terminal()
         || !std::io::stderr().is_terminal()
     {

@@ -3,7 +3,7 @@
 //! folder with an earlier run's videos but no journal is never started afresh unasked (that would
 //! pay for every job again).
 
-use crate::cli::RunArgs;
+use super::request::Request;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::LastRun;
 use crate::output::folder::{JOURNAL, VIDEOS};
@@ -22,8 +22,12 @@ fn own_before_journal(name: &str) -> bool {
 }
 
 /// `log_file` is the `--log-file` of this very run, which may live in the folder.
-pub(super) fn check(args: &RunArgs, recorded: Option<&LastRun>, log_file: Option<&Path>) -> Result<(), CommandFailure> {
-    let out = &args.out;
+pub(super) fn check(
+    request: &Request,
+    recorded: Option<&LastRun>,
+    log_file: Option<&Path>,
+) -> Result<(), CommandFailure> {
+    let out = &request.place.out;
     let Ok(meta) = std::fs::metadata(out) else {
         return Ok(()); // a new folder
     };
@@ -36,11 +40,11 @@ pub(super) fn check(args: &RunArgs, recorded: Option<&LastRun>, log_file: Option
     let journal = out.join(JOURNAL);
     let has_journal = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
     if has_journal {
-        return same_manifest(args, recorded);
+        return same_manifest(request, recorded);
     }
     let videos = earlier_videos(&out.join(VIDEOS));
     if videos > 0 {
-        if args.start_afresh {
+        if request.folder.start_afresh {
             return Ok(());
         }
         return Err(CommandFailure::new(
@@ -85,24 +89,24 @@ pub(super) fn check(args: &RunArgs, recorded: Option<&LastRun>, log_file: Option
 }
 
 /// A run folder goes on with the manifest file that started it.
-fn same_manifest(args: &RunArgs, recorded: Option<&LastRun>) -> Result<(), CommandFailure> {
+fn same_manifest(request: &Request, recorded: Option<&LastRun>) -> Result<(), CommandFailure> {
     let Some(recorded) = recorded.and_then(|r| r.manifest.as_deref()) else {
         return Ok(());
     };
-    if args.adopt_folder || same_file(Path::new(recorded), &args.manifest) != Some(false) {
+    if request.folder.adopt_folder || same_file(Path::new(recorded), &request.manifest) != Some(false) {
         return Ok(());
     }
     Err(CommandFailure::new(
         Exit::Invalid,
         format!(
             "{} is the run folder of {recorded}, not of {}",
-            args.out.display(),
-            args.manifest.display()
+            request.place.out.display(),
+            request.manifest.display()
         ),
     )
     .hint(format!(
         "give this manifest its own folder (--out runs/{}), or add --adopt-folder to carry that run's journal, videos and spend over into this manifest's",
-        args.manifest.file_stem().map_or("sweep".into(), |s| s.to_string_lossy())
+        request.manifest.file_stem().map_or("sweep".into(), |s| s.to_string_lossy())
     )))
 }
 

@@ -22,6 +22,25 @@ pub(crate) struct ResumeSettings {
 }
 
 impl ResumeSettings {
+    /// A run's, from its settled settings: what it records and what its resume line spells out.
+    pub(super) fn of(
+        settled: &super::settings::Settled,
+        place: &super::request::Place,
+        base_url: &str,
+    ) -> ResumeSettings {
+        let simulate = settled.service.simulate;
+        ResumeSettings {
+            cap: settled.cap,
+            rate: Some(settled.rate),
+            concurrency: Some(settled.concurrency),
+            max_attempts: settled.max_attempts,
+            api_base: (!simulate).then(|| base_url.to_string()),
+            simulate,
+            output: place.bucket.as_ref().map(ToString::to_string),
+            time_scale: simulate.then_some(settled.service.time_scale),
+        }
+    }
+
     /// As a folder's journal recorded them (for `status`).
     pub(crate) fn recorded(settings: &RecordedSettings, cap: Option<Money>) -> ResumeSettings {
         use super::settings::Cap;
@@ -106,12 +125,12 @@ pub(crate) fn quote(a: String) -> String {
 /// The command line that resumes this run — this run's own, quoted for a POSIX shell, with a
 /// templated `--out` replaced by the folder it named this time — and every setting that matters
 /// spelled out.
-pub(super) fn resume_command(given_out: &std::path::Path, out: &std::path::Path, settings: &ResumeSettings) -> String {
-    let given = given_out.to_string_lossy().into_owned();
+pub(super) fn resume_command(place: &super::request::Place, settings: &ResumeSettings) -> String {
+    let given = place.given_out.to_string_lossy().into_owned();
     let resolved = settings
         .output
         .clone()
-        .unwrap_or_else(|| out.to_string_lossy().into_owned());
+        .unwrap_or_else(|| place.out.to_string_lossy().into_owned());
     let mut words = vec!["kling-batch".to_string()];
     words.extend(
         std::env::args()

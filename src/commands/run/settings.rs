@@ -66,9 +66,52 @@ impl Cap {
     }
 }
 
+/// The service a run talks to.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Service {
+    /// The built-in simulator, started for this run.
+    pub(super) simulate: bool,
+    /// `--api-base`, else what the folder's run used.
+    pub(super) api_base: Option<String>,
+    /// The simulator's speed (time ×N), or the hint of a service's.
+    pub(super) time_scale: f64,
+}
+
+impl super::request::ServiceAsked {
+    /// The service, from what was asked and what the folder's run recorded: a folder that was run
+    /// on the simulator resumes on it (unless an address is given), at the speed it recorded.
+    pub(super) fn settle(&self, flags: &Flags, recorded: &RecordedSettings) -> (Service, Option<String>) {
+        let resumed_simulated = !self.simulate && self.api_base.is_none() && recorded.simulate;
+        let simulate = self.simulate || resumed_simulated;
+        let note = resumed_simulated.then(|| {
+            "note: this folder's run used the simulator; resuming on it (give --api-base to change)".to_string()
+        });
+        let api_base = match &self.api_base {
+            Some(given) => Some(given.clone()),
+            None if !simulate => recorded.api_base.clone(),
+            None => None,
+        };
+        let time_scale = match (self.time_scale, recorded.time_scale) {
+            (Some(_), _) => flags.time_scale,
+            (None, Some(recorded)) if simulate => recorded,
+            (None, _) if simulate => SIMULATE_TIME_SCALE,
+            _ => flags.time_scale,
+        };
+        (
+            Service {
+                simulate,
+                api_base,
+                time_scale,
+            },
+            note,
+        )
+    }
+}
+
 /// What the run goes with, and the notes that say where a value came from when it matters.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Settled {
+    pub(super) service: Service,
     pub(super) concurrency: u32,
     pub(super) rate: f64,
     pub(super) max_attempts: u32,
@@ -128,7 +171,13 @@ impl Flags {
 
     /// These flags with the folder's recorded settings (`recorded_cap` in µ¢) and the manifest's
     /// limits.
-    pub(super) fn settle(&self, recorded: &RecordedSettings, recorded_cap: Option<Money>, limits: &Limits) -> Settled {
+    pub(super) fn settle(
+        &self,
+        service: Service,
+        recorded: &RecordedSettings,
+        recorded_cap: Option<Money>,
+        limits: &Limits,
+    ) -> Settled {
         let mut notes = Vec::new();
         let concurrency = keep_or_replace(
             "--concurrency",
@@ -150,6 +199,7 @@ impl Flags {
         .unwrap_or(DEFAULT_MAX_ATTEMPTS);
         let cap = self.cap_with(recorded, recorded_cap, limits, &mut notes);
         Settled {
+            service,
             concurrency,
             rate,
             max_attempts,
@@ -231,6 +281,14 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    fn service() -> Service {
+        Service {
+            simulate: false,
+            api_base: None,
+            time_scale: 1.0,
+        }
+    }
+
     fn flags(extra: &[&str]) -> Result<Flags, CommandFailure> {
         let mut argv = vec!["kling-batch", "run", "m.yaml", "--out", "o"];
         argv.extend(extra);
@@ -275,7 +333,7 @@ mod tests {
             ..Limits::default()
         };
         let four = Money::from_usd_f64(4.0);
-        let kept = flags(&[]).unwrap().settle(&recorded, four, &limits);
+        let kept = flags(&[]).unwrap().settle(service(), &recorded, four, &limits);
         assert_eq!(
             (kept.rate, kept.concurrency, kept.cap),
             (1.0, 3, Cap::Given(four.unwrap()))
@@ -285,15 +343,18 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("keeping this folder's recorded --rate 1"))
         );
-        let replaced = flags(&["--max-spend", "10", "--rate", "2"])
-            .unwrap()
-            .settle(&recorded, four, &limits);
+        let replaced =
+            flags(&["--max-spend", "10", "--rate", "2"])
+                .unwrap()
+                .settle(service(), &recorded, four, &limits);
         assert_eq!(
             (replaced.rate, replaced.cap),
             (2.0, Cap::Given(Money::from_usd_f64(10.0).unwrap()))
         );
         assert_eq!(replaced.notes.iter().filter(|n| n.contains("replaces")).count(), 2);
-        let fresh = flags(&[]).unwrap().settle(&RecordedSettings::default(), None, &limits);
+        let fresh = flags(&[])
+            .unwrap()
+            .settle(service(), &RecordedSettings::default(), None, &limits);
         assert_eq!(
             (fresh.rate, fresh.concurrency, fresh.cap),
             (5.0, DEFAULT_CONCURRENCY, Cap::Given(Money::from_usd_f64(50.0).unwrap()))
@@ -304,7 +365,7 @@ mod tests {
         assert_eq!(
             flags(&[])
                 .unwrap()
-                .settle(&RecordedSettings::default(), None, &bare)
+                .settle(service(), &RecordedSettings::default(), None, &bare)
                 .cap,
             Cap::Default
         );
@@ -312,11 +373,17 @@ mod tests {
             cap_source: Some("default".into()),
             ..RecordedSettings::default()
         };
-        assert_eq!(flags(&[]).unwrap().settle(&default, four, &bare).cap, Cap::Default);
+        assert_eq!(
+            flags(&[]).unwrap().settle(service(), &default, four, &bare).cap,
+            Cap::Default
+        );
         let lifted = RecordedSettings {
             cap_source: Some("none".into()),
             ..RecordedSettings::default()
         };
-        assert_eq!(flags(&[]).unwrap().settle(&lifted, None, &limits).cap, Cap::Lifted);
+        assert_eq!(
+            flags(&[]).unwrap().settle(service(), &lifted, None, &limits).cap,
+            Cap::Lifted
+        );
     }
 }

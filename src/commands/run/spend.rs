@@ -1,7 +1,6 @@
 //! The spend checks before a run submits anything: can the cap run a single job, and does the
 //! account's balance cover the estimate.
 
-use crate::cli::RunArgs;
 use crate::client::RunApi;
 use crate::error::{CommandFailure, Exit};
 use crate::journal;
@@ -13,14 +12,14 @@ use std::io::Write;
 /// elsewhere stop with exit 3 unless `--yes`. A service without the route goes on unchecked.
 pub(super) async fn balance_covers(
     api: &RunApi,
-    args: &RunArgs,
+    yes: bool,
     dispatcher: &Dispatcher,
     estimates: &[Money],
     to_spend: Money,
     stderr: &mut dyn Write,
 ) -> Option<Exit> {
     use std::io::IsTerminal;
-    if args.yes || to_spend == Money::ZERO {
+    if yes || to_spend == Money::ZERO {
         return None;
     }
     let balance = match api.balance().await {

@@ -18,7 +18,7 @@ pub(super) fn settings(concurrency: usize, cap_cents: Option<u64>) -> Settings {
         concurrency,
         max_attempts: 2,
         retry_failed: None,
-        cap: cap_cents.map(Money::from_cents),
+        cap: CapRule::Fixed(cap_cents.map(Money::from_cents)),
         task_deadline: Duration::from_secs(1800),
         time_hint: None,
         rate: 10.0,

@@ -77,6 +77,27 @@ impl Outcome {
 }
 
 impl PgRunStore {
+    /// Opens sweep `sweep` for this worker: replays its records (on `conn`, which then becomes
+    /// the writer's own connection) and starts the writer with the facts replayed. Returns the
+    /// store and its replay, as the local journal's `open` does.
+    pub async fn open(
+        mut conn: Conn,
+        sweep: &super::Sweep,
+        worker: String,
+        plan: &crate::plan::Plan,
+        outage: Duration,
+    ) -> Result<(PgRunStore, crate::journal::Replayed), super::StateError> {
+        let history = sweep.replay(conn.get().await?).await?;
+        let index: HashMap<String, i32> = plan
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.id.to_string(), i32::try_from(i).unwrap_or(i32::MAX)))
+            .collect();
+        let store = PgRunStore::start(conn, sweep.id, worker, history.jobs.clone(), index, outage);
+        Ok((store, history))
+    }
+
     /// Starts the writer for sweep `sweep` on its own connection. `facts` are the jobs' facts as
     /// replayed; `index` each job id's index in the plan.
     pub fn start(
