@@ -252,8 +252,12 @@ async fn run_async(
     };
     let shared_sweep = opened.sweep.is_some();
     let exit = match opened.sweep.take() {
-        None => ending.of_own_run(&opened, &dispatcher, stderr).await,
-        Some(sweep) => sweep.finish(&ending, &opened, dispatcher, stderr).await,
+        None => ending.of_own_run(&opened.documents(), &dispatcher, stderr).await,
+        Some(sweep) => {
+            sweep
+                .finish(&ending, &opened.documents(), &opened.videos, dispatcher, stderr)
+                .await
+        }
     };
     if uploads.files > 0 {
         let _ = writeln!(

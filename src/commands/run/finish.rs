@@ -2,14 +2,10 @@
 //! snapshot during it, and after it summary.json, the exit code, the manifest's copy and the check
 //! of recorded videos a resume starts from.
 
-use super::origin::Opened;
 use super::request::{Consent, Request};
 use super::resume::{ResumeSettings, resume_command};
 use crate::error::Exit;
-use crate::journal::Replayed;
-use crate::output::folder::OutDir;
 use crate::output::folder::{REPORT, RESULTS};
-use crate::output::videos::VideoStore;
 use crate::plan::Plan;
 use crate::report::{RunSummary, render_summary, write_results_csv};
 use crate::runner::{Dispatcher, JobPhase, StopReason};
@@ -31,39 +27,56 @@ pub(super) struct Ending<'a> {
 }
 
 impl Ending<'_> {
-    /// A run of its own: results.csv, report.html and summary.json from its jobs, the stray part
-    /// files of a finished run removed, and the summary said. Returns the exit code.
-    pub(super) async fn of_own_run(&self, opened: &Opened, d: &Dispatcher, stderr: &mut dyn Write) -> Exit {
+    /// results.csv, report.html and summary.json, in the output folder or the bucket: made here
+    /// for both kinds of run, from their jobs at the end.
+    pub(super) async fn write_documents(
+        &self,
+        documents: &super::bucket::Documents<'_>,
+        jobs: &[crate::runner::JobRun],
+        removed_paid: &[crate::report::Removed],
+        status: &crate::report::RunStatus,
+        summary_json: &str,
+        stderr: &mut dyn Write,
+    ) {
         let plan = self.plan;
-        let documents = super::bucket::Documents {
-            out: opened.out.as_ref(),
-            bucket: opened.bucket.as_ref(),
-        };
+        documents
+            .write_with(RESULTS, |w| write_results_csv(plan, jobs, removed_paid, w), stderr)
+            .await;
+        let axes = crate::report::Axes::default_for(plan);
         documents
             .write_with(
-                RESULTS,
-                |w| write_results_csv(plan, d.jobs(), self.removed_paid, w),
+                REPORT,
+                |w| crate::report::write_gallery(plan, jobs, removed_paid, &axes, status, w),
                 stderr,
             )
             .await;
+        documents
+            .write_with("summary.json", |w| w.write_all(summary_json.as_bytes()), stderr)
+            .await;
+    }
+
+    /// A run of its own: results.csv, report.html and summary.json from its jobs, the stray part
+    /// files of a finished run removed, and the summary said. Returns the exit code.
+    pub(super) async fn of_own_run(
+        &self,
+        documents: &super::bucket::Documents<'_>,
+        d: &Dispatcher,
+        stderr: &mut dyn Write,
+    ) -> Exit {
+        let plan = self.plan;
         let exit = exit_code(d.stop_reason(), d.jobs());
         let status = crate::report::RunStatus::of_run(plan, d.jobs(), spend(d), self.removed);
-        let axes = crate::report::Axes::default_for(plan);
-        let gallery =
-            |w: &mut dyn Write| crate::report::write_gallery(plan, d.jobs(), self.removed_paid, &axes, &status, w);
-        documents.write_with(REPORT, gallery, stderr).await;
-        let text = summary_json(&status, exit, d.stop_reason(), self.started.elapsed(), None);
-        documents
-            .write_with("summary.json", |w| w.write_all(text.as_bytes()), stderr)
+        let summary = summary_json(&status, exit, d.stop_reason(), self.started.elapsed(), None);
+        self.write_documents(documents, d.jobs(), self.removed_paid, &status, &summary, stderr)
             .await;
-        if let Some(out) = opened.out.as_ref()
+        if let Some(out) = documents.out
             && d.jobs().iter().all(|j| j.phase().is_terminal())
         {
             for part in out.stray_parts() {
                 let _ = std::fs::remove_file(part);
             }
         }
-        let output_place = match &opened.bucket {
+        let output_place = match documents.bucket {
             Some(b) => std::path::PathBuf::from(b.url().to_string()),
             None => self.request.place.out.clone(),
         };
@@ -189,32 +202,4 @@ pub(super) fn exit_code(stop: Option<&StopReason>, jobs: &[crate::runner::JobRun
     } else {
         Exit::Success
     }
-}
-
-pub(super) fn copy_manifest(out: &OutDir, manifest: &std::path::Path, stderr: &mut dyn Write) {
-    let ext = manifest.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
-    match std::fs::read(manifest) {
-        Ok(bytes) => {
-            if let Err(e) = out.write_atomic(&format!("manifest.{ext}"), &bytes) {
-                let _ = writeln!(stderr, "warning: cannot copy the manifest into the output folder: {e}");
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(stderr, "warning: cannot copy the manifest: {e}");
-        }
-    }
-}
-
-/// Whether each downloaded job's file is on disk at its recorded size (see `download::present`).
-pub(super) fn verify_files(plan: &Plan, history: &Replayed, videos: &dyn VideoStore) -> Vec<bool> {
-    plan.jobs
-        .iter()
-        .map(|job| {
-            history
-                .jobs
-                .get(job.id.as_str())
-                .and_then(|h| h.video.as_ref())
-                .is_some_and(|v| videos.present(v))
-        })
-        .collect()
 }

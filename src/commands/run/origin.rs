@@ -4,7 +4,6 @@
 //! (`Opened`); the rest of the run is the same for both.
 
 use super::context::{fail, new_run_id};
-use super::finish::{copy_manifest, verify_files};
 use super::request::Request;
 use super::settings::Settled;
 use super::spend::cap_can_run_a_job;
@@ -47,6 +46,16 @@ pub(super) struct Opened {
     pub(super) bucket: Option<Bucket>,
     /// A worker of a shared sweep: its claims, its cap, its ending.
     pub(super) sweep: Option<SweepWorker>,
+}
+
+impl Opened {
+    /// Where the run's documents go.
+    pub(super) fn documents(&self) -> super::bucket::Documents<'_> {
+        super::bucket::Documents {
+            out: self.out.as_ref(),
+            bucket: self.bucket.as_ref(),
+        }
+    }
 }
 
 impl Origin {
@@ -115,7 +124,19 @@ impl Origin {
                     Some(_) => None,
                     None => Some(out_dir(&request.place.out, true)?),
                 };
-                registered.open(request, plan, out, bucket).await
+                let (store, history, worker) = registered.open(request, plan).await?;
+                let videos = videos_for(bucket.as_ref(), out.as_ref(), store.clone()).await?;
+                Ok(Opened {
+                    store,
+                    history,
+                    run_id: worker.run_id(),
+                    videos,
+                    // A worker checks the videos of the jobs it claims, when it claims them.
+                    files_ok: vec![false; plan.jobs.len()],
+                    out,
+                    bucket,
+                    sweep: Some(worker),
+                })
             }
         }
     }
@@ -212,6 +233,24 @@ async fn open_folder(
     })
 }
 
+/// Where a shared sweep's videos go: the bucket (its uploads recorded in `store`), else the
+/// shared output folder.
+async fn videos_for(
+    bucket: Option<&Bucket>,
+    out: Option<&OutDir>,
+    store: Arc<dyn RunStore>,
+) -> Result<Arc<dyn VideoStore>, CommandFailure> {
+    match (bucket, out) {
+        (Some(bucket), _) => Ok(Arc::new(
+            crate::output::bucket_videos::BucketVideos::open(bucket.clone(), store)
+                .await
+                .map_err(super::bucket::failure)?,
+        )),
+        (None, Some(out)) => Ok(Arc::new(LocalVideos::new(out.root()))),
+        (None, None) => Err(fail("no place for the videos", "", Exit::Failure)),
+    }
+}
+
 /// Uploads a killed run left open are aborted before anything else: no orphaned parts.
 async fn abort_open_uploads(
     videos: &crate::output::bucket_videos::BucketVideos,
@@ -237,4 +276,32 @@ async fn abort_open_uploads(
     for problem in problems {
         let _ = writeln!(stderr, "warning: an unfinished upload could not be aborted: {problem}");
     }
+}
+
+fn copy_manifest(out: &OutDir, manifest: &std::path::Path, stderr: &mut dyn Write) {
+    let ext = manifest.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
+    match std::fs::read(manifest) {
+        Ok(bytes) => {
+            if let Err(e) = out.write_atomic(&format!("manifest.{ext}"), &bytes) {
+                let _ = writeln!(stderr, "warning: cannot copy the manifest into the output folder: {e}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "warning: cannot copy the manifest: {e}");
+        }
+    }
+}
+
+/// Whether each downloaded job's file is on disk at its recorded size (see `download::present`).
+fn verify_files(plan: &Plan, history: &Replayed, videos: &dyn VideoStore) -> Vec<bool> {
+    plan.jobs
+        .iter()
+        .map(|job| {
+            history
+                .jobs
+                .get(job.id.as_str())
+                .and_then(|h| h.video.as_ref())
+                .is_some_and(|v| videos.present(v))
+        })
+        .collect()
 }

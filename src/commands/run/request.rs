@@ -4,7 +4,7 @@
 //! the pace, the simulator) is settled with the folder's recorded settings and the manifest's
 //! limits in `settings`.
 
-use super::settings::Flags;
+use super::settings::{Flags, ServiceAsked};
 use crate::cli::RunArgs;
 use crate::error::{CommandFailure, Exit};
 use crate::output::bucket::BucketUrl;
@@ -29,15 +29,6 @@ pub(super) struct Place {
     pub(super) database_from_flag: bool,
     /// `--run NAME`: the sweep's name.
     pub(super) run_name: Option<String>,
-}
-
-/// What was asked of the service: the simulator, or a RunAPI address.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct ServiceAsked {
-    pub(super) simulate: bool,
-    pub(super) api_base: Option<String>,
-    /// `--time-scale` as given.
-    pub(super) time_scale: Option<f64>,
 }
 
 /// How the folder may be taken: the answers to the questions `folder::check` asks.

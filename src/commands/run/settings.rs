@@ -66,6 +66,15 @@ impl Cap {
     }
 }
 
+/// What was asked of the service: the simulator, or a RunAPI address.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ServiceAsked {
+    pub(super) simulate: bool,
+    pub(super) api_base: Option<String>,
+    /// `--time-scale` as given.
+    pub(super) time_scale: Option<f64>,
+}
+
 /// The service a run talks to.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Service {
@@ -77,7 +86,7 @@ pub(super) struct Service {
     pub(super) time_scale: f64,
 }
 
-impl super::request::ServiceAsked {
+impl ServiceAsked {
     /// The service, from what was asked and what the folder's run recorded: a folder that was run
     /// on the simulator resumes on it (unless an address is given), at the speed it recorded.
     pub(super) fn settle(&self, flags: &Flags, recorded: &RecordedSettings) -> (Service, Option<String>) {

@@ -8,7 +8,6 @@
 
 use super::context::{fail, new_run_id};
 use super::finish::Ending;
-use super::origin::Opened;
 use super::request::Request;
 use super::resume::{ResumeSettings, resume_command};
 use super::settings::{Cap, Settled};
@@ -16,14 +15,11 @@ use crate::client::Pacer;
 use crate::commands::state::failure;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::{FailureKind, JobState, RecordedSettings, Replayed};
-use crate::output::bucket::Bucket;
-use crate::output::folder::{OutDir, REPORT, RESULTS};
-use crate::output::videos::{LocalVideos, VideoStore};
+use crate::output::videos::VideoStore;
 use crate::plan::Plan;
 use crate::report::RunStatus;
 use crate::runner::sweep::SharedSweep;
 use crate::runner::{Dispatcher, JobPhase, JobRun, StopReason};
-use crate::store::RunStore;
 use crate::store::postgres::{CapChange, Conn, PgRunStore, Sweep};
 use crate::util::money::Money;
 use std::io::Write;
@@ -88,55 +84,37 @@ impl Registered {
         })
     }
 
-    /// The store (on a connection of its own) and the sweep's replay.
+    /// The store (on a connection of its own), the sweep's replay, and this worker.
     pub(super) async fn open(
         self,
         request: &Request,
         plan: &Plan,
-        out: Option<OutDir>,
-        bucket: Option<Bucket>,
-    ) -> Result<Opened, CommandFailure> {
+    ) -> Result<(Arc<PgRunStore>, Replayed, SweepWorker), CommandFailure> {
         let worker = format!("{}-{}-{}", host_name(), std::process::id(), &new_run_id()[..6]);
         let conn = Conn::new(&self.url, crate::commands::state::connect(&self.url).await?);
         let (store, history) = PgRunStore::open(conn, &self.sweep, worker.clone(), plan, request.state_outage)
             .await
             .map_err(failure)?;
         let store = Arc::new(store);
-        let videos: Arc<dyn VideoStore> = match (&bucket, &out) {
-            (Some(bucket), _) => {
-                let journal: Arc<dyn RunStore> = store.clone();
-                Arc::new(
-                    crate::output::bucket_videos::BucketVideos::open(bucket.clone(), journal)
-                        .await
-                        .map_err(super::bucket::failure)?,
-                )
-            }
-            (None, Some(out)) => Arc::new(LocalVideos::new(out.root())),
-            (None, None) => return Err(fail("no place for the videos", "", Exit::Failure)),
+        let this = SweepWorker {
+            url: self.url,
+            client: Some(self.client),
+            sweep: self.sweep,
+            worker,
+            store: Arc::clone(&store),
+            left: (Money::ZERO, 0),
+            shared: None,
         };
-        Ok(Opened {
-            store: store.clone(),
-            history,
-            run_id: self.sweep.run_id.clone(),
-            videos,
-            // A worker checks the videos of the jobs it claims, when it claims them.
-            files_ok: vec![false; plan.jobs.len()],
-            out,
-            bucket,
-            sweep: Some(SweepWorker {
-                url: self.url,
-                client: Some(self.client),
-                sweep: self.sweep,
-                worker,
-                store,
-                left: (Money::ZERO, 0),
-                shared: None,
-            }),
-        })
+        Ok((store, history, this))
     }
 }
 
 impl SweepWorker {
+    /// The sweep's run id, which every worker's records carry.
+    pub(super) fn run_id(&self) -> String {
+        self.sweep.run_id.clone()
+    }
+
     fn client(&self) -> Result<&tokio_postgres::Client, CommandFailure> {
         self.client
             .as_ref()
@@ -321,7 +299,8 @@ impl SweepWorker {
     pub(super) async fn finish(
         self,
         ending: &Ending<'_>,
-        opened: &Opened,
+        documents: &super::bucket::Documents<'_>,
+        videos: &Arc<dyn VideoStore>,
         dispatcher: Dispatcher,
         stderr: &mut dyn Write,
     ) -> Exit {
@@ -353,7 +332,6 @@ impl SweepWorker {
                 let _ = writeln!(stderr, "warning: could not give this worker's jobs back: {e}");
             }
         }
-        let videos = &opened.videos;
         videos.refresh().await;
         let whole = {
             let mut conn = shared.conn.lock().await;
@@ -378,30 +356,11 @@ impl SweepWorker {
         });
         let removed = crate::report::removed_paid(plan, &history);
         let jobs = at_rest(plan, history, videos.as_ref());
-        let documents = super::bucket::Documents {
-            out: opened.out.as_ref(),
-            bucket: opened.bucket.as_ref(),
-        };
-        documents
-            .write_with(
-                RESULTS,
-                |w| crate::report::write_results_csv(plan, &jobs, &removed, w),
-                stderr,
-            )
-            .await;
-        let axes = crate::report::Axes::default_for(plan);
-        documents
-            .write_with(
-                REPORT,
-                |w| crate::report::write_gallery(plan, &jobs, &removed, &axes, &status, w),
-                stderr,
-            )
-            .await;
         let exit = stop_exit.unwrap_or_else(|| super::finish::exit_code(None, &jobs));
         let elapsed = ending.started.elapsed();
         let text = super::finish::summary_json(&status, exit, stop.as_ref(), elapsed, Some(&self.sweep.name));
-        documents
-            .write_with("summary.json", |w| w.write_all(text.as_bytes()), stderr)
+        ending
+            .write_documents(documents, &jobs, &removed, &status, &text, stderr)
             .await;
         let _ = writeln!(
             stderr,
