@@ -12,13 +12,11 @@ pub(crate) fn load_plan(path: &Path, max_input_bytes: Option<u64>) -> Result<Pla
     let max_input_bytes = max_input_bytes.unwrap_or(crate::inputs::DEFAULT_MAX_INPUT_BYTES);
     let loaded = manifest::read(path)?;
     let mut diagnostics = loaded.problems;
-    let inputs = match crate::inputs::gather(&loaded.manifest, max_input_bytes) {
-        Ok(inputs) => std::sync::Arc::new(inputs),
-        Err(problems) => {
-            diagnostics.extend(loaded.manifest.sources.resolve(problems));
-            std::sync::Arc::new(crate::inputs::Inputs::default())
-        }
-    };
+    // What was found is kept beside what was not: a pattern that matched expands whatever
+    // another entry's missing file, and each problem is reported at its own place.
+    let (inputs, problems) = crate::inputs::gather_all(&loaded.manifest, max_input_bytes);
+    diagnostics.extend(loaded.manifest.sources.resolve(problems));
+    let inputs = std::sync::Arc::new(inputs);
     match plan::expand_with_inputs(&loaded.manifest, inputs) {
         Ok(plan) if diagnostics.is_empty() => return Ok(plan),
         Ok(_) => {}

@@ -59,3 +59,44 @@ pub(crate) async fn find(client: &tokio_postgres::Client, name: &str) -> Result<
         ),
     }
 }
+
+/// The file a shared sweep's workers leave in its output folder: which sweep the folder is, and
+/// where its state lives (the database's address without its password), so that `status` and a
+/// run without `--state` can say how to point at it.
+pub(crate) const SWEEP_MARKER: &str = "sweep.json";
+
+/// A database address as the marker keeps it: no password, in either form.
+fn without_password(url: &str) -> String {
+    postgres::redact(url).replace(":***@", "@")
+}
+
+/// Writes the marker into a shared sweep's folder (a failure is a warning: the database has it all).
+pub(crate) fn write_marker(out: &crate::output::folder::OutDir, sweep: &str, url: &str, stderr: &mut dyn std::io::Write) {
+    let marker = serde_json::json!({ "sweep": sweep, "state": without_password(url) });
+    let text = serde_json::to_string_pretty(&marker).unwrap_or_default() + "\n";
+    if let Err(e) = out.write_atomic(SWEEP_MARKER, text.as_bytes()) {
+        let _ = writeln!(stderr, "warning: cannot write {SWEEP_MARKER}: {e}");
+    }
+}
+
+/// When `dir` is a shared sweep's folder, the failure that says where its state lives and how to
+/// point at it (`--state`, or `KLING_BATCH_STATE`); exit 64, the command line lacks it.
+pub(crate) fn shared_folder(dir: &Path) -> Option<CommandFailure> {
+    let text = std::fs::read_to_string(dir.join(SWEEP_MARKER)).ok()?;
+    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let sweep = marker["sweep"].as_str()?;
+    // (Whatever the file says, no password is shown.)
+    let state = without_password(marker["state"].as_str()?);
+    Some(
+        CommandFailure::new(
+            Exit::Usage,
+            format!(
+                "{} is the output folder of shared sweep `{sweep}`, whose state is in the database at {state}",
+                dir.display()
+            ),
+        )
+        .hint(format!(
+            "add --state {state} (with its password, if it needs one), or set {STATE_ENV} to it"
+        )),
+    )
+}

@@ -60,6 +60,9 @@ fn manifest_plan(dir: &Path, history: &crate::journal::Replayed) -> Option<crate
 pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {
     let journal_path = dir.join(JOURNAL);
     if !journal_path.is_file() {
+        if let Some(shared) = crate::commands::state::shared_folder(dir) {
+            return Err(shared);
+        }
         return Err(CommandFailure::new(
             Exit::Invalid,
             format!(

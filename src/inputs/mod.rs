@@ -150,6 +150,13 @@ impl Inputs {
 /// Finds, checks and hashes every local file `manifest` names. Every problem is reported, each at
 /// the value that named the file.
 pub fn gather(manifest: &Manifest, max_bytes: u64) -> Result<Inputs, Vec<Problem>> {
+    let (inputs, problems) = gather_all(manifest, max_bytes);
+    if problems.is_empty() { Ok(inputs) } else { Err(problems) }
+}
+
+/// `gather`, keeping what was found beside the problems: a pattern that matched is expanded
+/// whatever another entry's file is, so each problem is reported at its own place.
+pub fn gather_all(manifest: &Manifest, max_bytes: u64) -> (Inputs, Vec<Problem>) {
     let folder = manifest.path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut gathering = Gathering {
         folder,
@@ -176,11 +183,7 @@ pub fn gather(manifest: &Manifest, max_bytes: u64) -> Result<Inputs, Vec<Problem
             gathering.value(name, value, None);
         }
     }
-    if gathering.problems.is_empty() {
-        Ok(gathering.inputs)
-    } else {
-        Err(gathering.problems)
-    }
+    (gathering.inputs, gathering.problems)
 }
 
 struct Gathering {

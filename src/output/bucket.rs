@@ -70,6 +70,9 @@ pub enum BucketError {
     Transient(String),
     #[error("the object store refused: {0}")]
     Refused(String),
+    /// An endpoint on plain http, which the store client refuses unless told to allow it.
+    #[error("AWS_ENDPOINT {endpoint} is plain http, which the object store client refuses unless AWS_ALLOW_HTTP=true")]
+    PlainHttp { endpoint: String },
 }
 
 impl BucketError {
@@ -81,6 +84,9 @@ impl BucketError {
             BucketError::NoBucket { .. } => "create the bucket, or fix its name in --out",
             BucketError::Transient(_) => "try again; a rerun resumes",
             BucketError::Refused(_) => "check the bucket's permissions for this key",
+            BucketError::PlainHttp { .. } => {
+                "set AWS_ALLOW_HTTP=true to allow plain http (a local or trusted S3-compatible server), or give an https:// endpoint"
+            }
         }
     }
 }
@@ -103,6 +109,24 @@ impl Bucket {
 
     /// The store for `url`, from `AWS_*` settings given as a map (the environment's names).
     pub fn from_config(url: &BucketUrl, config: &HashMap<String, String>) -> Result<Bucket, BucketError> {
+        // The store client refuses a plain-http endpoint with a bare "builder error": say why first.
+        let setting = |name: &str| {
+            config
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if let Some(endpoint) = setting("AWS_ENDPOINT").or_else(|| setting("AWS_ENDPOINT_URL"))
+            && endpoint.to_ascii_lowercase().starts_with("http://")
+            && !setting("AWS_ALLOW_HTTP").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            // (Whatever an address carries before `@` stays out of the message.)
+            let shown = match (endpoint.find("//"), endpoint.find('@')) {
+                (Some(start), Some(at)) if at > start => format!("{}***{}", &endpoint[..start + 2], &endpoint[at..]),
+                _ => endpoint,
+            };
+            return Err(BucketError::PlainHttp { endpoint: shown });
+        }
         let mut builder = AmazonS3Builder::new().with_bucket_name(&url.bucket);
         let mut secrets = Vec::new();
         for (key, value) in config {

@@ -73,19 +73,30 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// A row's or column's header: each of its axes named with its value (a parameter its jobs do
+/// not set says so, never an empty header). The prompt is named by its label.
 fn label(axes: &[String], values: &[String]) -> String {
-    axes.iter()
+    let parts: Vec<String> = axes
+        .iter()
         .zip(values)
-        .filter(|(a, v)| *a == "prompt" || *v != "-")
-        .map(|(a, v)| {
-            if a == "prompt" {
-                escape(v)
-            } else {
-                format!("{}={}", escape(a), escape(v))
-            }
+        .map(|(a, v)| match (a.as_str(), v.as_str()) {
+            ("prompt", _) => escape(v),
+            (_, "-") => format!("{}: not set", escape(a)),
+            _ => format!("{}={}", escape(a), escape(v)),
         })
-        .collect::<Vec<_>>()
-        .join("<br>")
+        .collect();
+    if parts.is_empty() {
+        "all jobs".to_string()
+    } else {
+        parts.join("<br>")
+    }
+}
+
+/// A prompt's label shown where the full text is shown too: an id is kept, a cut copy of the
+/// text itself is not (the text says it all).
+fn label_beside(spec: &JobSpec, text: &str) -> Option<String> {
+    let label = spec.label.trim_end_matches('…');
+    (!text.starts_with(label)).then(|| spec.label.to_string())
 }
 
 /// The distinct keys in first-seen order, and each item's index into them.
@@ -169,18 +180,34 @@ pub(crate) fn write_gallery(
         let _ = write!(html, "<th>{}</th>", label(&axes.columns, column));
     }
     html.push_str("</tr></thead>\n<tbody>\n");
-    // The text of each row's prompt, from its first job.
-    let mut prompt_of: Vec<Option<String>> = vec![None; rows.len()];
+    // When the rows are prompts, each row's header holds its prompt's full text (from its first
+    // job), after the prompt's id; the cut copy of the text that labels a prompt without an id is
+    // not repeated. Rows of other axes hold jobs of several prompts: their cells name theirs.
+    let prompt_rows = axes.rows.iter().any(|a| a == "prompt");
+    let mut first_of: Vec<Option<usize>> = vec![None; rows.len()];
     for (i, r) in row_of.iter().enumerate() {
-        if prompt_of[*r].is_none() {
-            prompt_of[*r] = plan.jobs.get(i).and_then(|j| j.prompt());
-        }
+        first_of[*r].get_or_insert(i);
     }
     for (r, row) in rows.iter().enumerate() {
-        let text = prompt_of[r].as_deref().map_or(String::new(), |p| {
-            format!("<span class=\"prompt\">{}</span>", escape(p))
-        });
-        let _ = write!(html, "<tr><th class=\"row\">{}{text}</th>", label(&axes.rows, row));
+        let spec = first_of[r].and_then(|i| plan.jobs.get(i));
+        let header = match (prompt_rows, spec, spec.and_then(JobSpec::prompt)) {
+            (true, Some(spec), Some(text)) => {
+                let mut parts: Vec<String> = Vec::new();
+                if let Some(id) = label_beside(spec, &text) {
+                    parts.push(escape(&id));
+                }
+                // (A variable this prompt does not have is left out: its row is the prompt's.)
+                for (a, v) in axes.rows.iter().zip(row) {
+                    if a != "prompt" && v != "-" {
+                        parts.push(label(std::slice::from_ref(a), std::slice::from_ref(v)));
+                    }
+                }
+                parts.push(format!("<span class=\"prompt\">{}</span>", escape(&text)));
+                parts.join("<br>")
+            }
+            _ => label(&axes.rows, row),
+        };
+        let _ = write!(html, "<tr><th class=\"row\">{header}</th>");
         for c in 0..columns.len() {
             html.push_str("<td>");
             for &i in cells.get(&(r, c)).map_or(&[][..], Vec::as_slice) {
@@ -284,8 +311,12 @@ fn link_html(spec: &JobSpec, job: &JobRun) -> String {
 }
 
 fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
-    // The axes already name the row's and column's parameters; a cell repeats only the others.
+    // The axes already name the row's and column's parameters; a cell repeats only the others,
+    // and names its prompt unless the rows or columns do.
     let mut caption = escape(spec.id.as_str());
+    if !axes.rows.iter().chain(&axes.columns).any(|a| a == "prompt") {
+        let _ = write!(caption, "<br><span class=\"cell-prompt\">{}</span>", escape(&spec.label));
+    }
     for (name, value) in spec.params.iter() {
         if !axes.rows.iter().chain(&axes.columns).any(|a| a == name) {
             let _ = write!(caption, "<br>{}={}", escape(name), escape(&cell(Some(value))));

@@ -66,6 +66,31 @@ with_sound=$(tail -n +2 "$work/out/results.csv" | grep -c ',true,' || true)
 if [ "$visible" != "$with_sound" ] || [ $((visible + hidden)) != 16 ]; then
   echo "BROWSER TEST FAILED: the sound filter left $visible cells visible ($hidden hidden); expected $with_sound" >&2; failed=1
 fi
+# Issue 26, item 9: a prompt without an id is shown once in its row (its full text, no cut copy).
+first_row=$(grep -o '<tr><th class="row">[^¶]*</th><td>' "$work/dom.html" | grep 'A drone shot' | sed 's/<td>.*//' | head -1)
+copies=$(printf '%s' "$first_row" | grep -o 'A drone shot pulling back' | wc -l)
+if [ "$copies" != 1 ]; then
+  echo "BROWSER TEST FAILED: the first prompt's row shows its text $copies times: $first_row" >&2; failed=1
+fi
+# Issue 26, item 6: other axes for rows and columns; every cell names its prompt, no row is
+# headed by one prompt's text, no header is empty.
+"$root/target/debug/kling-batch" report "$work/out" --rows aspect_ratio --columns style 2>>"$work/run.log" || {
+  echo "BROWSER TEST FAILED: report --rows aspect_ratio --columns style failed" >&2; failed=1; }
+chromium "${flags[@]}" --dump-dom "$page" >"$work/dom-axes.html" 2>>"$work/chromium.log"
+named=$(grep -o '<figcaption>[^<]*<br><span class="cell-prompt">[^<]\+</span>' "$work/dom-axes.html" | wc -l)
+axes_cells=$(grep -o 'data-cells="[0-9]*"' "$work/dom-axes.html" | grep -o '[0-9]*' || true)
+if [ "$axes_cells" != 16 ] || [ "$named" != 16 ]; then
+  echo "BROWSER TEST FAILED: with other axes, $named of $axes_cells cells name their prompt; expected 16 of 16" >&2; failed=1
+fi
+if grep -q '<th class="row">[^<]*<span class="prompt">' "$work/dom-axes.html" || grep -q '<th class="row">[^<]*<br><span class="prompt">' "$work/dom-axes.html"; then
+  echo "BROWSER TEST FAILED: a row of aspect ratios is headed by a prompt's text" >&2; failed=1
+fi
+if grep -o '<thead>.*</thead>' "$work/dom-axes.html" | grep -q '<th></th>'; then
+  echo "BROWSER TEST FAILED: a column header is empty" >&2; failed=1
+fi
+if ! grep -q '<th>style: not set</th>' "$work/dom-axes.html" || ! grep -q '<th>style=noir</th>' "$work/dom-axes.html"; then
+  echo "BROWSER TEST FAILED: the style columns are not named" >&2; failed=1
+fi
 echo "browser: $cells cells, $videos videos ($unmuted with sound), filter kept $visible; screenshots at $work/report-1280.png and report-1920.png"
 echo "$((1 - failed)) passed, $failed failed"
 exit "$failed"

@@ -329,3 +329,27 @@ fn check_bucket(env: &TestEnv, lake: &std::path::Path, jobs: usize) {
     env.check_spend_reported_in(lake, true);
     assert_eq!(env.sim.stats().counters.billed_per_client_request_id.len(), jobs);
 }
+
+/// Issue 26, item 2: a plain-http endpoint without `AWS_ALLOW_HTTP=true` is refused before
+/// anything is written or created, saying what is wrong and how to allow it (exit 4), never with
+/// the store client's bare "builder error" or the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_endpoint_without_allow_http_says_how_to_allow_it() {
+    let server = S3Server::start(&["sweeps"]);
+    let env = TestEnv::new(|_| {}, EIGHT).await;
+    let mut cmd = to_bucket(&env, &server, SECRET_KEY, &[]);
+    cmd.env_remove("AWS_ALLOW_HTTP");
+    let (code, err) = finish(&mut cmd).await;
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("is plain http") && err.contains("AWS_ALLOW_HTTP=true") && err.contains("https://"),
+        "{err}"
+    );
+    assert!(!err.contains("builder error") && !err.contains(SECRET_KEY), "{err}");
+    assert_eq!(env.sim.stats().counters.tasks_created, 0);
+    assert!(server.files().is_empty(), "nothing was put: {:?}", server.files());
+    // With it allowed, the same command runs.
+    let (code, err) = finish(&mut to_bucket(&env, &server, SECRET_KEY, &[])).await;
+    assert_eq!(code, Some(0), "{err}");
+    check_bucket(&env, &server.root().join("sweeps/lake"), 8);
+}

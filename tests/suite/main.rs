@@ -10,6 +10,7 @@ mod common;
 mod expansion;
 mod hostile;
 mod inputs;
+mod newcomer;
 mod newuser;
 mod paused;
 mod pg;

@@ -430,6 +430,8 @@ async fn a_paid_video_over_the_size_cap_is_left_to_download_and_every_view_agree
     env.check_invariants(None);
 }
 
+/// A folder in use is a refused folder (exit 4, as one of the user's own files is; issue 26,
+/// item 5), said with what to do, and the refused run sends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_cannot_share_an_output_folder() {
     let env = TestEnv::new(|c| c.time_scale = 100.0, TWELVE_JOBS).await;
@@ -441,12 +443,15 @@ async fn two_runs_cannot_share_an_output_folder() {
     })
     .await;
     let second = env.run(&[]).await;
-    assert_eq!(second.code, Some(1), "{}", second.stderr);
+    assert_eq!(second.code, Some(4), "{}", second.stderr);
     assert!(
-        second.stderr.contains("another kling-batch run is using"),
+        second.stderr.contains("another kling-batch run is using")
+            && second.stderr.contains("give this run another --out folder"),
         "{}",
         second.stderr
     );
+    // It stopped before its journal: nothing of its own was recorded or printed as started.
+    assert!(!second.stderr.contains("capped at") && !second.stderr.contains("resuming"), "{}", second.stderr);
     first.start_kill().unwrap();
     first.wait().await.unwrap();
 }

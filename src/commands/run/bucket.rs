@@ -10,7 +10,7 @@ use std::io::Write;
 pub(crate) fn failure(e: BucketError) -> CommandFailure {
     let exit = match e {
         BucketError::Credentials(_) => Exit::Auth,
-        BucketError::NoBucket { .. } => Exit::Invalid,
+        BucketError::NoBucket { .. } | BucketError::PlainHttp { .. } => Exit::Invalid,
         BucketError::Transient(_) | BucketError::Refused(_) => Exit::Failure,
     };
     let hint = e.hint();

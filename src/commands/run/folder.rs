@@ -37,6 +37,10 @@ pub(super) fn check(
                 .hint("give --out a folder (it is created if missing)"),
         );
     }
+    // A shared sweep's folder: its state is in the database, not here.
+    if let Some(shared) = crate::commands::state::shared_folder(out) {
+        return Err(shared);
+    }
     let journal = out.join(JOURNAL);
     let has_journal = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
     if has_journal {

@@ -124,6 +124,9 @@ impl Origin {
                     Some(_) => None,
                     None => Some(out_dir(&request.place.out, true)?),
                 };
+                if let Some(out) = &out {
+                    crate::commands::state::write_marker(out, &registered.sweep.name, &registered.url, stderr);
+                }
                 let (store, history, worker) = registered.open(request, plan).await?;
                 let videos = videos_for(bucket.as_ref(), out.as_ref(), store.clone()).await?;
                 Ok(Opened {
@@ -150,7 +153,10 @@ pub(super) fn out_dir(path: &Path, shared: bool) -> Result<OutDir, CommandFailur
     };
     opened.map_err(|e| {
         let exit = match e {
-            crate::output::folder::OutDirError::Symlink { .. } => Exit::Invalid,
+            // A folder refused: a link where the run writes, or another run's (in use).
+            crate::output::folder::OutDirError::Symlink { .. } | crate::output::folder::OutDirError::Locked { .. } => {
+                Exit::Invalid
+            }
             _ => Exit::Failure,
         };
         fail(&e, e.hint(), exit)

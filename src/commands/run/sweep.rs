@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 /// The sweep, registered (or found) in the database, with what it recorded.
 pub(super) struct Registered {
-    url: String,
+    pub(super) url: String,
     client: tokio_postgres::Client,
     pub(super) sweep: Sweep,
     pub(super) recorded: RecordedSettings,
