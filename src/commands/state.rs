@@ -71,7 +71,12 @@ fn without_password(url: &str) -> String {
 }
 
 /// Writes the marker into a shared sweep's folder (a failure is a warning: the database has it all).
-pub(crate) fn write_marker(out: &crate::output::folder::OutDir, sweep: &str, url: &str, stderr: &mut dyn std::io::Write) {
+pub(crate) fn write_marker(
+    out: &crate::output::folder::OutDir,
+    sweep: &str,
+    url: &str,
+    stderr: &mut dyn std::io::Write,
+) {
     let marker = serde_json::json!({ "sweep": sweep, "state": without_password(url) });
     let text = serde_json::to_string_pretty(&marker).unwrap_or_default() + "\n";
     if let Err(e) = out.write_atomic(SWEEP_MARKER, text.as_bytes()) {

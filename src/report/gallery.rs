@@ -315,7 +315,11 @@ fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
     // and names its prompt unless the rows or columns do.
     let mut caption = escape(spec.id.as_str());
     if !axes.rows.iter().chain(&axes.columns).any(|a| a == "prompt") {
-        let _ = write!(caption, "<br><span class=\"cell-prompt\">{}</span>", escape(&spec.label));
+        let _ = write!(
+            caption,
+            "<br><span class=\"cell-prompt\">{}</span>",
+            escape(&spec.label)
+        );
     }
     for (name, value) in spec.params.iter() {
         if !axes.rows.iter().chain(&axes.columns).any(|a| a == name) {

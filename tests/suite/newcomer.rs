@@ -36,7 +36,8 @@ matrix: { duration_seconds: [5, 10] }
     let out = run(&["plan", manifest.to_str().unwrap()]);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(
-        out.stderr.contains("local4.yaml:8:28: first_frame_image_url: missing.png does not exist"),
+        out.stderr
+            .contains("local4.yaml:8:28: first_frame_image_url: missing.png does not exist"),
         "{}",
         out.stderr
     );
@@ -84,19 +85,31 @@ async fn a_shared_sweeps_folder_says_where_its_state_lives() {
             && err.contains("KLING_BATCH_STATE"),
         "{err}"
     );
-    assert!(!err.contains("pw-never-shown-7731") && !err.contains("no journal"), "{err}");
+    assert!(
+        !err.contains("pw-never-shown-7731") && !err.contains("no journal"),
+        "{err}"
+    );
     // A run of its own there is refused the same way, before anything is created.
     let created = env.sim.stats().counters.tasks_created;
     let alone = env.run(&[]).await;
     assert_eq!(alone.code, Some(64), "{}", alone.stderr);
-    assert!(alone.stderr.contains("is the output folder of shared sweep"), "{}", alone.stderr);
+    assert!(
+        alone.stderr.contains("is the output folder of shared sweep"),
+        "{}",
+        alone.stderr
+    );
     assert_eq!(env.sim.stats().counters.tasks_created, created);
     // With the address, status reads the sweep.
     let status = crate::common::kling_batch()
         .args(["status", env.out.to_str().unwrap(), "--state", &plain])
         .output()
         .unwrap();
-    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stderr));
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 }
 
 /// Item 7: what starts (the simulator) is announced only once every check has passed: a run
@@ -112,7 +125,11 @@ fn a_refused_simulated_run_does_not_announce_the_simulator() {
     let (manifest, out_arg) = (manifest.to_str().unwrap(), out.to_str().unwrap());
     let refused = run(&["run", manifest, "--out", out_arg, "--simulate"]);
     assert_eq!(refused.code, 4, "{}", refused.stderr);
-    assert!(refused.stderr.contains("is not a kling-batch run folder"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is not a kling-batch run folder"),
+        "{}",
+        refused.stderr
+    );
     assert!(!refused.stderr.contains("simulating RunAPI"), "{}", refused.stderr);
     // A cap that cannot run one job is refused the same way.
     let fresh = dir.path().join("fresh");
@@ -138,5 +155,9 @@ fn a_refused_simulated_run_does_not_announce_the_simulator() {
         "1000",
     ]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert!(ran.stderr.contains("simulating RunAPI at http://127.0.0.1:"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("simulating RunAPI at http://127.0.0.1:"),
+        "{}",
+        ran.stderr
+    );
 }

@@ -451,7 +451,11 @@ async fn two_runs_cannot_share_an_output_folder() {
         second.stderr
     );
     // It stopped before its journal: nothing of its own was recorded or printed as started.
-    assert!(!second.stderr.contains("capped at") && !second.stderr.contains("resuming"), "{}", second.stderr);
+    assert!(
+        !second.stderr.contains("capped at") && !second.stderr.contains("resuming"),
+        "{}",
+        second.stderr
+    );
     first.start_kill().unwrap();
     first.wait().await.unwrap();
 }
