@@ -45,6 +45,7 @@ else
 fi
 stage "the official Python SDK against the simulator" ./tests/conformance/run.sh
 stage "the gallery in headless Chromium" ./tests/browser/run.sh
+stage "the review app in Chromium, driven by Playwright" ./tests/review/run.sh
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "test.sh: ${#failed[@]} stage(s) failed: ${failed[*]}"
   exit 1

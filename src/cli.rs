@@ -107,8 +107,34 @@ pub enum Command {
         #[arg(long = "run", value_name = "NAME")]
         run_name: Option<String>,
     },
+    /// Review a run in the browser: rate, pick and note clips, vote between clips blind, see which
+    /// parameters win. Opens on 127.0.0.1 and prints its address; Ctrl-C stops it.
+    Review(ReviewArgs),
     /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
     Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReviewArgs {
+    /// The run's output folder (its --out).
+    pub dir: PathBuf,
+    /// Whose reviews these are [default: your login name].
+    #[arg(long, value_name = "NAME")]
+    pub reviewer: Option<String>,
+    /// Where to listen [default: 127.0.0.1, a free port]. Anywhere but loopback, every request
+    /// needs the token in the printed address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Import ratings made elsewhere from a CSV file (columns job_id, rating 1-5, and optionally
+    /// picked, reviewer, note), then stop. One bad row imports nothing.
+    #[arg(long = "import", value_name = "FILE.csv")]
+    pub import: Option<PathBuf>,
+    /// The sweep's state database [default: $KLING_BATCH_STATE]; the folder's journal if none.
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+    /// The sweep's name in the state database [default: the folder's absolute path].
+    #[arg(long = "run", value_name = "NAME")]
+    pub run_name: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

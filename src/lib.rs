@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod output;
 pub mod plan;
 pub(crate) mod report;
+pub mod review;
 pub mod runner;
 pub mod sim;
 pub mod store;

@@ -4,6 +4,7 @@
 pub(crate) mod load;
 pub(crate) mod plan;
 pub(crate) mod report;
+pub(crate) mod review;
 pub(crate) mod run;
 pub(crate) mod sim;
 pub(crate) mod state;

@@ -1,9 +1,10 @@
 //! `kling-batch report DIR`: takes the folder's lock and rewrites results.csv and report.html from
-//! the journal and the manifest, with the gallery's axes as asked.
+//! the journal and the manifest, with the gallery's axes as asked — and, once the run has been
+//! reviewed, the reviews' columns and `review.csv`.
 
-use super::status::{file_ok, read_state};
+use super::status::{Folder, file_ok, read_state};
 use crate::error::{CommandFailure, Exit};
-use crate::report::RunStatus;
+use crate::report::{Axes, RunStatus};
 use std::io::Write;
 use std::path::Path;
 
@@ -16,26 +17,36 @@ pub(crate) fn run(
     stdout: &mut dyn Write,
 ) -> Result<Exit, CommandFailure> {
     let folder = read_state(dir, state, run_name)?;
-    let Some(plan) = folder.plan.as_ref() else {
-        return Err(CommandFailure::new(
+    let plan = plan_of(dir, &folder)?;
+    let axes = crate::report::parse_axes(plan, rows, columns).map_err(|e| CommandFailure::new(Exit::Usage, e))?;
+    let written = write_reports(dir, &folder, plan, &axes)?;
+    let _ = writeln!(stdout, "{written}");
+    Ok(Exit::Success)
+}
+
+/// The plan a folder's documents are laid out from.
+pub(super) fn plan_of<'a>(dir: &Path, folder: &'a Folder) -> Result<&'a crate::plan::Plan, CommandFailure> {
+    folder.plan.as_ref().ok_or_else(|| {
+        CommandFailure::new(
             Exit::Invalid,
             format!(
                 "the manifest of {} cannot be read, and the report is laid out from it",
                 dir.display()
             ),
         )
-        .hint("put the manifest back where the run read it, or as manifest.yaml in the folder"));
-    };
-    let axes = crate::report::parse_axes(plan, rows, columns).map_err(|e| CommandFailure::new(Exit::Usage, e))?;
-    // Workers of a shared sweep share the folder; a report beside them does too.
-    let opened = if folder.workers.is_some() {
-        crate::output::folder::OutDir::open_shared(dir)
-    } else {
-        crate::output::folder::OutDir::open(dir)
-    };
-    let out = opened.map_err(|e| {
-        CommandFailure::new(Exit::Failure, e).hint("a running run writes report.html itself when it ends")
-    })?;
+        .hint("put the manifest back where the run read it, or as manifest.yaml in the folder")
+    })
+}
+
+/// Rewrites results.csv and report.html (and review.csv, once reviewed) for the run in `dir`;
+/// returns where the gallery is.
+pub(super) fn write_reports(
+    dir: &Path,
+    folder: &Folder,
+    plan: &crate::plan::Plan,
+    axes: &Axes,
+) -> Result<String, CommandFailure> {
+    let failed = |e: std::io::Error| CommandFailure::new(Exit::Failure, format!("cannot write the report: {e}"));
     let history = &folder.history;
     let mut jobs: Vec<crate::runner::JobRun> = plan
         .jobs
@@ -45,13 +56,33 @@ pub(crate) fn run(
     crate::runner::standing::settle_at_rest(plan, &mut jobs);
     let status = RunStatus::of_journal(history, Some(plan), &|id| file_ok(dir, history, id));
     let removed = crate::report::removed_paid(plan, history);
+    let reviews = crate::review::records::read(dir).map_err(|e| CommandFailure::new(Exit::Invalid, e))?;
+    let reviewed = dir.join(crate::review::records::REVIEWS).exists();
+    let verdicts = reviewed.then(|| crate::review::verdicts::verdicts_of(&reviews));
+    let mut results = Vec::new();
+    let mut gallery = Vec::new();
+    let mut review = Vec::new();
+    crate::report::write_results_csv(plan, &jobs, &removed, verdicts.as_ref(), &mut results).map_err(failed)?;
+    crate::report::write_gallery(plan, &jobs, &removed, axes, &status, verdicts.as_ref(), &mut gallery)
+        .map_err(failed)?;
+    if reviewed {
+        let params = plan
+            .jobs
+            .iter()
+            .map(|j| (j.id.to_string(), crate::review::clips::params_of(j)))
+            .collect();
+        let values = crate::review::scores::value_scores(&reviews.votes, &params);
+        crate::review::verdicts::write_review_csv(&values, &mut review).map_err(failed)?;
+    }
+    let mut documents = vec![
+        (crate::output::folder::RESULTS, results),
+        (crate::output::folder::REPORT, gallery),
+    ];
+    if reviewed {
+        documents.push((crate::review::verdicts::REVIEW_CSV, review));
+    }
     if let Some(url) = super::status::bucket_of(history) {
         // The run's results live in its bucket: rewritten there, each a whole object.
-        let mut results = Vec::new();
-        let mut gallery = Vec::new();
-        crate::report::write_results_csv(plan, &jobs, &removed, &mut results)
-            .and_then(|()| crate::report::write_gallery(plan, &jobs, &removed, &axes, &status, &mut gallery))
-            .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot write the report: {e}")))?;
         let url = crate::output::bucket::BucketUrl::parse(&url).map_err(|e| CommandFailure::new(Exit::Invalid, e))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -59,28 +90,24 @@ pub(crate) fn run(
             .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot start the async runtime: {e}")))?;
         runtime.block_on(async {
             let bucket = crate::output::bucket::Bucket::from_env(&url).map_err(super::run::bucket_failure)?;
-            bucket
-                .put(crate::output::folder::RESULTS, results)
-                .await
-                .map_err(super::run::bucket_failure)?;
-            bucket
-                .put(crate::output::folder::REPORT, gallery)
-                .await
-                .map_err(super::run::bucket_failure)
+            for (name, bytes) in documents {
+                bucket.put(name, bytes).await.map_err(super::run::bucket_failure)?;
+            }
+            Ok::<(), CommandFailure>(())
         })?;
-        let _ = writeln!(stdout, "{url}/{}", crate::output::folder::REPORT);
-        return Ok(Exit::Success);
+        return Ok(format!("{url}/{}", crate::output::folder::REPORT));
     }
-    let written = out
-        .write_atomic_with(crate::output::folder::RESULTS, |w| {
-            crate::report::write_results_csv(plan, &jobs, &removed, w)
-        })
-        .and_then(|()| {
-            out.write_atomic_with(crate::output::folder::REPORT, |w| {
-                crate::report::write_gallery(plan, &jobs, &removed, &axes, &status, w)
-            })
-        });
-    written.map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot write the report: {e}")))?;
-    let _ = writeln!(stdout, "{}", dir.join(crate::output::folder::REPORT).display());
-    Ok(Exit::Success)
+    // Workers of a shared sweep share the folder; a report beside them does too.
+    let opened = if folder.workers.is_some() {
+        crate::output::folder::OutDir::open_shared(dir)
+    } else {
+        crate::output::folder::OutDir::open(dir)
+    };
+    let out = opened.map_err(|e| {
+        CommandFailure::new(Exit::Failure, e).hint("a running run writes report.html itself when it ends")
+    })?;
+    for (name, bytes) in documents {
+        out.write_atomic(name, &bytes).map_err(failed)?;
+    }
+    Ok(dir.join(crate::output::folder::REPORT).display().to_string())
 }

@@ -147,6 +147,7 @@ pub(crate) fn write_gallery(
     removed: &[super::Removed],
     axes: &Axes,
     status: &RunStatus,
+    verdicts: Option<&super::Verdicts>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     // Linear in the jobs: each job's row and column found once, then the jobs bucketed by cell.
@@ -212,7 +213,12 @@ pub(crate) fn write_gallery(
             html.push_str("<td>");
             for &i in cells.get(&(r, c)).map_or(&[][..], Vec::as_slice) {
                 if let (Some(spec), Some(job)) = (plan.jobs.get(i), jobs.get(i)) {
-                    html.push_str(&cell_html(spec, job, axes));
+                    html.push_str(&cell_html(
+                        spec,
+                        job,
+                        axes,
+                        verdicts.and_then(|v| v.get(spec.id.as_str())),
+                    ));
                 }
             }
             html.push_str("</td>");
@@ -310,7 +316,7 @@ fn link_html(spec: &JobSpec, job: &JobRun) -> String {
     )
 }
 
-fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
+fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes, verdict: Option<&super::Verdict>) -> String {
     // The axes already name the row's and column's parameters; a cell repeats only the others,
     // and names its prompt unless the rows or columns do.
     let mut caption = escape(spec.id.as_str());
@@ -332,6 +338,25 @@ fn cell_html(spec: &JobSpec, job: &JobRun, axes: &Axes) -> String {
     }
     if let Some(video) = job.video() {
         let _ = write!(caption, " · <a href=\"{}\">file</a>", escape(&video.path));
+    }
+    // What reviewers said of it (`kling-batch review`).
+    if let Some(v) = verdict {
+        let mut said = Vec::new();
+        if v.picked {
+            said.push("♥ picked".to_string());
+        }
+        if let Some(r) = v.rating {
+            said.push(format!("rated {r:.1}"));
+        }
+        if v.wins + v.losses > 0 {
+            said.push(format!("{}W {}L", v.wins, v.losses));
+        }
+        if let Some(s) = v.score {
+            said.push(format!("score {s:.2}"));
+        }
+        if !said.is_empty() {
+            let _ = write!(caption, "<br><span class=\"review\">{}</span>", said.join(" · "));
+        }
     }
     let sound = spec.request.get("enable_sound") == Some(serde_json::Value::Bool(true));
     let body = match (job.phase(), job.video()) {

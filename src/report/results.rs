@@ -56,6 +56,37 @@ pub(crate) fn removed_paid(plan: &Plan, history: &crate::journal::Replayed) -> V
     removed
 }
 
+/// What reviewers said of one clip (`kling-batch review`), as results.csv and the gallery show it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Verdict {
+    /// The mean of the reviewers' ratings (1–5).
+    pub rating: Option<f64>,
+    pub picked: bool,
+    pub wins: u32,
+    pub losses: u32,
+    /// Its Bradley–Terry score from blind votes (0: average).
+    pub score: Option<f64>,
+}
+
+/// Every clip's verdict, by job id: present once a run has been reviewed.
+pub(crate) type Verdicts = std::collections::HashMap<String, Verdict>;
+
+/// The review columns of results.csv.
+const REVIEW_COLUMNS: [&str; 5] = ["rating", "picked", "wins", "losses", "score"];
+
+fn review_cells(verdict: Option<&Verdict>) -> [String; 5] {
+    let Some(v) = verdict else {
+        return Default::default();
+    };
+    [
+        v.rating.map_or(String::new(), |r| format!("{r:.2}")),
+        v.picked.to_string(),
+        v.wins.to_string(),
+        v.losses.to_string(),
+        v.score.map_or(String::new(), |s| format!("{s:.3}")),
+    ]
+}
+
 /// The status results.csv gives a paid job the manifest no longer has.
 pub(crate) const NOT_IN_MANIFEST: &str = "not_in_manifest";
 
@@ -64,6 +95,7 @@ pub(crate) fn write_results_csv(
     plan: &Plan,
     jobs: &[JobRun],
     removed: &[Removed],
+    verdicts: Option<&Verdicts>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let swept: Vec<&String> = plan.swept.iter().filter(|s| !FIXED.contains(&s.as_str())).collect();
@@ -78,6 +110,9 @@ pub(crate) fn write_results_csv(
     header.extend(swept.iter().map(|s| s.to_string()));
     header.extend(FIXED[5..].iter().map(|s| s.to_string()));
     header.extend(meta.iter().map(|k| format!("meta.{k}")));
+    if verdicts.is_some() {
+        header.extend(REVIEW_COLUMNS.iter().map(|s| s.to_string()));
+    }
     writer.write_record(&header)?;
     for (spec, job) in plan.jobs.iter().zip(jobs) {
         let mut row: Vec<String> = vec![
@@ -98,6 +133,9 @@ pub(crate) fn write_results_csv(
         );
         row.extend(outcome_cells(&job.facts, job.video(), job.error().unwrap_or_default()));
         row.extend(meta.iter().map(|k| spec.meta.get(*k).cloned().unwrap_or_default()));
+        if let Some(v) = verdicts {
+            row.extend(review_cells(v.get(spec.id.as_str())));
+        }
         writer.write_record(row.iter().map(|c| inert(c)))?;
     }
     for job in removed {
@@ -113,6 +151,9 @@ pub(crate) fn write_results_csv(
             "the manifest no longer has this job; its paid video is kept".to_string(),
         ));
         row.extend(meta.iter().map(|_| String::new()));
+        if let Some(v) = verdicts {
+            row.extend(review_cells(v.get(&job.id)));
+        }
         writer.write_record(row.iter().map(|c| inert(c)))?;
     }
     writer.flush()

@@ -20,35 +20,7 @@ pub(super) struct Signature {
     sig: Option<String>,
 }
 
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a file of `len` bytes: `Ok(None)` when there is
-/// no usable range header (serve it all), `Err(())` when the range cannot be satisfied.
-pub(super) fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None); // several ranges: answer with the whole file, as many servers do
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| ())?;
-            if n == 0 {
-                return Err(());
-            }
-            (len.saturating_sub(n), len)
-        }
-        (start, "") => (start.parse().map_err(|_| ())?, len),
-        (start, end) => {
-            let (s, e): (u64, u64) = (start.parse().map_err(|_| ())?, end.parse().map_err(|_| ())?);
-            if e < s {
-                return Err(());
-            }
-            (s, e.saturating_add(1).min(len))
-        }
-    };
-    if start >= len { Err(()) } else { Ok(Some((start, end))) }
-}
+pub(super) use crate::util::range::parse_range;
 
 pub(super) async fn video(
     State(shared): State<Arc<Shared>>,
@@ -119,7 +91,7 @@ pub(super) async fn video(
             (StatusCode::PARTIAL_CONTENT, s - (s / 2).max(1), e)
         }
         Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
-        Err(()) => {
+        Err(_) => {
             let mut r = error_response(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
@@ -231,21 +203,4 @@ fn trickle(
             tokio::time::sleep(every).await;
             piece
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range(None, 100), Ok(None));
-        assert_eq!(parse_range(Some("bytes=10-19"), 100), Ok(Some((10, 20))));
-        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 100))));
-        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 100))));
-        assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 100))));
-        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
-        assert_eq!(parse_range(Some("bytes=20-10"), 100), Err(()));
-        assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
-    }
 }

@@ -8,6 +8,7 @@ pub mod hex;
 pub mod logging;
 pub mod money;
 pub mod net;
+pub mod range;
 pub mod rng;
 pub mod slug;
 pub mod time_format;

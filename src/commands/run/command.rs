@@ -193,6 +193,14 @@ async fn run_async(
     let history = std::mem::take(&mut opened.history);
     let removed_paid = crate::report::removed_paid(&plan, &history);
     drop(history);
+    // What reviewers said of the clips (`kling-batch review`), for results.csv and the gallery.
+    let verdicts = match crate::review::verdicts::read_verdicts(&request.place.out) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(stderr, "warning: the reviews are left out of results.csv: {e}");
+            None
+        }
+    };
     let shared = match opened.sweep.as_mut() {
         Some(sweep) => Some(sweep.start(&request, &settled, &pacer, stderr).await?),
         None => None,
@@ -230,7 +238,9 @@ async fn run_async(
             .is_none_or(|(seen, at, took)| *seen != now && at.elapsed() >= *took * 20);
         if let Some(out) = live_results.filter(|_| due) {
             let begun = Instant::now();
-            let _ = out.write_atomic_with(RESULTS, |w| write_results_csv(&plan, d.jobs(), &removed_paid, w));
+            let _ = out.write_atomic_with(RESULTS, |w| {
+                write_results_csv(&plan, d.jobs(), &removed_paid, verdicts.as_ref(), w)
+            });
             last_write = Some((now.clone(), begun, begun.elapsed()));
         }
         progress.update(&now, false);
@@ -248,6 +258,7 @@ async fn run_async(
         reservations: &reservations,
         removed,
         removed_paid: &removed_paid,
+        verdicts: verdicts.as_ref(),
         started,
     };
     let shared_sweep = opened.sweep.is_some();

@@ -23,6 +23,8 @@ pub(super) struct Ending<'a> {
     /// Jobs the store has that the manifest no longer has, and those of them that were paid for.
     pub(super) removed: usize,
     pub(super) removed_paid: &'a [crate::report::Removed],
+    /// What reviewers said of the clips, when the run was reviewed.
+    pub(super) verdicts: Option<&'a crate::report::Verdicts>,
     pub(super) started: std::time::Instant,
 }
 
@@ -40,13 +42,17 @@ impl Ending<'_> {
     ) {
         let plan = self.plan;
         documents
-            .write_with(RESULTS, |w| write_results_csv(plan, jobs, removed_paid, w), stderr)
+            .write_with(
+                RESULTS,
+                |w| write_results_csv(plan, jobs, removed_paid, self.verdicts, w),
+                stderr,
+            )
             .await;
         let axes = crate::report::Axes::default_for(plan);
         documents
             .write_with(
                 REPORT,
-                |w| crate::report::write_gallery(plan, jobs, removed_paid, &axes, status, w),
+                |w| crate::report::write_gallery(plan, jobs, removed_paid, &axes, status, self.verdicts, w),
                 stderr,
             )
             .await;
