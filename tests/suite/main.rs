@@ -19,6 +19,7 @@ mod polling;
 mod properties;
 mod reliability;
 mod report;
+mod review;
 mod run;
 mod s3;
 mod shared;
