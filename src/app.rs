@@ -35,7 +35,8 @@ where
             manifest,
             json,
             max_input_bytes,
-        } => crate::commands::plan::plan(&manifest, json, max_input_bytes, stdout).map_err(Into::into),
+            out,
+        } => crate::commands::plan::plan(&manifest, json, max_input_bytes, out.as_deref(), stdout, stderr),
         Command::Validate {
             manifest,
             max_input_bytes,

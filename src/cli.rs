@@ -61,6 +61,10 @@ pub enum Command {
         /// Refuse local input files larger than this many bytes [default: 2 GiB].
         #[arg(long, value_name = "BYTES")]
         max_input_bytes: Option<u64>,
+        /// The run folder whose reviews choose the parents of steps with `only:` (as a run there
+        /// would); without it, such steps run for no parent yet.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Check a manifest against the Kling request contract and report every problem. Spends nothing.
     Validate {

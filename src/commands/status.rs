@@ -51,10 +51,13 @@ fn manifest_plan(dir: &Path, history: &crate::journal::Replayed) -> Option<crate
         .map(PathBuf::from)
         .chain(["yaml", "yml", "csv"].iter().map(|e| dir.join(format!("manifest.{e}"))))
         .collect();
-    candidates
+    let mut plan = candidates
         .iter()
         .filter(|p| p.is_file())
-        .find_map(|p| crate::commands::load::load_plan(p, None).ok())
+        .find_map(|p| crate::commands::load::load_plan(p, None).ok())?;
+    // Steps with `only:` run for the parents the folder's reviews select (and what was begun).
+    let _ = crate::review::verdicts::choose(&mut plan, Some(dir), history);
+    Some(plan)
 }
 
 pub(super) fn read_folder(dir: &Path) -> Result<Folder, CommandFailure> {

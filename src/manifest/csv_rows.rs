@@ -126,6 +126,7 @@ pub(super) fn read_prompt_file(path: &Path, referenced_from: Option<Origin>) -> 
             vars: Vec::new(),
             meta: BTreeMap::new(),
             needs: None,
+            only: None,
         };
         for (i, (text, column)) in record.iter().zip(&columns).enumerate() {
             if text.is_empty() {

@@ -34,6 +34,9 @@ pub struct PromptEntry {
     /// `needs: <prompt id>`: this entry is a step that runs once for every completed job of the
     /// named entry, continuing that job's task (`source_task_id`).
     pub needs: Option<Sourced<String>>,
+    /// `only: picked | "rating >= 4" | "top 2 per prompt"`: a step runs only for the parents its
+    /// run's reviews select (`kling-batch review`).
+    pub only: Option<Sourced<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

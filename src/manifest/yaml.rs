@@ -27,7 +27,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "pricing",
     "on_unsupported",
 ];
-const PROMPT_KEYS: &[&str] = &["id", "prompt", "vars", "meta", "needs"];
+const PROMPT_KEYS: &[&str] = &["id", "prompt", "vars", "meta", "needs", "only"];
 pub(super) const LIMIT_KEYS: &[&str] = &["max_spend_usd", "concurrency", "rate_per_second"];
 pub(super) const PRICING_KEYS: &[&str] = &[
     "model",
@@ -270,6 +270,7 @@ impl Walker<'_> {
             vars: Vec::new(),
             meta: BTreeMap::new(),
             needs: None,
+            only: None,
         };
         match item {
             Y::String(text) => {
@@ -305,6 +306,19 @@ impl Walker<'_> {
                             _ => self.problem(
                                 Problem::new(Origin::yaml(&at), "needs must name one prompt entry by its id")
                                     .hint("write `needs: base`, where an earlier entry has `id: base`"),
+                            ),
+                        },
+                        "only" => match scalar_text(value) {
+                            Some(rule) if !rule.trim().is_empty() => {
+                                entry.only = Some(Sourced {
+                                    value: rule.trim().to_string(),
+                                    origin: Origin::yaml(&at),
+                                })
+                            }
+                            _ => self.problem(
+                                Problem::new(Origin::yaml(&at), "only must say which parents the step runs for").hint(
+                                    "write `only: picked`, `only: \"rating >= 4\"` or `only: \"top 2 per prompt\"`",
+                                ),
                             ),
                         },
                         "vars" => entry.vars = self.vars(value, &at),

@@ -54,6 +54,9 @@ pub struct Plan {
     pub limits: Limits,
     /// The local files the jobs name (uploaded when a job is submitted).
     pub inputs: Arc<Inputs>,
+    /// Steps with `only:`: which parents they run for is chosen from the run's reviews
+    /// (`Plan::choose`).
+    pub choices: Vec<super::only::Choice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,6 +98,10 @@ fn expand_full(
     };
     let graph = match graph(manifest) {
         Ok(g) => g,
+        Err(p) => return fail(p),
+    };
+    let choices = match choices(manifest) {
+        Ok(c) => c,
         Err(p) => return fail(p),
     };
     let repeat = u64::from(manifest.repeat.get());
@@ -233,7 +240,44 @@ fn expand_full(
         skipped,
         limits: manifest.limits.clone(),
         inputs,
+        choices,
     })
+}
+
+/// Every step's `only:` read; one on an entry that is not a step, or one that cannot be read, is
+/// a problem at its place.
+fn choices(manifest: &Manifest) -> Result<Vec<super::only::Choice>, Vec<Problem>> {
+    let mut choices = Vec::new();
+    let mut problems = Vec::new();
+    for (entry, prompt) in manifest.prompts.iter().enumerate() {
+        let Some(only) = &prompt.only else { continue };
+        if prompt.needs.is_none() {
+            problems.push(
+                Problem::new(
+                    only.origin.clone(),
+                    "only: chooses among a step's parents, and this entry is not a step",
+                )
+                .hint("add `needs: <id>` naming the entry whose clips it continues, or remove `only:`"),
+            );
+            continue;
+        }
+        match super::only::parse(&only.value) {
+            Ok(rule) => choices.push(super::only::Choice {
+                entry,
+                rule,
+                text: only.value.clone(),
+            }),
+            Err(message) => problems.push(
+                Problem::new(only.origin.clone(), format!("only: {message}"))
+                    .hint("write `only: picked`, `only: \"rating >= 4\"` or `only: \"top 2 per prompt\"`"),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(choices)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The plan as prompts' expansions are folded in, in manifest order.

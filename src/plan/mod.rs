@@ -7,6 +7,7 @@ mod expand;
 mod field;
 mod job;
 mod matrix;
+mod only;
 mod problems;
 mod template;
 mod tree;
@@ -16,5 +17,6 @@ pub use expand::{
 };
 pub use job::{JobId, JobSpec, Params, RequestBody, canonical_json, slug};
 pub use matrix::{Combination, combinations};
+pub use only::{Choice, Chosen, Compare, Judged, Only};
 pub use template::{Template, TemplateError};
 pub use tree::StepCount;

@@ -64,3 +64,54 @@ pub fn write_review_csv(values: &[ValueScore], out: &mut dyn std::io::Write) -> 
     }
     writer.flush()
 }
+
+/// Keeps, of every step with `only:`, the children of the parents the reviews in `dir` select,
+/// and every child `history` shows begun. Returns what was chosen (empty: no step has `only:`).
+pub(crate) fn choose(
+    plan: &mut crate::plan::Plan,
+    dir: Option<&Path>,
+    history: &crate::journal::Replayed,
+) -> Result<Vec<crate::plan::Chosen>, ReviewError> {
+    if plan.choices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let verdicts = match dir {
+        Some(dir) => read_verdicts(dir)?.unwrap_or_default(),
+        None => Verdicts::new(),
+    };
+    let judged = |id: &str| {
+        verdicts.get(id).map(|v| crate::plan::Judged {
+            picked: v.picked,
+            rating: v.rating,
+            score: v.score,
+        })
+    };
+    let begun: std::collections::HashSet<String> = history.jobs.keys().cloned().collect();
+    Ok(plan.choose(&judged, &begun))
+}
+
+/// What `choose` chose, one line per step.
+pub(crate) fn describe(chosen: &[crate::plan::Chosen]) -> Vec<String> {
+    chosen
+        .iter()
+        .map(|c| {
+            let mut line = format!(
+                "step `{}` (only: {}): {} parent(s) chosen",
+                c.step,
+                c.rule,
+                c.parents.len()
+            );
+            if !c.parents.is_empty() {
+                let named: Vec<String> = c.parents.iter().map(|(id, why)| format!("{id} ({why})")).collect();
+                line.push_str(&format!(": {}", named.join(", ")));
+            }
+            if !c.kept.is_empty() {
+                line.push_str(&format!("; {} child(ren) begun before kept", c.kept.len()));
+            }
+            if c.left_out > 0 {
+                line.push_str(&format!("; {} not chosen", c.left_out));
+            }
+            line
+        })
+        .collect()
+}

@@ -26,6 +26,18 @@ const fn case(file: &'static str, at: &'static str, message: &'static str, hint:
 
 const CASES: &[Case] = &[
     case(
+        "only_without_needs.yaml",
+        "5:11",
+        "only: chooses among a step's parents, and this entry is not a step",
+        Some("add `needs: <id>`"),
+    ),
+    case(
+        "only_unreadable.yaml",
+        "5:76",
+        "only: `~` is not a comparison (>=, >, =, <=, <)",
+        Some("`only: picked`"),
+    ),
+    case(
         "needs_unknown.yaml",
         "5:12",
         "needs `bsae`, but no prompt entry has that id",

@@ -291,3 +291,102 @@ async fn an_import_with_a_bad_row_imports_nothing_and_a_good_one_reaches_results
     );
     env.check_invariants(None);
 }
+
+/// Four boats, and a step that extends only the ones rated 4 or more.
+const ONLY_RATED: &str = r#"
+defaults: { model: kling-v2.5-turbo-text-to-video-pro, duration_seconds: 5 }
+prompts:
+  - id: base
+    prompt: "a paper boat on a {place}"
+    vars: { place: [street, canal, river, lake] }
+  - { id: longer, needs: base, endpoint: extend_video, prompt: "it reaches a waterfall", only: "rating >= 4" }
+"#;
+
+fn import(env: &TestEnv, rows: &[(&str, u8)]) {
+    let file = env.dir.path().join("ratings.csv");
+    let mut text = "job_id,rating\n".to_string();
+    for (id, rating) in rows {
+        text.push_str(&format!("{id},{rating}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let out = run(&["review", env.out.to_str().unwrap(), "--import", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// `only: "rating >= 4"`: exactly the parents rated so get children; `plan` names them; a rerun
+/// after more ratings creates only the new children, and a child begun is kept whatever its
+/// parent's rating becomes. Nothing is billed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_with_only_extends_exactly_the_rated_parents_and_later_only_the_new_ones() {
+    let env = TestEnv::new(|_| {}, ONLY_RATED).await;
+    let first = env.run(&[]).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("step `longer` (only: rating >= 4): 0 parent(s) chosen; 4 not chosen"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(
+        env.sim.stats().counters.tasks_created,
+        4,
+        "the four boats, no extension"
+    );
+    let bases: Vec<String> = read_rows(&env.out.join("results.csv"))
+        .into_iter()
+        .map(|r| r["job_id"].clone())
+        .collect();
+    assert_eq!(bases.len(), 4);
+    import(&env, &[(&bases[0], 5), (&bases[1], 4), (&bases[2], 2)]);
+    // `plan` with the folder names the chosen parents and why.
+    let manifest = env.manifest.to_str().unwrap();
+    let planned = run(&["plan", manifest, "--out", env.out.to_str().unwrap(), "--json"]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    assert!(
+        planned.stderr.contains(&format!("{} (rated 5.0)", bases[0]))
+            && planned.stderr.contains(&format!("{} (rated 4.0)", bases[1])),
+        "{}",
+        planned.stderr
+    );
+    assert!(
+        planned.stderr.contains("2 parent(s) chosen") && planned.stderr.contains("2 not chosen"),
+        "{}",
+        planned.stderr
+    );
+    let plan: Value = serde_json::from_str(&planned.stdout).unwrap();
+    assert_eq!(plan["jobs"].as_array().unwrap().len(), 6);
+    // Without the folder, no parent is chosen yet, and the note says how to see a run's choice.
+    let bare = run(&["plan", manifest]);
+    assert!(bare.stderr.contains("give --out DIR"), "{}", bare.stderr);
+    let second = env.run(&[]).await;
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 6, "two extensions");
+    let parents = |env: &TestEnv| -> Vec<String> {
+        let mut p: Vec<String> = read_rows(&env.out.join("results.csv"))
+            .into_iter()
+            .filter(|r| !r["parent_job_id"].is_empty())
+            .map(|r| r["parent_job_id"].clone())
+            .collect();
+        p.sort();
+        p
+    };
+    let mut expected = vec![bases[0].clone(), bases[1].clone()];
+    expected.sort();
+    assert_eq!(parents(&env), expected);
+    // One more rated 4, and the first one's rating taken down: only the new child is made, the
+    // begun one stays.
+    import(&env, &[(&bases[3], 4), (&bases[0], 1)]);
+    let third = env.run(&[]).await;
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    assert_eq!(env.sim.stats().counters.tasks_created, 7, "one more extension");
+    assert!(
+        third.stderr.contains("1 child(ren) begun before kept"),
+        "{}",
+        third.stderr
+    );
+    expected.push(bases[3].clone());
+    expected.sort();
+    assert_eq!(parents(&env), expected);
+    env.check_invariants(None);
+}

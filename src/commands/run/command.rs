@@ -64,8 +64,8 @@ async fn run_async(
     }
     // The key first: without one nothing else matters.
     let connection = Connection::open(&service).await?;
-    let plan = match load_plan(&request.manifest, request.max_input_bytes) {
-        Ok(plan) => Arc::new(plan),
+    let mut plan = match load_plan(&request.manifest, request.max_input_bytes) {
+        Ok(plan) => plan,
         Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
     tracing::debug!(
@@ -105,7 +105,9 @@ async fn run_async(
     };
     connection.announce(stderr);
 
-    let mut opened = origin.open(&request, &settled, &plan, bucket, stderr).await?;
+    let mut opened = origin.open(&request, &settled, &mut plan, bucket, stderr).await?;
+    // (The plan is settled: steps with `only:` were chosen when the run's state was opened.)
+    let plan = Arc::new(plan);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "state opened");
     let reservations = quote_reservations(&api, &plan, &opened.history, stderr).await;
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "prices quoted");

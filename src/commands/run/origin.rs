@@ -66,6 +66,11 @@ impl Origin {
         stderr: &mut dyn Write,
     ) -> Result<Origin, CommandFailure> {
         match &request.place.database {
+            Some(_) if !plan.choices.is_empty() => Err(CommandFailure::new(
+                Exit::Usage,
+                "steps with `only:` choose their parents from one run folder's reviews; a shared sweep (--state) cannot use them yet",
+            )
+            .hint("run this manifest without --state, or remove `only:`; nothing was written or sent")),
             Some(url) => Ok(Origin::Sweep(Registered::register(request, url, plan, stderr).await?)),
             None => {
                 let recorded = last.as_ref().and_then(|r| r.settings.clone()).unwrap_or_default();
@@ -112,7 +117,7 @@ impl Origin {
         self,
         request: &Request,
         settled: &Settled,
-        plan: &Plan,
+        plan: &mut Plan,
         bucket: Option<Bucket>,
         stderr: &mut dyn Write,
     ) -> Result<Opened, CommandFailure> {
@@ -168,7 +173,7 @@ pub(super) fn out_dir(path: &Path, shared: bool) -> Result<OutDir, CommandFailur
 async fn open_folder(
     request: &Request,
     settled: &Settled,
-    plan: &Plan,
+    plan: &mut Plan,
     bucket: Option<Bucket>,
     stderr: &mut dyn Write,
 ) -> Result<Opened, CommandFailure> {
@@ -196,6 +201,17 @@ async fn open_folder(
             "note: the journal's last line was cut short ({} bytes, from an interrupted write) and was dropped",
             recovery.torn_tail_bytes
         );
+    }
+    // Steps with `only:` run for the parents this folder's reviews select, and for those begun.
+    let chosen = crate::review::verdicts::choose(plan, Some(&request.place.out), &history).map_err(|e| {
+        fail(
+            &e,
+            "fix or move reviews.jsonl (kling-batch review writes it), then rerun",
+            Exit::Invalid,
+        )
+    })?;
+    for line in crate::review::verdicts::describe(&chosen) {
+        let _ = writeln!(stderr, "{line}");
     }
     if let Some(cap) = settled.cap.amount() {
         cap_can_run_a_job(cap, plan, &history)?;
