@@ -43,6 +43,7 @@ where
         } => crate::commands::plan::validate(&manifest, max_input_bytes, stdout).map_err(Into::into),
         Command::Sim(args) => crate::commands::sim::run(args, stdout, stderr),
         Command::Review(args) => crate::commands::review::run(args, stdout, stderr),
+        Command::Mcp(args) => crate::mcp::run(args, stderr),
         Command::Run(args) => crate::commands::run::run(*args, quiet, cli.log_file.as_deref(), stderr),
         Command::Status {
             dir,

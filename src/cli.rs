@@ -114,8 +114,38 @@ pub enum Command {
     /// Review a run in the browser: rate, pick and note clips, vote between clips blind, see which
     /// parameters win. Opens on 127.0.0.1 and prints its address; Ctrl-C stops it.
     Review(ReviewArgs),
+    /// Serve kling-batch to an agent over the Model Context Protocol (stdio, or streamable HTTP
+    /// with --listen), within spending limits the agent cannot change.
+    Mcp(McpArgs),
     /// Run a local RunAPI simulator (no key, no cost) and print its base URL.
     Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// The folder every sweep lives in; no path from the agent leaves it.
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: PathBuf,
+    /// The most one sweep may spend, in US dollars.
+    #[arg(long, value_name = "USD")]
+    pub max_spend_per_sweep: f64,
+    /// The most all sweeps this server starts may spend together (kept in the runs folder, so it
+    /// holds across restarts).
+    #[arg(long, value_name = "USD")]
+    pub max_spend_total: f64,
+    /// Run sweeps on the built-in simulator (no key, no cost).
+    #[arg(long)]
+    pub simulate: bool,
+    /// RunAPI's base URL [default: as `run` finds it].
+    #[arg(long, value_name = "URL")]
+    pub api_base: Option<String>,
+    /// Serve streamable HTTP at http://ADDR/mcp instead of stdio. Anywhere but loopback, every
+    /// request needs the bearer token it prints (or --token).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The bearer token for --listen (at least 16 characters) [default: a random one off loopback].
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

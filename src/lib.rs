@@ -20,6 +20,7 @@ pub mod inputs;
 pub mod journal;
 pub(crate) mod kling;
 pub mod manifest;
+pub mod mcp;
 pub mod output;
 pub mod plan;
 pub(crate) mod report;
