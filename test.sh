@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints (warnings are errors), every Rust test,
 # then the official Python SDK against the simulator (it sets up its own venv), then the HTML
-# gallery in headless Chromium (installed from Debian's packages if missing). Every stage runs and is
+# gallery in headless Chromium (installed from Debian's packages if missing), the review app driven
+# by Playwright (from npm, into ~/.cache/kling-batch), and the MCP server through the official MCP
+# Python SDK (its own venv). Every stage runs and is
 # reported; the script fails at the end if any failed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -46,6 +48,7 @@ fi
 stage "the official Python SDK against the simulator" ./tests/conformance/run.sh
 stage "the gallery in headless Chromium" ./tests/browser/run.sh
 stage "the review app in Chromium, driven by Playwright" ./tests/review/run.sh
+stage "the MCP server through the official Python SDK" ./tests/mcp/run.sh
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "test.sh: ${#failed[@]} stage(s) failed: ${failed[*]}"
   exit 1

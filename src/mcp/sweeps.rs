@@ -413,7 +413,8 @@ impl Sweeps {
     }
 
     fn status_of(&self, record: &SweepRecord, folder: &Path) -> Value {
-        let running = running(folder);
+        // Its process runs (holding the folder, or still starting up before it takes it).
+        let running = running(folder) || alive(record.pid, folder);
         let journal = folder.join(crate::output::folder::JOURNAL);
         let history = crate::journal::read_replayed(&journal)
             .map(|(h, _)| h)
@@ -436,13 +437,17 @@ impl Sweeps {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let exit = summary.as_ref().and_then(|s| s["exit_code"].as_u64());
+        // A run that ends without its summary was stopped before it finished (resumable), unless
+        // it refused to start (its log ends with the error).
+        let refused = || self.log_tail(&record.out).lines().any(|l| l.starts_with("error:"));
         let state = match (running, exit) {
             (true, _) => "running",
             (false, Some(0)) => "finished",
             (false, Some(7)) => "failed",
             (false, Some(3 | 8)) => "stopped",
-            (false, Some(5 | 130)) | (false, None) if journal.exists() => "interrupted",
+            (false, Some(5 | 130)) => "interrupted",
             (false, Some(_)) => "failed",
+            (false, None) if journal.exists() || !refused() => "interrupted",
             (false, None) => "failed",
         };
         let count = |s: &str| status.states.get(s).copied().unwrap_or(0);
@@ -544,6 +549,7 @@ impl Sweeps {
                 "video_path": if video.is_empty() { Value::Null } else { Value::String(folder.join(&video).display().to_string()) },
                 "cost_usd": cell("cost_usd").parse::<f64>().ok(),
                 "task_id": cell("task_id"),
+                "endpoint": cell("endpoint"),
                 "error": cell("error"),
             }));
         }
@@ -554,7 +560,7 @@ impl Sweeps {
     pub fn stop(&self, id: &str) -> Result<Value, ToolError> {
         let record = self.record(id)?;
         let folder = self.runs().join(&record.out);
-        if !running(&folder) {
+        if !alive(record.pid, &folder) {
             return Ok(json!({ "sweep_id": id, "stopping": false, "message": "the sweep is not running" }));
         }
         let sent = std::process::Command::new("kill")
@@ -581,7 +587,7 @@ impl Sweeps {
         let resumed = self
             .book
             .locked(|| {
-                if running(&folder) {
+                if running(&folder) || alive(record.pid, &folder) {
                     return Err(ToolError::new(
                         "running",
                         "the sweep is running",
@@ -639,6 +645,25 @@ fn folder_name(name: &str) -> Result<String, ToolError> {
             "give a name of letters, digits, - _ . (it is made inside the runs folder), or leave it out",
         ))
     }
+}
+
+/// Whether process `pid` is a live `kling-batch run` of `folder` (not a process that took the number
+/// since, not one that has ended and waits to be reaped).
+fn alive(pid: u32, folder: &Path) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let Ok(stat) = std::fs::read_to_string(proc.join("stat")) else {
+        return false;
+    };
+    // `pid (comm) S …`: the state follows the last `)`.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X') | None) {
+        return false;
+    }
+    let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+    let folder = folder.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == folder)
 }
 
 /// Whether a run holds the folder's lock now.

@@ -1,0 +1,222 @@
+"""The MCP server through the official Python SDK (`mcp` on PyPI), over stdio and streamable
+HTTP, against a simulator this script is given. Prints what it checked; exits 1 on a failure.
+
+    python client.py <kling-batch> <simulator url> <api key> <work folder>
+"""
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+BIN, SIM, KEY, WORK = sys.argv[1:5]
+RUNS = os.path.join(WORK, "runs")
+EXAMPLE = open(os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "example.yaml")).read()
+SMALL = """name: small
+defaults: { model: kling-3.0, duration_seconds: 5 }
+prompts: ["a lake at dawn", "a river in spring", "a sea in a storm"]
+matrix: { aspect_ratio: ["16:9", "9:16"] }
+"""
+failures = []
+results_seen = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def server_args(extra=()):
+    return ["mcp", "--runs-dir", RUNS, "--max-spend-per-sweep", "30", "--max-spend-total", "45", "--api-base", SIM, *extra]
+
+
+ENV = {"RUNAPI_API_KEY": KEY, "RUNAPI_CONFIG_DIR": os.path.join(WORK, "no-config")}
+
+
+def sim_get(path):
+    req = urllib.request.Request(SIM + path, headers={"Authorization": "Bearer " + KEY})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
+def stats():
+    return json.loads(sim_get("/__sim/stats"))
+
+
+def sweep_folders():
+    return sorted(d for d in os.listdir(RUNS) if not d.startswith("."))
+
+
+async def call(session, tool, args):
+    result = await session.call_tool(tool, args)
+    text = json.dumps(result.structured_content) + "".join(getattr(c, "text", "") for c in result.content)
+    results_seen.append(text)
+    return result
+
+
+async def wait_state(session, sweep_id, states, limit=120):
+    deadline = time.monotonic() + limit
+    while True:
+        status = (await call(session, "sweep_status", {"sweep_id": sweep_id})).structured_content
+        if status["state"] in states:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{sweep_id} did not reach {states} within {limit} s: {status}")
+        await asyncio.sleep(0.2)
+
+
+async def stdio_part():
+    params = StdioServerParameters(command=BIN, args=server_args(), env=ENV)
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as s:
+            await s.initialize()
+            names = sorted(t.name for t in (await s.list_tools()).tools)
+            check(names == sorted(["validate_manifest", "plan_sweep", "start_sweep", "sweep_status", "sweep_results", "stop_sweep", "resume_sweep", "list_sweeps"]), f"the eight tools are listed: {names}")
+            bad = (await call(s, "validate_manifest", {"manifest_yaml": "prompts:\n  - prompt: hi\n    modle: kling-3.0\n"})).structured_content
+            check(bad["valid"] is False and any(p["line"] == 3 and "modle" in p["message"] for p in bad["problems"]), f"a bad manifest's problems have their lines: {bad['problems']}")
+            plan = (await call(s, "plan_sweep", {"manifest_yaml": EXAMPLE})).structured_content
+            check(plan["jobs"] == 16 and abs(plan["estimate_usd"] - 18.6) < 1e-9, f"the example plans 16 jobs at $18.60: {plan['jobs']} ${plan['estimate_usd']}")
+            other = (await call(s, "plan_sweep", {"manifest_yaml": SMALL})).structured_content
+            refusals = [
+                ("no approval", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": ""}, "not_approved"),
+                ("another plan's approval", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": other["approval"]}, "not_approved"),
+                ("a cap over the per-sweep limit", {"manifest_yaml": EXAMPLE, "max_spend_usd": 40, "approval": plan["approval"]}, "over_limit"),
+                ("a path that escapes", {"manifest_path": "../../etc/passwd", "max_spend_usd": 5, "approval": plan["approval"]}, None),
+                ("a manifest outside the runs folder", {"manifest_path": os.path.join(WORK, "outside.yaml"), "max_spend_usd": 5, "approval": plan["approval"]}, "outside_runs"),
+                ("an out that escapes", {"manifest_yaml": EXAMPLE, "out": "../elsewhere", "max_spend_usd": 25, "approval": plan["approval"]}, "bad_out"),
+            ]
+            with open(os.path.join(WORK, "outside.yaml"), "w") as f:
+                f.write(EXAMPLE)
+            for what, args, code in refusals:
+                r = await call(s, "start_sweep", args)
+                ok = r.is_error and (code is None or r.structured_content.get("error") == code)
+                check(ok, f"start_sweep refuses {what} ({r.structured_content.get('error')})")
+            check(sweep_folders() == [] and stats()["tasks_created"] == 0, "after the refusals nothing was written or sent")
+            began = time.monotonic()
+            started = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": plan["approval"]})
+            took = time.monotonic() - began
+            check(not started.is_error, f"start_sweep with the approval starts it: {started.structured_content}")
+            first = started.structured_content["sweep_id"]
+            status = (await call(s, "sweep_status", {"sweep_id": first})).structured_content
+            check(status["state"] == "running", f"start_sweep answered while the sweep runs ({took:.2f} s), state {status['state']}")
+            over = await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 25, "approval": other["approval"]})
+            check(over.is_error and over.structured_content["error"] == "over_total", "a second sweep past --max-spend-total is refused")
+        # The stdio session ends here: the server process is gone, the sweep goes on.
+    return first, other
+
+
+async def restarted_part(first, other):
+    params = StdioServerParameters(command=BIN, args=server_args(), env=ENV)
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as s:
+            await s.initialize()
+            listed = (await call(s, "list_sweeps", {})).structured_content
+            check([x["sweep_id"] for x in listed["sweeps"]] == [first], f"a restarted server lists the sweep: {listed}")
+            done = await wait_state(s, first, {"finished", "failed", "stopped", "interrupted"})
+            check(done["state"] == "finished" and done["completed"] == 16, f"the sweep finished after the server was restarted: {done['state']}")
+            rows = (await call(s, "sweep_results", {"sweep_id": first, "limit": 100})).structured_content["rows"]
+            check(len(rows) == 16 and all(r["status"] == "completed" and r["video_path"] for r in rows), "sweep_results lists every video")
+            same = 0
+            for r in rows:
+                task = json.loads(sim_get(f"/api/v1/kling/{r['endpoint']}/{r['task_id']}"))
+                url = task["data"]["videos"][0]["url"] if "data" in task else task["videos"][0]["url"]
+                with urllib.request.urlopen(url, timeout=30) as v:
+                    served = v.read()
+                same += open(r["video_path"], "rb").read() == served
+            check(same == 16, f"every video's bytes are what the simulator served ({same}/16)")
+            # A sweep stopped in its course resumes within its cap (20 + 25 = 45: the total holds).
+            second = (await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 20, "approval": other["approval"]})).structured_content
+            sid = second.get("sweep_id")
+            check(sid is not None, f"a second sweep within the total starts: {second}")
+            # Stopped mid-course: once some of its work is under way.
+            deadline = time.monotonic() + 60
+            while True:
+                now = (await call(s, "sweep_status", {"sweep_id": sid})).structured_content
+                if now["state"] != "running" or now["in_flight"] + now["completed"] > 0 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            stopped = (await call(s, "stop_sweep", {"sweep_id": sid})).structured_content
+            after = await wait_state(s, sid, {"interrupted", "finished", "stopped"})
+            check(after["state"] in ("interrupted", "finished"), f"stop_sweep stops it gracefully ({stopped.get('stopping')}, {after['state']})")
+            if after["state"] == "interrupted":
+                resumed = await call(s, "resume_sweep", {"sweep_id": sid})
+                check(not resumed.is_error, f"resume_sweep resumes it: {resumed.structured_content}")
+            end = await wait_state(s, sid, {"finished", "failed", "stopped"})
+            check(end["state"] == "finished" and end["completed"] == 6, f"the resumed sweep finished: {end['state']} {end['completed']}")
+            third = await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 1, "approval": other["approval"]})
+            check(third.is_error and third.structured_content["error"] == "over_total", "the total limit still holds after a restart")
+            listed = (await call(s, "list_sweeps", {})).structured_content
+            spent = sum(x["spent_usd"] for x in listed["sweeps"])
+            st = stats()
+            check(abs(spent - st["billed_usd"]) < 1e-6, f"the spend the server reports (${spent:.2f}) is what the simulator billed (${st['billed_usd']:.2f})")
+            c = st
+            twice = [k for k, n in c["billed_per_client_request_id"].items() if n > 1] + [k for k, n in c["creates_per_idempotency_key"].items() if n > 1]
+            check(not twice, f"nothing billed or created twice ({twice[:3]})")
+
+
+async def http_part():
+    proc = subprocess.Popen([BIN, *server_args(["--listen", "0.0.0.0:0"])], env={**os.environ, **ENV}, stderr=subprocess.PIPE, text=True)
+    try:
+        url = token = None
+        deadline = time.monotonic() + 60
+        while (url is None or token is None) and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "streamable HTTP at" in line:
+                url = line.split(" at ")[1].strip().replace("0.0.0.0", "127.0.0.1")
+            if line.startswith("bearer token: "):
+                token = line.split(": ", 1)[1].strip()
+        check(url is not None and token is not None, f"the HTTP server prints its address and token: {url}")
+        req = urllib.request.Request(url, data=b"{}", method="POST", headers={"content-type": "application/json", "accept": "application/json, text/event-stream"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            code = 200
+        except urllib.error.HTTPError as e:
+            code = e.code
+        check(code == 401, f"off loopback, a request without the token is refused ({code})")
+        client = create_mcp_http_client(headers={"Authorization": "Bearer " + token})
+        async with client:
+            async with streamable_http_client(url, http_client=client) as streams:
+                read, write = streams[0], streams[1]
+                async with ClientSession(read, write) as s:
+                    await s.initialize()
+                    names = [t.name for t in (await s.list_tools()).tools]
+                    check(len(names) == 8, f"over streamable HTTP with the token, the tools are listed ({len(names)})")
+                    plan = (await call(s, "plan_sweep", {"manifest_path": os.path.join(RUNS, "..", "runs", ".kling-batch-mcp", "nothing.yaml")}))
+                    check(plan.is_error, "a path into the server's own folder is not a manifest")
+                    listed = (await call(s, "list_sweeps", {})).structured_content
+                    check(len(listed["sweeps"]) == 2, f"over HTTP, list_sweeps sees both sweeps ({len(listed['sweeps'])})")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def main():
+    shutil.rmtree(RUNS, ignore_errors=True)
+    os.makedirs(RUNS)
+    first, other = await stdio_part()
+    await restarted_part(first, other)
+    await http_part()
+    leaked = [t for t in results_seen if KEY in t]
+    check(not leaked and len(results_seen) > 20, f"the API key is in none of {len(results_seen)} tool results")
+
+
+try:
+    asyncio.run(main())
+except Exception as e:  # a failure to run is a failure, with its cause
+    import traceback
+
+    traceback.print_exc()
+    failures.append(repr(e))
+print(f"{len(failures)} failed")
+sys.exit(1 if failures else 0)
