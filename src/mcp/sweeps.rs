@@ -268,6 +268,16 @@ impl Sweeps {
                     "for example 25",
                 )
             })?;
+        // The human approved this plan at its estimate: the sweep may not be given more (the run
+        // then spends at most what was shown; a quote above it stops the run at the cap).
+        let approved = estimate(&plan);
+        if cap > approved {
+            return Err(ToolError::new(
+                "over_approved",
+                format!("max_spend_usd {cap} is above the approved estimate of {approved}"),
+                "start it with max_spend_usd at most the estimate the human approved, or plan again and ask them to approve more",
+            ));
+        }
         if cap > self.limits.per_sweep {
             return Err(ToolError::new(
                 "over_limit",

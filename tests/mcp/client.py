@@ -36,7 +36,7 @@ def check(ok, what):
 
 
 def server_args(extra=()):
-    return ["mcp", "--runs-dir", RUNS, "--max-spend-per-sweep", "30", "--max-spend-total", "45", "--api-base", SIM, *extra]
+    return ["mcp", "--runs-dir", RUNS, "--max-spend-per-sweep", "30", "--max-spend-total", "25", "--api-base", SIM, *extra]
 
 
 ENV = {"RUNAPI_API_KEY": KEY, "RUNAPI_CONFIG_DIR": os.path.join(WORK, "no-config")}
@@ -89,10 +89,10 @@ async def stdio_part():
             refusals = [
                 ("no approval", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": ""}, "not_approved"),
                 ("another plan's approval", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": other["approval"]}, "not_approved"),
-                ("a cap over the per-sweep limit", {"manifest_yaml": EXAMPLE, "max_spend_usd": 40, "approval": plan["approval"]}, "over_limit"),
+                ("a cap above the approved estimate", {"manifest_yaml": EXAMPLE, "max_spend_usd": 18.61, "approval": plan["approval"]}, "over_approved"),
                 ("a path that escapes", {"manifest_path": "../../etc/passwd", "max_spend_usd": 5, "approval": plan["approval"]}, None),
                 ("a manifest outside the runs folder", {"manifest_path": os.path.join(WORK, "outside.yaml"), "max_spend_usd": 5, "approval": plan["approval"]}, "outside_runs"),
-                ("an out that escapes", {"manifest_yaml": EXAMPLE, "out": "../elsewhere", "max_spend_usd": 25, "approval": plan["approval"]}, "bad_out"),
+                ("an out that escapes", {"manifest_yaml": EXAMPLE, "out": "../elsewhere", "max_spend_usd": 18.60, "approval": plan["approval"]}, "bad_out"),
             ]
             with open(os.path.join(WORK, "outside.yaml"), "w") as f:
                 f.write(EXAMPLE)
@@ -102,14 +102,21 @@ async def stdio_part():
                 check(ok, f"start_sweep refuses {what} ({r.structured_content.get('error')})")
             check(sweep_folders() == [] and stats()["tasks_created"] == 0, "after the refusals nothing was written or sent")
             began = time.monotonic()
-            started = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": plan["approval"]})
+            started = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "max_spend_usd": 18.60, "approval": plan["approval"]})
             took = time.monotonic() - began
             check(not started.is_error, f"start_sweep with the approval starts it: {started.structured_content}")
             first = started.structured_content["sweep_id"]
             status = (await call(s, "sweep_status", {"sweep_id": first})).structured_content
             check(status["state"] == "running", f"start_sweep answered while the sweep runs ({took:.2f} s), state {status['state']}")
-            over = await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 25, "approval": other["approval"]})
+            over = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "out": "again", "max_spend_usd": 18.60, "approval": plan["approval"]})
             check(over.is_error and over.structured_content["error"] == "over_total", "a second sweep past --max-spend-total is refused")
+            # A small plan's cap above the server's per-sweep limit is refused too.
+            limited = StdioServerParameters(command=BIN, args=["mcp", "--runs-dir", RUNS, "--max-spend-per-sweep", "1", "--max-spend-total", "25", "--api-base", SIM], env=ENV)
+        async with stdio_client(limited) as (read2, write2):
+            async with ClientSession(read2, write2) as s2:
+                await s2.initialize()
+                r = await call(s2, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 4.20, "approval": other["approval"]})
+                check(r.is_error and r.structured_content["error"] == "over_limit", f"a cap over --max-spend-per-sweep is refused ({r.structured_content.get('error')})")
         # The stdio session ends here: the server process is gone, the sweep goes on.
     return first, other
 
@@ -133,8 +140,8 @@ async def restarted_part(first, other):
                     served = v.read()
                 same += open(r["video_path"], "rb").read() == served
             check(same == 16, f"every video's bytes are what the simulator served ({same}/16)")
-            # A sweep stopped in its course resumes within its cap (20 + 25 = 45: the total holds).
-            second = (await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 20, "approval": other["approval"]})).structured_content
+            # A sweep stopped in its course resumes within its cap (18.60 + 4.20 of the 25 total).
+            second = (await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 4.20, "approval": other["approval"]})).structured_content
             sid = second.get("sweep_id")
             check(sid is not None, f"a second sweep within the total starts: {second}")
             # Stopped mid-course: once some of its work is under way.
@@ -152,7 +159,7 @@ async def restarted_part(first, other):
                 check(not resumed.is_error, f"resume_sweep resumes it: {resumed.structured_content}")
             end = await wait_state(s, sid, {"finished", "failed", "stopped"})
             check(end["state"] == "finished" and end["completed"] == 6, f"the resumed sweep finished: {end['state']} {end['completed']}")
-            third = await call(s, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 1, "approval": other["approval"]})
+            third = await call(s, "start_sweep", {"manifest_yaml": SMALL, "out": "third", "max_spend_usd": 4.20, "approval": other["approval"]})
             check(third.is_error and third.structured_content["error"] == "over_total", "the total limit still holds after a restart")
             listed = (await call(s, "list_sweeps", {})).structured_content
             spent = sum(x["spent_usd"] for x in listed["sweeps"])
