@@ -8,6 +8,7 @@
 //! `RunStore` (records appended in groups, a submit intent committed — and checked against the cap —
 //! before its POST).
 
+mod changes;
 mod commit;
 mod schema;
 mod sweep;
