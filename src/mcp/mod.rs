@@ -7,7 +7,9 @@
 pub mod approval;
 pub mod book;
 mod command;
+mod process;
 pub mod server;
 pub mod sweeps;
+mod watch;
 
 pub(crate) use command::run;

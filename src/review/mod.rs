@@ -9,3 +9,4 @@ pub mod import;
 pub mod records;
 pub mod scores;
 pub mod verdicts;
+mod videos;
