@@ -113,6 +113,17 @@ async fn serve_http(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let expected = expected.clone();
                 async move {
+                    // On loopback, only requests addressed to loopback (DNS rebinding is refused).
+                    let host = request
+                        .headers()
+                        .get(axum::http::header::HOST)
+                        .and_then(|v| v.to_str().ok());
+                    if !public && !crate::util::net::loopback_host(host) {
+                        return axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::FORBIDDEN,
+                            "this MCP server answers requests addressed to loopback only",
+                        ));
+                    }
                     if let Some(t) = expected {
                         let given = request
                             .headers()

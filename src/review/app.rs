@@ -103,6 +103,11 @@ impl App {
 
     /// Reads may go without the token on loopback; changes never do.
     fn allowed(&self, headers: &HeaderMap, query: &TokenQuery, change: bool) -> bool {
+        // On loopback, only requests addressed to loopback (a page elsewhere that rebinds its own
+        // name to 127.0.0.1 is refused).
+        if !self.public && !crate::util::net::loopback_host(headers.get(header::HOST).and_then(|v| v.to_str().ok())) {
+            return false;
+        }
         let in_header = headers
             .get("x-review-token")
             .and_then(|v| v.to_str().ok())

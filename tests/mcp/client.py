@@ -208,12 +208,41 @@ async def http_part():
         proc.wait(timeout=30)
 
 
+async def loopback_http_part():
+    proc = subprocess.Popen([BIN, *server_args(["--listen", "127.0.0.1:0"])], env={**os.environ, **ENV}, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "streamable HTTP at" in line:
+                url = line.split(" at ")[1].strip()
+        req = urllib.request.Request(url, data=b"{}", method="POST", headers={"content-type": "application/json", "host": "rebound.example", "accept": "application/json, text/event-stream"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            code = 200
+        except urllib.error.HTTPError as e:
+            code = e.code
+        check(code == 403, f"on loopback, a request addressed to another name is refused ({code})")
+        async with streamable_http_client(url) as streams:
+            async with ClientSession(streams[0], streams[1]) as s:
+                await s.initialize()
+                names = [t.name for t in (await s.list_tools()).tools]
+                check(len(names) == 8, f"on loopback, the tools are listed without a token ({len(names)})")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 async def main():
     shutil.rmtree(RUNS, ignore_errors=True)
     os.makedirs(RUNS)
     first, other = await stdio_part()
     await restarted_part(first, other)
     await http_part()
+    await loopback_http_part()
     leaked = [t for t in results_seen if KEY in t]
     check(not leaked and len(results_seen) > 20, f"the API key is in none of {len(results_seen)} tool results")
 

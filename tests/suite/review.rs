@@ -146,6 +146,15 @@ async fn reviews_outlive_a_killed_app_and_two_reviewers_see_each_other() {
     let (_bob, bob_address) = app(&env, &["--reviewer", "bob"]).await;
     let (bob_origin, bob_token) = base(&bob_address);
     let client = reqwest::Client::new();
+    // On loopback, a request addressed to another name (a page that rebound its name to
+    // 127.0.0.1) is refused, reads included.
+    let rebound = client
+        .get(format!("{origin}/api/state"))
+        .header("host", "rebound.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status().as_u16(), 401, "a rebound name");
     let clips = state(&client, &origin, &token).await["clips"]
         .as_array()
         .unwrap()
