@@ -170,26 +170,36 @@ async def restarted_part(first, other):
             check(not twice, f"nothing billed or created twice ({twice[:3]})")
 
 
-async def http_part():
-    proc = subprocess.Popen([BIN, *server_args(["--listen", "0.0.0.0:0"])], env={**os.environ, **ENV}, stderr=subprocess.PIPE, text=True)
+def start_http(listen, want_token):
+    """An HTTP server on `listen`: the process, its address (on 127.0.0.1) and its token."""
+    proc = subprocess.Popen([BIN, *server_args(["--listen", listen])], env={**os.environ, **ENV}, stderr=subprocess.PIPE, text=True)
+    url = token = None
+    deadline = time.monotonic() + 60
+    while (url is None or (want_token and token is None)) and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if "streamable HTTP at" in line:
+            url = line.split(" at ")[1].strip().replace("0.0.0.0", "127.0.0.1")
+        if line.startswith("bearer token: "):
+            token = line.split(": ", 1)[1].strip()
+    return proc, url, token
+
+
+def post_status(url, headers):
+    req = urllib.request.Request(url, data=b"{}", method="POST", headers={"content-type": "application/json", "accept": "application/json, text/event-stream", **headers})
     try:
-        url = token = None
-        deadline = time.monotonic() + 60
-        while (url is None or token is None) and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "streamable HTTP at" in line:
-                url = line.split(" at ")[1].strip().replace("0.0.0.0", "127.0.0.1")
-            if line.startswith("bearer token: "):
-                token = line.split(": ", 1)[1].strip()
+        urllib.request.urlopen(req, timeout=10)
+        return 200
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+async def http_part():
+    proc, url, token = start_http("0.0.0.0:0", True)
+    try:
         check(url is not None and token is not None, f"the HTTP server prints its address and token: {url}")
-        req = urllib.request.Request(url, data=b"{}", method="POST", headers={"content-type": "application/json", "accept": "application/json, text/event-stream"})
-        try:
-            urllib.request.urlopen(req, timeout=10)
-            code = 200
-        except urllib.error.HTTPError as e:
-            code = e.code
+        code = post_status(url, {})
         check(code == 401, f"off loopback, a request without the token is refused ({code})")
         client = create_mcp_http_client(headers={"Authorization": "Bearer " + token})
         async with client:
@@ -209,22 +219,9 @@ async def http_part():
 
 
 async def loopback_http_part():
-    proc = subprocess.Popen([BIN, *server_args(["--listen", "127.0.0.1:0"])], env={**os.environ, **ENV}, stderr=subprocess.PIPE, text=True)
+    proc, url, _ = start_http("127.0.0.1:0", False)
     try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "streamable HTTP at" in line:
-                url = line.split(" at ")[1].strip()
-        req = urllib.request.Request(url, data=b"{}", method="POST", headers={"content-type": "application/json", "host": "rebound.example", "accept": "application/json, text/event-stream"})
-        try:
-            urllib.request.urlopen(req, timeout=10)
-            code = 200
-        except urllib.error.HTTPError as e:
-            code = e.code
+        code = post_status(url, {"host": "rebound.example"})
         check(code == 403, f"on loopback, a request addressed to another name is refused ({code})")
         async with streamable_http_client(url) as streams:
             async with ClientSession(streams[0], streams[1]) as s:

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// A small but real-looking PNG: the signature, then bytes that make each file different.
-fn png(tag: &str) -> Vec<u8> {
+pub(crate) fn png(tag: &str) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     bytes.extend_from_slice(format!("IHDR {tag} ").repeat(20).as_bytes());
     bytes

@@ -3,14 +3,8 @@
 //! and 9 in the browser test.)
 
 use crate::common::{TWELVE_JOBS, TestEnv, run};
+use crate::inputs::png;
 use crate::pg::Postgres;
-
-/// A small but real-looking PNG.
-fn png(tag: &str) -> Vec<u8> {
-    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
-    bytes.extend_from_slice(format!("IHDR {tag} ").repeat(20).as_bytes());
-    bytes
-}
 
 /// Item 1: a missing file in one entry does not stop another entry's pattern from expanding; the
 /// missing file is reported at its own place, and the pattern nowhere.
