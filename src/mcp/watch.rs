@@ -102,24 +102,6 @@ impl Sweeps {
             Err(_) => return Ok(json!({ "sweep_id": id, "total": 0, "rows": [] })),
         };
         let headers = reader.headers().cloned().unwrap_or_default();
-        let known = [
-            "job_id",
-            "status",
-            "prompt",
-            "task_id",
-            "cost_usd",
-            "video_path",
-            "endpoint",
-            "model",
-            "bytes",
-            "checksum",
-            "attempts",
-            "error",
-            "submitted_at",
-            "completed_at",
-            "step",
-            "parent_job_id",
-        ];
         let mut rows = Vec::new();
         let mut total = 0;
         for row in reader.records().flatten() {
@@ -141,7 +123,7 @@ impl Sweeps {
             let params: serde_json::Map<String, Value> = headers
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| !known.contains(h) && !h.starts_with("meta."))
+                .filter(|(_, h)| !crate::report::is_own_column(h))
                 .map(|(i, h)| (h.to_string(), Value::String(row.get(i).unwrap_or("").to_string())))
                 .collect();
             let video = cell("video_path");

@@ -12,7 +12,7 @@ mod table;
 pub(crate) use gallery::{Axes, parse_axes, write_gallery};
 pub(crate) use plan::{cell, plan_table, write_plan_json};
 pub(crate) use progress::{Progress, Snapshot};
-pub(crate) use results::{Removed, Verdict, Verdicts, inert, removed_paid, write_results_csv};
+pub(crate) use results::{Removed, Verdict, Verdicts, inert, is_own_column, removed_paid, write_results_csv};
 #[cfg(test)]
 pub(crate) use status::NextSteps;
 pub(crate) use status::{RunStatus, Spend};

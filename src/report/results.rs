@@ -24,6 +24,15 @@ const FIXED: &[&str] = &[
     "completed_at",
 ];
 
+/// Whether a results.csv column is one of the tool's own (the job, its outcome, its step, the
+/// reviews, `meta.*`), not a swept parameter: what a reader of the file tells them apart by.
+pub(crate) fn is_own_column(name: &str) -> bool {
+    FIXED.contains(&name)
+        || REVIEW_COLUMNS.contains(&name)
+        || ["step", "parent_job_id"].contains(&name)
+        || name.starts_with("meta.")
+}
+
 /// A cell as a spreadsheet should see it: never a formula.
 pub(crate) fn inert(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
@@ -184,6 +193,16 @@ fn outcome_cells(
 #[cfg(test)]
 mod tests {
     use super::inert;
+
+    #[test]
+    fn the_tools_own_columns_are_told_from_parameters() {
+        for own in ["job_id", "cost_usd", "step", "rating", "score", "meta.owner"] {
+            assert!(super::is_own_column(own), "{own}");
+        }
+        for param in ["aspect_ratio", "style", "enable_sound"] {
+            assert!(!super::is_own_column(param), "{param}");
+        }
+    }
 
     #[test]
     fn formulas_are_made_inert() {

@@ -254,6 +254,7 @@ async fn state(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Qu
         "values": values,
         "votes": reviews.votes.len(),
         "records": reviews.records,
+        "damaged": reviews.damaged,
     }))
     .into_response()
 }

@@ -3,7 +3,8 @@
 //! and the time. The run never reads or writes this file, so reviewing never disturbs a run; a
 //! crash loses at most the line being written (a cut last line is dropped on reading). `Reviews`
 //! folds the records: the latest rating, pick and note of each reviewer for each clip, and every
-//! vote.
+//! vote. Reviewers' apps may write the same file at once: each record is one `write` to a file
+//! opened for appending, so lines never interleave, and nothing already written is ever cut.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -105,6 +106,8 @@ pub struct Reviews {
     pub votes: Vec<Vote>,
     /// Records read (for a reader to tell whether anything changed).
     pub records: usize,
+    /// Lines that are not records (one cut by a crash mid-write), left out.
+    pub damaged: usize,
 }
 
 impl Reviews {
@@ -167,16 +170,10 @@ pub enum ReviewError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is a symlink: kling-batch never writes through links inside a run folder")]
     Symlink { path: PathBuf },
-    #[error("{path}:{line}: not a review record ({message})")]
-    Damaged {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
 }
 
-/// Reads `reviews.jsonl` in `dir` (none yet: no reviews). A cut last line (a crash mid-write) is
-/// dropped; a damaged line elsewhere is an error that names it.
+/// Reads `reviews.jsonl` in `dir` (none yet: no reviews). A line that is not a record (cut by a
+/// crash mid-write) is left out and counted.
 pub fn read(dir: &Path) -> Result<Reviews, ReviewError> {
     let path = dir.join(REVIEWS);
     let text = match std::fs::read(&path) {
@@ -185,20 +182,10 @@ pub fn read(dir: &Path) -> Result<Reviews, ReviewError> {
         Err(source) => return Err(ReviewError::Read { path, source }),
     };
     let mut reviews = Reviews::default();
-    let complete = text.ends_with(b"\n");
-    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
-    for (n, line) in lines.iter().enumerate() {
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice::<ReviewRecord>(line) {
             Ok(record) => reviews.apply(&record),
-            // The last line of a file that does not end in a newline was being written.
-            Err(_) if n + 1 == lines.len() && !complete => {}
-            Err(e) => {
-                return Err(ReviewError::Damaged {
-                    path,
-                    line: n + 1,
-                    message: e.to_string(),
-                });
-            }
+            Err(_) => reviews.damaged += 1,
         }
     }
     Ok(reviews)
@@ -228,13 +215,11 @@ impl ReviewLog {
             .append(true)
             .open(&path)
             .map_err(failed)?;
-        // A cut last line (a crash mid-write) is cut off, so the next record starts a line of its own.
+        // A line cut by a crash is ended, so the next record starts a line of its own (and the cut
+        // one is left out on reading). Nothing is truncated: another reviewer's app may be writing.
         let bytes = std::fs::read(&path).map_err(failed)?;
         if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-            let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            file.set_len(whole as u64)
-                .and_then(|()| file.sync_data())
-                .map_err(failed)?;
+            (&file).write_all(b"\n").map_err(failed)?;
         }
         Ok(ReviewLog { file, path })
     }
@@ -294,6 +279,10 @@ mod tests {
         // The next writer ends the cut line first: what it writes is read back.
         let mut log = ReviewLog::open(dir.path()).unwrap();
         log.append(&[rating("b", Some(1), "cy")]).unwrap();
-        assert_eq!(read(dir.path()).unwrap().clip("b").unwrap().mean_rating(), Some(1.0));
+        let again = read(dir.path()).unwrap();
+        assert_eq!(again.clip("b").unwrap().mean_rating(), Some(1.0));
+        assert_eq!((again.records, again.damaged), (6, 1));
+        // Nothing written was cut away (another reviewer's app may have been writing it).
+        assert!(std::fs::read(&path).unwrap().starts_with(&bytes));
     }
 }
