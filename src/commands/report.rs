@@ -59,38 +59,48 @@ pub(super) fn write_reports(
     let reviews = crate::review::records::read(dir).map_err(|e| CommandFailure::new(Exit::Invalid, e))?;
     let reviewed = dir.join(crate::review::records::REVIEWS).exists();
     let verdicts = reviewed.then(|| crate::review::verdicts::verdicts_of(&reviews));
-    let mut results = Vec::new();
-    let mut gallery = Vec::new();
-    let mut review = Vec::new();
-    crate::report::write_results_csv(plan, &jobs, &removed, verdicts.as_ref(), &mut results).map_err(failed)?;
-    crate::report::write_gallery(plan, &jobs, &removed, axes, &status, verdicts.as_ref(), &mut gallery)
-        .map_err(failed)?;
-    if reviewed {
+    let values = reviewed.then(|| {
         let params = plan
             .jobs
             .iter()
             .map(|j| (j.id.to_string(), crate::review::clips::params_of(j)))
             .collect();
-        let values = crate::review::scores::value_scores(&reviews.votes, &params);
-        crate::review::verdicts::write_review_csv(&values, &mut review).map_err(failed)?;
-    }
-    let mut documents = vec![
-        (crate::output::folder::RESULTS, results),
-        (crate::output::folder::REPORT, gallery),
+        crate::review::scores::value_scores(&reviews.votes, &params)
+    });
+    // Each document as a writer of its bytes: streamed into the folder, or made whole for a bucket.
+    type Fill<'a> = Box<dyn Fn(&mut dyn Write) -> std::io::Result<()> + 'a>;
+    let mut documents: Vec<(&str, Fill<'_>)> = vec![
+        (
+            crate::output::folder::RESULTS,
+            Box::new(|w| crate::report::write_results_csv(plan, &jobs, &removed, verdicts.as_ref(), w)),
+        ),
+        (
+            crate::output::folder::REPORT,
+            Box::new(|w| crate::report::write_gallery(plan, &jobs, &removed, axes, &status, verdicts.as_ref(), w)),
+        ),
     ];
-    if reviewed {
-        documents.push((crate::review::verdicts::REVIEW_CSV, review));
+    if let Some(values) = &values {
+        documents.push((
+            crate::review::verdicts::REVIEW_CSV,
+            Box::new(move |w| crate::review::verdicts::write_review_csv(values, w)),
+        ));
     }
     if let Some(url) = super::status::bucket_of(history) {
         // The run's results live in its bucket: rewritten there, each a whole object.
         let url = crate::output::bucket::BucketUrl::parse(&url).map_err(|e| CommandFailure::new(Exit::Invalid, e))?;
+        let mut objects = Vec::new();
+        for (name, fill) in &documents {
+            let mut bytes = Vec::new();
+            fill(&mut bytes).map_err(failed)?;
+            objects.push((*name, bytes));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot start the async runtime: {e}")))?;
         runtime.block_on(async {
             let bucket = crate::output::bucket::Bucket::from_env(&url).map_err(super::run::bucket_failure)?;
-            for (name, bytes) in documents {
+            for (name, bytes) in objects {
                 bucket.put(name, bytes).await.map_err(super::run::bucket_failure)?;
             }
             Ok::<(), CommandFailure>(())
@@ -106,8 +116,8 @@ pub(super) fn write_reports(
     let out = opened.map_err(|e| {
         CommandFailure::new(Exit::Failure, e).hint("a running run writes report.html itself when it ends")
     })?;
-    for (name, bytes) in documents {
-        out.write_atomic(name, &bytes).map_err(failed)?;
+    for (name, fill) in &documents {
+        out.write_atomic_with(name, |w| fill(w)).map_err(failed)?;
     }
     Ok(dir.join(crate::output::folder::REPORT).display().to_string())
 }
