@@ -4,10 +4,11 @@
 //! "finished between t1 and t2" for completed tasks, "not finished at t" for tasks in flight — into
 //! a distribution with the Kaplan–Meier estimator (in-flight tasks are right-censored, so a wave of
 //! slow tasks pulls the estimate later before any of them finishes). Mass the observations cannot
-//! place (every remaining task outlived the last completion) is spread over the next factor of 3.
+//! place (every remaining task outlived the last completion) is put mostly just past it, thinning
+//! out over the next factor of 3: the last tasks of a wave are looked at soon, which ends it.
 //!
-//! The poll times then minimise, over the distribution, the expected notice delay as a share of
-//! the generation time plus λ for every status read (a dynamic programme over the grid): where
+//! The poll times then minimise, over the distribution, the expected notice delay (as a share of
+//! the generation time, and in seconds against the median) plus λ for every status read (a dynamic programme over the grid): where
 //! completions are dense the polls are close, where they are rare the polls are far apart, and λ
 //! says what a read is worth (lower while the rate limiter has room to spare).
 
@@ -19,6 +20,9 @@ const RATIO: f64 = 1.05;
 pub(super) const EDGES: usize = 278;
 /// Mass the observations cannot place goes up to this factor past the latest one.
 const TAIL_SPAN: f64 = 3.0;
+/// How much a second of notice delay counts against a median generation time, besides its share
+/// of the task's own (see `Distribution::plan`).
+const ABSOLUTE: f64 = 1.0;
 /// Below this survival the task has outlived what the fit knows.
 const EMPTY: f64 = 1e-6;
 
@@ -110,12 +114,17 @@ impl Distribution {
             (mass, left) = kaplan_meier(&died, &censored);
         }
         if left > EMPTY && any_alive {
-            // Everyone left outlived the last completion: spread them over the next stretch.
+            // Everyone left outlived the last completion: most finish soon after it, fewer later
+            // (the mass falls by e over a quarter of the stretch the completions span), up to
+            // a factor `TAIL_SPAN` past it.
             let from = edge_below(latest).min(bins - 1);
             let to = edge_below(latest * TAIL_SPAN).clamp(from + 1, bins);
-            let share = left / (to - from) as f64;
-            for m in &mut mass[from..to] {
-                *m += share;
+            let first = died.iter().position(|d| *d > 0.0).unwrap_or(from);
+            let fall = (from.saturating_sub(first) as f64 / 4.0).clamp(2.0, 20.0);
+            let weights: Vec<f64> = (from..to).map(|k| (-((k - from) as f64) / fall).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for (m, w) in mass[from..to].iter_mut().zip(&weights) {
+                *m += left * w / total;
             }
         }
         let total: f64 = mass.iter().sum();
@@ -152,17 +161,25 @@ impl Distribution {
     }
 
     /// The poll plan for a poll costing `lambda`: from each edge, the edge to poll at next.
+    ///
+    /// A task noticed `d` late costs `d / t` (its share of its own generation time `t`) plus
+    /// `ABSOLUTE × d / median`: a slow task noticed late also holds its slot, or the sweep's end,
+    /// for that long, which a share alone would count as little.
     pub(super) fn plan(&self, lambda: f64) -> Plan {
         let bins = self.mass.len();
-        // Prefix sums: a[p] = Σ m/c, b[p] = Σ m over bins below edge p.
+        let reference = self.quantile(0.5);
+        // Prefix sums over the bins below edge p: a[p] = Σ m·w, b[p] = Σ m·c·w, mass[p] = Σ m.
         let mut a = vec![0.0; bins + 1];
         let mut b = vec![0.0; bins + 1];
+        let mut below = vec![0.0; bins + 1];
         for k in 0..bins {
             let centre = (edge(k) * edge(k + 1)).sqrt();
-            a[k + 1] = a[k] + self.mass[k] / centre;
-            b[k + 1] = b[k] + self.mass[k];
+            let weight = 1.0 / centre + ABSOLUTE / reference;
+            a[k + 1] = a[k] + self.mass[k] * weight;
+            b[k + 1] = b[k] + self.mass[k] * centre * weight;
+            below[k + 1] = below[k] + self.mass[k];
         }
-        let survival: Vec<f64> = b.iter().map(|b| (1.0 - b).max(0.0)).collect();
+        let survival: Vec<f64> = below.iter().map(|b| (1.0 - b).max(0.0)).collect();
         let mut cost = vec![0.0; bins + 1];
         let mut next = vec![bins as u16; bins + 1];
         for p in (0..bins).rev() {
@@ -192,34 +209,7 @@ impl Distribution {
             let q = usize::from(next[p]);
             looks[p] = survival[p] + if q > p && q <= bins { looks[q] } else { 0.0 };
         }
-        Plan {
-            next,
-            survival,
-            looks: looks[0],
-        }
-    }
-
-    /// The plan with the lowest notice delay whose expected looks per task stay within `budget`,
-    /// a look never priced below `floor` (tight distributions need no more looks than that).
-    pub(super) fn plan_within(&self, budget: f64, floor: f64) -> Plan {
-        let cheapest = self.plan(floor);
-        if cheapest.looks <= budget {
-            return cheapest;
-        }
-        // More price, fewer looks: bisect the price (in log terms) for the budget.
-        let (mut low, mut high) = (floor.ln(), 2f64.ln());
-        let mut best = self.plan(high.exp());
-        for _ in 0..10 {
-            let mid = (low + high) / 2.0;
-            let plan = self.plan(mid.exp());
-            if plan.looks <= budget {
-                high = mid;
-                best = plan;
-            } else {
-                low = mid;
-            }
-        }
-        best
+        Plan { next, survival, looks }
     }
 }
 
@@ -263,8 +253,8 @@ fn kaplan_meier(died: &[f64], censored: &[f64]) -> (Vec<f64>, f64) {
 pub(super) struct Plan {
     next: Vec<u16>,
     survival: Vec<f64>,
-    /// Expected looks at a task from its create to the one that finds it done.
-    looks: f64,
+    /// Expected looks at a task from each edge on (unconditional: times the survival there).
+    looks: Vec<f64>,
 }
 
 impl Plan {
@@ -276,6 +266,15 @@ impl Plan {
             return None;
         }
         Some(edge(usize::from(self.next[p])))
+    }
+
+    /// Expected looks at a task still running at `seen`, the one that finds it done included.
+    pub(super) fn looks_after(&self, seen: f64) -> f64 {
+        let p = edge_below(seen);
+        match self.survival.get(p) {
+            Some(s) if *s > EMPTY => self.looks[p] / s,
+            _ => 1.0,
+        }
     }
 }
 

@@ -65,14 +65,10 @@ impl Pressure {
     /// Expected status reads per task, the one that finds it done included.
     fn budget(self) -> f64 {
         match self {
-            Pressure::Spare => 2.9,
+            Pressure::Spare => 2.7,
             Pressure::Normal => 2.5,
             Pressure::Busy => 1.5,
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -202,7 +198,48 @@ struct Fitted {
     events_total: u64,
     epoch: u64,
     distribution: Distribution,
-    plans: [Option<Plan>; 3],
+    /// The plan at each price on the ladder, made when first asked for.
+    plans: Vec<Option<Plan>>,
+}
+
+/// Prices of a look (a share of a generation time in notice delay) a plan is made at: from
+/// `PRICE_MIN`, each this much dearer, up to 2 (a look worth twice a generation: hardly any).
+const PRICE_MIN: f64 = 0.001;
+const PRICE_STEP: f64 = 1.15;
+const PRICES: usize = 56;
+
+fn price(level: usize) -> f64 {
+    PRICE_MIN * PRICE_STEP.powi(level as i32)
+}
+
+/// The cheapest rung at or above `at`.
+fn price_level(at: f64) -> usize {
+    ((at / PRICE_MIN).ln() / PRICE_STEP.ln())
+        .ceil()
+        .clamp(0.0, (PRICES - 1) as f64) as usize
+}
+
+impl Fitted {
+    /// The plan with the lowest notice delay whose expected looks per task stay within `budget`,
+    /// a look never priced below `floor` (a tight distribution needs fewer and gets them).
+    fn plan_within(&mut self, budget: f64, floor: f64) -> &Plan {
+        let (mut low, mut high) = (price_level(floor), PRICES - 1);
+        // Looks fall as the price rises: find the lowest rung within the budget.
+        while low < high {
+            let mid = (low + high) / 2;
+            if self.plan_at(mid).looks_after(0.0) <= budget {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        self.plan_at(low)
+    }
+
+    fn plan_at(&mut self, level: usize) -> &Plan {
+        let distribution = &self.distribution;
+        self.plans[level].get_or_insert_with(|| distribution.plan(price(level)))
+    }
 }
 
 /// One completed task: created at `created` (seconds on the run's clock), finished between `low`
@@ -402,7 +439,7 @@ impl PollSchedule {
             events_total: m.events_total,
             epoch,
             distribution,
-            plans: [None, None, None],
+            plans: vec![None; PRICES],
         });
     }
 
@@ -458,8 +495,7 @@ impl PollSchedule {
         let Some(fitted) = self.shapes[id.0 as usize].fitted.as_mut() else {
             return tail(seen);
         };
-        let plan = fitted.plans[pressure.index()]
-            .get_or_insert_with(|| fitted.distribution.plan_within(pressure.budget(), LOOK_PRICE_FLOOR));
+        let plan = fitted.plan_within(pressure.budget(), LOOK_PRICE_FLOOR);
         plan.after(seen).unwrap_or_else(|| tail(seen))
     }
 }

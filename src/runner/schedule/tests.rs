@@ -268,6 +268,28 @@ fn a_drift_is_followed() {
 }
 
 #[test]
+fn the_last_tasks_of_a_cold_wave_are_looked_at_soon_after_the_latest_completion() {
+    // 60 tasks at once, 8-20 s, nothing known. The wave ends with its last tasks: those that
+    // outlived every completion seen are most likely to finish soon after it, not spread evenly
+    // over the next factor of three (which once left the last ones unseen for 10-30 s).
+    for seed in 1..=8 {
+        SEED.with(|s| s.set(seed));
+        let f = simulate_at_rate(None, 60, 60, 50.0, Pressure::Spare, &mut uniform(8.0, 20.0));
+        let longest = f.tasks.iter().map(|t| t.generation).fold(0.0, f64::max);
+        assert!(
+            f.makespan <= longest + 1.2 + 3.0,
+            "seed {seed}: the wave ended at {:.2} s, its longest task took {longest:.2} s",
+            f.makespan
+        );
+        assert!(
+            f.polls_per_job <= 4.0,
+            "seed {seed}: {:.2} polls per job",
+            f.polls_per_job
+        );
+    }
+}
+
+#[test]
 fn tight_times_need_few_looks() {
     let f = simulate(None, 1000, 50, Pressure::Normal, &mut uniform(0.54, 0.66));
     assert!(f.polls_per_job <= 2.5, "{:.2} polls per job", f.polls_per_job);
@@ -398,4 +420,91 @@ fn seeds() {
             h.share(0.9)
         );
     }
+}
+
+#[test]
+#[ignore = "prints the issue-29 profiles over seeds"]
+fn profiles() {
+    type Draw = Box<dyn FnMut(&mut Rng, f64) -> f64>;
+    type Profile = (&'static str, usize, usize, fn() -> Draw);
+    let cases: Vec<Profile> = vec![
+        ("cold wave 8-20, 60x60", 60, 60, || Box::new(uniform(8.0, 20.0))),
+        ("log-normal 5 s0.5, 100x20", 100, 20, || Box::new(log_normal(5.0, 0.5))),
+        ("bimodal 2/12 30%, 100x20", 100, 20, || {
+            Box::new(bimodal(2.0, 12.0, 0.3))
+        }),
+        ("drift 2->10/40s, 120x20", 120, 20, || Box::new(drift(2.0, 10.0, 40.0))),
+    ];
+    for (name, jobs, concurrency, make) in cases {
+        let mut rows = Vec::new();
+        for seed in 1..=16 {
+            SEED.with(|s| s.set(seed));
+            let f = simulate_at_rate(None, jobs, concurrency, 50.0, Pressure::Spare, &mut *make());
+            let last = f.tasks.iter().map(|t| t.delay).fold(0.0, f64::max);
+            rows.push((f.polls_per_job, f.share(0.5), f.share(0.9), f.makespan, last));
+        }
+        let col = |i: usize| -> String {
+            let v: Vec<f64> = rows.iter().map(|r| [r.0, r.1, r.2, r.3, r.4][i]).collect();
+            let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+            format!(
+                "{:.3}-{:.3} (mean {:.3})",
+                lo,
+                hi,
+                v.iter().sum::<f64>() / v.len() as f64
+            )
+        };
+        println!(
+            "{name:28} reads {}  p50 {}  p90 {}  makespan {}  worst delay {}",
+            col(0),
+            col(1),
+            col(2),
+            col(3),
+            col(4)
+        );
+    }
+}
+
+#[test]
+#[ignore = "prints what a plan made knowing the true distribution gives"]
+fn oracle() {
+    for (name, sigma) in [("log-normal s0.5", 0.5), ("log-normal s0.3", 0.3)] {
+        let d = Distribution::log_normal(5.0, sigma);
+        for budget in [2.5, 2.9, 3.0, 3.5, 4.0] {
+            let plan = plan_within(&d, budget);
+            let mut rng = Rng::new(3);
+            let mut draw = log_normal(5.0, sigma);
+            let (mut reads, mut shares) = (0u32, Vec::new());
+            for _ in 0..20000 {
+                let t = draw(&mut rng, 0.0);
+                let mut seen = 0.0;
+                loop {
+                    let next = plan.after(seen).unwrap_or(seen * 1.3);
+                    reads += 1;
+                    if next >= t {
+                        shares.push((next - t) / t);
+                        break;
+                    }
+                    seen = next;
+                }
+            }
+            shares.sort_by(f64::total_cmp);
+            println!(
+                "{name} budget {budget}: reads {:.2} p50 {:.3} p90 {:.3} mean {:.3}",
+                f64::from(reads) / 20000.0,
+                shares[10000],
+                shares[18000],
+                shares.iter().sum::<f64>() / 20000.0
+            );
+        }
+    }
+}
+
+fn plan_within(d: &Distribution, budget: f64) -> fit::Plan {
+    let mut fitted = Fitted {
+        events_total: 0,
+        epoch: 0,
+        distribution: d.clone(),
+        plans: vec![None; PRICES],
+    };
+    fitted.plan_within(budget, PRICE_MIN).clone()
 }
