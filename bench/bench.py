@@ -351,7 +351,7 @@ def s4_download(args, work):
 POLLING = [
     ("P1", "uniform 0.2–0.5 s", {"kind": "uniform", "min_seconds": 0.2, "max_seconds": 0.5}, 400, 100, 100, 200),
     ("P2", "uniform 8–20 s, all at once", {"kind": "uniform", "min_seconds": 8, "max_seconds": 20}, 60, 60, 50, 60),
-    ("P3", "log-normal, median 5 s, σ 0.3", {"kind": "log_normal", "median_seconds": 5, "sigma": 0.3}, 100, 20, 50, 40),
+    ("P3", "log-normal, median 5 s, σ 0.5", {"kind": "log_normal", "median_seconds": 5, "sigma": 0.5}, 100, 20, 50, 40),
     ("P4", "bimodal 2 s / 12 s (30 % slow)", {"kind": "bimodal", "fast_seconds": 2, "slow_seconds": 12, "slow_share": 0.3}, 100, 20, 50, 40),
     ("P5", "drift 2 s → 10 s over 40 s", {"kind": "drift", "from_seconds": 2, "to_seconds": 10, "over_seconds": 40}, 120, 20, 50, 40),
 ]
@@ -827,6 +827,46 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
+def spread(results, names):
+    """Each figure of the repeated scenarios, run by run, with the targets of issue 29."""
+    lines = ["| scenario | figure | target | " + " | ".join(f"run {i + 1}" for i in range(len(results[names[0]]["runs"]))) + " | held in every run |", "|---|---|---|" + "---|" * (len(results[names[0]]["runs"]) + 1)]
+    for name in names:
+        runs = results[name].get("runs")
+        if not runs:
+            continue
+        if name == "D1":
+            rows = [
+                ("median notice delay, ms (scaled): journal", None, lambda r: r["journal"]["median_notice_delay_ms"]),
+                ("… one worker", None, lambda r: r["one_worker"]["median_notice_delay_ms"]),
+                ("… three workers", None, lambda r: r["three_workers"]["median_notice_delay_ms"]),
+                ("three ÷ one", (lambda x: x <= 2.0, "≤ 2"), lambda r: r["three_workers"]["median_notice_delay_ms"] / r["one_worker"]["median_notice_delay_ms"]),
+                ("wall, s: journal / one / three", None, lambda r: f"{r['journal']['wall']:.2f} / {r['one_worker']['wall']:.2f} / {r['three_workers']['wall']:.2f}"),
+                ("peak RSS per worker, MB: journal / one / three", None, lambda r: f"{r['journal']['rss_mb']:.1f} / {r['one_worker']['rss_mb']:.1f} / {r['three_workers']['rss_mb']:.1f}"),
+                ("polls per job: journal / one / three", None, lambda r: f"{r['journal']['polls_per_job']:.2f} / {r['one_worker']['polls_per_job']:.2f} / {r['three_workers']['polls_per_job']:.2f}"),
+            ]
+        else:
+            rows = [
+                ("polls per job", (lambda x: x <= 3.0, "≤ 3"), lambda r: r["kling_batch"]["polls_per_job"]),
+                ("median notice delay ÷ generation", (lambda x: x <= 0.10, "≤ 0.10"), lambda r: r["kling_batch"]["median_notice_delay_share"]),
+                ("p90 notice delay ÷ generation", (lambda x: x <= 0.30, "≤ 0.30"), lambda r: r["kling_batch"]["p90_notice_delay_share"]),
+                ("wall time, s", None, lambda r: r["kling_batch"]["wall"]),
+                ("SDK script's wall time, s", None, lambda r: (r.get("sdk") or {}).get("wall")),
+                ("wall ÷ SDK's", (lambda x: x <= 1.0, "≤ 1"), lambda r: r["kling_batch"]["wall"] / r["sdk"]["wall"] if r.get("sdk") else None),
+                ("rate bound ÷ wall", None, lambda r: r["bound_s"] / r["kling_batch"]["wall"]),
+            ]
+        for i, (label, target, get) in enumerate(rows):
+            values = []
+            for r in runs:
+                try:
+                    values.append(get(r))
+                except (KeyError, TypeError, ZeroDivisionError):
+                    values.append(None)
+            held = "" if target is None or any(v is None for v in values) else ("yes" if all(target[0](v) for v in values) else "**no**")
+            cells = " | ".join(v if isinstance(v, str) else fmt(v, 3 if isinstance(v, float) and v < 10 else 2) for v in values)
+            lines.append(f"| {name if i == 0 else ''} | {label} | {target[1] if target else ''} | {cells} | {held} |")
+    return "\n".join(lines) + "\n"
+
+
 def machine():
     cores = os.cpu_count()
     with open("/proc/meminfo") as f:
@@ -848,6 +888,7 @@ def main():
     parser.add_argument("--no-baseline", action="store_true", help="skip the SDK baseline runs")
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument("--repeat", type=int, default=1, help="run each scenario this many times in a row and report the spread")
     args = parser.parse_args()
     work = os.path.join(ROOT, "target", "bench", "work")
     shutil.rmtree(work, ignore_errors=True)
@@ -867,14 +908,21 @@ def main():
         "quick": args.quick,
     }
     for name in args.only.split(","):
-        log(f"{name} …")
-        started = time.monotonic()
-        results[name] = SCENARIOS[name](args, work)
-        log(f"{name} done in {time.monotonic() - started:.1f} s")
+        runs = []
+        for i in range(args.repeat):
+            log(f"{name} ({i + 1}/{args.repeat}) …")
+            started = time.monotonic()
+            place = os.path.join(work, f"{name}-{i}") if args.repeat > 1 else work
+            os.makedirs(place, exist_ok=True)
+            runs.append(SCENARIOS[name](args, place))
+            log(f"{name} done in {time.monotonic() - started:.1f} s")
+        results[name] = runs[0] | ({"runs": runs} if args.repeat > 1 else {})
     with open(path, "w") as f:
         json.dump(results, f, indent=2, default=str)
     text = table(results)
     print(text)
+    if args.repeat > 1:
+        print(spread(results, args.only.split(",")))
     if not args.no_write and not args.quick:
         bench_md = os.path.join(ROOT, "BENCHMARKS.md")
         with open(bench_md) as f:

@@ -4,8 +4,9 @@
 //! "finished between t1 and t2" for completed tasks, "not finished at t" for tasks in flight — into
 //! a distribution with the Kaplan–Meier estimator (in-flight tasks are right-censored, so a wave of
 //! slow tasks pulls the estimate later before any of them finishes). Mass the observations cannot
-//! place (every remaining task outlived the last completion) is put mostly just past it, thinning
-//! out over the next factor of 3: the last tasks of a wave are looked at soon, which ends it.
+//! place (every remaining task outlived the last completion) follows a log-normal through what is
+//! known (see `estimate`): the last tasks of a wave are looked at soon after the latest
+//! completion, which ends the wave, and the rest of a wave whose first task just finished are not.
 //!
 //! The poll times then minimise, over the distribution, the expected notice delay (as a share of
 //! the generation time, and in seconds against the median) plus λ for every status read (a dynamic programme over the grid): where
@@ -20,6 +21,10 @@ const RATIO: f64 = 1.05;
 pub(super) const EDGES: usize = 278;
 /// Mass the observations cannot place goes up to this factor past the latest one.
 const TAIL_SPAN: f64 = 3.0;
+/// The log-spread of completion times before any are seen, and what it counts for (in
+/// completions) against the spread of those seen.
+const TAIL_SIGMA: f64 = 0.3;
+const TAIL_SIGMA_WEIGHT: f64 = 4.0;
 /// How much a second of notice delay counts against a median generation time, besides its share
 /// of the task's own (see `Distribution::plan`).
 const ABSOLUTE: f64 = 1.0;
@@ -114,17 +119,32 @@ impl Distribution {
             (mass, left) = kaplan_meier(&died, &censored);
         }
         if left > EMPTY && any_alive {
-            // Everyone left outlived the last completion: most finish soon after it, fewer later
-            // (the mass falls by e over a quarter of the stretch the completions span), up to
-            // a factor `TAIL_SPAN` past it.
+            // Everyone left outlived the last completion. Past it, the mass follows a log-normal
+            // through what is known: its spread from the completions (drawn towards a prior
+            // spread while they are few), placed so that the share done by the latest time is
+            // the share seen done. The first completion of sixty tasks started together is
+            // about the fastest sixtieth: the rest are put well after it, not all just past it;
+            // the last few of a wave are put just past the latest, where they most likely are.
             let from = edge_below(latest).min(bins - 1);
+            let sigma = spread(&died, TAIL_SIGMA, TAIL_SIGMA_WEIGHT).max(TAIL_SIGMA);
+            let z = inverse_normal((1.0 - left).clamp(1e-4, 1.0 - 1e-4));
+            let mu = latest.ln() - z * sigma;
+            // Up to a factor `TAIL_SPAN` past it: a broad spread of completions (two modes) must
+            // not stretch a thin tail over hours, whose looks the budget would then pay for.
             let to = edge_below(latest * TAIL_SPAN).clamp(from + 1, bins);
-            let first = died.iter().position(|d| *d > 0.0).unwrap_or(from);
-            let fall = (from.saturating_sub(first) as f64 / 4.0).clamp(2.0, 20.0);
-            let weights: Vec<f64> = (from..to).map(|k| (-((k - from) as f64) / fall).exp()).collect();
+            let weights: Vec<f64> = (from..to)
+                .map(|k| {
+                    let z = ((edge(k) * edge(k + 1)).sqrt().ln() - mu) / sigma;
+                    (-0.5 * z * z).exp()
+                })
+                .collect();
             let total: f64 = weights.iter().sum();
-            for (m, w) in mass[from..to].iter_mut().zip(&weights) {
-                *m += left * w / total;
+            if total > 0.0 {
+                for (m, w) in mass[from..to].iter_mut().zip(&weights) {
+                    *m += left * w / total;
+                }
+            } else {
+                mass[from] += left;
             }
         }
         let total: f64 = mass.iter().sum();
@@ -211,6 +231,53 @@ impl Distribution {
         }
         Plan { next, survival, looks }
     }
+}
+
+/// The log-spread of the mass in `died` (by bin), drawn towards `prior` as if it were `weight`
+/// completions more.
+fn spread(died: &[f64], prior: f64, weight: f64) -> f64 {
+    let centre = |k: usize| (edge(k) * edge(k + 1)).sqrt().ln();
+    let n: f64 = died.iter().sum();
+    if n <= 0.0 {
+        return prior;
+    }
+    let mean = died.iter().enumerate().map(|(k, d)| d * centre(k)).sum::<f64>() / n;
+    let var = died
+        .iter()
+        .enumerate()
+        .map(|(k, d)| d * (centre(k) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    ((n * var + weight * prior * prior) / (n + weight)).sqrt().max(0.05)
+}
+
+/// The standard normal quantile of `p` (in 0..1), by bisection on the distribution function.
+fn inverse_normal(p: f64) -> f64 {
+    let (mut low, mut high) = (-8.0, 8.0);
+    for _ in 0..60 {
+        let mid = (low + high) / 2.0;
+        if normal_cdf(mid) < p {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    (low + high) / 2.0
+}
+
+/// Φ(x), from erfc by Numerical Recipes' Chebyshev fit (error below 1.2e-7).
+fn normal_cdf(x: f64) -> f64 {
+    let z = (x / std::f64::consts::SQRT_2).abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
 
 /// The bins an interval covers, each with its share of the interval in log time.

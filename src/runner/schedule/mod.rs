@@ -6,10 +6,11 @@
 //! that minimise notice delay (as a share of generation time) plus a price per status read; polls
 //! go at those times, so they crowd where completions are dense, not around a mean.
 //!
-//! A shape nobody has seen finish is explored: a few of its tasks ("scouts") are polled on a
-//! short geometric schedule so the first completion is noticed soon; the rest wait on a prior (the
-//! public guidance, scaled by what other shapes showed, or by `--time-scale` if it was given) and
-//! are re-planned the moment something is learned. The dispatcher re-plans every task in flight of
+//! A shape nobody has seen finish is explored: its tasks take turns on one short geometric
+//! schedule of looks (each look goes to the task that asks next, so a look lands on a different
+//! task each time and a fast task is found whichever it is), starting from the public guidance
+//! scaled by what other shapes showed, or by `--time-scale` if it was given; every task is
+//! re-planned the moment something is learned. The dispatcher re-plans every task in flight of
 //! the shapes `finished` names, so a sibling finishing early pulls the others' polls forward.
 //! Times are seconds since the create was answered; the schedule holds no clock.
 
@@ -88,18 +89,21 @@ impl Drift {
     const MAX_FACTOR: f64 = 2.0;
     /// A slope counts when it is this many standard errors from flat.
     const CLEAR: f64 = 4.0;
+    /// A completion tells the trend when its bracket is at most this wide (high ÷ low).
+    const BRACKET: f64 = 1.5;
 
     fn of(all: &VecDeque<Completion>, all_weights: &[f64], cohort: f64) -> Drift {
         let none = Drift {
             slope: 0.0,
             reference: 0.0,
         };
-        // Only completions bracketed from both sides: "done at its first look" is as late as
-        // the look was, and looks come later when requests queue.
+        // Only completions bracketed closely from both sides: "done at its first look" is as
+        // late as the look was (looks come later when requests queue), and the middle of a wide
+        // bracket (an exploring look long before) says little about when the task finished.
         let (events, weights): (Vec<Completion>, Vec<f64>) = all
             .iter()
             .zip(all_weights)
-            .filter(|(c, _)| c.created < cohort && c.low > 0.0)
+            .filter(|(c, _)| c.created < cohort && c.low > 0.0 && c.high <= c.low * Self::BRACKET)
             .map(|(c, w)| (*c, *w))
             .unzip();
         if events.len() < 8 {
@@ -174,15 +178,15 @@ impl ShapeId {
 
 /// A status read never costs less than this share of a generation time in notice delay.
 const LOOK_PRICE_FLOOR: f64 = 0.02;
-/// Tasks of a shape nobody has seen finish that are polled on the short exploring schedule,
-/// each a little out of step with the others so that together they look often.
-const SCOUTS: usize = 6;
-/// Exploring from nothing: the first look after this long, then each wait this much longer.
-const SCOUT_START: f64 = 0.25;
-const SCOUT_GROWTH: f64 = 1.35;
-/// Exploring a new shape when other shapes have shown the service's speed.
-const SCOUT_KNOWN_START: f64 = 0.4;
-const SCOUT_KNOWN_GROWTH: f64 = 1.3;
+/// Exploring from nothing: the shape's first look at this age (seconds since a create), each next
+/// one at an age this much greater (a look every tenth of the time so far: about 37 looks from
+/// 0.25 s to 8 s, shared by all the shape's tasks).
+const EXPLORE_START: f64 = 0.25;
+const EXPLORE_STEP: f64 = 1.1;
+/// Exploring a new shape when other shapes have shown the service's speed: from this share of
+/// its scaled guidance.
+const EXPLORE_KNOWN_START: f64 = 0.4;
+const EXPLORE_KNOWN_STEP: f64 = 1.08;
 /// A task that outlived everything the fit knows is looked at this much later each time.
 const TAIL_GROWTH: f64 = 1.3;
 /// Never longer than this between two looks at one task (seconds).
@@ -267,8 +271,8 @@ struct ShapeModel {
     events_total: u64,
     /// Tasks in flight: the latest time each was seen unfinished (0 before its first poll).
     alive: HashMap<usize, Alive>,
-    /// Tasks polled on a short geometric schedule while nothing of the shape has finished.
-    scouts: Vec<usize>,
+    /// While nothing of the shape has finished: the age at which the next task to ask is looked at.
+    frontier: Option<f64>,
     fitted: Option<Fitted>,
     /// Median completion time from the latest fit with completions.
     median: Option<f64>,
@@ -308,7 +312,7 @@ impl PollSchedule {
             events: VecDeque::new(),
             events_total: 0,
             alive: HashMap::new(),
-            scouts: Vec::new(),
+            frontier: None,
             fitted: None,
             median: None,
         });
@@ -326,9 +330,6 @@ impl PollSchedule {
     pub fn started(&mut self, id: ShapeId, job: usize, created: f64) {
         let m = &mut self.shapes[id.0 as usize];
         m.alive.insert(job, Alive { created, seen: 0.0 });
-        if m.events_total == 0 && m.scouts.len() < SCOUTS {
-            m.scouts.push(job);
-        }
     }
 
     /// A poll at `at` seconds found the task still generating.
@@ -340,9 +341,7 @@ impl PollSchedule {
 
     /// The task left without a completion to learn from (failed, timed out, abandoned).
     pub fn left(&mut self, id: ShapeId, job: usize) {
-        let m = &mut self.shapes[id.0 as usize];
-        m.alive.remove(&job);
-        m.scouts.retain(|s| *s != job);
+        self.shapes[id.0 as usize].alive.remove(&job);
     }
 
     /// The task, created at `created` on the run's clock (seconds), finished between `low` and
@@ -363,7 +362,6 @@ impl PollSchedule {
             m.events.pop_front();
         }
         m.events_total += 1;
-        m.scouts.clear();
         // Refit after the first completions, then every eighth part more (at most every 8).
         let since = match &m.fitted {
             Some(f) if f.events_total > 0 => m.events_total - f.events_total,
@@ -435,6 +433,7 @@ impl PollSchedule {
         if n > 0 {
             m.median = Some(distribution.quantile(0.5));
         }
+
         m.fitted = Some(Fitted {
             events_total: m.events_total,
             epoch,
@@ -456,34 +455,26 @@ impl PollSchedule {
 
     /// When (seconds since its create) to look next at a task last seen unfinished at `seen`
     /// (0: never looked at), now that `now` seconds have passed; never before `now`.
-    pub fn next_poll(&mut self, id: ShapeId, job: usize, seen: f64, now: f64, pressure: Pressure) -> f64 {
+    pub fn next_poll(&mut self, id: ShapeId, seen: f64, now: f64, pressure: Pressure) -> f64 {
         let seen = seen.max(0.0);
-        let at = self.planned(id, job, seen, pressure);
+        let at = self.planned(id, seen, now, pressure);
         // Never the same moment again (a look at exactly a planned time must not repeat itself).
         at.min(seen + MAX_STEP).max(seen * 1.01 + 0.001).max(now)
     }
 
-    fn planned(&mut self, id: ShapeId, job: usize, seen: f64, pressure: Pressure) -> f64 {
-        let (events_total, scout) = {
-            let m = &self.shapes[id.0 as usize];
-            (m.events_total, m.scouts.contains(&job))
-        };
-        if events_total == 0 && scout {
-            let (start, growth) = match (self.scale, self.hint) {
-                (Some(scale), _) => (
-                    SCOUT_KNOWN_START * self.shapes[id.0 as usize].guidance * scale,
-                    SCOUT_KNOWN_GROWTH,
-                ),
-                (None, Some(hint)) => (0.3 * self.shapes[id.0 as usize].guidance * hint, SCOUT_GROWTH),
-                (None, None) => (SCOUT_START, SCOUT_GROWTH),
+    fn planned(&mut self, id: ShapeId, seen: f64, now: f64, pressure: Pressure) -> f64 {
+        let events_total = self.shapes[id.0 as usize].events_total;
+        if events_total == 0 {
+            let guidance = self.shapes[id.0 as usize].guidance;
+            let (start, step) = match (self.scale, self.hint) {
+                (Some(scale), _) => (EXPLORE_KNOWN_START * guidance * scale, EXPLORE_KNOWN_STEP),
+                (None, Some(hint)) => (0.3 * guidance * hint, EXPLORE_STEP),
+                (None, None) => (EXPLORE_START, EXPLORE_STEP),
             };
-            let rank = self.shapes[id.0 as usize]
-                .scouts
-                .iter()
-                .position(|s| *s == job)
-                .unwrap_or(0);
-            let start = start * growth.powf(rank as f64 / SCOUTS as f64);
-            return if seen <= 0.0 { start } else { (seen * growth).max(start) };
+            let m = &mut self.shapes[id.0 as usize];
+            let at = m.frontier.unwrap_or(start).max(now).max(seen * step);
+            m.frontier = Some(at * step);
+            return at;
         }
         let stale = self.shapes[id.0 as usize]
             .fitted

