@@ -27,7 +27,7 @@ pub enum Phase {
 }
 
 /// A finished video where the video store put it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredVideo {
     /// Relative to the output folder: `videos/<job id>.mp4`.
     pub path: String,

@@ -113,7 +113,7 @@ async fn check_case(url: String, case: usize, steps: Vec<Step>) -> Result<(), Te
             Conn::new(&url, writer),
             sweep.id,
             name.clone(),
-            HashMap::new(),
+            &HashMap::new(),
             index.clone(),
             Duration::from_secs(10),
         );

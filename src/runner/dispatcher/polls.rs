@@ -39,7 +39,9 @@ impl Dispatcher {
         let elapsed = now.saturating_duration_since(submitted).as_secs_f64();
         let seen = self.jobs[job].last_unfinished.as_secs_f64();
         let pressure = self.pressure(now);
-        let at = self.schedule.next_poll(self.shape_ids[job], seen, elapsed, pressure);
+        let at = self
+            .schedule
+            .next_poll(self.shape_ids[job], job, seen, elapsed, pressure);
         Some((submitted + Duration::from_secs_f64(at.clamp(0.0, 1e7))).max(now))
     }
 

@@ -256,11 +256,13 @@ struct Completion {
 }
 
 /// A task in flight: created at `created` on the run's clock, last seen unfinished `seen`
-/// seconds after that (0 before its first look).
+/// seconds after that (0 before its first look); while its shape is explored, the age its
+/// exploring look was given.
 #[derive(Debug, Clone, Copy)]
 struct Alive {
     created: f64,
     seen: f64,
+    slot: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -329,7 +331,14 @@ impl PollSchedule {
     /// leaves).
     pub fn started(&mut self, id: ShapeId, job: usize, created: f64) {
         let m = &mut self.shapes[id.0 as usize];
-        m.alive.insert(job, Alive { created, seen: 0.0 });
+        m.alive.insert(
+            job,
+            Alive {
+                created,
+                seen: 0.0,
+                slot: None,
+            },
+        );
     }
 
     /// A poll at `at` seconds found the task still generating.
@@ -455,14 +464,14 @@ impl PollSchedule {
 
     /// When (seconds since its create) to look next at a task last seen unfinished at `seen`
     /// (0: never looked at), now that `now` seconds have passed; never before `now`.
-    pub fn next_poll(&mut self, id: ShapeId, seen: f64, now: f64, pressure: Pressure) -> f64 {
+    pub fn next_poll(&mut self, id: ShapeId, job: usize, seen: f64, now: f64, pressure: Pressure) -> f64 {
         let seen = seen.max(0.0);
-        let at = self.planned(id, seen, now, pressure);
+        let at = self.planned(id, job, seen, now, pressure);
         // Never the same moment again (a look at exactly a planned time must not repeat itself).
         at.min(seen + MAX_STEP).max(seen * 1.01 + 0.001).max(now)
     }
 
-    fn planned(&mut self, id: ShapeId, seen: f64, now: f64, pressure: Pressure) -> f64 {
+    fn planned(&mut self, id: ShapeId, job: usize, seen: f64, now: f64, pressure: Pressure) -> f64 {
         let events_total = self.shapes[id.0 as usize].events_total;
         if events_total == 0 {
             let guidance = self.shapes[id.0 as usize].guidance;
@@ -472,8 +481,16 @@ impl PollSchedule {
                 (None, None) => (EXPLORE_START, EXPLORE_STEP),
             };
             let m = &mut self.shapes[id.0 as usize];
+            let given = m.alive.get(&job).and_then(|a| a.slot).filter(|slot| *slot > seen);
+            if let Some(slot) = given {
+                // Asked again before its look (a re-plan): the same turn, not a new one.
+                return slot;
+            }
             let at = m.frontier.unwrap_or(start).max(now).max(seen * step);
             m.frontier = Some(at * step);
+            if let Some(alive) = m.alive.get_mut(&job) {
+                alive.slot = Some(at);
+            }
             return at;
         }
         let stale = self.shapes[id.0 as usize]

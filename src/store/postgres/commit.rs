@@ -19,7 +19,9 @@
 //! their intents cannot be made durable); after `outage` without a commit, waiting intents fail,
 //! which stops the worker, resumable.
 
-use super::changes::{Ack, Change, CommitError, Pending, before_of, fence_value, flush, micro, set_job, state_of};
+use super::changes::{
+    Ack, Change, CommitError, Held, Holdings, Pending, before_of, fence_value, flush, micro, set_job, state_of,
+};
 use super::{Conn, StateError};
 use crate::journal::{JobFacts, Phase, Record, WriteError};
 use crate::store::Fence;
@@ -90,9 +92,9 @@ pub(super) struct Writer {
     conn: Conn,
     sweep: i64,
     worker: String,
-    facts: Arc<Mutex<HashMap<String, JobFacts>>>,
+    held: Arc<Holdings>,
     lost: Arc<Mutex<HashSet<usize>>>,
-    index: HashMap<String, i32>,
+    index: Arc<HashMap<String, i32>>,
     outage: Duration,
     /// Groups this writer has committed (the next one's number).
     groups: i64,
@@ -103,9 +105,9 @@ impl Writer {
         conn: Conn,
         sweep: i64,
         worker: String,
-        facts: Arc<Mutex<HashMap<String, JobFacts>>>,
+        held: Arc<Holdings>,
         lost: Arc<Mutex<HashSet<usize>>>,
-        index: HashMap<String, i32>,
+        index: Arc<HashMap<String, i32>>,
         outage: Duration,
     ) -> Writer {
         Writer {
@@ -113,7 +115,7 @@ impl Writer {
             conn,
             sweep,
             worker,
-            facts,
+            held,
             lost,
             index,
             outage,
@@ -341,7 +343,7 @@ impl Writer {
         } else {
             None
         };
-        let mut scratch: HashMap<String, JobFacts> = HashMap::new();
+        let mut scratch: HashMap<i32, JobFacts> = HashMap::new();
         let mut outcomes = Vec::with_capacity(records.len());
         let mut job_ids: Vec<Option<String>> = Vec::new();
         let mut texts: Vec<String> = Vec::new();
@@ -361,11 +363,11 @@ impl Writer {
                     refused.insert(idx);
                 }
                 if outcome == Outcome::Written
-                    && let Some(job_id) = record.job()
+                    && let Some(idx) = record.job().and_then(|j| self.index.get(j).copied())
                 {
-                    let mut after = before_of(&self.facts, &scratch, job_id);
+                    let mut after = before_of(&self.held, &scratch, idx);
                     after.apply(record);
-                    scratch.insert(job_id.to_string(), after);
+                    scratch.insert(idx, after);
                 }
                 outcomes.push(outcome);
                 continue;
@@ -391,7 +393,7 @@ impl Writer {
                 continue;
             }
             let fence = current.unwrap_or_default();
-            let before = before_of(&self.facts, &scratch, job_id);
+            let before = before_of(&self.held, &scratch, idx);
             let mut after = before.clone();
             after.apply(record);
             let change = Change {
@@ -432,7 +434,7 @@ impl Writer {
             }
             job_ids.push(Some(job_id.to_string()));
             texts.push(record.to_line());
-            scratch.insert(job_id.to_string(), after);
+            scratch.insert(idx, after);
             outcomes.push(Outcome::Written);
         }
         if earlier.is_none() {
@@ -460,9 +462,13 @@ impl Writer {
             }
         }
         tx.commit().await?;
-        let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
-        facts.extend(scratch);
-        drop(facts);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (idx, after) in scratch {
+            if let Some(slot) = usize::try_from(idx).ok().and_then(|i| held.get_mut(i)) {
+                *slot = Held::of(&after);
+            }
+        }
+        drop(held);
         if !refused.is_empty() {
             let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
             lost.extend(refused.iter().map(|&i| i.max(0) as usize));

@@ -1,9 +1,11 @@
 //! The `RunStore` on PostgreSQL, as a worker's run sees it: a handle that sends records to one
 //! writer task (`commit`), which commits them in groups — fenced, compare-and-set, each group
-//! once (see `commit`). The handle also keeps the facts of every job as committed, and the jobs
-//! whose records the database refused as stale (`take_lost`).
+//! once (see `commit`). The handle also keeps what the writer needs of every job as committed
+//! (`Held`: its amounts and what its state is read from), and the jobs whose records the database
+//! refused as stale (`take_lost`).
 
 use super::Conn;
+use super::changes::{Held, Holdings};
 use super::commit::{Message, Writer, closed};
 use crate::journal::{JobFacts, Record, WriteError};
 use crate::store::{Fence, RunStore};
@@ -17,8 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug)]
 pub struct PgRunStore {
     sender: mpsc::UnboundedSender<Message>,
-    /// Facts of every job as committed: the writer's, shared for reading.
-    facts: Arc<Mutex<HashMap<String, JobFacts>>>,
+    /// Every job as committed, by its index in the plan: the writer's, shared for `learn`.
+    held: Arc<Holdings>,
+    /// Each job id's index in the plan.
+    index: Arc<HashMap<String, i32>>,
     /// Jobs whose records the database refused as stale since the last look (`take_lost`).
     lost: Arc<Mutex<HashSet<usize>>>,
 }
@@ -41,7 +45,7 @@ impl PgRunStore {
             .enumerate()
             .map(|(i, j)| (j.id.to_string(), i32::try_from(i).unwrap_or(i32::MAX)))
             .collect();
-        let store = PgRunStore::start(conn, sweep.id, worker, history.jobs.clone(), index, outage);
+        let store = PgRunStore::start(conn, sweep.id, worker, &history.jobs, index, outage);
         Ok((store, history))
     }
 
@@ -51,37 +55,53 @@ impl PgRunStore {
         conn: Conn,
         sweep: i64,
         worker: String,
-        facts: HashMap<String, JobFacts>,
+        facts: &HashMap<String, JobFacts>,
         index: HashMap<String, i32>,
         outage: Duration,
     ) -> PgRunStore {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let facts = Arc::new(Mutex::new(facts));
+        let mut held = vec![Held::default(); index.len()];
+        for (job, f) in facts {
+            if let Some(slot) = index.get(job).and_then(|&i| held.get_mut(usize::try_from(i).ok()?)) {
+                *slot = Held::of(f);
+            }
+        }
+        let held = Arc::new(Mutex::new(held));
+        let index = Arc::new(index);
         let lost = Arc::new(Mutex::new(HashSet::new()));
         let writer = Writer::new(
             conn,
             sweep,
             worker,
-            Arc::clone(&facts),
+            Arc::clone(&held),
             Arc::clone(&lost),
-            index,
+            Arc::clone(&index),
             outage,
         );
         tokio::spawn(writer.run(receiver));
-        PgRunStore { sender, facts, lost }
+        PgRunStore {
+            sender,
+            held,
+            index,
+            lost,
+        }
     }
 
     /// Takes the facts of jobs just claimed from every record the database has of them (another
     /// worker's, read at the claim): what this worker knew of them before is stale.
     pub fn learn(&self, records: &[Record]) {
-        let mut fresh: HashMap<String, JobFacts> = HashMap::new();
+        let mut fresh: HashMap<i32, JobFacts> = HashMap::new();
         for record in records {
-            if let Some(job) = record.job() {
-                fresh.entry(job.to_string()).or_default().apply(record);
+            if let Some(&idx) = record.job().and_then(|job| self.index.get(job)) {
+                fresh.entry(idx).or_default().apply(record);
             }
         }
-        let mut facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
-        facts.extend(fresh);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (idx, f) in fresh {
+            if let Some(slot) = usize::try_from(idx).ok().and_then(|i| held.get_mut(i)) {
+                *slot = Held::of(&f);
+            }
+        }
     }
 
     /// Jobs whose records were refused as stale since the last call.
