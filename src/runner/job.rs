@@ -27,10 +27,12 @@ pub struct JobRun {
     pub(super) poll_at: Option<Instant>,
     /// Not looked at before this (a `Retry-After` on a status answer).
     pub(super) not_before: Option<Instant>,
-    /// An intent made after the job's uploads, waiting to be handed out with its create.
-    pub(super) intent: Option<Record>,
+    /// An intent made after the job's uploads, waiting to be handed out with its create. Boxed,
+    /// as the next field: a job holds one only for moments, and inline they were half of every
+    /// job's memory (a `JobRun` of 1,152 bytes, 115 MB for 100,000 jobs; 592 boxed).
+    pub(super) intent: Option<Box<Record>>,
     /// A shared sweep: the facts before the intent in flight, should the database refuse it.
-    pub(super) before_intent: Option<JobFacts>,
+    pub(super) before_intent: Option<Box<JobFacts>>,
     /// Whether its completion time teaches the schedule (not a task found on resume).
     pub(super) learnable: bool,
     pub(super) retries: u32,

@@ -100,7 +100,7 @@ impl Dispatcher {
             ops.push(Op::Submit {
                 job,
                 key,
-                intent: Some(Box::new(intent)),
+                intent: Some(intent),
                 body,
                 send_until,
             });

@@ -363,7 +363,7 @@ impl Dispatcher {
         self.in_flight = self.in_flight.saturating_sub(1);
         // The intent never reached the records: the job's facts are what they were before it.
         if let Some(before) = self.jobs[job].before_intent.take() {
-            self.jobs[job].facts = before;
+            self.jobs[job].facts = *before;
         }
         self.jobs[job].intent = None;
         self.jobs[job].state = JobState::Queued;
@@ -379,7 +379,7 @@ impl Dispatcher {
     /// Records the intent's facts before it, so a refused intent can be taken back.
     pub(super) fn remember_before_intent(&mut self, job: usize, record: &Record) {
         if self.lease().is_some() && matches!(record, Record::Submitting { .. }) {
-            self.jobs[job].before_intent = Some(self.jobs[job].facts.clone());
+            self.jobs[job].before_intent = Some(Box::new(self.jobs[job].facts.clone()));
         }
     }
 }

@@ -93,7 +93,7 @@ impl Dispatcher {
         j.retries = 0;
         j.polls = 0;
         j.outcome_unknown = false;
-        j.intent = Some(intent);
+        j.intent = Some(Box::new(intent));
         j.state = JobState::Submitting { key };
         self.ready_submits.push_back(job);
     }
