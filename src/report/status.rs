@@ -166,6 +166,18 @@ impl RunStatus {
         )
     }
 
+    /// From jobs read at rest by the caller (a shared sweep's whole records, at its end), the
+    /// records' manifest, totals, and the count of jobs they name that the plan does not.
+    pub(crate) fn of_rest(
+        plan: &Plan,
+        manifest: Option<String>,
+        jobs: &[JobRun],
+        spend: Spend,
+        removed: usize,
+    ) -> RunStatus {
+        RunStatus::of_jobs(plan.name.clone(), manifest, Some(plan), jobs, spend, removed)
+    }
+
     /// From the journal (or the database) alone: every job read at rest with the one reading of
     /// its facts, then counted as a run's are. With the plan, jobs not yet started are counted
     /// too; `file_ok` says whether a downloaded job's video is still in place as recorded.
