@@ -200,7 +200,6 @@ const PRIOR_WEIGHT: f64 = 1.0;
 #[derive(Debug)]
 struct Fitted {
     events_total: u64,
-    epoch: u64,
     distribution: Distribution,
     /// The plan at each price on the ladder, made when first asked for.
     plans: Vec<Option<Plan>>,
@@ -288,8 +287,6 @@ pub struct PollSchedule {
     shapes: Vec<ShapeModel>,
     /// Observed ÷ guidance over the shapes that have finished tasks.
     scale: Option<f64>,
-    /// Bumped when `scale` moves: priors of unseen shapes change.
-    epoch: u64,
 }
 
 impl PollSchedule {
@@ -300,7 +297,6 @@ impl PollSchedule {
             ids: HashMap::new(),
             shapes: Vec::new(),
             scale: None,
-            epoch: 0,
         }
     }
 
@@ -407,13 +403,11 @@ impl PollSchedule {
         let moved = self.scale.is_none_or(|old| (scale / old).ln().abs() > 0.1f64.ln_1p());
         if moved {
             self.scale = Some(scale);
-            self.epoch += 1;
         }
         moved
     }
 
     fn refit(&mut self, id: ShapeId) {
-        let epoch = self.epoch;
         let prior = self.prior(id);
         let m = &mut self.shapes[id.0 as usize];
         let n = m.events.len();
@@ -445,7 +439,6 @@ impl PollSchedule {
 
         m.fitted = Some(Fitted {
             events_total: m.events_total,
-            epoch,
             distribution,
             plans: vec![None; PRICES],
         });
@@ -493,11 +486,7 @@ impl PollSchedule {
             }
             return at;
         }
-        let stale = self.shapes[id.0 as usize]
-            .fitted
-            .as_ref()
-            .is_none_or(|f| events_total == 0 && f.epoch != self.epoch);
-        if stale {
+        if self.shapes[id.0 as usize].fitted.is_none() {
             self.refit(id);
         }
         let Some(fitted) = self.shapes[id.0 as usize].fitted.as_mut() else {

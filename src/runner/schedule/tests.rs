@@ -578,7 +578,6 @@ fn oracle() {
 fn plan_within(d: &Distribution, budget: f64) -> fit::Plan {
     let mut fitted = Fitted {
         events_total: 0,
-        epoch: 0,
         distribution: d.clone(),
         plans: vec![None; PRICES],
     };
