@@ -8,10 +8,10 @@
 //!
 //! A shape nobody has seen finish is explored: its tasks take turns on one short geometric
 //! schedule of looks (each look goes to the task that asks next, so a look lands on a different
-//! task each time and a fast task is found whichever it is), starting from the public guidance
-//! scaled by what other shapes showed, or by `--time-scale` if it was given; every task is
-//! re-planned the moment something is learned. The dispatcher re-plans every task in flight of
-//! the shapes `finished` names, so a sibling finishing early pulls the others' polls forward.
+//! task each time and a fast task is found whichever it is), from a quarter of a second — or
+//! from the public guidance scaled by what other shapes showed, or by `--time-scale` if it was
+//! given. The dispatcher re-plans every task in flight of the shapes `finished` names, so a
+//! sibling finishing early pulls the others' polls forward.
 //! Times are seconds since the create was answered; the schedule holds no clock.
 
 mod fit;
