@@ -2,7 +2,8 @@
 # The benchmarks of issue 7, in one command: builds kling-batch in release mode, makes a venv with
 # RunAPI's official Python SDK (the baseline), then runs every scenario against the simulator as
 # a separate process and writes the table into BENCHMARKS.md. About 6 minutes on 2 cores.
-# Usage: bench/run.sh [--quick] [--no-baseline] [--only S1,S2,S3,S4,P1,...,P5] [--no-write]
+# Usage: bench/run.sh [--quick] [--no-baseline] [--only S1,S2,S3,S4,P1,...,P5,D1,D2,...] [--no-write]
+#        [--repeat N]  (each scenario N times in a row; every figure printed run by run)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/target/bench-venv"
