@@ -9,9 +9,10 @@
 //! completion, which ends the wave, and the rest of a wave whose first task just finished are not.
 //!
 //! The poll times then minimise, over the distribution, the expected notice delay (as a share of
-//! the generation time, and in seconds against the median) plus λ for every status read (a dynamic programme over the grid): where
-//! completions are dense the polls are close, where they are rare the polls are far apart, and λ
-//! says what a read is worth (lower while the rate limiter has room to spare).
+//! the generation time, and in seconds against the median) plus λ for every status read (a
+//! dynamic programme over the grid): where completions are dense the polls are close, where they
+//! are rare the polls are far apart, and λ says what a read is worth (lower while the rate limiter
+//! has room to spare).
 
 /// The first grid edge (seconds since the create was answered).
 const T_MIN: f64 = 0.01;
@@ -229,7 +230,11 @@ impl Distribution {
             let q = usize::from(next[p]);
             looks[p] = survival[p] + if q > p && q <= bins { looks[q] } else { 0.0 };
         }
-        Plan { next, survival, looks }
+        Plan {
+            next,
+            survival,
+            looks: looks[0],
+        }
     }
 }
 
@@ -320,8 +325,8 @@ fn kaplan_meier(died: &[f64], censored: &[f64]) -> (Vec<f64>, f64) {
 pub(super) struct Plan {
     next: Vec<u16>,
     survival: Vec<f64>,
-    /// Expected looks at a task from each edge on (unconditional: times the survival there).
-    looks: Vec<f64>,
+    /// Expected looks at a task from its create to the one that finds it done.
+    pub(super) looks: f64,
 }
 
 impl Plan {
@@ -333,15 +338,6 @@ impl Plan {
             return None;
         }
         Some(edge(usize::from(self.next[p])))
-    }
-
-    /// Expected looks at a task still running at `seen`, the one that finds it done included.
-    pub(super) fn looks_after(&self, seen: f64) -> f64 {
-        let p = edge_below(seen);
-        match self.survival.get(p) {
-            Some(s) if *s > EMPTY => self.looks[p] / s,
-            _ => 1.0,
-        }
     }
 }
 

@@ -230,7 +230,7 @@ impl Fitted {
         // Looks fall as the price rises: find the lowest rung within the budget.
         while low < high {
             let mid = (low + high) / 2;
-            if self.plan_at(mid).looks_after(0.0) <= budget {
+            if self.plan_at(mid).looks <= budget {
                 high = mid;
             } else {
                 low = mid + 1;
