@@ -70,6 +70,13 @@ impl Held {
 /// Every job's `Held`, by its index in the plan.
 pub(super) type Holdings = Mutex<Vec<Held>>;
 
+/// Keeps what the writer needs of job `idx`'s facts (an index outside the plan is ignored).
+pub(super) fn hold(held: &mut [Held], idx: i32, facts: &JobFacts) {
+    if let Some(slot) = usize::try_from(idx).ok().and_then(|i| held.get_mut(i)) {
+        *slot = Held::of(facts);
+    }
+}
+
 pub(super) fn micro(m: crate::util::money::Money) -> i64 {
     i64::try_from(m.micro_cents()).unwrap_or(i64::MAX)
 }

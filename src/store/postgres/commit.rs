@@ -20,7 +20,7 @@
 //! which stops the worker, resumable.
 
 use super::changes::{
-    Ack, Change, CommitError, Held, Holdings, Pending, before_of, fence_value, flush, micro, set_job, state_of,
+    Ack, Change, CommitError, Holdings, Pending, before_of, fence_value, flush, hold, micro, set_job, state_of,
 };
 use super::{Conn, StateError};
 use crate::journal::{JobFacts, Phase, Record, WriteError};
@@ -464,9 +464,7 @@ impl Writer {
         tx.commit().await?;
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for (idx, after) in scratch {
-            if let Some(slot) = usize::try_from(idx).ok().and_then(|i| held.get_mut(i)) {
-                *slot = Held::of(&after);
-            }
+            hold(&mut held, idx, &after);
         }
         drop(held);
         if !refused.is_empty() {

@@ -5,7 +5,7 @@
 //! refused as stale (`take_lost`).
 
 use super::Conn;
-use super::changes::{Held, Holdings};
+use super::changes::{Held, Holdings, hold};
 use super::commit::{Message, Writer, closed};
 use crate::journal::{JobFacts, Record, WriteError};
 use crate::store::{Fence, RunStore};
@@ -62,8 +62,8 @@ impl PgRunStore {
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut held = vec![Held::default(); index.len()];
         for (job, f) in facts {
-            if let Some(slot) = index.get(job).and_then(|&i| held.get_mut(usize::try_from(i).ok()?)) {
-                *slot = Held::of(f);
+            if let Some(&idx) = index.get(job) {
+                hold(&mut held, idx, f);
             }
         }
         let held = Arc::new(Mutex::new(held));
@@ -98,9 +98,7 @@ impl PgRunStore {
         }
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for (idx, f) in fresh {
-            if let Some(slot) = usize::try_from(idx).ok().and_then(|i| held.get_mut(i)) {
-                *slot = Held::of(&f);
-            }
+            hold(&mut held, idx, &f);
         }
     }
 
