@@ -335,8 +335,8 @@ mod tests {
         assert_eq!(records, vec![r, begun.clone(), ended.clone()]);
         let mut facts = crate::journal::JobFacts::default();
         facts.apply(&begun);
-        assert_eq!(facts.open_uploads, [("videos/j.mp4".to_string(), "u-1".to_string())]);
+        assert_eq!(facts.open_uploads(), [("videos/j.mp4".to_string(), "u-1".to_string())]);
         facts.apply(&ended);
-        assert!(facts.open_uploads.is_empty());
+        assert!(facts.open_uploads().is_empty());
     }
 }

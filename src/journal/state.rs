@@ -178,7 +178,7 @@ impl JobFacts {
 
     fn failed(&self) -> JobState {
         JobState::Failed {
-            failure: self.failure.clone().unwrap_or(Failure {
+            failure: self.failure().cloned().unwrap_or(Failure {
                 kind: FailureKind::NotFound,
                 message: "the journal records no task for this job".into(),
             }),

@@ -15,9 +15,16 @@ use std::sync::Arc;
 /// request gives the same id wherever it appears in the manifest), unique within a plan, and safe
 /// as a file name (`[a-z0-9._-]`, at most 64 characters). The first sample of a request carries no
 /// suffix, so raising `repeat:` adds jobs without renaming the ones that exist.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct JobId(String);
+///
+/// Shared, not copied: the plan, the shared sweep's writer and its index all hold the same text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Arc<str>);
+
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl JobId {
     pub fn new(prefix: &str, request_hash: &str, sample: u32) -> JobId {
@@ -26,10 +33,16 @@ impl JobId {
         if sample > 1 {
             id.push_str(&format!("-r{sample}"));
         }
-        JobId(id)
+        JobId(id.into())
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for JobId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }

@@ -310,8 +310,7 @@ impl Dispatcher {
     fn send_until(&self, job: usize) -> Option<std::time::SystemTime> {
         self.jobs[job]
             .facts
-            .send_until
-            .as_deref()
+            .send_until()
             .and_then(crate::util::time_format::parse_rfc3339)
     }
 

@@ -107,7 +107,7 @@ fn start(op: Op, fence: Option<Fence>, ctx: &Context) -> BoxFuture<'static, Even
                     .filter_map(|(&i, &fence)| facts.get(ctx.plan.jobs[i].id.as_str()).map(|f| (i, fence, f)))
                     .flat_map(|(i, fence, f)| {
                         let id = ctx.plan.jobs[i].id.to_string();
-                        f.open_uploads.iter().map(move |(o, u)| OpenUpload {
+                        f.open_uploads().iter().map(move |(o, u)| OpenUpload {
                             job: id.clone(),
                             object: o.clone(),
                             upload_id: u.clone(),

@@ -135,7 +135,9 @@ impl JobRun {
         if self.phase().is_terminal() {
             return None;
         }
-        self.note.clone().or_else(|| self.facts.last_error.clone())
+        self.note
+            .clone()
+            .or_else(|| self.facts.last_error().map(str::to_string))
     }
 }
 

@@ -203,7 +203,7 @@ async fn a_sweep_to_s3_killed_twice_resumes_with_every_object_exact_and_no_part_
     let (records, _) = kling_batch::journal::read(&journal).unwrap();
     let replayed = kling_batch::journal::replay(&records);
     assert!(
-        replayed.jobs.values().all(|f| f.open_uploads.is_empty()),
+        replayed.jobs.values().all(|f| f.open_uploads().is_empty()),
         "an upload is still open in the journal"
     );
     // `status` and `report` on the run's folder look in the bucket.

@@ -99,7 +99,12 @@ async fn check_case(url: String, case: usize, steps: Vec<Step>) -> Result<(), Te
     )
     .unwrap();
     let ids: Vec<String> = plan.jobs.iter().map(|j| j.id.to_string()).collect();
-    let index: HashMap<String, i32> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i as i32)).collect();
+    let index: HashMap<_, i32> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.id.clone(), i as i32))
+        .collect();
     let mut setup = kling_batch::store::postgres::connect(&url).await.unwrap();
     kling_batch::store::postgres::migrate(&mut setup).await.unwrap();
     let sweep = Sweep::register(&mut setup, &format!("case-{case}"), &plan, "run", "m.yaml")

@@ -283,7 +283,7 @@ async fn abort_open_uploads(
         .jobs
         .iter()
         .flat_map(|(job, f)| {
-            f.open_uploads.iter().map(move |(o, id)| OpenUpload {
+            f.open_uploads().iter().map(move |(o, id)| OpenUpload {
                 job: job.clone(),
                 object: o.clone(),
                 upload_id: id.clone(),

@@ -415,7 +415,7 @@ fn to_reopen(plan: &Plan, history: &Replayed, retry_failed: Option<&str>, max_at
             let Some(facts) = history.jobs.get(job.id.as_str()) else {
                 return false;
             };
-            let Some(failure) = facts.failure.as_ref() else {
+            let Some(failure) = facts.failure() else {
                 return false;
             };
             let asked = retry_failed.is_some_and(|p| failure.to_string().to_lowercase().contains(&p.to_lowercase()));

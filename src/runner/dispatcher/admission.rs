@@ -30,7 +30,7 @@ impl Dispatcher {
                     // first send: it goes only while its uploads live.
                     let key = key.clone();
                     self.jobs[job].busy = true;
-                    let body = self.jobs[job].facts.body.clone();
+                    let body = self.jobs[job].facts.body().map(str::to_string);
                     let send_until = (!self.jobs[job].outcome_unknown)
                         .then(|| self.send_until(job))
                         .flatten();
@@ -94,7 +94,7 @@ impl Dispatcher {
                 continue;
             };
             let key = key.clone();
-            let body = self.jobs[job].facts.body.clone();
+            let body = self.jobs[job].facts.body().map(str::to_string);
             let send_until = self.send_until(job);
             self.jobs[job].busy = true;
             ops.push(Op::Submit {

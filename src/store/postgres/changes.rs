@@ -55,15 +55,14 @@ impl Held {
     /// Facts that read as this job's state and amounts, to fold the next record into: empty
     /// strings where only presence counts (`JobFacts::apply` writes them, never reads them).
     pub(super) fn facts(self) -> JobFacts {
-        JobFacts {
-            phase: self.phase,
-            reserved: self.reserved,
-            cost: self.cost,
-            key: self.key.then(String::new),
-            task_id: self.task.then(String::new),
-            video: self.video.then(StoredVideo::default),
-            ..JobFacts::default()
-        }
+        let mut facts = JobFacts::default();
+        facts.phase = self.phase;
+        facts.reserved = self.reserved;
+        facts.cost = self.cost;
+        facts.key = self.key.then(String::new);
+        facts.task_id = self.task.then(String::new);
+        facts.video = self.video.then(StoredVideo::default);
+        facts
     }
 }
 

@@ -24,6 +24,7 @@ use super::changes::{
 };
 use super::{Conn, StateError};
 use crate::journal::{JobFacts, Phase, Record, WriteError};
+use crate::plan::JobId;
 use crate::store::Fence;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -94,7 +95,7 @@ pub(super) struct Writer {
     worker: String,
     held: Arc<Holdings>,
     lost: Arc<Mutex<HashSet<usize>>>,
-    index: Arc<HashMap<String, i32>>,
+    index: Arc<HashMap<JobId, i32>>,
     outage: Duration,
     /// Groups this writer has committed (the next one's number).
     groups: i64,
@@ -107,7 +108,7 @@ impl Writer {
         worker: String,
         held: Arc<Holdings>,
         lost: Arc<Mutex<HashSet<usize>>>,
-        index: Arc<HashMap<String, i32>>,
+        index: Arc<HashMap<JobId, i32>>,
         outage: Duration,
     ) -> Writer {
         Writer {

@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tokio_postgres::Client;
 
+/// Jobs registered per statement (about 300 KB of arrays).
+const REGISTER_CHUNK: usize = 4096;
+
 /// A registered sweep, as this worker found (or made) it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
@@ -184,16 +187,20 @@ impl Sweep {
             )
             .await?
             .get(0);
-        // Every job at once, as arrays: one statement for 100,000 jobs.
-        let idxs: Vec<i32> = (0..plan.jobs.len()).map(idx).collect();
-        let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
-        let parents: Vec<i32> = plan.jobs.iter().map(|j| j.parent.map_or(-1, idx)).collect();
-        tx.execute(
-            "insert into kb_jobs (sweep, idx, job_id, parent_idx) \
-             select $1, i, j, nullif(p, -1) from unnest($2::int4[], $3::text[], $4::int4[]) as t(i, j, p)",
-            &[&id, &idxs, &ids, &parents],
-        )
-        .await?;
+        // The jobs as arrays, a few thousand to a statement: one statement for 100,000 jobs grew
+        // the connection's write buffers to 18 MB, which it keeps for the rest of the run.
+        for (chunk, jobs) in plan.jobs.chunks(REGISTER_CHUNK).enumerate() {
+            let first = chunk * REGISTER_CHUNK;
+            let idxs: Vec<i32> = (first..first + jobs.len()).map(idx).collect();
+            let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+            let parents: Vec<i32> = jobs.iter().map(|j| j.parent.map_or(-1, idx)).collect();
+            tx.execute(
+                "insert into kb_jobs (sweep, idx, job_id, parent_idx) \
+                 select $1, i, j, nullif(p, -1) from unnest($2::int4[], $3::text[], $4::int4[]) as t(i, j, p)",
+                &[&id, &idxs, &ids, &parents],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Sweep {
             id,

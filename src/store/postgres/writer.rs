@@ -8,6 +8,7 @@ use super::Conn;
 use super::changes::{Held, Holdings, hold};
 use super::commit::{Message, Writer, closed};
 use crate::journal::{JobFacts, Record, WriteError};
+use crate::plan::JobId;
 use crate::store::{Fence, RunStore};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -22,7 +23,7 @@ pub struct PgRunStore {
     /// Every job as committed, by its index in the plan: the writer's, shared for `learn`.
     held: Arc<Holdings>,
     /// Each job id's index in the plan.
-    index: Arc<HashMap<String, i32>>,
+    index: Arc<HashMap<JobId, i32>>,
     /// Jobs whose records the database refused as stale since the last look (`take_lost`).
     lost: Arc<Mutex<HashSet<usize>>>,
 }
@@ -39,11 +40,11 @@ impl PgRunStore {
         outage: Duration,
     ) -> Result<(PgRunStore, crate::journal::Replayed), super::StateError> {
         let history = sweep.replay(conn.get().await?).await?;
-        let index: HashMap<String, i32> = plan
+        let index: HashMap<JobId, i32> = plan
             .jobs
             .iter()
             .enumerate()
-            .map(|(i, j)| (j.id.to_string(), i32::try_from(i).unwrap_or(i32::MAX)))
+            .map(|(i, j)| (j.id.clone(), i32::try_from(i).unwrap_or(i32::MAX)))
             .collect();
         let store = PgRunStore::start(conn, sweep.id, worker, &history.jobs, index, outage);
         Ok((store, history))
@@ -56,13 +57,13 @@ impl PgRunStore {
         sweep: i64,
         worker: String,
         facts: &HashMap<String, JobFacts>,
-        index: HashMap<String, i32>,
+        index: HashMap<JobId, i32>,
         outage: Duration,
     ) -> PgRunStore {
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut held = vec![Held::default(); index.len()];
         for (job, f) in facts {
-            if let Some(&idx) = index.get(job) {
+            if let Some(&idx) = index.get(job.as_str()) {
                 hold(&mut held, idx, f);
             }
         }
