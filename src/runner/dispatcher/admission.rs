@@ -106,7 +106,8 @@ impl Dispatcher {
             });
         }
         if self.stop.is_none() {
-            while self.in_flight < self.settings.concurrency {
+            let limit = self.admission_limit(now);
+            while self.in_flight < limit {
                 let Some(&job) = self.queue.front() else { break };
                 if !matches!(self.jobs[job].state, JobState::Queued) {
                     // Given up to another worker since it was queued.
@@ -177,5 +178,26 @@ impl Dispatcher {
         }
         self.prune_stale();
         ops
+    }
+
+    /// How many jobs this worker holds in flight: `--concurrency`, except that while the rate
+    /// binds, a worker of a shared sweep holds its share of it (the sweep's rate is divided among
+    /// its workers, and so is what that rate can serve). Tasks beyond what the rate can look at
+    /// only wait, finished, to be seen: three workers holding 100 each at the rate one worker
+    /// spends on 100 noticed completions two to three times later. Once bound, the worker stays
+    /// so until its requests fall below half its share: a limit that came and went with each dip
+    /// let in a burst of creates every time.
+    pub(super) fn admission_limit(&mut self, now: Instant) -> usize {
+        let workers = usize::try_from(self.shared.workers.max(1)).unwrap_or(usize::MAX);
+        match self.pressure(now) {
+            Pressure::Busy => self.shared.rate_bound = true,
+            Pressure::Spare => self.shared.rate_bound = false,
+            Pressure::Normal => {}
+        }
+        if workers > 1 && self.shared.rate_bound {
+            self.settings.concurrency.div_ceil(workers).max(1)
+        } else {
+            self.settings.concurrency
+        }
     }
 }

@@ -42,6 +42,9 @@ pub(super) struct SharedRun {
     last_claim_empty: bool,
     /// Workers sharing the sweep's rate, as the last heartbeat heard.
     pub(super) workers: u64,
+    /// The rate binds this worker (set when requests run at 90 % of its share or more, cleared
+    /// below half): it holds only its share of `--concurrency` in flight.
+    pub(super) rate_bound: bool,
     /// The last heartbeat is older than a lease (this worker was paused, or the database did not
     /// answer): nothing starts until one answers.
     pub(super) suspect: bool,
@@ -153,7 +156,7 @@ impl Dispatcher {
         {
             return;
         }
-        let want = (self.settings.concurrency * 3 / 2 + 1).saturating_sub(self.queue.len() + self.in_flight);
+        let want = (self.admission_limit(now) * 3 / 2 + 1).saturating_sub(self.queue.len() + self.in_flight);
         if want == 0 {
             self.shared.next_claim = Some(now + Duration::from_millis(200));
             return;

@@ -524,3 +524,68 @@ mod properties {
         }
     }
 }
+
+/// Issue 29: while the rate binds, a worker of three holds a third of `--concurrency` in flight
+/// (the rate is divided among the workers, and so is what it can serve); a worker alone, or with
+/// the rate to spare, holds all of it.
+#[test]
+fn a_rate_bound_worker_of_several_holds_its_share_of_the_concurrency() {
+    let mut d = worker(60, None);
+    d.settings.concurrency = 12;
+    let now = Instant::now();
+    let beat = |d: &mut Dispatcher, workers: u64, at: Instant| {
+        let held: Vec<(usize, Fence)> = (0..60).map(|j| (j, Fence(1))).collect();
+        d.handle(
+            Event::Heartbeat {
+                result: Ok((
+                    held,
+                    SweepTotals {
+                        open: 60,
+                        workers,
+                        ..SweepTotals::default()
+                    },
+                )),
+            },
+            at,
+        );
+    };
+    let refuse_all = |d: &mut Dispatcher, sent: &[(usize, String, bool)]| {
+        for (job, _, _) in sent {
+            d.handle(
+                Event::Submitted {
+                    job: *job,
+                    result: Err(crate::client::ApiError::Status {
+                        status: 400,
+                        code: None,
+                        message: "HTTP 400".into(),
+                        retry_after: None,
+                    }),
+                },
+                now,
+            );
+        }
+    };
+    claim(&mut d, &(0..60).collect::<Vec<_>>(), 1, now);
+    beat(&mut d, 3, now);
+    // The rate (10 a second, a third of it this worker's) is untouched: all twelve go.
+    let sent = submits(&d.ready_ops(now));
+    assert_eq!(sent.len(), 12, "with the rate to spare, all of --concurrency");
+    // Those twelve requests in a moment are more than its share can carry: the rate binds.
+    refuse_all(&mut d, &sent);
+    let sent = submits(&d.ready_ops(now));
+    assert_eq!(sent.len(), 4, "a third of --concurrency while the rate binds");
+    assert!(
+        submits(&d.ready_ops(now)).is_empty(),
+        "and no more while those four are out"
+    );
+    // Alone on the sweep, the same worker under the same load holds all twelve again.
+    refuse_all(&mut d, &sent);
+    beat(&mut d, 1, now);
+    let sent = submits(&d.ready_ops(now));
+    assert_eq!(sent.len(), 12, "a worker alone holds all of --concurrency");
+    refuse_all(&mut d, &sent);
+    // Three workers again, once its requests have fallen well below its share: all twelve.
+    let later = now + Duration::from_secs(30);
+    beat(&mut d, 3, later);
+    assert_eq!(submits(&d.ready_ops(later)).len(), 12, "the rate to spare again");
+}
