@@ -154,4 +154,17 @@ fn a_refused_simulated_run_does_not_announce_the_simulator() {
         "{}",
         ran.stderr
     );
+    // The money: the in-process simulator says what it billed as it stops — every job once, and
+    // exactly what the run reports it spent.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fresh.join("summary.json")).expect("summary.json")).unwrap();
+    let spent = summary["spent_usd"].as_f64().expect("spent_usd");
+    let completed = crate::common::read_rows(&fresh.join("results.csv"))
+        .iter()
+        .filter(|r| r["status"] == "completed")
+        .count();
+    assert_eq!(completed, 12, "{}", ran.stderr);
+    let billed = format!("the simulator billed ${spent:.2} for {completed} completed tasks; no job twice");
+    assert!(ran.stderr.contains(&billed), "expected «{billed}» in:\n{}", ran.stderr);
+    assert!(spent > 0.0);
 }

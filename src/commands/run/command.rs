@@ -283,7 +283,7 @@ async fn run_async(
             if uploads.reused == 1 { "" } else { "s" }
         );
     }
-    connection.close().await;
+    connection.close(stderr).await;
     if let Err(e) = closed {
         let hint = if shared_sweep {
             "a rerun resumes from what the database holds"

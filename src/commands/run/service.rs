@@ -75,8 +75,29 @@ impl Connection {
         }
     }
 
-    pub(super) async fn close(self) {
+    /// Stops the simulator, saying what it billed: a new user sees the pretend account agree with
+    /// the run's own spend (and the tests read it, the simulator being inside this process).
+    pub(super) async fn close(self, stderr: &mut dyn Write) {
         if let Some(handle) = self.simulator {
+            let stats = handle.stats();
+            let twice = stats
+                .counters
+                .billed_per_client_request_id
+                .values()
+                .filter(|n| **n > 1)
+                .count();
+            let _ = writeln!(
+                stderr,
+                "the simulator billed ${:.2} for {} completed task{}; {}",
+                stats.billed_usd,
+                stats.counters.tasks_completed,
+                if stats.counters.tasks_completed == 1 { "" } else { "s" },
+                if twice == 0 {
+                    "no job twice".to_string()
+                } else {
+                    format!("{twice} job(s) more than once")
+                }
+            );
             handle.stop().await;
         }
     }
