@@ -1,7 +1,11 @@
 //! Simulator settings and fault profiles. A profile is YAML (or JSON through the control route);
 //! every field is optional and defaults to "no fault".
 
+use crate::kling::Endpoint;
+use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// The key the simulator accepts when none is given (`--api-key`, else `RUNAPI_API_KEY`).
 pub const DEFAULT_API_KEY: &str = "sk-sim-local";
@@ -41,6 +45,71 @@ pub enum GenerationTime {
         to_seconds: f64,
         over_seconds: f64,
     },
+}
+
+impl GenerationTime {
+    /// One task's generation time (simulated): `seconds` of video from `endpoint` with `body`,
+    /// created `now` on the simulated clock.
+    pub(super) fn draw(
+        self,
+        rng: &mut Rng,
+        endpoint: Endpoint,
+        body: &Map<String, Value>,
+        seconds: u32,
+        now: Duration,
+    ) -> Duration {
+        let simulated = match self {
+            GenerationTime::Uniform {
+                min_seconds,
+                max_seconds,
+            } => rng.between(min_seconds.max(0.0), max_seconds.max(min_seconds)),
+            GenerationTime::Realistic => {
+                // 30 s for a short 720p clip, up to 120 s for 15 s at 4k; motion control and
+                // avatars sit at the slow end. ±10 % so tasks do not finish in lockstep.
+                let length = (f64::from(seconds.clamp(3, 15)) - 3.0) / 12.0;
+                let resolution = match body.get("output_resolution").and_then(Value::as_str) {
+                    Some("4k") => 30.0,
+                    Some("1080p") => 15.0,
+                    _ => 0.0,
+                };
+                let endpoint_extra = match endpoint {
+                    Endpoint::MotionControl | Endpoint::AiAvatar => 30.0,
+                    _ => 0.0,
+                };
+                let base = 30.0 + 60.0 * length + resolution + endpoint_extra;
+                (base * rng.between(0.9, 1.1)).clamp(30.0, 120.0)
+            }
+            GenerationTime::LogNormal { median_seconds, sigma } => {
+                // Box–Muller: one standard normal draw from two uniform ones.
+                let u1 = rng.between(f64::MIN_POSITIVE, 1.0);
+                let u2 = rng.between(0.0, 1.0);
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                median_seconds.max(0.0) * (sigma.max(0.0) * z).exp()
+            }
+            GenerationTime::Bimodal {
+                fast_seconds,
+                slow_seconds,
+                slow_share,
+            } => {
+                let centre = if rng.chance(slow_share) {
+                    slow_seconds
+                } else {
+                    fast_seconds
+                };
+                centre.max(0.0) * rng.between(0.9, 1.1)
+            }
+            GenerationTime::Drift {
+                from_seconds,
+                to_seconds,
+                over_seconds,
+            } => {
+                let progress = (now.as_secs_f64() / over_seconds.max(f64::MIN_POSITIVE)).min(1.0);
+                let centre = from_seconds + (to_seconds - from_seconds) * progress;
+                centre.max(0.0) * rng.between(0.9, 1.1)
+            }
+        };
+        Duration::from_secs_f64(simulated)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

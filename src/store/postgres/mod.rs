@@ -12,10 +12,12 @@ mod changes;
 mod commit;
 mod schema;
 mod sweep;
+mod work;
 mod writer;
 
 pub use schema::{SCHEMA_VERSION, migrate};
-pub use sweep::{CapChange, Claimed, Sweep, SweepTotals, WorkerRow, plan_digest};
+pub use sweep::{CapChange, Sweep, plan_digest};
+pub use work::{Claimed, SweepTotals, WorkerRow};
 pub use writer::PgRunStore;
 
 use tokio_postgres::{Client, NoTls};
