@@ -180,8 +180,9 @@ def with_sim_figures(result, sim, jobs):
     # When the last task finished, from the client's start: no client can end before it (its
     # create waited for the rate, or for the client to start; then it generated).
     scale = tasks["time_scale"] or 1
-    finishes = [(t["created_unix_ms"] - result["started_unix_ms"]) / 1000 + t["generation_seconds"] / scale for t in tasks["tasks"]]
-    result["last_finish_s"] = max(finishes, default=None)
+    if "started_unix_ms" in result:
+        finishes = [(t["created_unix_ms"] - result["started_unix_ms"]) / 1000 + t["generation_seconds"] / scale for t in tasks["tasks"]]
+        result["last_finish_s"] = max(finishes, default=None)
     result["polls_per_job"] = stats["polls"] / jobs
     result["cpu_us_per_job"] = (result["user"] + result["sys"]) / jobs * 1e6
     return result
@@ -928,6 +929,9 @@ def main():
             runs.append(SCENARIOS[name](args, place))
             log(f"{name} done in {time.monotonic() - started:.1f} s")
         results[name] = runs[0] | ({"runs": runs} if args.repeat > 1 else {})
+        # Kept after every scenario: a later one failing loses none of the figures before it.
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2, default=str)
     with open(path, "w") as f:
         json.dump(results, f, indent=2, default=str)
     text = table(results)
