@@ -543,12 +543,37 @@ fn profiles() {
 #[test]
 #[ignore = "prints what a plan made knowing the true distribution gives"]
 fn oracle() {
-    for (name, sigma) in [("log-normal s0.5", 0.5), ("log-normal s0.3", 0.3)] {
-        let d = Distribution::log_normal(5.0, sigma);
+    type Draw = Box<dyn FnMut(&mut Rng, f64) -> f64>;
+    type Case = (&'static str, Distribution, fn() -> Draw);
+    // The cold wave's uniform 8–20 s, as the fit would hold it after thousands of completions.
+    let wave = {
+        let mut rng = Rng::new(7);
+        let events: Vec<fit::Event> = (0..4000)
+            .map(|_| {
+                let t = rng.between(8.0, 20.0);
+                fit::Event {
+                    low: t * 0.999,
+                    high: t,
+                    weight: 1.0,
+                }
+            })
+            .collect();
+        Distribution::estimate(&events, std::iter::empty()).unwrap()
+    };
+    let cases: Vec<Case> = vec![
+        ("log-normal s0.5", Distribution::log_normal(5.0, 0.5), || {
+            Box::new(log_normal(5.0, 0.5))
+        }),
+        ("log-normal s0.3", Distribution::log_normal(5.0, 0.3), || {
+            Box::new(log_normal(5.0, 0.3))
+        }),
+        ("uniform 8-20", wave, || Box::new(uniform(8.0, 20.0))),
+    ];
+    for (name, d, make) in cases {
         for budget in [2.5, 2.9, 3.0, 3.5, 4.0] {
             let plan = plan_within(&d, budget);
             let mut rng = Rng::new(3);
-            let mut draw = log_normal(5.0, sigma);
+            let mut draw = make();
             let (mut reads, mut shares) = (0u32, Vec::new());
             for _ in 0..20000 {
                 let t = draw(&mut rng, 0.0);
