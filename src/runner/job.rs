@@ -249,3 +249,25 @@ pub enum StopReason {
     CapReached { needed: Money, left: Money },
     MaxRuntime,
 }
+
+#[cfg(test)]
+mod tests {
+    /// A run holds one `JobRun` per job of the plan at once (100,000 in the S3 benchmark, twice at
+    /// a shared sweep's end): their size is most of a large run's memory, and it once grew from
+    /// 592 to 1,152 bytes unnoticed between sessions (the S3 run went from 142 to 216 MB). Growing
+    /// either past these sizes is a decision to make with `bench/run.sh --only S3,D2`, not by accident.
+    #[test]
+    fn a_job_stays_small() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<crate::journal::JobFacts>() <= 216,
+            "JobFacts is {} bytes",
+            size_of::<crate::journal::JobFacts>()
+        );
+        assert!(
+            size_of::<super::JobRun>() <= 448,
+            "JobRun is {} bytes",
+            size_of::<super::JobRun>()
+        );
+    }
+}
