@@ -6,8 +6,10 @@
 
 use crate::util::money::Money;
 use serde::{Deserialize, Serialize};
+use std::fs::TryLockError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The server's own folder inside the runs folder.
 pub const OWN: &str = ".kling-batch-mcp";
@@ -34,6 +36,18 @@ pub struct BookError {
     path: PathBuf,
     source: std::io::Error,
 }
+
+impl BookError {
+    /// The book's lock stayed held past the wait: another server has it.
+    pub fn is_busy(&self) -> bool {
+        self.what == BUSY
+    }
+}
+
+const BUSY: &str = "the lock is busy:";
+/// How long a tool call waits for the book's lock, and how often it tries.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+const LOCK_POLL: Duration = Duration::from_millis(20);
 
 /// The runs folder and what the server keeps in it.
 #[derive(Debug, Clone)]
@@ -112,7 +126,14 @@ impl Book {
     }
 
     /// Runs `f` holding the book's lock: one server at a time checks the total and records.
+    /// Waits for it at most `LOCK_WAIT`: a server stopped (or paused) while it holds the lock
+    /// would otherwise hang every other server's tool call until it woke.
     pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T, BookError> {
+        self.locked_within(LOCK_WAIT, f)
+    }
+
+    /// `locked`, waiting at most `wait` for the lock (an error that `is_busy` after that).
+    pub fn locked_within<T>(&self, wait: Duration, f: impl FnOnce() -> T) -> Result<T, BookError> {
         let path = self.own().join(".lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -124,11 +145,33 @@ impl Book {
                 path: path.clone(),
                 source,
             })?;
-        file.lock().map_err(|source| BookError {
-            what: "cannot lock",
-            path,
-            source,
-        })?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(LOCK_POLL),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(BookError {
+                        what: BUSY,
+                        path,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::WouldBlock,
+                            format!(
+                                "still held after {:.0} s, by another kling-batch mcp server starting or resuming a sweep (or stopped while it did)",
+                                wait.as_secs_f64()
+                            ),
+                        ),
+                    });
+                }
+                Err(TryLockError::Error(source)) => {
+                    return Err(BookError {
+                        what: "cannot lock",
+                        path,
+                        source,
+                    });
+                }
+            }
+        }
         let out = f();
         let _ = file.unlock();
         Ok(out)
@@ -165,5 +208,78 @@ impl Book {
             source,
         })?;
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    /// Sends `signal` to `target` (a pid, or `-pgid` for a process group), as `kill -s` does.
+    fn signal(target: &str, signal: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", signal, "--", target])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {signal} {target}");
+    }
+
+    /// A server stopped while it holds the book's lock (here a real process holding it, then
+    /// SIGSTOPped) makes another server's call fail once its wait is over — the lock named busy,
+    /// what it guards never run — instead of hanging until the other wakes; once the holder is
+    /// gone, the lock is taken at once.
+    #[test]
+    fn a_lock_held_by_a_stopped_process_is_reported_busy_after_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).unwrap();
+        let lock = book.own().join(".lock");
+        // `flock -o`: the lock is held by flock itself, not by the command it waits for.
+        let holder = Command::new("flock")
+            .arg("-o")
+            .arg(&lock)
+            .args(["sleep", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("flock (util-linux) runs");
+        let group = format!("-{}", holder.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let probe = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .unwrap();
+            match probe.try_lock() {
+                Err(TryLockError::WouldBlock) => break,
+                Ok(()) => {
+                    let _ = probe.unlock();
+                    assert!(Instant::now() < deadline, "flock never took the lock");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::Error(e)) => panic!("{e}"),
+            }
+        }
+        signal(&holder.id().to_string(), "STOP");
+        let wait = Duration::from_millis(300);
+        let asked = Instant::now();
+        let mut ran = false;
+        let refused = book.locked_within(wait, || ran = true);
+        let err = refused.expect_err("the lock is held");
+        assert!(err.is_busy(), "{err}");
+        assert!(!ran, "what the lock guards did not run");
+        assert!(asked.elapsed() >= wait, "it waited its time first");
+        assert!(err.to_string().contains("stopped while it did"), "{err}");
+        // The holder gone (killed while stopped; its lock goes with it): free again.
+        signal(&group, "KILL");
+        let mut holder = holder;
+        let _ = holder.wait();
+        book.locked_within(Duration::from_secs(30), || ran = true).unwrap();
+        assert!(ran);
     }
 }

@@ -5,7 +5,7 @@
 //! cap of one sweep, the total of every sweep's cap, and an approval bound to the plan.
 
 use super::approval;
-use super::book::{Book, OWN, SweepRecord};
+use super::book::{Book, BookError, OWN, SweepRecord};
 use super::process::{alive, running};
 use crate::client::credentials::ApiKey;
 use crate::plan::Plan;
@@ -339,7 +339,7 @@ impl Sweeps {
                     .map_err(|e| ToolError::new("io", e.to_string(), "check the runs folder"))?;
                 Ok(record)
             })
-            .map_err(|e| ToolError::new("io", e.to_string(), "check the runs folder"))??;
+            .map_err(locking)??;
         Ok(json!({
             "sweep_id": started.sweep_id,
             "out": folder.display().to_string(),
@@ -461,10 +461,23 @@ impl Sweeps {
                     .map_err(|e| ToolError::new("io", e.to_string(), "check the runs folder"))?;
                 Ok(again)
             })
-            .map_err(|e| ToolError::new("io", e.to_string(), "check the runs folder"))??;
+            .map_err(locking)??;
         Ok(
             json!({ "sweep_id": resumed.sweep_id, "resumed": true, "max_spend_usd": Money::from_micro_cents(resumed.cap).usd() }),
         )
+    }
+}
+
+/// The book's lock could not be taken: busy (another server has it), or the folder's fault.
+fn locking(e: BookError) -> ToolError {
+    if e.is_busy() {
+        ToolError::new(
+            "busy",
+            e.to_string(),
+            "try again; if it stays busy, another kling-batch mcp server on this runs folder is stopped or paused (resume or end it)",
+        )
+    } else {
+        ToolError::new("io", e.to_string(), "check the runs folder")
     }
 }
 
