@@ -233,3 +233,31 @@ fn normalize_checksum(recorded: &str) -> String {
         format!("sha256:{recorded}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rare part is let go once empty: facts whose upload began and ended compare equal to
+    /// facts that never had one (the shared sweep's writer and its tests compare facts).
+    #[test]
+    fn facts_emptied_of_their_rare_part_equal_facts_that_never_had_one() {
+        let mut facts = JobFacts::default();
+        facts.apply(&Record::UploadBegun {
+            job: "j".into(),
+            object: "videos/j.mp4".into(),
+            upload_id: "u-1".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        });
+        assert_eq!(facts.open_uploads().len(), 1);
+        assert_ne!(facts, JobFacts::default());
+        facts.apply(&Record::UploadEnded {
+            job: "j".into(),
+            upload_id: "u-1".into(),
+            at: "2026-12-07T00:00:01Z".into(),
+        });
+        assert!(facts.open_uploads().is_empty());
+        assert_eq!(facts, JobFacts::default());
+        assert!(facts.rare.is_none(), "nothing boxed for nothing");
+    }
+}
