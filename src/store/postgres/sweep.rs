@@ -87,6 +87,7 @@ pub fn plan_digest(plan: &Plan) -> String {
     crate::util::hex::hex(&hasher.finalize()[..16])
 }
 
+/// A plan position as the database stores it (`int4`).
 pub(super) fn idx(i: usize) -> i32 {
     i32::try_from(i).unwrap_or(i32::MAX)
 }

@@ -44,7 +44,7 @@ impl PgRunStore {
             .jobs
             .iter()
             .enumerate()
-            .map(|(i, j)| (j.id.clone(), i32::try_from(i).unwrap_or(i32::MAX)))
+            .map(|(i, j)| (j.id.clone(), super::sweep::idx(i)))
             .collect();
         let store = PgRunStore::start(conn, sweep.id, worker, &history.jobs, index, outage);
         Ok((store, history))
