@@ -155,9 +155,9 @@ pub(crate) fn write_gallery(
     let (columns, column_of) = index_keys(plan.jobs.iter().map(|j| key(j, &axes.columns)));
     // The jobs in cell order (row, then column; plan order within a cell), read with a cursor:
     // a map of cells held a vector per cell, 9 MB for 100,000 jobs.
-    let mut order: Vec<u32> = (0..plan.jobs.len()).filter_map(|i| u32::try_from(i).ok()).collect();
-    order.sort_by_key(|&i| (row_of[i as usize], column_of[i as usize]));
-    let mut next = order.iter().map(|&i| i as usize).peekable();
+    let mut order: Vec<usize> = (0..plan.jobs.len()).collect();
+    order.sort_by_key(|&i| (row_of[i], column_of[i]));
+    let mut next = order.into_iter().peekable();
     let title = escape(plan.name.as_deref().unwrap_or("kling-batch run"));
     let mut html = String::new();
     let _ = write!(
