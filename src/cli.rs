@@ -122,17 +122,25 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct McpArgs {
-    /// The folder every sweep lives in; no path from the agent leaves it.
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<McpCommand>,
+    /// The folder every sweep lives in; no file an agent's manifest names may lie outside it.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub runs_dir: Option<PathBuf>,
     /// The most one sweep may spend, in US dollars.
-    #[arg(long, value_name = "USD")]
-    pub max_spend_per_sweep: f64,
+    #[arg(long, value_name = "USD", required = true)]
+    pub max_spend_per_sweep: Option<f64>,
     /// The most all sweeps this server starts may spend together (kept in the runs folder, so it
     /// holds across restarts).
+    #[arg(long, value_name = "USD", required = true)]
+    pub max_spend_total: Option<f64>,
+    /// A sweep whose cap is above this many US dollars needs the human's own yes: asked in the
+    /// client where it can ask (elicitation), else given in a terminal with `kling-batch mcp
+    /// confirm` (the sweep waits as awaiting_human until then).
     #[arg(long, value_name = "USD")]
-    pub max_spend_total: f64,
+    pub confirm_above: Option<f64>,
     /// Run sweeps on the built-in simulator (no key, no cost).
     #[arg(long)]
     pub simulate: bool,
@@ -146,6 +154,25 @@ pub struct McpArgs {
     /// The bearer token for --listen (at least 16 characters) [default: a random one off loopback].
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum McpCommand {
+    /// Confirm, as the human, a sweep an agent started that waits for you (awaiting_human): shows
+    /// its jobs, estimate and cap, asks, and starts it.
+    Confirm(ConfirmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfirmArgs {
+    /// The sweep's id (sweep_status and list_sweeps show it).
+    pub sweep_id: String,
+    /// The MCP server's --runs-dir.
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: PathBuf,
+    /// Start it without asking (you read what it is elsewhere).
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,6 +257,10 @@ pub struct RunArgs {
     /// re-sent byte for byte under its own key, whatever became of its uploads.
     #[arg(long, hide = true)]
     pub refresh_expired_uploads: bool,
+    /// The plan a human approved (what `kling-batch mcp` starts runs with): every file the manifest
+    /// names must lie in its folder, and the run refuses to start unless its plan is that plan.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub approved_plan: Option<PathBuf>,
     /// Refuse local input files larger than this many bytes [default: 2 GiB].
     #[arg(help_heading = "Retries and deadlines", long, value_name = "BYTES")]
     pub max_input_bytes: Option<u64>,

@@ -29,8 +29,26 @@ pub enum Exit {
 }
 
 impl Exit {
+    pub const ALL: [Exit; 10] = [
+        Exit::Success,
+        Exit::Failure,
+        Exit::Auth,
+        Exit::Credits,
+        Exit::Invalid,
+        Exit::TimedOut,
+        Exit::JobsFailed,
+        Exit::SpendCap,
+        Exit::Usage,
+        Exit::Interrupted,
+    ];
+
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// The exit a process's status code names, if it is one of ours.
+    pub fn from_code(code: i64) -> Option<Exit> {
+        Exit::ALL.into_iter().find(|e| i64::from(e.code()) == code)
     }
 }
 

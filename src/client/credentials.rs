@@ -23,61 +23,62 @@ impl ApiKey {
         &self.0
     }
 
-    /// Whether `text` holds the key in any spelling a service (or a URL) might give it: as is,
-    /// percent-encoded (any case, any part), JSON-escaped (`\u0073k-…`), or inside base64 (of the
-    /// key, or of `Bearer <key>`, in either alphabet). A key under 4 characters is no key anyone
-    /// issues.
+    /// Whether `text` holds the key in any spelling a service (or a URL) might give it: as is or
+    /// in another case, as hex of its bytes (either case), percent-encoded (any case, any part),
+    /// JSON-escaped (`\u0073k-…`), or inside base64 (of the key, or of `Bearer <key>`, in either
+    /// alphabet). A key under 4 characters is no key anyone issues.
     pub fn found_in(&self, text: &str) -> bool {
         let key = self.0.as_str();
         if key.len() < 4 {
             return false;
         }
-        if text.contains(key) {
+        let lower = text.to_ascii_lowercase();
+        if self.plain_forms().iter().any(|form| lower.contains(form.as_str())) {
             return true;
         }
-        if text.contains('%') && percent_decoded(text).contains(key) {
+        let lower_key = key.to_ascii_lowercase();
+        if text.contains('%')
+            && percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .to_ascii_lowercase()
+                .contains(&lower_key)
+        {
             return true;
         }
-        if text.contains("\\u") && json_unescaped(text).contains(key) {
+        if text.contains("\\u") && json_unescaped(text).to_ascii_lowercase().contains(&lower_key) {
             return true;
         }
         base64_cores(key).iter().any(|core| text.contains(core.as_str()))
     }
 
-    /// `text` with every occurrence of the key replaced by `***`: for anything a service says,
-    /// which may quote the key back (`Invalid API key: sk-…`, an echoed Authorization header).
-    /// A text that holds it in another spelling is withheld whole.
+    /// The spellings found whatever their case: the key, and its bytes in hex.
+    fn plain_forms(&self) -> [String; 2] {
+        [self.0.to_ascii_lowercase(), crate::util::hex::hex(self.0.as_bytes())]
+    }
+
+    /// `text` with every occurrence of the key (in any case, or as hex) replaced by `***`: for
+    /// anything a service says, which may quote the key back (`Invalid API key: sk-…`, an echoed
+    /// Authorization header). A text that holds it in another spelling is withheld whole.
     pub fn scrub(&self, text: String) -> String {
         if !self.found_in(&text) {
             return text;
         }
-        let replaced = text.replace(self.0.as_str(), "***");
+        let mut replaced = text;
+        for form in self.plain_forms() {
+            // ASCII lower-casing keeps every byte where it was, so places found in the lower-cased
+            // text are places in the text.
+            let lower = replaced.to_ascii_lowercase();
+            let places: Vec<usize> = lower.match_indices(form.as_str()).map(|(at, _)| at).collect();
+            for at in places.into_iter().rev() {
+                replaced.replace_range(at..at + form.len(), "***");
+            }
+        }
         if self.found_in(&replaced) {
             "(withheld: the text quoted the API key in an encoded form)".to_string()
         } else {
             replaced
         }
     }
-}
-
-/// `text` with `%XX` sequences decoded (bytes that do not make UTF-8 are replaced).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `text` with JSON's `\uXXXX` escapes decoded.
@@ -307,6 +308,12 @@ mod tests {
                 "q={}",
                 URL_SAFE_NO_PAD.encode("Authorization: Bearer sk-live-0123456789abcdef")
             ),
+            "error: key SK-LIVE-0123456789ABCDEF is not valid".to_string(),
+            format!("echo {}", crate::util::hex::hex(b"sk-live-0123456789abcdef")),
+            format!(
+                "echo {}",
+                crate::util::hex::hex(b"sk-live-0123456789abcdef").to_uppercase()
+            ),
         ];
         for text in &spellings {
             assert!(key.found_in(text), "not found in {text}");
@@ -407,6 +414,10 @@ mod tests {
         assert_eq!(
             key.scrub("Invalid API key: sk-live-123456 (Bearer sk-live-123456)".into()),
             "Invalid API key: *** (Bearer ***)"
+        );
+        assert_eq!(
+            key.scrub("SK-LIVE-123456 and 736b2d6c6976652d313233343536".into()),
+            "*** and ***"
         );
         assert_eq!(key.scrub("nothing here".into()), "nothing here");
     }

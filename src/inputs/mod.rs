@@ -11,6 +11,7 @@
 //! nothing and editing it makes a new job; the runner uploads it and sends the upload's URL.
 
 use crate::manifest::{Manifest, Origin, Problem, Sourced};
+use crate::util::within::Within;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -150,17 +151,20 @@ impl Inputs {
 /// Finds, checks and hashes every local file `manifest` names. Every problem is reported, each at
 /// the value that named the file.
 pub fn gather(manifest: &Manifest, max_bytes: u64) -> Result<Inputs, Vec<Problem>> {
-    let (inputs, problems) = gather_all(manifest, max_bytes);
+    let (inputs, problems) = gather_all(manifest, max_bytes, None);
     if problems.is_empty() { Ok(inputs) } else { Err(problems) }
 }
 
 /// `gather`, keeping what was found beside the problems: a pattern that matched is expanded
-/// whatever another entry's file is, so each problem is reported at its own place.
-pub fn gather_all(manifest: &Manifest, max_bytes: u64) -> (Inputs, Vec<Problem>) {
+/// whatever another entry's file is, so each problem is reported at its own place. With `within`,
+/// a file or pattern that leads outside that folder is refused before it is opened or listed, and
+/// the refusal says nothing of what is there.
+pub fn gather_all(manifest: &Manifest, max_bytes: u64, within: Option<&Within>) -> (Inputs, Vec<Problem>) {
     let folder = manifest.path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut gathering = Gathering {
         folder,
         max_bytes,
+        within,
         inputs: Inputs::default(),
         by_path: HashMap::new(),
         problems: Vec::new(),
@@ -186,16 +190,17 @@ pub fn gather_all(manifest: &Manifest, max_bytes: u64) -> (Inputs, Vec<Problem>)
     (gathering.inputs, gathering.problems)
 }
 
-struct Gathering {
+struct Gathering<'a> {
     folder: PathBuf,
     max_bytes: u64,
+    within: Option<&'a Within>,
     inputs: Inputs,
     /// Files already read, by where they are (one read per file however often it is named).
     by_path: HashMap<PathBuf, Result<LocalFile, String>>,
     problems: Vec<Problem>,
 }
 
-impl Gathering {
+impl Gathering<'_> {
     fn value(&mut self, field: &str, value: &Sourced<Value>, prompt: Option<usize>) {
         let Some(kind) = media_kind(field) else { return };
         let texts: Vec<&str> = match &value.value {
@@ -223,6 +228,10 @@ impl Gathering {
 
     fn pattern(&mut self, field: &str, kind: Kind, text: &str, origin: &Origin, prompt: usize) {
         let full = self.folder.join(text);
+        if self.within.is_some_and(|w| !w.admits_pattern(&full)) {
+            self.outside(field, text, origin);
+            return;
+        }
         let options = glob::MatchOptions {
             case_sensitive: true,
             require_literal_separator: true,
@@ -267,6 +276,17 @@ impl Gathering {
             .push((field.to_string(), written));
     }
 
+    /// A name that leads outside the folder files must lie in: refused, saying nothing of it.
+    fn outside(&mut self, field: &str, written: &str, origin: &Origin) {
+        self.problems.push(
+            Problem::new(
+                origin.clone(),
+                format!("{field}: `{written}` {}", crate::util::within::OUTSIDE),
+            )
+            .hint("put the file inside the runs folder and name it relative to the manifest (or give an http(s) URL)"),
+        );
+    }
+
     fn shown_folder(&self) -> String {
         if self.folder.as_os_str().is_empty() {
             ".".into()
@@ -279,10 +299,19 @@ impl Gathering {
         if self.inputs.by_written.contains_key(written) {
             return;
         }
-        let path = match written.strip_prefix("file://") {
+        let mut path = match written.strip_prefix("file://") {
             Some(absolute) => PathBuf::from(absolute),
             None => self.folder.join(written),
         };
+        if let Some(within) = self.within {
+            match within.check(&path) {
+                Ok(inside) => path = inside,
+                Err(_) => {
+                    self.outside(field, written, origin);
+                    return;
+                }
+            }
+        }
         let known = self.by_path.get(&path).cloned();
         let outcome = match known {
             Some(outcome) => outcome,

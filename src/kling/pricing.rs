@@ -231,6 +231,13 @@ impl Estimate {
     }
 }
 
+/// What the built-in table alone prices `shape` at, whatever a manifest's `pricing:` says: the
+/// floor an estimate shown to someone who did not write the manifest is never below.
+pub(crate) fn builtin_rate(shape: &PricedShape) -> (Money, PriceSource) {
+    static BUILTIN: std::sync::OnceLock<PriceTable> = std::sync::OnceLock::new();
+    BUILTIN.get_or_init(PriceTable::builtin).rate(shape)
+}
+
 /// The price-deciding fields of a request, defaults filled in from the model's spec.
 pub(crate) fn priced_shape(endpoint: Endpoint, request: &Map<String, Value>) -> PricedShape {
     let model = request

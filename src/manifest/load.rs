@@ -4,6 +4,7 @@ use super::csv_rows::read_prompt_file;
 use super::diagnostic::{Diagnostic, Origin, Problem};
 use super::spec::{Manifest, ManifestKind, Matrix, Sources};
 use super::yaml::Walker;
+use crate::util::within::Within;
 use std::num::NonZeroU32;
 use std::path::Path;
 
@@ -51,10 +52,16 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 /// Reads the manifest at `path` as far as possible. An error means nothing usable was read
 /// (no file, not YAML at all); other problems travel in `Loaded::problems`.
 pub fn read(path: &Path) -> Result<Loaded, ManifestError> {
+    read_within(path, None)
+}
+
+/// `read`, with every file the manifest names (`prompts_csv:`) refused unless it lies `within`
+/// a folder: what an agent's manifest may reach. Nothing outside is opened.
+pub fn read_within(path: &Path, within: Option<&Within>) -> Result<Loaded, ManifestError> {
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("csv") => load_csv(path),
-        Some("yaml" | "yml") => load_yaml(path),
+        Some("yaml" | "yml") => load_yaml(path, within),
         _ => Err(ManifestError {
             diagnostics: Sources::default().resolve(vec![
                 Problem::new(
@@ -67,17 +74,21 @@ pub fn read(path: &Path) -> Result<Loaded, ManifestError> {
     }
 }
 
-fn load_yaml(path: &Path) -> Result<Loaded, ManifestError> {
+fn load_yaml(path: &Path, within: Option<&Within>) -> Result<Loaded, ManifestError> {
     let text = read_capped(path).map_err(|p| ManifestError {
         diagnostics: Sources::default().resolve(vec![p]),
     })?;
-    parse_yaml(text, path)
+    parse_yaml_within(text, path, within)
 }
 
 /// Checks a YAML manifest given as text; `path` names it in messages, and files it names
 /// (`prompts_csv:`) are read relative to its folder. Tests, benches and the fuzzer read
 /// manifests this way, without a file.
 pub fn parse_yaml(text: String, path: &Path) -> Result<Loaded, ManifestError> {
+    parse_yaml_within(text, path, None)
+}
+
+fn parse_yaml_within(text: String, path: &Path, within: Option<&Within>) -> Result<Loaded, ManifestError> {
     // The parser underneath takes time quadratic in nesting depth before its own limit answers
     // (40,000 levels: seconds): a linear scan stops a deep file first, with the place.
     if let Some((line, column)) = flow_nesting_past(&text, MAX_NESTING) {
@@ -112,6 +123,7 @@ pub fn parse_yaml(text: String, path: &Path) -> Result<Loaded, ManifestError> {
     let mut walker = Walker {
         problems: Vec::new(),
         manifest_path: path,
+        within,
     };
     let parts = walker.top(&root);
     let sources = Sources::yaml(path.to_path_buf(), text);

@@ -14,7 +14,7 @@ mod yaml;
 
 pub use csv_rows::META_PREFIX;
 pub use diagnostic::{Diagnostic, Origin, Place, Problem};
-pub use load::{Loaded, ManifestError, from_yaml, load, parse_yaml, read};
+pub use load::{Loaded, ManifestError, from_yaml, load, parse_yaml, read, read_within};
 pub use spec::{FieldMap, Limits, Manifest, ManifestKind, Matrix, MatrixEntry, OnUnsupported, PromptEntry, Sourced};
 pub use suggest::did_you_mean;
 pub use text::MAX_MANIFEST_BYTES;

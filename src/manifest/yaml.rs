@@ -11,6 +11,7 @@ use super::values::{
 };
 use crate::kling::Endpoint;
 use crate::kling::pricing::PriceRule;
+use crate::util::within::Within;
 use serde_yaml::{Mapping, Value as Y};
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -57,6 +58,8 @@ pub(super) struct Walker<'a> {
     pub problems: Vec<Problem>,
     /// The manifest's path as the user gave it; relative paths inside resolve against its folder.
     pub manifest_path: &'a Path,
+    /// Where files the manifest names must lie, when it came from someone less trusted.
+    pub within: Option<&'a Within>,
 }
 
 pub(super) fn entries(map: &Mapping) -> impl Iterator<Item = (Option<String>, &Y)> {
@@ -458,7 +461,22 @@ impl Walker<'_> {
             return Vec::new();
         };
         let dir = self.manifest_path.parent().unwrap_or(Path::new(""));
-        let path: PathBuf = dir.join(rel);
+        let mut path: PathBuf = dir.join(rel);
+        if let Some(within) = self.within {
+            match within.check(&path) {
+                Ok(inside) => path = inside,
+                Err(_) => {
+                    self.problem(
+                        Problem::new(
+                            Origin::yaml("prompts_csv"),
+                            format!("prompts_csv: `{rel}` {}", crate::util::within::OUTSIDE),
+                        )
+                        .hint("put the CSV file inside the runs folder and name it relative to the manifest"),
+                    );
+                    return Vec::new();
+                }
+            }
+        }
         let (entries, problems) = csv_rows::read_prompt_file(&path, Some(Origin::yaml("prompts_csv")));
         self.problems.extend(problems);
         entries

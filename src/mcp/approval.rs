@@ -1,40 +1,43 @@
-//! Approvals: `plan_sweep` hands the agent a token bound to the plan it showed — the plan's digest
-//! and its estimate — that expires. `start_sweep` accepts only a token that matches the plan it
-//! would start now, so the human who approved "this plan, at this cost" approved exactly what runs.
-//! The token is an HMAC-SHA256 under the server's secret (kept in the runs folder, so it survives a
-//! restart); nothing in it can be forged or moved to another plan.
+//! Approvals: `plan_sweep` hands the agent a token bound to the plan it showed — the plan's content
+//! digest (the manifest and every file it names), its estimate, the runs folder — that expires.
+//! `start_sweep` accepts only a token that matches the plan it would start now, and only once (the
+//! book records every token used, under its lock), so the human who approved "this plan, at this
+//! cost" approved exactly one sweep of exactly what runs. The token is an HMAC-SHA256 under the
+//! server's secret (kept in the runs folder, so it survives a restart); nothing in it can be forged
+//! or moved to another plan, folder or estimate.
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// How long an approval holds.
 pub const LIFETIME_SECONDS: u64 = 3600;
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+/// What one approval approves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved<'a> {
+    /// `Plan::content_digest` of the plan shown.
+    pub digest: &'a str,
+    /// The estimate shown, µ¢.
+    pub estimate_micro: u64,
+    /// The runs folder it may run in.
+    pub runs: &'a str,
 }
 
-fn message(digest: &str, estimate_micro: u64, expires: u64) -> String {
-    format!("kling-batch approval v1|{digest}|{estimate_micro}|{expires}")
+/// The token's MAC, hex (`None` only if the key were refused, which HMAC never does).
+fn mac(secret: &[u8], approved: &Approved<'_>, expires: u64) -> Option<String> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).ok()?;
+    let message = format!(
+        "kling-batch approval v2\n{}\n{}\n{}\n{expires}",
+        approved.digest, approved.estimate_micro, approved.runs
+    );
+    mac.update(message.as_bytes());
+    Some(crate::util::hex::hex(&mac.finalize().into_bytes()))
 }
 
-/// A token for the plan with `digest` and estimate `estimate_micro` (µ¢), valid until `expires`
-/// (seconds since the epoch).
-pub fn issue(secret: &[u8], digest: &str, estimate_micro: u64, expires: u64) -> String {
-    let mac = hmac(secret, message(digest, estimate_micro, expires).as_bytes());
-    format!("kba1.{expires}.{}", crate::util::hex::hex(&mac))
+/// A token for `approved`, valid until `expires` (seconds since the epoch).
+pub fn issue(secret: &[u8], approved: &Approved<'_>, expires: u64) -> String {
+    format!("kba2.{expires}.{}", mac(secret, approved, expires).unwrap_or_default())
 }
 
 /// Why a token is not an approval of this plan.
@@ -42,33 +45,33 @@ pub fn issue(secret: &[u8], digest: &str, estimate_micro: u64, expires: u64) -> 
 pub enum Refusal {
     #[error("this is not an approval token from plan_sweep")]
     Malformed,
-    #[error("the approval expired; call plan_sweep again and ask the human to approve the plan it shows")]
+    #[error("the approval expired")]
     Expired,
-    #[error(
-        "the approval is for another plan or another estimate; call plan_sweep on this manifest and ask the human to approve what it shows"
-    )]
+    #[error("the approval is for another plan, estimate or runs folder")]
     Mismatch,
 }
 
 /// Checks `token` against the plan about to start, at `now` (seconds since the epoch).
-pub fn check(secret: &[u8], token: &str, digest: &str, estimate_micro: u64, now: u64) -> Result<(), Refusal> {
+pub fn check(secret: &[u8], token: &str, approved: &Approved<'_>, now: u64) -> Result<(), Refusal> {
     let mut parts = token.trim().splitn(3, '.');
-    let (Some("kba1"), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some("kba2"), Some(expires), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(Refusal::Malformed);
     };
     let expires: u64 = expires.parse().map_err(|_| Refusal::Malformed)?;
-    let expected = issue(secret, digest, estimate_micro, expires);
-    let given = format!("kba1.{expires}.{mac}");
-    // Compared in full, whatever differs first.
-    let same =
-        expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-    if !same {
+    let expected = mac(secret, approved, expires).ok_or(Refusal::Mismatch)?;
+    if given.len() != 64 || !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
         return Err(Refusal::Mismatch);
     }
     if now > expires {
         return Err(Refusal::Expired);
     }
     Ok(())
+}
+
+/// What the book keeps of a used token, to refuse it a second time (its MAC: the token itself
+/// is not kept).
+pub fn used_mark(token: &str) -> String {
+    token.trim().rsplit('.').next().unwrap_or("").to_string()
 }
 
 pub fn now() -> u64 {
@@ -84,31 +87,48 @@ mod tests {
     #[test]
     fn hmac_matches_rfc_4231_case_2() {
         // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
-        let mac = hmac(b"Jefe", b"what do ya want for nothing?");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
         assert_eq!(
-            crate::util::hex::hex(&mac),
+            crate::util::hex::hex(&mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 
     #[test]
-    fn a_token_approves_its_plan_only_and_not_for_ever() {
+    fn a_token_approves_its_plan_only_in_its_folder_and_not_for_ever() {
         let secret = b"0123456789abcdef0123456789abcdef";
-        let token = issue(secret, "digest-a", 1_000, 2_000);
-        assert_eq!(check(secret, &token, "digest-a", 1_000, 1_999), Ok(()));
-        assert_eq!(check(secret, &token, "digest-b", 1_000, 1_999), Err(Refusal::Mismatch));
-        assert_eq!(check(secret, &token, "digest-a", 1_001, 1_999), Err(Refusal::Mismatch));
+        let a = Approved {
+            digest: "digest-a",
+            estimate_micro: 1_000,
+            runs: "/runs",
+        };
+        let token = issue(secret, &a, 2_000);
+        assert_eq!(check(secret, &token, &a, 1_999), Ok(()));
+        let other_plan = Approved {
+            digest: "digest-b",
+            ..a.clone()
+        };
+        let other_estimate = Approved {
+            estimate_micro: 1_001,
+            ..a.clone()
+        };
+        let other_folder = Approved {
+            runs: "/elsewhere",
+            ..a.clone()
+        };
+        for other in [other_plan, other_estimate, other_folder] {
+            assert_eq!(check(secret, &token, &other, 1_999), Err(Refusal::Mismatch));
+        }
         assert_eq!(
-            check(b"another secret, 32 bytes long....", &token, "digest-a", 1_000, 1_999),
+            check(b"another secret, 32 bytes long....", &token, &a, 1_999),
             Err(Refusal::Mismatch)
         );
-        assert_eq!(check(secret, &token, "digest-a", 1_000, 2_001), Err(Refusal::Expired));
+        assert_eq!(check(secret, &token, &a, 2_001), Err(Refusal::Expired));
         // A later expiry written into the token breaks its signature.
         let moved = token.replacen("2000", "9999", 1);
-        assert_eq!(check(secret, &moved, "digest-a", 1_000, 1_999), Err(Refusal::Mismatch));
-        assert_eq!(
-            check(secret, "nonsense", "digest-a", 1_000, 1_999),
-            Err(Refusal::Malformed)
-        );
+        assert_eq!(check(secret, &moved, &a, 1_999), Err(Refusal::Mismatch));
+        assert_eq!(check(secret, "nonsense", &a, 1_999), Err(Refusal::Malformed));
+        assert_eq!(used_mark(&token).len(), 64);
     }
 }

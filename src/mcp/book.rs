@@ -25,8 +25,44 @@ pub struct SweepRecord {
     /// Its spend cap, µ¢.
     pub cap: u64,
     pub started_at: String,
-    /// The process last started for it.
+    /// The process last started for it (0 while it waits for the human's confirmation).
     pub pid: u32,
+    /// `Plan::content_digest` of the plan approved: the only plan it runs.
+    #[serde(default)]
+    pub digest: String,
+    /// The approval it consumed (its MAC), never to start another sweep.
+    #[serde(default)]
+    pub approval: String,
+    /// The estimate approved, µ¢, and its jobs.
+    #[serde(default)]
+    pub estimate: u64,
+    #[serde(default)]
+    pub jobs: usize,
+    /// Whose consent started it: `elicitation` (the human, in the client), `terminal` (the human,
+    /// `kling-batch mcp confirm`), `approval` (the agent's word, below --confirm-above), or
+    /// `awaiting_human` (not started).
+    #[serde(default)]
+    pub consent: String,
+    /// When its process was last started (RFC 3339), and how many jobs were completed then.
+    #[serde(default)]
+    pub launched_at: String,
+    #[serde(default)]
+    pub completed_at_launch: usize,
+    /// The service it was approved for: the simulator, or RunAPI at this base URL (none: as
+    /// `run` finds it).
+    #[serde(default)]
+    pub simulate: bool,
+    #[serde(default)]
+    pub api_base: Option<String>,
+}
+
+/// What `consent` says while a sweep waits for the human.
+pub const AWAITING_HUMAN: &str = "awaiting_human";
+
+impl SweepRecord {
+    pub fn awaiting_human(&self) -> bool {
+        self.consent == AWAITING_HUMAN
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +95,13 @@ impl Book {
     /// The book of `runs` (created with its own folder if missing).
     pub fn open(runs: &Path) -> Result<Book, BookError> {
         let own = runs.join(OWN);
-        for dir in [own.clone(), own.join("manifests"), own.join("logs")] {
+        for dir in [
+            own.clone(),
+            own.join("manifests"),
+            own.join("logs"),
+            own.join("plans"),
+            own.join("exits"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|source| BookError {
                 what: "cannot make",
                 path: dir.clone(),
@@ -80,6 +122,44 @@ impl Book {
 
     pub fn own(&self) -> PathBuf {
         self.runs.join(OWN)
+    }
+
+    /// Where the files a manifest names may lie: the runs folder, but for the server's own
+    /// folder (its secret, its book) — save the manifests an agent sent as text.
+    pub fn within(&self) -> crate::util::within::Within {
+        crate::util::within::Within::new(&self.runs)
+            .closing(&self.own())
+            .reopening(&self.own().join("manifests"))
+    }
+
+    /// The frozen approved plan of a sweep (what its runs are given).
+    pub fn plan_file(&self, sweep_id: &str) -> PathBuf {
+        self.own().join("plans").join(format!("{sweep_id}.json"))
+    }
+
+    /// Where the server notes how process `pid` of a sweep ended (while it lived to see it).
+    pub fn exit_file(&self, sweep_id: &str, pid: u32) -> PathBuf {
+        self.own().join("exits").join(format!("{sweep_id}.{pid}"))
+    }
+
+    /// How process `pid` of a sweep ended, if the server saw it end.
+    pub fn exit_of(&self, sweep_id: &str, pid: u32) -> Option<i32> {
+        std::fs::read_to_string(self.exit_file(sweep_id, pid))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// The log of a sweep's runs.
+    pub fn log_file(&self, sweep_id: &str) -> PathBuf {
+        self.own().join("logs").join(format!("{sweep_id}.log"))
+    }
+
+    /// Whether an approval (its mark) has started a sweep already.
+    pub fn approval_used(&self, mark: &str) -> Option<String> {
+        self.sweeps()
+            .into_iter()
+            .find(|r| !mark.is_empty() && r.approval == mark)
+            .map(|r| r.sweep_id)
     }
 
     /// Every sweep started, the latest record of each, in the order they were first started.

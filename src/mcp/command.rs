@@ -5,7 +5,7 @@
 use super::book::Book;
 use super::server::KlingBatchMcp;
 use super::sweeps::{Limits, Service, Sweeps};
-use crate::cli::McpArgs;
+use crate::cli::{McpArgs, McpCommand};
 use crate::error::{CommandFailure, Exit};
 use crate::util::money::Money;
 use std::io::Write;
@@ -15,26 +15,44 @@ fn usage(message: impl std::fmt::Display, hint: &str) -> CommandFailure {
     CommandFailure::new(Exit::Usage, message).hint(hint)
 }
 
+pub(super) fn runs_folder(dir: &std::path::Path) -> Result<Book, CommandFailure> {
+    if !dir.is_dir() {
+        return Err(
+            CommandFailure::new(Exit::Invalid, format!("--runs-dir {} is not a folder", dir.display()))
+                .hint("make the folder the sweeps will live in, e.g. mkdir -p ~/kling-runs"),
+        );
+    }
+    Book::open(dir).map_err(|e| CommandFailure::new(Exit::Failure, e))
+}
+
 pub(crate) fn run(args: McpArgs, stderr: &mut dyn Write) -> Result<Exit, CommandFailure> {
-    let dollars = |flag: &str, v: f64| {
-        Money::from_usd_f64(v).filter(|m| *m > Money::ZERO).ok_or_else(|| {
-            usage(
-                format!("{flag} must be a number of US dollars above 0"),
-                "for example --max-spend-per-sweep 25",
-            )
-        })
+    if let Some(McpCommand::Confirm(confirm)) = args.command {
+        return super::confirm::run(confirm, stderr);
+    }
+    let dollars = |flag: &str, v: Option<f64>| {
+        v.and_then(Money::from_usd_f64)
+            .filter(|m| *m > Money::ZERO)
+            .ok_or_else(|| {
+                usage(
+                    format!("{flag} must be a number of US dollars above 0"),
+                    "for example --max-spend-per-sweep 25",
+                )
+            })
     };
     let limits = Limits {
         per_sweep: dollars("--max-spend-per-sweep", args.max_spend_per_sweep)?,
         total: dollars("--max-spend-total", args.max_spend_total)?,
+        confirm_above: match args.confirm_above {
+            None => None,
+            Some(v) => Some(Money::from_usd_f64(v).ok_or_else(|| {
+                usage(
+                    "--confirm-above must be a number of US dollars",
+                    "for example --confirm-above 5",
+                )
+            })?),
+        },
     };
-    if !args.runs_dir.is_dir() {
-        return Err(CommandFailure::new(
-            Exit::Invalid,
-            format!("--runs-dir {} is not a folder", args.runs_dir.display()),
-        )
-        .hint("make the folder the sweeps will live in, e.g. mkdir -p ~/kling-runs"));
-    }
+    let book = runs_folder(args.runs_dir.as_deref().unwrap_or(std::path::Path::new("")))?;
     let service = if args.simulate {
         Service::Simulate
     } else {
@@ -49,7 +67,6 @@ pub(crate) fn run(args: McpArgs, stderr: &mut dyn Write) -> Result<Exit, Command
             Err(e) => return Err(CommandFailure::new(Exit::Auth, &e).hint(e.hint())),
         }
     };
-    let book = Book::open(&args.runs_dir).map_err(|e| CommandFailure::new(Exit::Failure, e))?;
     let exe = std::env::current_exe()
         .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot find this binary: {e}")))?;
     let sweeps = Sweeps::new(book, limits, service, exe, key).map_err(|e| CommandFailure::new(Exit::Failure, e))?;
@@ -140,7 +157,13 @@ async fn serve_http(
                             ));
                         }
                     }
-                    next.run(request).await
+                    // Closing a session: the SDKs expect 200 (or 204); rmcp answers 202.
+                    let closing = request.method() == axum::http::Method::DELETE;
+                    let mut response = next.run(request).await;
+                    if closing && response.status() == axum::http::StatusCode::ACCEPTED {
+                        *response.status_mut() = axum::http::StatusCode::OK;
+                    }
+                    response
                 }
             },
         ));

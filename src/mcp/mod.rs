@@ -7,6 +7,8 @@
 pub mod approval;
 pub mod book;
 mod command;
+mod confirm;
+mod estimate;
 mod process;
 pub mod server;
 pub mod sweeps;

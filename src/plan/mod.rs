@@ -3,6 +3,7 @@
 //! so the same manifest content (and local files, gathered before by `crate::inputs`) always
 //! gives the same plan.
 
+mod digest;
 mod expand;
 mod field;
 mod job;
@@ -12,6 +13,7 @@ mod problems;
 mod template;
 mod tree;
 
+pub use digest::ApprovedPlan;
 pub use expand::{
     MAX_JOBS, PARENT_SCHEME, Plan, Skipped, expand, expand_with, expand_with_inputs, fill_parent, parent_of_request,
 };

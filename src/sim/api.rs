@@ -228,10 +228,14 @@ pub(super) async fn get_task(
     if !with_url && let Value::Object(map) = &mut view {
         map.remove("videos");
     }
-    if let Some(echo) = echoed_key(&shared, &headers)
-        && let Some(Value::String(error)) = view.get_mut("error")
-    {
-        error.push_str(&echo);
+    if let Some(Value::String(error)) = view.get_mut("error") {
+        if let Some(text) = shared.lock().faults.failure_text.clone() {
+            error.push_str(": ");
+            error.push_str(&text);
+        }
+        if let Some(echo) = echoed_key(&shared, &headers) {
+            error.push_str(&echo);
+        }
     }
     with_task_headers(Json(view).into_response(), &task.id, task.client_request_id.as_deref())
 }
@@ -243,6 +247,12 @@ pub(super) fn echoed_key(shared: &Shared, headers: &HeaderMap) -> Option<String>
         return None;
     }
     let given = headers.get("authorization").and_then(|v| v.to_str().ok())?;
+    let form = shared.lock().faults.echo_key_as;
+    let given = match form {
+        super::config::EchoForm::Verbatim => given.to_string(),
+        super::config::EchoForm::Upper => given.to_uppercase(),
+        super::config::EchoForm::Hex => crate::util::hex::hex(given.as_bytes()),
+    };
     Some(format!(" (request had Authorization: {given})"))
 }
 

@@ -154,6 +154,11 @@ pub struct Faults {
     pub bill_factor: f64,
     /// Error messages and failed tasks' `error` quote the request's `Authorization` header.
     pub echo_key: bool,
+    /// How `echo_key` spells what it quotes: as sent, upper-cased, or as hex of its bytes.
+    pub echo_key_as: EchoForm,
+    /// Text a failed task's `error` carries after its reason (what a service may quote back from
+    /// a request: a prompt, an instruction planted in one).
+    pub failure_text: Option<String>,
     /// Probability that a `Range` request is answered 206 from an earlier offset than asked.
     pub misaligned_range_rate: f64,
     /// Probability that a download is answered 200 without Content-Length (the body ends when the
@@ -176,6 +181,16 @@ pub struct Faults {
     /// Probability that a continuation of a completed task is answered 409
     /// `source_task_not_ready` all the same (its completion not yet seen where creates look).
     pub continuation_not_ready_rate: f64,
+}
+
+/// How a careless service spells a key it quotes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EchoForm {
+    #[default]
+    Verbatim,
+    Upper,
+    Hex,
 }
 
 impl Default for Faults {
@@ -204,6 +219,8 @@ impl Default for Faults {
             quote_factor: 1.0,
             bill_factor: 1.0,
             echo_key: false,
+            echo_key_as: EchoForm::Verbatim,
+            failure_text: None,
             misaligned_range_rate: 0.0,
             no_length_rate: 0.0,
             trickle_rate: 0.0,

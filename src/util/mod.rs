@@ -10,5 +10,7 @@ pub mod money;
 pub mod net;
 pub mod range;
 pub mod rng;
+pub mod shell;
 pub mod slug;
 pub mod time_format;
+pub mod within;

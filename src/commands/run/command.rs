@@ -16,7 +16,7 @@ use super::settings::Cap;
 use super::spend::balance_covers;
 use crate::cli::RunArgs;
 use crate::client::{Pacer, RunApi};
-use crate::commands::load::load_plan;
+use crate::commands::load::load_plan_within;
 use crate::error::{CommandFailure, Exit};
 use crate::journal::{self, Record};
 use crate::output::folder::{JOURNAL, RESULTS};
@@ -64,10 +64,22 @@ async fn run_async(
     }
     // The key first: without one nothing else matters.
     let connection = Connection::open(&service).await?;
-    let mut plan = match load_plan(&request.manifest, request.max_input_bytes) {
+    let within = request.approved.as_ref().map(|a| &a.within);
+    let mut plan = match load_plan_within(&request.manifest, request.max_input_bytes, within) {
         Ok(plan) => plan,
         Err(e) => return Err(crate::error::CommandError::Manifest(e).into()),
     };
+    // A run started on someone's approval runs that plan or nothing: a manifest or a file it
+    // names changed since (or swapped as the run started) is refused before anything is written.
+    if let Some(approved) = &request.approved
+        && plan.content_digest() != approved.digest
+    {
+        return Err(fail(
+            "the plan differs from the one approved: the manifest or a file it names changed since it was planned",
+            "plan the sweep again and have the new plan approved; nothing was written or sent",
+            Exit::Invalid,
+        ));
+    }
     tracing::debug!(
         jobs = plan.jobs.len(),
         seconds = started.elapsed().as_secs_f64(),

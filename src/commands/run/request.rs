@@ -67,12 +67,20 @@ pub(super) struct Request {
     pub(super) lease: Duration,
     pub(super) state_outage: Duration,
     pub(super) refresh_expired_uploads: bool,
+    /// `--approved-plan`: the only plan this run may run.
+    pub(super) approved: Option<crate::plan::ApprovedPlan>,
 }
 
 impl Request {
     /// Checks every flag and settles the output's place; consumes the flags.
     pub(super) fn new(args: RunArgs) -> Result<Request, CommandFailure> {
         let flags = Flags::check(&args)?;
+        let approved = match &args.approved_plan {
+            Some(path) => Some(crate::plan::ApprovedPlan::read(path).map_err(|e| {
+                CommandFailure::new(Exit::Usage, e).hint("--approved-plan takes the file kling-batch mcp wrote")
+            })?),
+            None => None,
+        };
         let given_out = args.out.clone();
         let out = crate::output::folder::expand_template(&args.out, std::time::SystemTime::now());
         let place = place(given_out, out, args.state, args.run_name)?;
@@ -111,6 +119,7 @@ impl Request {
             lease: args.lease,
             state_outage: args.state_outage,
             refresh_expired_uploads: args.refresh_expired_uploads,
+            approved,
         })
     }
 }

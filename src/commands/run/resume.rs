@@ -113,13 +113,9 @@ pub(crate) fn resume_line(mut words: Vec<String>, settings: &ResumeSettings) -> 
     words.join(" ")
 }
 
-/// A word for a POSIX shell: as is when it is plain, else single-quoted.
+/// A word for a POSIX shell.
 pub(crate) fn quote(a: String) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
-        a
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
+    crate::util::shell::quote(&a)
 }
 
 /// The command line that resumes this run — this run's own, quoted for a POSIX shell, with a
