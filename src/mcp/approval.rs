@@ -24,20 +24,50 @@ pub struct Approved<'a> {
     pub runs: &'a str,
 }
 
-/// The token's MAC, hex (`None` only if the key were refused, which HMAC never does).
-fn mac(secret: &[u8], approved: &Approved<'_>, expires: u64) -> Option<String> {
+/// The MAC of `message`, hex (`None` only if the key were refused, which HMAC never does).
+fn mac(secret: &[u8], message: &str) -> Option<String> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).ok()?;
-    let message = format!(
-        "kling-batch approval v2\n{}\n{}\n{}\n{expires}",
-        approved.digest, approved.estimate_micro, approved.runs
-    );
     mac.update(message.as_bytes());
     Some(crate::util::hex::hex(&mac.finalize().into_bytes()))
 }
 
+impl Approved<'_> {
+    fn message(&self) -> String {
+        format!(
+            "kling-batch approval v2\n{}\n{}\n{}",
+            self.digest, self.estimate_micro, self.runs
+        )
+    }
+}
+
+/// `PREFIX.EXPIRES.MAC` over `message` and the expiry.
+fn seal(prefix: &str, secret: &[u8], message: &str, expires: u64) -> String {
+    let mac = mac(secret, &format!("{message}\n{expires}")).unwrap_or_default();
+    format!("{prefix}.{expires}.{mac}")
+}
+
+fn unseal(prefix: &str, secret: &[u8], token: &str, message: &str, now: u64) -> Result<(), Refusal> {
+    let mut parts = token.trim().splitn(3, '.');
+    let (Some(given_prefix), Some(expires), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Refusal::Malformed);
+    };
+    if given_prefix != prefix {
+        return Err(Refusal::Malformed);
+    }
+    let expires: u64 = expires.parse().map_err(|_| Refusal::Malformed)?;
+    let expected = mac(secret, &format!("{message}\n{expires}")).ok_or(Refusal::Mismatch)?;
+    if given.len() != expected.len() || !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        return Err(Refusal::Mismatch);
+    }
+    if now > expires {
+        return Err(Refusal::Expired);
+    }
+    Ok(())
+}
+
 /// A token for `approved`, valid until `expires` (seconds since the epoch).
 pub fn issue(secret: &[u8], approved: &Approved<'_>, expires: u64) -> String {
-    format!("kba2.{expires}.{}", mac(secret, approved, expires).unwrap_or_default())
+    seal("kba2", secret, &approved.message(), expires)
 }
 
 /// Why a token is not an approval of this plan.
@@ -53,19 +83,18 @@ pub enum Refusal {
 
 /// Checks `token` against the plan about to start, at `now` (seconds since the epoch).
 pub fn check(secret: &[u8], token: &str, approved: &Approved<'_>, now: u64) -> Result<(), Refusal> {
-    let mut parts = token.trim().splitn(3, '.');
-    let (Some("kba2"), Some(expires), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Refusal::Malformed);
-    };
-    let expires: u64 = expires.parse().map_err(|_| Refusal::Malformed)?;
-    let expected = mac(secret, approved, expires).ok_or(Refusal::Mismatch)?;
-    if given.len() != 64 || !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-        return Err(Refusal::Mismatch);
-    }
-    if now > expires {
-        return Err(Refusal::Expired);
-    }
-    Ok(())
+    unseal("kba2", secret, token, &approved.message(), now)
+}
+
+/// The state a client echoes back with the human's answer (MCP's multi-round-trip requests):
+/// sealed to the one start or resume it asked about, so an answer cannot be carried to another.
+pub fn seal_question(secret: &[u8], question: &str, expires: u64) -> String {
+    seal("kbq1", secret, question, expires)
+}
+
+/// Whether `state` is the sealed state of `question`, still in time.
+pub fn is_question(secret: &[u8], state: &str, question: &str, now: u64) -> bool {
+    unseal("kbq1", secret, state, question, now).is_ok()
 }
 
 /// What the book keeps of a used token, to refuse it a second time (its MAC: the token itself
@@ -130,5 +159,29 @@ mod tests {
         assert_eq!(check(secret, &moved, &a, 1_999), Err(Refusal::Mismatch));
         assert_eq!(check(secret, "nonsense", &a, 1_999), Err(Refusal::Malformed));
         assert_eq!(used_mark(&token).len(), 64);
+    }
+
+    #[test]
+    fn a_sealed_question_answers_only_itself_in_time() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let state = seal_question(secret, "start|a|digest|500", 100);
+        assert!(is_question(secret, &state, "start|a|digest|500", 99));
+        assert!(!is_question(secret, &state, "start|b|digest|500", 99));
+        assert!(!is_question(secret, &state, "start|a|digest|500", 101));
+        assert!(!is_question(
+            b"another secret, 32 bytes long....",
+            &state,
+            "start|a|digest|500",
+            99
+        ));
+        // An approval is not a question's state, nor the other way round.
+        let approved = Approved {
+            digest: "d",
+            estimate_micro: 1,
+            runs: "/r",
+        };
+        let token = issue(secret, &approved, 100);
+        assert!(!is_question(secret, &token, &approved.message(), 99));
+        assert_eq!(check(secret, &state, &approved, 99), Err(Refusal::Malformed));
     }
 }

@@ -8,12 +8,14 @@
 
 use super::sweeps::{Consent, Source, Sweeps, ToolError};
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities,
-    ServerConfig,
+    CallToolResponse, CallToolResult, ContentBlock, ElicitRequest, ElicitRequestParams, ElicitationSchema,
+    Implementation, InputRequest, InputRequests, InputRequiredResult, ProgressNotificationParam, ProtocolVersion,
+    RequestMetaObject, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{ElicitationError, Peer, RoleServer};
+use rmcp::service::{ElicitationError, Peer, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -145,41 +147,103 @@ impl KlingBatchMcp {
         Ok(self.result(summary, answer))
     }
 
-    /// The human's own yes, asked in the client when it can ask (`None`: it cannot). A decline,
-    /// a cancel, an answer without `start: true` or no answer in time is a no.
-    async fn ask_human(peer: &Peer<RoleServer>, question: String) -> Option<Result<(), ToolError>> {
-        if !elicits(peer) {
-            return None;
+    /// The human's own yes to `binding`, asked in the client when it can ask. On protocol
+    /// 2026-07-28 and later the question goes back as an input-required result, and the client
+    /// calls again with the answer and the state sealed to `binding`; before it, the server asks
+    /// the client directly. A decline, a cancel, an answer without `start: true`, an answer sealed
+    /// to another question, or none in time is a no; defaults are never consent.
+    async fn ask_human(
+        &self,
+        context: &RequestContext<RoleServer>,
+        asked: (Option<String>, Option<rmcp::model::InputResponses>),
+        binding: &str,
+        question: String,
+    ) -> Asked {
+        if !elicits(context) {
+            return Asked::CannotAsk;
         }
         let no = |how: &str| {
-            Some(Err(ToolError::new(
+            Asked::No(ToolError::new(
                 "declined",
                 format!("the human {how}; nothing was started"),
                 "ask the human what to change, or leave it",
-            )))
+            ))
         };
-        match peer
+        let stateless = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        if stateless {
+            let (state, responses) = asked;
+            let Some(state) = state else {
+                let schema = match ElicitationSchema::from_type::<HumanConsent>() {
+                    Ok(schema) => schema,
+                    Err(_) => return no("could not be asked"),
+                };
+                let mut requests = InputRequests::new();
+                requests.insert(
+                    CONSENT.to_string(),
+                    InputRequest::Elicitation(ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
+                        meta: None,
+                        message: question,
+                        requested_schema: schema,
+                    })),
+                );
+                return Asked::Ask(InputRequiredResult::new(
+                    Some(requests),
+                    Some(self.sweeps.seal_question(binding)),
+                ));
+            };
+            if !self.sweeps.is_question(&state, binding) {
+                return no("was asked about another start (or too long ago)");
+            }
+            let answer = responses.as_ref().and_then(|r| r.get(CONSENT));
+            return match answer {
+                Some(a) if a["action"] == "accept" && a["content"]["start"] == Value::Bool(true) => Asked::Yes,
+                Some(a) if a["action"] == "accept" => no("did not say yes"),
+                Some(a) if a["action"] == "cancel" => no("cancelled"),
+                Some(_) => no("declined"),
+                None => no("gave no answer"),
+            };
+        }
+        match context
+            .peer
             .elicit_with_timeout::<HumanConsent>(question, Some(ELICIT_WAIT))
             .await
         {
-            Ok(Some(HumanConsent { start: true })) => Some(Ok(())),
+            Ok(Some(HumanConsent { start: true })) => Asked::Yes,
             Ok(_) => no("did not say yes"),
             Err(ElicitationError::UserDeclined) => no("declined"),
             Err(ElicitationError::UserCancelled) => no("cancelled"),
-            Err(ElicitationError::CapabilityNotSupported) => None,
-            Err(e) => Some(Err(ToolError::new(
+            Err(ElicitationError::CapabilityNotSupported) => Asked::CannotAsk,
+            Err(e) => Asked::No(ToolError::new(
                 "declined",
                 format!("the human's answer did not arrive ({e}); nothing was started"),
                 "try again when the human can answer",
-            ))),
+            )),
         }
     }
 }
 
-/// Whether the client can ask its human (MCP elicitation, in form mode).
-fn elicits(peer: &Peer<RoleServer>) -> bool {
-    peer.supported_elicitation_modes()
-        .contains(&rmcp::service::ElicitationMode::Form)
+/// The one question's key in an input-required result.
+const CONSENT: &str = "consent";
+
+/// What asking the human came to.
+enum Asked {
+    /// The client cannot ask (no elicitation): the approval token is all there is.
+    CannotAsk,
+    Yes,
+    No(ToolError),
+    /// Ask by answering the call with this; the client calls again with the human's answer.
+    Ask(InputRequiredResult),
+}
+
+/// Whether the client can ask its human (MCP elicitation, in form mode: a capability without
+/// modes means form).
+fn elicits(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .client_capabilities()
+        .and_then(|c| c.elicitation)
+        .is_some_and(|e| e.form.is_some() || e.url.is_none())
 }
 
 fn source(yaml: Option<String>, path: Option<String>) -> Result<Source, ToolError> {
@@ -242,9 +306,9 @@ impl KlingBatchMcp {
     async fn plan_sweep(
         &self,
         Parameters(p): Parameters<ManifestInput>,
-        peer: Peer<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let elicits = elicits(&peer);
+        let elicits = elicits(&context);
         self.answer(
             |v| {
                 format!(
@@ -270,8 +334,10 @@ impl KlingBatchMcp {
     async fn start_sweep(
         &self,
         Parameters(p): Parameters<StartInput>,
-        peer: Peer<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+        context: RequestContext<RoleServer>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, McpError> {
         let summary = |v: &Value| match v["state"].as_str() {
             Some("running") => format!(
                 "started {} (cap ${:.2}); it runs on its own",
@@ -293,14 +359,21 @@ impl KlingBatchMcp {
             .await?;
         let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return Ok(self.result(summary, Err(e))),
+            Err(e) => return Ok(self.result(summary, Err(e)).into()),
         };
-        let consent = match Self::ask_human(&peer, prepared.question()).await {
-            Some(Ok(())) => Consent::Human,
-            Some(Err(no)) => return Ok(self.result(summary, Err(no))),
-            None => Consent::Token,
+        let consent = match self
+            .ask_human(&context, (state, responses), &prepared.binding(), prepared.question())
+            .await
+        {
+            Asked::Yes => Consent::Human,
+            Asked::CannotAsk => Consent::Token,
+            Asked::No(no) => return Ok(self.result(summary, Err(no)).into()),
+            Asked::Ask(ask) => return Ok(ask.into()),
         };
-        self.answer(summary, move |s| s.commit_start(&prepared, consent)).await
+        Ok(self
+            .answer(summary, move |s| s.commit_start(&prepared, consent))
+            .await?
+            .into())
     }
 
     #[tool(
@@ -428,8 +501,10 @@ impl KlingBatchMcp {
     async fn resume_sweep(
         &self,
         Parameters(p): Parameters<SweepInput>,
-        peer: Peer<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+        context: RequestContext<RoleServer>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, McpError> {
         let summary = |v: &Value| match v["state"].as_str() {
             Some("running") => format!("resumed {}", v["sweep_id"].as_str().unwrap_or("")),
             _ => format!(
@@ -441,7 +516,7 @@ impl KlingBatchMcp {
         let prepared = self.blocking(move |s| s.prepare_resume(&p.sweep_id)).await?;
         let (record, status) = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return Ok(self.result(summary, Err(e))),
+            Err(e) => return Ok(self.result(summary, Err(e)).into()),
         };
         let completed = status["completed"].as_u64().unwrap_or(0) as usize;
         let question = format!(
@@ -452,13 +527,20 @@ impl KlingBatchMcp {
             usd(&status, "spent_usd"),
             usd(&status, "cap_usd")
         );
-        let consent = match Self::ask_human(&peer, question).await {
-            Some(Ok(())) => Consent::Human,
-            Some(Err(no)) => return Ok(self.result(summary, Err(no))),
-            None => Consent::Token,
+        let binding = format!(
+            "resume\n{}\n{}\n{}\n{completed}",
+            record.sweep_id, record.digest, record.pid
+        );
+        let consent = match self.ask_human(&context, (state, responses), &binding, question).await {
+            Asked::Yes => Consent::Human,
+            Asked::CannotAsk => Consent::Token,
+            Asked::No(no) => return Ok(self.result(summary, Err(no)).into()),
+            Asked::Ask(ask) => return Ok(ask.into()),
         };
-        self.answer(summary, move |s| s.commit_resume(&record, completed, consent))
-            .await
+        Ok(self
+            .answer(summary, move |s| s.commit_resume(&record, completed, consent))
+            .await?
+            .into())
     }
 
     #[tool(

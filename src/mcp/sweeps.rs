@@ -88,6 +88,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// What the human's answer is bound to: this sweep, this plan, this cap, this approval.
+    pub fn binding(&self) -> String {
+        format!(
+            "start\n{}\n{}\n{}\n{}",
+            self.id,
+            self.digest,
+            self.cap.micro_cents(),
+            self.mark
+        )
+    }
+
     /// The question the human is asked.
     pub fn question(&self) -> String {
         format!(
@@ -139,6 +150,15 @@ impl Sweeps {
 
     pub fn runs(&self) -> &Path {
         self.book.runs()
+    }
+
+    /// The state a client echoes back with the human's answer to `binding`, for ten minutes.
+    pub fn seal_question(&self, binding: &str) -> String {
+        approval::seal_question(&self.secret, binding, approval::now() + 600)
+    }
+
+    pub fn is_question(&self, state: &str, binding: &str) -> bool {
+        approval::is_question(&self.secret, state, binding, approval::now())
     }
 
     /// `value` with the API key masked wherever it appears, however spelt.
@@ -780,7 +800,7 @@ fn spawn_run(
     // Reaped when it ends, while this server lives; after that, by the system.
     std::thread::spawn(move || {
         let mut child = child;
-        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(super::watch::KILLED);
         let _ = std::fs::write(&exit_file, code.to_string());
         let _ = tx.send(code);
     });

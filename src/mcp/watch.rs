@@ -16,8 +16,15 @@ use std::path::Path;
 /// may take before rows are left for the next page.
 pub(super) const ANSWER_BUDGET: usize = 7_000;
 
+/// The exit code the server notes for a run ended by a signal (SIGKILL, a power cut's reboot).
+pub(super) const KILLED: i32 = -1;
+
 /// The state an ended run leaves its sweep in.
 pub(super) fn ended_state(code: i32) -> &'static str {
+    if code == KILLED {
+        // Its journal holds every task: a resume goes on without paying twice.
+        return "interrupted";
+    }
     match Exit::from_code(i64::from(code)) {
         Some(Exit::Success) => "finished",
         Some(Exit::SpendCap | Exit::Credits) => "stopped",
@@ -42,6 +49,7 @@ pub(super) fn exit_words(code: i32) -> &'static str {
             "refused to start: the API key is missing or was refused (the human fixes the server's env)"
         }
         Some(Exit::Usage) => "refused to start: a setting was refused (see run_said)",
+        _ if code == KILLED => "interrupted: its process was killed; resume_sweep goes on, nothing is paid twice",
         _ => "failed: the run stopped on an error (see run_said)",
     }
 }

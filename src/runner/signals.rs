@@ -7,17 +7,27 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Ctrl-C (and SIGTERM) presses, counted: the first stops submitting, the second abandons the
 /// work in flight, the third exits at once.
+/// The handlers are in place when it returns (not once its task first runs), so a press at any
+/// moment after is counted — never the default action that ends the process mid-step.
 pub fn listen() -> tokio::sync::mpsc::UnboundedReceiver<u8> {
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    #[cfg(unix)]
+    let (mut interrupt, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
     tokio::spawn(async move {
         let mut presses = 0u8;
-        #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
             #[cfg(unix)]
-            let got = match term.as_mut() {
-                Some(t) => tokio::select! { r = tokio::signal::ctrl_c() => r.is_ok(), r = t.recv() => r.is_some() },
-                None => tokio::signal::ctrl_c().await.is_ok(),
+            let got = match (interrupt.as_mut(), term.as_mut()) {
+                (Some(i), Some(t)) => tokio::select! { r = i.recv() => r.is_some(), r = t.recv() => r.is_some() },
+                (Some(i), None) => i.recv().await.is_some(),
+                (None, Some(t)) => t.recv().await.is_some(),
+                (None, None) => tokio::signal::ctrl_c().await.is_ok(),
             };
             #[cfg(not(unix))]
             let got = tokio::signal::ctrl_c().await.is_ok();

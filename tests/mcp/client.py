@@ -12,6 +12,10 @@ import sys
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(__file__))
+from common import Sim, check, failures, refused, seen, sizes_hold  # noqa: E402
+import common  # noqa: E402
+
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -25,14 +29,6 @@ defaults: { model: kling-3.0, duration_seconds: 5 }
 prompts: ["a lake at dawn", "a river in spring", "a sea in a storm"]
 matrix: { aspect_ratio: ["16:9", "9:16"] }
 """
-failures = []
-results_seen = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
 
 
 def server_args(extra=()):
@@ -42,36 +38,16 @@ def server_args(extra=()):
 ENV = {"RUNAPI_API_KEY": KEY, "RUNAPI_CONFIG_DIR": os.path.join(WORK, "no-config")}
 
 
-def sim_get(path):
-    req = urllib.request.Request(SIM + path, headers={"Authorization": "Bearer " + KEY})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return r.read()
-
-
-def stats():
-    return json.loads(sim_get("/__sim/stats"))
+sim = Sim(SIM, KEY)
+sim_get = sim.get
 
 
 def sweep_folders():
     return sorted(d for d in os.listdir(RUNS) if not d.startswith("."))
 
 
-async def call(session, tool, args):
-    result = await session.call_tool(tool, args)
-    text = json.dumps(result.structured_content) + "".join(getattr(c, "text", "") for c in result.content)
-    results_seen.append(text)
-    return result
-
-
-async def wait_state(session, sweep_id, states, limit=120):
-    deadline = time.monotonic() + limit
-    while True:
-        status = (await call(session, "sweep_status", {"sweep_id": sweep_id})).structured_content
-        if status["state"] in states:
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{sweep_id} did not reach {states} within {limit} s: {status}")
-        await asyncio.sleep(0.2)
+call = common.call
+wait_state = common.wait_state
 
 
 async def stdio_part():
@@ -79,8 +55,13 @@ async def stdio_part():
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as s:
             await s.initialize()
-            names = sorted(t.name for t in (await s.list_tools()).tools)
+            tools = (await s.list_tools()).tools
+            names = sorted(t.name for t in tools)
             check(names == sorted(["validate_manifest", "plan_sweep", "start_sweep", "sweep_status", "sweep_results", "stop_sweep", "resume_sweep", "list_sweeps"]), f"the eight tools are listed: {names}")
+            read_only = sorted(t.name for t in tools if t.annotations and t.annotations.read_only_hint)
+            check(read_only == sorted(["validate_manifest", "plan_sweep", "sweep_status", "sweep_results", "list_sweeps"]), f"the five read-only tools say so: {read_only}")
+            spending = sorted(t.name for t in tools if t.annotations and t.annotations.open_world_hint)
+            check(spending == ["resume_sweep", "start_sweep"], f"the two that spend are open-world: {spending}")
             bad = (await call(s, "validate_manifest", {"manifest_yaml": "prompts:\n  - prompt: hi\n    modle: kling-3.0\n"})).structured_content
             check(bad["valid"] is False and any(p["line"] == 3 and "modle" in p["message"] for p in bad["problems"]), f"a bad manifest's problems have their lines: {bad['problems']}")
             plan = (await call(s, "plan_sweep", {"manifest_yaml": EXAMPLE})).structured_content
@@ -90,7 +71,7 @@ async def stdio_part():
                 ("no approval", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": ""}, "not_approved"),
                 ("another plan's approval", {"manifest_yaml": EXAMPLE, "max_spend_usd": 25, "approval": other["approval"]}, "not_approved"),
                 ("a cap above the approved estimate", {"manifest_yaml": EXAMPLE, "max_spend_usd": 18.61, "approval": plan["approval"]}, "over_approved"),
-                ("a path that escapes", {"manifest_path": "../../etc/passwd", "max_spend_usd": 5, "approval": plan["approval"]}, None),
+                ("a path that escapes", {"manifest_path": "../../etc/passwd", "max_spend_usd": 5, "approval": plan["approval"]}, "outside_runs"),
                 ("a manifest outside the runs folder", {"manifest_path": os.path.join(WORK, "outside.yaml"), "max_spend_usd": 5, "approval": plan["approval"]}, "outside_runs"),
                 ("an out that escapes", {"manifest_yaml": EXAMPLE, "out": "../elsewhere", "max_spend_usd": 18.60, "approval": plan["approval"]}, "bad_out"),
             ]
@@ -98,25 +79,28 @@ async def stdio_part():
                 f.write(EXAMPLE)
             for what, args, code in refusals:
                 r = await call(s, "start_sweep", args)
-                ok = r.is_error and (code is None or r.structured_content.get("error") == code)
-                check(ok, f"start_sweep refuses {what} ({r.structured_content.get('error')})")
-            check(sweep_folders() == [] and stats()["tasks_created"] == 0, "after the refusals nothing was written or sent")
+                check(refused(r, code), f"start_sweep refuses {what}, as an answer and not an error ({r.structured_content.get('error')})")
+            check(sweep_folders() == [] and sim.stats()["tasks_created"] == 0, "after the refusals nothing was written or sent")
             began = time.monotonic()
             started = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "max_spend_usd": 18.60, "approval": plan["approval"]})
             took = time.monotonic() - began
-            check(not started.is_error, f"start_sweep with the approval starts it: {started.structured_content}")
+            check(not refused(started) and started.structured_content["started"] is True, f"start_sweep with the approval starts it: {started.structured_content}")
             first = started.structured_content["sweep_id"]
             status = (await call(s, "sweep_status", {"sweep_id": first})).structured_content
-            check(status["state"] == "running", f"start_sweep answered while the sweep runs ({took:.2f} s), state {status['state']}")
+            check(status["state"] == "running", f"start_sweep answered once the sweep runs ({took:.2f} s), state {status['state']}")
+            waited = time.monotonic()
+            moved = (await call(s, "sweep_status", {"sweep_id": first, "wait_s": 30})).structured_content
+            check(time.monotonic() - waited < 30 and (moved["completed"], moved["in_flight"], moved["state"]) != (status["completed"], status["in_flight"], status["state"]),
+                  f"sweep_status with wait_s answers as soon as the sweep moves ({time.monotonic() - waited:.1f} s)")
             over = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "out": "again", "max_spend_usd": 18.60, "approval": plan["approval"]})
-            check(over.is_error and over.structured_content["error"] == "over_total", "a second sweep past --max-spend-total is refused")
+            check(refused(over, "approval_used"), f"the approval a second time is refused ({over.structured_content.get('error')})")
             # A small plan's cap above the server's per-sweep limit is refused too.
             limited = StdioServerParameters(command=BIN, args=["mcp", "--runs-dir", RUNS, "--max-spend-per-sweep", "1", "--max-spend-total", "25", "--api-base", SIM], env=ENV)
         async with stdio_client(limited) as (read2, write2):
             async with ClientSession(read2, write2) as s2:
                 await s2.initialize()
                 r = await call(s2, "start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": 4.20, "approval": other["approval"]})
-                check(r.is_error and r.structured_content["error"] == "over_limit", f"a cap over --max-spend-per-sweep is refused ({r.structured_content.get('error')})")
+                check(refused(r, "over_limit"), f"a cap over --max-spend-per-sweep is refused ({r.structured_content.get('error')})")
         # The stdio session ends here: the server process is gone, the sweep goes on.
     return first, other
 
@@ -130,11 +114,19 @@ async def restarted_part(first, other):
             check([x["sweep_id"] for x in listed["sweeps"]] == [first], f"a restarted server lists the sweep: {listed}")
             done = await wait_state(s, first, {"finished", "failed", "stopped", "interrupted"})
             check(done["state"] == "finished" and done["completed"] == 16, f"the sweep finished after the server was restarted: {done['state']}")
-            rows = (await call(s, "sweep_results", {"sweep_id": first, "limit": 100})).structured_content["rows"]
-            check(len(rows) == 16 and all(r["status"] == "completed" and r["video_path"] for r in rows), "sweep_results lists every video")
+            page = (await call(s, "sweep_results", {"sweep_id": first})).structured_content
+            rows = list(page["rows"])
+            while "next_offset" in page:
+                page = (await call(s, "sweep_results", {"sweep_id": first, "offset": page["next_offset"]})).structured_content
+                rows += page["rows"]
+            check(len(rows) == 16 and all(r["status"] == "completed" and r["video_path"] for r in rows), f"sweep_results lists every video, page by page ({len(rows)})")
+            import csv
+            with open(os.path.join(RUNS, first, "results.csv")) as f:
+                tasks = {row["job_id"]: row for row in csv.DictReader(f)}
             same = 0
             for r in rows:
-                task = json.loads(sim_get(f"/api/v1/kling/{r['endpoint']}/{r['task_id']}"))
+                row = tasks[r["job_id"]]
+                task = json.loads(sim_get(f"/api/v1/kling/{row['endpoint']}/{row['task_id']}"))
                 url = task["data"]["videos"][0]["url"] if "data" in task else task["videos"][0]["url"]
                 with urllib.request.urlopen(url, timeout=30) as v:
                     served = v.read()
@@ -156,18 +148,15 @@ async def restarted_part(first, other):
             check(after["state"] in ("interrupted", "finished"), f"stop_sweep stops it gracefully ({stopped.get('stopping')}, {after['state']})")
             if after["state"] == "interrupted":
                 resumed = await call(s, "resume_sweep", {"sweep_id": sid})
-                check(not resumed.is_error, f"resume_sweep resumes it: {resumed.structured_content}")
+                check(not refused(resumed) and resumed.structured_content["state"] in ("running", "finished"), f"resume_sweep resumes it: {resumed.structured_content}")
             end = await wait_state(s, sid, {"finished", "failed", "stopped"})
             check(end["state"] == "finished" and end["completed"] == 6, f"the resumed sweep finished: {end['state']} {end['completed']}")
-            third = await call(s, "start_sweep", {"manifest_yaml": SMALL, "out": "third", "max_spend_usd": 4.20, "approval": other["approval"]})
-            check(third.is_error and third.structured_content["error"] == "over_total", "the total limit still holds after a restart")
+            again = (await call(s, "plan_sweep", {"manifest_yaml": SMALL})).structured_content
+            third = await call(s, "start_sweep", {"manifest_yaml": SMALL, "out": "third", "max_spend_usd": 4.20, "approval": again["approval"]})
+            check(refused(third, "over_total"), f"the total limit still holds after a restart ({third.structured_content.get('error')})")
             listed = (await call(s, "list_sweeps", {})).structured_content
             spent = sum(x["spent_usd"] for x in listed["sweeps"])
-            st = stats()
-            check(abs(spent - st["billed_usd"]) < 1e-6, f"the spend the server reports (${spent:.2f}) is what the simulator billed (${st['billed_usd']:.2f})")
-            c = st
-            twice = [k for k, n in c["billed_per_client_request_id"].items() if n > 1] + [k for k, n in c["creates_per_idempotency_key"].items() if n > 1]
-            check(not twice, f"nothing billed or created twice ({twice[:3]})")
+            sim.money_holds(spent, "the SDK's sweeps")
 
 
 def start_http(listen, want_token):
@@ -210,7 +199,7 @@ async def http_part():
                     names = [t.name for t in (await s.list_tools()).tools]
                     check(len(names) == 8, f"over streamable HTTP with the token, the tools are listed ({len(names)})")
                     plan = (await call(s, "plan_sweep", {"manifest_path": os.path.join(RUNS, "..", "runs", ".kling-batch-mcp", "nothing.yaml")}))
-                    check(plan.is_error, "a path into the server's own folder is not a manifest")
+                    check(refused(plan, "outside_runs"), "a path into the server's own folder is not a manifest")
                     listed = (await call(s, "list_sweeps", {})).structured_content
                     check(len(listed["sweeps"]) == 2, f"over HTTP, list_sweeps sees both sweeps ({len(listed['sweeps'])})")
     finally:
@@ -218,9 +207,28 @@ async def http_part():
         proc.wait(timeout=30)
 
 
+def close_status(url):
+    """Opens a session by hand and closes it as an SDK does (DELETE): the status answered."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "close-check", "version": "1"}}}
+    req = urllib.request.Request(url, data=json.dumps(init).encode(), method="POST",
+                                 headers={"content-type": "application/json", "accept": "application/json, text/event-stream"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        session = r.headers.get("mcp-session-id")
+        r.read()
+    req = urllib.request.Request(url, method="DELETE", headers={"mcp-session-id": session or ""})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 async def loopback_http_part():
     proc, url, _ = start_http("127.0.0.1:0", False)
     try:
+        code = close_status(url)
+        check(code in (200, 204), f"closing an HTTP session is answered as the SDKs expect ({code})")
         code = post_status(url, {"host": "rebound.example"})
         check(code == 403, f"on loopback, a request addressed to another name is refused ({code})")
         async with streamable_http_client(url) as streams:
@@ -240,8 +248,9 @@ async def main():
     await restarted_part(first, other)
     await http_part()
     await loopback_http_part()
-    leaked = [t for t in results_seen if KEY in t]
-    check(not leaked and len(results_seen) > 20, f"the API key is in none of {len(results_seen)} tool results")
+    leaked = [t for _, t in seen if KEY in t]
+    check(not leaked and len(seen) > 20, f"the API key is in none of {len(seen)} tool results")
+    sizes_hold("the SDK's session")
 
 
 try:
@@ -251,5 +260,4 @@ except Exception as e:  # a failure to run is a failure, with its cause
 
     traceback.print_exc()
     failures.append(repr(e))
-print(f"{len(failures)} failed")
-sys.exit(1 if failures else 0)
+common.finish()

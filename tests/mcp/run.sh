@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MCP server (issue 28) through a client nobody here wrote: the official Python SDK (`mcp` on
 # PyPI, in its own venv under target/), over stdio and streamable HTTP, against a simulator this
-# script starts (slow enough that a sweep is seen running). See client.py for what is checked.
+# script starts (slow enough that a sweep is seen running). See client.py for what is checked;
+# adversary.py plays an agent a prompt injection has turned, on a simulator of its own.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/target/mcp-venv"
@@ -25,4 +26,16 @@ for _ in $(seq 1 100); do
   kill -0 "$sim" 2>/dev/null || { cat "$work/sim.log" >&2; exit 1; }
   sleep 0.1
 done
-timeout 600 "$venv/bin/python" "$root/tests/mcp/client.py" "$root/target/debug/kling-batch" "$(head -1 "$work/url")" "$key" "$work"
+status=0
+timeout 600 "$venv/bin/python" "$root/tests/mcp/client.py" "$root/target/debug/kling-batch" "$(head -1 "$work/url")" "$key" "$work" || status=1
+# The adversary (a turned agent) on a simulator of its own, so that its money adds up alone.
+"$root/target/debug/kling-batch" sim --port 0 --time-scale 60 --api-key "$key" --video-bytes 20000 --balance-cents 100000 >"$work/adv-url" 2>"$work/adv-sim.log" &
+adv=$!
+trap 'kill $sim $adv 2>/dev/null || true; pkill -f "$work/" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  [ -s "$work/adv-url" ] && break
+  kill -0 "$adv" 2>/dev/null || { cat "$work/adv-sim.log" >&2; exit 1; }
+  sleep 0.1
+done
+timeout 600 "$venv/bin/python" "$root/tests/mcp/adversary.py" "$root/target/debug/kling-batch" "$(head -1 "$work/adv-url")" "$key" "$work/adversary" || status=1
+exit $status

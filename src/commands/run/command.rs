@@ -184,6 +184,8 @@ async fn run_async(
             )
             .await?;
     }
+    // Ctrl-C from here on is a graceful stop (a press before the dispatcher starts waits for it).
+    let mut signals = crate::runner::signals::listen();
     opened.store.append(
         &Record::RunStarted {
             run_id: opened.run_id.clone(),
@@ -230,7 +232,6 @@ async fn run_async(
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ready to submit");
 
     let mut dispatcher = dispatcher;
-    let mut signals = crate::runner::signals::listen();
     let finished_before = match &opened.sweep {
         None => dispatcher.jobs().iter().filter(|j| j.phase().is_terminal()).count(),
         Some(_) => 0,
