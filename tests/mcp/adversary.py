@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import Sim, call, check, finish, refused, seen, sizes_hold, wait_state  # noqa: E402
 
 import mcp.types as types  # noqa: E402
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
+from mcp import Client, ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
 BIN, SIM_URL, KEY, WORK = sys.argv[1:5]
@@ -254,8 +254,13 @@ async def key_in_service_text(s):
     check(not on_disk, f"and in no file the tool wrote ({on_disk[:3]})")
 
 
-async def elicited(decline):
-    """A client that can ask its human: start_sweep asks, and a decline starts nothing."""
+def asked_manifest(tag):
+    return f"name: asked-{tag}\ndefaults: {{ model: kling-3.0, duration_seconds: 5 }}\nprompts: [\"asked {tag}\"]\n"
+
+
+async def elicited(decline, modern):
+    """A client that can ask its human: start_sweep asks (a server-to-client request on the
+    handshake protocols, an input-required answer on 2026-07-28), and a decline starts nothing."""
     asked = []
 
     async def answer(context, params):
@@ -264,21 +269,67 @@ async def elicited(decline):
             return types.ElicitResult(action="decline")
         return types.ElicitResult(action="accept", content={"start": True})
 
-    text = f"name: asked-{'no' if decline else 'yes'}\ndefaults: {{ model: kling-3.0, duration_seconds: 5 }}\nprompts: [\"asked {decline}\"]\n"
-    async with stdio_client(server()) as (read, write):
-        async with ClientSession(read, write, elicitation_callback=answer) as s:
-            await s.initialize()
-            plan = (await call(s, "plan_sweep", {"manifest_yaml": text})).structured_content
-            before = counts()
-            r = await call(s, "start_sweep", {"manifest_yaml": text, "max_spend_usd": plan["estimate_usd"], "approval": plan["approval"]})
-            check(len(asked) == 1 and "estimated" in asked[0], f"the human was asked in the client: {asked}")
-            if decline:
-                check(refused(r, "declined") and counts() == before, f"a declined start starts nothing ({r.structured_content.get('error')}, {counts()})")
-            else:
-                sc = r.structured_content
-                check(not refused(r) and sc.get("state") in ("running", "finished"), f"an accepted start starts ({sc.get('state')} {sc.get('error')})")
-                end = await wait_state(s, sc["sweep_id"], {"finished", "failed", "stopped", "interrupted"})
-                check(end["state"] == "finished", f"and finishes ({end['state']})")
+    tag = f"{'modern' if modern else 'legacy'}-{'no' if decline else 'yes'}"
+    text = asked_manifest(tag)
+    if modern:
+        context = Client(server(), mode="2026-07-28", elicitation_callback=answer)
+    else:
+        context = legacy_session(answer)
+    async with context as s:
+        plan = (await call(s, "plan_sweep", {"manifest_yaml": text})).structured_content
+        before = counts()
+        r = await call(s, "start_sweep", {"manifest_yaml": text, "max_spend_usd": plan["estimate_usd"], "approval": plan["approval"]})
+        check(len(asked) == 1 and "estimated $" in asked[0], f"{tag}: the human was asked in the client: {asked}")
+        if decline:
+            check(refused(r, "declined") and counts() == before, f"{tag}: a declined start starts nothing ({r.structured_content.get('error')}, {counts()})")
+        else:
+            sc = r.structured_content
+            check(not refused(r) and sc.get("state") in ("running", "finished"), f"{tag}: an accepted start starts ({sc.get('state')} {sc.get('error')})")
+            end = await wait_state(s, sc["sweep_id"], {"finished", "failed", "stopped", "interrupted"})
+            check(end["state"] == "finished", f"{tag}: and finishes ({end['state']})")
+
+
+class legacy_session:
+    """The SDK's session on the initialize handshake, as an async context giving the session."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    async def __aenter__(self):
+        self.stdio = stdio_client(server())
+        read, write = await self.stdio.__aenter__()
+        self.session = ClientSession(read, write, elicitation_callback=self.answer)
+        await self.session.__aenter__()
+        await self.session.initialize()
+        return self.session
+
+    async def __aexit__(self, *exc):
+        await self.session.__aexit__(*exc)
+        await self.stdio.__aexit__(*exc)
+
+
+async def answer_carried_to_another_start():
+    """The human's yes to one start, carried (with its state) to another start, is a no."""
+    async def never(context, params):
+        raise AssertionError("driven by hand")
+
+    async with Client(server(), mode="2026-07-28", elicitation_callback=never) as c:
+        a, b = asked_manifest("carried-a"), asked_manifest("carried-b")
+        plan_a = (await c.call_tool("plan_sweep", {"manifest_yaml": a})).structured_content
+        plan_b = (await c.call_tool("plan_sweep", {"manifest_yaml": b})).structured_content
+        args_a = {"manifest_yaml": a, "max_spend_usd": plan_a["estimate_usd"], "approval": plan_a["approval"]}
+        args_b = {"manifest_yaml": b, "max_spend_usd": plan_b["estimate_usd"], "approval": plan_b["approval"]}
+        first = await c.session.call_tool("start_sweep", args_a, allow_input_required=True)
+        check(isinstance(first, types.InputRequiredResult) and "consent" in (first.input_requests or {}),
+              f"on 2026-07-28 the question comes back as an input-required answer ({type(first).__name__})")
+        before = counts()
+        yes = {"consent": {"action": "accept", "content": {"start": True}}}
+        carried = await c.session.call_tool("start_sweep", args_b, input_responses=yes, request_state=first.request_state)
+        check(refused(carried, "declined") and counts() == before, f"a yes carried to another start starts nothing ({carried.structured_content.get('error')})")
+        forged = await c.session.call_tool("start_sweep", args_a, input_responses=yes, request_state="kbq1.9999999999.00")
+        check(refused(forged, "declined") and counts() == before, "a yes with a made-up state starts nothing")
+        no_state = await c.session.call_tool("start_sweep", args_a, input_responses={"consent": {"action": "accept", "content": {}}}, request_state=first.request_state)
+        check(refused(no_state, "declined") and counts() == before, "an accept without start: true (a default) is not consent")
 
 
 async def confirm_above():
@@ -321,8 +372,10 @@ async def main():
             await changed_before_resume(s)
             await capped_resume(s)
             await key_in_service_text(s)
-    await elicited(decline=True)
-    await elicited(decline=False)
+    for modern in (False, True):
+        await elicited(decline=True, modern=modern)
+        await elicited(decline=False, modern=modern)
+    await answer_carried_to_another_start()
     await confirm_above()
     async with stdio_client(server()) as (read, write):
         async with ClientSession(read, write) as s:
