@@ -2,8 +2,10 @@
 # The whole test suite, as CI runs it: formatting, lints (warnings are errors), every Rust test,
 # then the official Python SDK against the simulator (it sets up its own venv), then the HTML
 # gallery in headless Chromium (installed from Debian's packages if missing), the review app driven
-# by Playwright (from npm, into ~/.cache/kling-batch), and the MCP server through the official MCP
-# Python SDK (its own venv). Every stage runs and is
+# by Playwright (from npm, into ~/.cache/kling-batch), the MCP server through the official MCP
+# Python SDK (its own venv), and in Hermes Agent and OpenClaw through their own MCP client code
+# (a venv under target/; npm into ~/.cache/kling-batch, with Node 24 where the system's is older).
+# Every stage runs and is
 # reported; the script fails at the end if any failed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,6 +51,7 @@ stage "the official Python SDK against the simulator" ./tests/conformance/run.sh
 stage "the gallery in headless Chromium" ./tests/browser/run.sh
 stage "the review app in Chromium, driven by Playwright" ./tests/review/run.sh
 stage "the MCP server through the official Python SDK" ./tests/mcp/run.sh
+stage "the MCP server in Hermes Agent and OpenClaw, through their own MCP clients" ./tests/agents/run.sh
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "test.sh: ${#failed[@]} stage(s) failed: ${failed[*]}"
   exit 1

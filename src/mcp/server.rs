@@ -76,11 +76,22 @@ pub struct ListInput {
     pub offset: Option<usize>,
 }
 
-/// What the human is asked in the client before a sweep starts or resumes.
+/// What the human is asked in the client before a sweep starts or resumes. The form has no
+/// default: a client that shows it sends what the human ticked; a client that asks yes/no in its
+/// own words (Hermes Agent's approval prompt) accepts with no fields, and only its human's accept
+/// counts. `start: false` is a no.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct HumanConsent {
     /// Yes to start it, spending at most the cap shown.
-    pub start: bool,
+    pub start: Option<bool>,
+}
+
+/// Whether an accepted answer's content says yes (`start` true, or the client's bare accept).
+fn said_yes(content: &Value) -> bool {
+    match content.get("start") {
+        None => content.is_null() || content.as_object().is_some_and(|m| m.is_empty()),
+        Some(v) => *v == Value::Bool(true),
+    }
 }
 rmcp::elicit_safe!(HumanConsent);
 
@@ -198,7 +209,7 @@ impl KlingBatchMcp {
             }
             let answer = responses.as_ref().and_then(|r| r.get(CONSENT));
             return match answer {
-                Some(a) if a["action"] == "accept" && a["content"]["start"] == Value::Bool(true) => Asked::Yes,
+                Some(a) if a["action"] == "accept" && said_yes(&a["content"]) => Asked::Yes,
                 Some(a) if a["action"] == "accept" => no("did not say yes"),
                 Some(a) if a["action"] == "cancel" => no("cancelled"),
                 Some(_) => no("declined"),
@@ -210,7 +221,9 @@ impl KlingBatchMcp {
             .elicit_with_timeout::<HumanConsent>(question, Some(ELICIT_WAIT))
             .await
         {
-            Ok(Some(HumanConsent { start: true })) => Asked::Yes,
+            Ok(Some(HumanConsent {
+                start: Some(true) | None,
+            })) => Asked::Yes,
             Ok(_) => no("did not say yes"),
             Err(ElicitationError::UserDeclined) => no("declined"),
             Err(ElicitationError::UserCancelled) => no("cancelled"),

@@ -328,8 +328,10 @@ async def answer_carried_to_another_start():
         check(refused(carried, "declined") and counts() == before, f"a yes carried to another start starts nothing ({carried.structured_content.get('error')})")
         forged = await c.session.call_tool("start_sweep", args_a, input_responses=yes, request_state="kbq1.9999999999.00")
         check(refused(forged, "declined") and counts() == before, "a yes with a made-up state starts nothing")
-        no_state = await c.session.call_tool("start_sweep", args_a, input_responses={"consent": {"action": "accept", "content": {}}}, request_state=first.request_state)
-        check(refused(no_state, "declined") and counts() == before, "an accept without start: true (a default) is not consent")
+        unticked = await c.session.call_tool("start_sweep", args_a, input_responses={"consent": {"action": "accept", "content": {"start": False}}}, request_state=first.request_state)
+        check(refused(unticked, "declined") and counts() == before, "an accept with start left false is no consent")
+        other_field = await c.session.call_tool("start_sweep", args_a, input_responses={"consent": {"action": "accept", "content": {"confirm": True}}}, request_state=first.request_state)
+        check(refused(other_field, "declined") and counts() == before, "an accept with anything but start: true is no consent")
 
 
 async def confirm_above():
