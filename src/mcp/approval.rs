@@ -65,9 +65,13 @@ fn unseal(prefix: &str, secret: &[u8], token: &str, message: &str, now: u64) -> 
     Ok(())
 }
 
-/// A token for `approved`, valid until `expires` (seconds since the epoch).
+/// A token for `approved`, valid until `expires` (seconds since the epoch):
+/// `kba2.ESTIMATE.EXPIRES.MAC`. The estimate is readable (a start is checked against the estimate
+/// the human was shown, live quotes included, without asking the service again) and bound by the MAC.
 pub fn issue(secret: &[u8], approved: &Approved<'_>, expires: u64) -> String {
-    seal("kba2", secret, &approved.message(), expires)
+    let sealed = seal("kba2", secret, &approved.message(), expires);
+    let rest = sealed.strip_prefix("kba2.").unwrap_or(&sealed);
+    format!("kba2.{}.{rest}", approved.estimate_micro)
 }
 
 /// Why a token is not an approval of this plan.
@@ -81,9 +85,21 @@ pub enum Refusal {
     Mismatch,
 }
 
-/// Checks `token` against the plan about to start, at `now` (seconds since the epoch).
-pub fn check(secret: &[u8], token: &str, approved: &Approved<'_>, now: u64) -> Result<(), Refusal> {
-    unseal("kba2", secret, token, &approved.message(), now)
+/// Checks `token` against the plan about to start (`digest`, in `runs`), at `now` (seconds since
+/// the epoch); the estimate it approved, µ¢.
+pub fn check(secret: &[u8], token: &str, digest: &str, runs: &str, now: u64) -> Result<u64, Refusal> {
+    let mut parts = token.trim().splitn(3, '.');
+    let (Some("kba2"), Some(estimate), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Refusal::Malformed);
+    };
+    let estimate_micro: u64 = estimate.parse().map_err(|_| Refusal::Malformed)?;
+    let approved = Approved {
+        digest,
+        estimate_micro,
+        runs,
+    };
+    unseal("kba2", secret, &format!("kba2.{rest}"), &approved.message(), now)?;
+    Ok(estimate_micro)
 }
 
 /// The state a client echoes back with the human's answer (MCP's multi-round-trip requests):
@@ -182,6 +198,6 @@ mod tests {
         };
         let token = issue(secret, &approved, 100);
         assert!(!is_question(secret, &token, &approved.message(), 99));
-        assert_eq!(check(secret, &state, &approved, 99), Err(Refusal::Malformed));
+        assert_eq!(check(secret, &state, "d", "/r", 99), Err(Refusal::Malformed));
     }
 }

@@ -58,18 +58,20 @@ pub(crate) fn run(args: McpArgs, stderr: &mut dyn Write) -> Result<Exit, Command
     } else {
         Service::Api(args.api_base.clone())
     };
-    // The key, when there is one: never in a result (sweeps read it from the environment themselves).
-    let key = if args.simulate {
+    // The key, when there is one: never in a result (sweeps read it from the environment
+    // themselves); the server uses it for price quotes only.
+    let credentials = if args.simulate {
         None
     } else {
         match crate::client::credentials::resolve(&crate::client::credentials::ProcessEnv, args.api_base.as_deref()) {
-            Ok(c) => Some(c.api_key),
+            Ok(c) => Some(c),
             Err(e) => return Err(CommandFailure::new(Exit::Auth, &e).hint(e.hint())),
         }
     };
     let exe = std::env::current_exe()
         .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot find this binary: {e}")))?;
-    let sweeps = Sweeps::new(book, limits, service, exe, key).map_err(|e| CommandFailure::new(Exit::Failure, e))?;
+    let sweeps =
+        Sweeps::new(book, limits, service, exe, credentials).map_err(|e| CommandFailure::new(Exit::Failure, e))?;
     let server = KlingBatchMcp::new(Arc::new(sweeps));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -322,17 +322,25 @@ impl KlingBatchMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let elicits = elicits(&context);
-        self.answer(
-            |v| {
-                format!(
-                    "{} jobs, estimated ${:.2}: show the human this estimate before start_sweep",
-                    v["jobs"],
-                    usd(v, "estimate_usd")
-                )
-            },
-            move |s| s.plan(&source(p.manifest_yaml, p.manifest_path)?, elicits),
-        )
-        .await
+        let summary = |v: &Value| {
+            format!(
+                "{} jobs, estimated ${:.2}: show the human this estimate before start_sweep",
+                v["jobs"],
+                usd(v, "estimate_usd")
+            )
+        };
+        let loaded = self
+            .blocking(move |s| s.plan_of_source(&source(p.manifest_yaml, p.manifest_path)?))
+            .await?;
+        let plan = match loaded {
+            Ok(plan) => plan,
+            Err(e) => return Ok(self.result(summary, Err(e))),
+        };
+        let quotes = match self.sweeps.quoter() {
+            Some(api) => super::estimate::live_quotes(&api, &plan).await,
+            None => super::estimate::Quotes::new(),
+        };
+        self.answer(summary, move |s| Ok(s.plan(&plan, &quotes, elicits))).await
     }
 
     #[tool(

@@ -8,14 +8,16 @@
 
 use super::approval::{self, Approved};
 use super::book::{AWAITING_HUMAN, Book, BookError, OWN, SweepRecord};
-use super::estimate::Shown;
+use super::estimate::{Quotes, Shown};
 use super::process::{alive, running};
+use crate::client::RunApi;
 use crate::client::credentials::ApiKey;
 use crate::plan::{ApprovedPlan, Plan};
 use crate::util::money::Money;
 use crate::util::within::{OUTSIDE, Within};
 use serde_json::{Value, json};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The limits the human set when starting the server; the agent cannot change them.
@@ -118,6 +120,7 @@ pub struct Sweeps {
     secret: Vec<u8>,
     /// The API key, to keep out of every result (whatever a manifest or the service says).
     key: Option<ApiKey>,
+    quoter: Option<Arc<RunApi>>,
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
@@ -134,9 +137,18 @@ impl Sweeps {
         limits: Limits,
         service: Service,
         exe: PathBuf,
-        key: Option<ApiKey>,
+        credentials: Option<crate::client::credentials::Credentials>,
     ) -> Result<Sweeps, String> {
         let secret = book.secret().map_err(|e| e.to_string())?;
+        let key = credentials.as_ref().map(|c| c.api_key.clone());
+        // Quotes only: one a second at most, each answered within 10 s.
+        let quoter = match credentials {
+            Some(c) => Some(Arc::new(
+                RunApi::new(c, Arc::new(crate::client::Pacer::new(1.0)), Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
         Ok(Sweeps {
             within: book.within(),
             book,
@@ -145,6 +157,7 @@ impl Sweeps {
             exe,
             secret,
             key,
+            quoter,
         })
     }
 
@@ -271,7 +284,7 @@ impl Sweeps {
             Ok(plan) => Ok(json!({
                 "valid": true,
                 "jobs": plan.jobs.len(),
-                "estimate_usd": Shown::of(&plan).total.usd(),
+                "estimate_usd": Shown::of(&plan, &Quotes::new()).total.usd(),
                 "problems": [],
             })),
             Err(e) => {
@@ -299,22 +312,29 @@ impl Sweeps {
         }
     }
 
-    fn approved<'a>(&'a self, digest: &'a str, estimate: Money) -> Approved<'a> {
-        Approved {
-            digest,
-            estimate_micro: estimate.micro_cents(),
-            runs: self.runs().to_str().unwrap_or(""),
-        }
+    /// The plan of `source` (for `plan_sweep`, which asks the service's quotes before answering).
+    pub fn plan_of_source(&self, source: &Source) -> Result<Plan, ToolError> {
+        self.load(source).map(|(_, plan)| plan)
     }
 
-    /// `plan_sweep`: the jobs, the estimate by model (never below the built-in prices) with where
-    /// each price came from, and an approval bound to this plan's content, estimate and folder.
-    pub fn plan(&self, source: &Source, elicits: bool) -> Result<Value, ToolError> {
-        let (_, plan) = self.load(source)?;
-        let shown = Shown::of(&plan);
+    /// The client for the service's live quotes (none on the simulator: its prices are the table's).
+    pub fn quoter(&self) -> Option<Arc<RunApi>> {
+        self.quoter.clone()
+    }
+
+    /// `plan_sweep`'s answer: the jobs, the estimate by model (never below the built-in prices or
+    /// the live `quotes`) with where each price came from, and an approval bound to this plan's
+    /// content, the estimate and the folder.
+    pub fn plan(&self, plan: &Plan, quotes: &Quotes, elicits: bool) -> Value {
+        let shown = Shown::of(plan, quotes);
         let expires = approval::now() + approval::LIFETIME_SECONDS;
         let digest = plan.content_digest();
-        let token = approval::issue(&self.secret, &self.approved(&digest, shown.total), expires);
+        let approved = Approved {
+            digest: &digest,
+            estimate_micro: shown.total.micro_cents(),
+            runs: self.runs().to_str().unwrap_or(""),
+        };
+        let token = approval::issue(&self.secret, &approved, expires);
         let confirm = match (elicits, self.limits.confirm_above) {
             (true, _) => "start_sweep asks the human in this client to confirm".to_string(),
             (false, Some(above)) if shown.total > above => {
@@ -322,7 +342,7 @@ impl Sweeps {
             }
             _ => "show the human this estimate; start_sweep with the approval once they agree".to_string(),
         };
-        Ok(json!({
+        json!({
             "jobs": plan.jobs.len(),
             "estimate_usd": shown.total.usd(),
             "by_model": shown.by_model(),
@@ -337,7 +357,7 @@ impl Sweeps {
                 "confirm_above_usd": self.limits.confirm_above.map(Money::usd),
             },
             "runs_dir": self.runs().display().to_string(),
-        }))
+        })
     }
 
     /// `start_sweep`, first half: the approval, the cap and the limits checked; nothing written.
@@ -350,16 +370,28 @@ impl Sweeps {
     ) -> Result<Prepared, ToolError> {
         let (file, plan) = self.load(source)?;
         let digest = plan.content_digest();
-        let shown = Shown::of(&plan);
-        approval::check(&self.secret, token, &self.approved(&digest, shown.total), approval::now()).map_err(
-            |e| {
-                let hint = match e {
-                    approval::Refusal::Expired => "call plan_sweep again and ask the human to approve the plan it shows",
-                    _ => "call plan_sweep on this manifest as it is now, show the human its estimate, and pass the approval it returns",
-                };
-                ToolError::new("not_approved", e.to_string(), hint)
-            },
-        )?;
+        let not_approved = |e: approval::Refusal| {
+            let hint = match e {
+                approval::Refusal::Expired => "call plan_sweep again and ask the human to approve the plan it shows",
+                _ => {
+                    "call plan_sweep on this manifest as it is now, show the human its estimate, and pass the approval it returns"
+                }
+            };
+            ToolError::new("not_approved", e.to_string(), hint)
+        };
+        let approved = approval::check(
+            &self.secret,
+            token,
+            &digest,
+            self.runs().to_str().unwrap_or(""),
+            approval::now(),
+        )
+        .map_err(not_approved)?;
+        // The estimate the human was shown (live quotes included), never below the tables'.
+        let estimate = Money::from_micro_cents(approved);
+        if estimate < Shown::of(&plan, &Quotes::new()).total {
+            return Err(not_approved(approval::Refusal::Mismatch));
+        }
         let mark = approval::used_mark(token);
         if let Some(used) = self.book.approval_used(&mark) {
             return Err(used_refusal(&used));
@@ -374,10 +406,10 @@ impl Sweeps {
                 )
             })?;
         // The human approved this plan at its estimate: the sweep may not be given more.
-        if cap > shown.total {
+        if cap > estimate {
             return Err(ToolError::new(
                 "over_approved",
-                format!("max_spend_usd {cap} is above the approved estimate of {}", shown.total),
+                format!("max_spend_usd {cap} is above the approved estimate of {estimate}"),
                 "start it with max_spend_usd at most the estimate the human approved",
             ));
         }
@@ -404,7 +436,7 @@ impl Sweeps {
             file,
             digest,
             jobs: plan.jobs.len(),
-            estimate: shown.total,
+            estimate,
             cap,
             mark,
         })

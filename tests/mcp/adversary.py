@@ -195,6 +195,15 @@ async def pricing_cannot_lower(s):
           f"a manifest's pricing below the built-in prices does not lower the estimate (${lowered['estimate_usd']:.2f} vs ${honest['estimate_usd']:.2f})")
     model = lowered["by_model"][0]
     check("built in" in model["price_from"] and "below the built-in" in model.get("note", ""), f"and says where the price came from: {model}")
+    # A service that quotes above the table: the estimate shown follows the live quote.
+    sim.post("/__sim/faults", {"quote_factor": 3.0})
+    quoted = (await call(s, "plan_sweep", {"manifest_yaml": cheap})).structured_content
+    sim.post("/__sim/faults", {})
+    check(abs(quoted["estimate_usd"] - 3 * honest["estimate_usd"]) < 0.011 and "live quote" in quoted["by_model"][0]["price_from"],
+          f"a live quote above the table raises the estimate (${quoted['estimate_usd']:.2f}, {quoted['by_model'][0]['price_from']})")
+    forged = quoted["approval"].replace(f"kba2.{round(quoted['estimate_usd'] * 1e8)}.", f"kba2.{round(honest['estimate_usd'] * 1e8)}.", 1)
+    r = await call(s, "start_sweep", {"manifest_yaml": cheap, "out": "forged-estimate", "max_spend_usd": honest["estimate_usd"], "approval": forged})
+    check(refused(r, "not_approved") and forged != quoted["approval"], f"an approval with its estimate rewritten is refused ({r.structured_content.get('error')})")
 
 
 async def capped_resume(s):
