@@ -92,6 +92,24 @@ async def stdio_part():
             moved = (await call(s, "sweep_status", {"sweep_id": first, "wait_s": 30})).structured_content
             check(time.monotonic() - waited < 30 and (moved["completed"], moved["in_flight"], moved["state"]) != (status["completed"], status["in_flight"], status["state"]),
                   f"sweep_status with wait_s answers as soon as the sweep moves ({time.monotonic() - waited:.1f} s)")
+            # With a progress token, waiting sends progress; once a video is done there is an ETA.
+            progress = []
+
+            async def noted(done, total, message):
+                progress.append((done, total))
+
+            etas = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                now = (await call(s, "sweep_status", {"sweep_id": first, "wait_s": 10}, progress_callback=noted)).structured_content
+                if now["state"] != "running":
+                    break
+                if now["completed"] > 0:
+                    etas.append(now["eta_s"])
+                if progress and etas:
+                    break
+            check(progress and all(t == 16 for _, t in progress), f"waiting with a progress token sends progress of the 16 jobs ({progress[:3]})")
+            check(etas and all(isinstance(e, (int, float)) for e in etas), f"a running sweep with videos done has an ETA ({etas[:3]})")
             over = await call(s, "start_sweep", {"manifest_yaml": EXAMPLE, "out": "again", "max_spend_usd": 18.60, "approval": plan["approval"]})
             check(refused(over, "approval_used"), f"the approval a second time is refused ({over.structured_content.get('error')})")
             # A small plan's cap above the server's per-sweep limit is refused too.
