@@ -237,6 +237,26 @@ impl KlingBatchMcp {
     }
 }
 
+impl KlingBatchMcp {
+    /// Whose word a start or resume goes on — or, when the human said no or is being asked, the
+    /// answer to give instead.
+    async fn consent(
+        &self,
+        context: &RequestContext<RoleServer>,
+        asked: (Option<String>, Option<rmcp::model::InputResponses>),
+        binding: &str,
+        question: String,
+        summary: fn(&Value) -> String,
+    ) -> Result<Consent, CallToolResponse> {
+        match self.ask_human(context, asked, binding, question).await {
+            Asked::Yes => Ok(Consent::Human),
+            Asked::CannotAsk => Ok(Consent::Token),
+            Asked::No(no) => Err(self.result(summary, Err(no)).into()),
+            Asked::Ask(ask) => Err(ask.into()),
+        }
+    }
+}
+
 /// The one question's key in an input-required result.
 const CONSENT: &str = "consent";
 
@@ -382,14 +402,13 @@ impl KlingBatchMcp {
             Ok(prepared) => prepared,
             Err(e) => return Ok(self.result(summary, Err(e)).into()),
         };
+        let asked = (state, responses);
         let consent = match self
-            .ask_human(&context, (state, responses), &prepared.binding(), prepared.question())
+            .consent(&context, asked, &prepared.binding(), prepared.question(), summary)
             .await
         {
-            Asked::Yes => Consent::Human,
-            Asked::CannotAsk => Consent::Token,
-            Asked::No(no) => return Ok(self.result(summary, Err(no)).into()),
-            Asked::Ask(ask) => return Ok(ask.into()),
+            Ok(consent) => consent,
+            Err(answer) => return Ok(answer),
         };
         Ok(self
             .answer(summary, move |s| s.commit_start(&prepared, consent))
@@ -552,11 +571,12 @@ impl KlingBatchMcp {
             "resume\n{}\n{}\n{}\n{completed}",
             record.sweep_id, record.digest, record.pid
         );
-        let consent = match self.ask_human(&context, (state, responses), &binding, question).await {
-            Asked::Yes => Consent::Human,
-            Asked::CannotAsk => Consent::Token,
-            Asked::No(no) => return Ok(self.result(summary, Err(no)).into()),
-            Asked::Ask(ask) => return Ok(ask.into()),
+        let consent = match self
+            .consent(&context, (state, responses), &binding, question, summary)
+            .await
+        {
+            Ok(consent) => consent,
+            Err(answer) => return Ok(answer),
         };
         Ok(self
             .answer(summary, move |s| s.commit_resume(&record, completed, consent))

@@ -674,6 +674,13 @@ impl Sweeps {
                 },
                 ..e
             })?;
+        if record.digest.is_empty() {
+            return Err(ToolError::new(
+                "plan_changed",
+                "this sweep was started by an older kling-batch whose approvals did not bind the plan's content; it cannot be resumed from here",
+                "plan_sweep the manifest and start it as a new sweep with a new approval (or resume it in a terminal with kling-batch run)",
+            ));
+        }
         if plan.content_digest() != record.digest {
             return Err(ToolError::new(
                 "plan_changed",

@@ -18,24 +18,22 @@ cargo build --quiet --manifest-path "$root/Cargo.toml"
 work="$root/target/mcp-test"
 rm -rf "$work" && mkdir -p "$work"
 key="sk-mcp-canary-$$-7d1e"
-"$root/target/debug/kling-batch" sim --port 0 --time-scale 60 --api-key "$key" --video-bytes 20000 --balance-cents 100000 >"$work/url" 2>"$work/sim.log" &
-sim=$!
-trap 'kill $sim 2>/dev/null || true; pkill -f "$work/runs" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  [ -s "$work/url" ] && break
-  kill -0 "$sim" 2>/dev/null || { cat "$work/sim.log" >&2; exit 1; }
-  sleep 0.1
-done
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; pkill -f "$work/" 2>/dev/null || true' EXIT
+start_sim() { # name → sets url to the simulator's base URL
+  "$root/target/debug/kling-batch" sim --port 0 --time-scale 60 --api-key "$key" --video-bytes 20000 --balance-cents 100000 >"$work/$1.url" 2>"$work/$1.sim.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    [ -s "$work/$1.url" ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/$1.sim.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  url=$(head -1 "$work/$1.url")
+}
 status=0
-timeout 600 "$venv/bin/python" "$root/tests/mcp/client.py" "$root/target/debug/kling-batch" "$(head -1 "$work/url")" "$key" "$work" || status=1
+start_sim sdk
+timeout 600 "$venv/bin/python" "$root/tests/mcp/client.py" "$root/target/debug/kling-batch" "$url" "$key" "$work" || status=1
 # The adversary (a turned agent) on a simulator of its own, so that its money adds up alone.
-"$root/target/debug/kling-batch" sim --port 0 --time-scale 60 --api-key "$key" --video-bytes 20000 --balance-cents 100000 >"$work/adv-url" 2>"$work/adv-sim.log" &
-adv=$!
-trap 'kill $sim $adv 2>/dev/null || true; pkill -f "$work/" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  [ -s "$work/adv-url" ] && break
-  kill -0 "$adv" 2>/dev/null || { cat "$work/adv-sim.log" >&2; exit 1; }
-  sleep 0.1
-done
-timeout 600 "$venv/bin/python" "$root/tests/mcp/adversary.py" "$root/target/debug/kling-batch" "$(head -1 "$work/adv-url")" "$key" "$work/adversary" || status=1
+start_sim adversary
+timeout 600 "$venv/bin/python" "$root/tests/mcp/adversary.py" "$root/target/debug/kling-batch" "$url" "$key" "$work/adversary" || status=1
 exit $status
