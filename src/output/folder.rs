@@ -133,20 +133,24 @@ impl OutDir {
         content: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let target = self.root.join(name);
-        let temporary = self.root.join(format!(".{name}.tmp"));
-        // Whatever stood there goes and the file is made new: a planted symlink is never followed.
-        match std::fs::remove_file(&temporary) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        // This writer's own temporary file: the workers of a shared sweep write the same documents
+        // at once, and none may remove, fill or rename another's. Made new (never a planted
+        // symlink followed), filled, synced, then renamed over the name in one step, so the
+        // document at the name is always some writer's whole one.
+        let (temporary, file) = own_temporary(&self.root, name)?;
+        let written = (|| {
+            let mut file = std::io::BufWriter::with_capacity(128 * 1024, file);
+            content(&mut file)?;
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            crate::util::crash::point("results.before_rename");
+            std::fs::rename(&temporary, &target)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
         }
-        let file = OpenOptions::new().write(true).create_new(true).open(&temporary)?;
-        let mut file = std::io::BufWriter::with_capacity(128 * 1024, file);
-        content(&mut file)?;
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        crate::util::crash::point("results.before_rename");
-        std::fs::rename(&temporary, &target)?;
+        written?;
         if let Ok(dir) = File::open(&self.root) {
             let _ = dir.sync_all();
         }
@@ -165,6 +169,34 @@ impl OutDir {
             })
             .unwrap_or_default()
     }
+}
+
+/// A temporary file for `name` that is this writer's alone: `.NAME.PID-N.tmp`, made new.
+fn own_temporary(root: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = root.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&temporary) {
+            Ok(file) => return Ok((temporary, file)),
+            // Left by a writer that had this pid before and was killed: take the next number.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `entry` is a temporary file `write_atomic` makes for `name`.
+pub fn is_temporary_of(entry: &str, name: &str) -> bool {
+    entry
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .is_some_and(|tag| {
+            tag.split_once('-')
+                .is_some_and(|(pid, n)| pid.parse::<u32>().is_ok() && n.parse::<u64>().is_ok())
+        })
 }
 
 /// Expands `{date}` (2026-11-21), `{time}` (153012) and `{datetime}` (2026-11-21T153012) in an
@@ -211,5 +243,110 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("results.csv")).unwrap(), b"a\n");
         drop(first);
         assert!(OutDir::open(dir.path()).is_ok(), "the lock goes with the run");
+    }
+}
+
+#[cfg(test)]
+mod writers_tests {
+    use super::*;
+
+    /// A document some writer completed: every row of one writer, in order, and nothing else.
+    fn whole(bytes: &[u8], rows: usize) -> bool {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines.len() == rows + 1
+            && lines[0] == "writer,row"
+            && lines[1..].iter().enumerate().all(|(i, l)| {
+                l.split_once(',')
+                    .is_some_and(|(w, r)| w == lines[1].split(',').next().unwrap_or("") && r == i.to_string())
+            })
+    }
+
+    /// Five workers of one shared sweep write results.csv at once, again and again, while a sixth
+    /// dies in the middle of each of its writes (its half file stays behind): every write
+    /// succeeds, and the file at the name is always one writer's whole document.
+    #[test]
+    fn writers_finishing_together_never_tear_or_lose_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        const ROWS: usize = 3_000;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for writer in 0..5 {
+            let root = root.clone();
+            writers.push(std::thread::spawn(move || {
+                let out = OutDir::open_shared(&root).unwrap();
+                let mut failures = Vec::new();
+                for _ in 0..20 {
+                    let written = out.write_atomic_with("results.csv", |w| {
+                        writeln!(w, "writer,row")?;
+                        for row in 0..ROWS {
+                            writeln!(w, "{writer},{row}")?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = written {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            }));
+        }
+        let dying = {
+            let root = root.clone();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let out = OutDir::open_shared(&root).unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // A writer that stops half-way (as one killed mid-write would).
+                    let _ = out.write_atomic_with("results.csv", |w| {
+                        writeln!(w, "writer,row")?;
+                        writeln!(w, "9,0")?;
+                        Err(std::io::Error::other("killed"))
+                    });
+                }
+            })
+        };
+        let mut seen = 0;
+        let mut torn = Vec::new();
+        while writers.iter().any(|w| !w.is_finished()) {
+            if let Ok(bytes) = std::fs::read(root.join("results.csv")) {
+                seen += 1;
+                if !whole(&bytes, ROWS) {
+                    torn.push(bytes.len());
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        dying.join().unwrap();
+        let failures: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        assert!(failures.is_empty(), "every write succeeded: {failures:?}");
+        assert!(
+            torn.is_empty(),
+            "{} of {seen} reads found a torn document: {torn:?}",
+            torn.len()
+        );
+        assert!(whole(&std::fs::read(root.join("results.csv")).unwrap(), ROWS));
+        // What the dying writer left is its own, and nothing else is.
+        let left: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "results.csv" && n != "videos" && n != ".lock")
+            .collect();
+        assert!(left.iter().all(|n| is_temporary_of(n, "results.csv")), "{left:?}");
+    }
+
+    #[test]
+    fn temporary_names_are_told_apart() {
+        assert!(is_temporary_of(".results.csv.4242-7.tmp", "results.csv"));
+        assert!(is_temporary_of(".manifest.yaml.1-0.tmp", "manifest.yaml"));
+        for other in [
+            ".results.csv.tmp",
+            ".results.csv.x-1.tmp",
+            "results.csv.1-1.tmp",
+            ".results.csvx.1-1.tmp",
+        ] {
+            assert!(!is_temporary_of(other, "results.csv"), "{other}");
+        }
     }
 }

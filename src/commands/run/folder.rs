@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 /// What kling-batch itself leaves in a folder before its journal holds a record (a run killed
 /// that early): the lock, `videos/`, the empty journal, the manifest's copy and its temporary file.
 fn own_before_journal(name: &str) -> bool {
-    let manifest_copy = |n: &str| ["yaml", "yml", "csv"].iter().any(|e| n == format!("manifest.{e}"));
+    let copies = ["yaml", "yml", "csv"].map(|e| format!("manifest.{e}"));
     [".lock", VIDEOS, JOURNAL].contains(&name)
-        || manifest_copy(name)
-        || name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .is_some_and(manifest_copy)
+        || copies
+            .iter()
+            .any(|copy| name == copy || crate::output::folder::is_temporary_of(name, copy))
 }
 
 /// `log_file` is the `--log-file` of this very run, which may live in the folder.
