@@ -224,9 +224,17 @@ impl ReviewLog {
         Ok(ReviewLog { file, path })
     }
 
-    /// Appends `records` (one line each, in one write) and makes them durable.
+    /// Appends `records` (one line each, in one write) and makes them durable. A last line cut
+    /// since the file was opened — by any writer: this app's own write that hit a full disk, or
+    /// another reviewer's — is ended first, so these records are never glued to it and lost.
     pub fn append(&mut self, records: &[ReviewRecord]) -> Result<(), ReviewError> {
         let mut text = Vec::new();
+        if self.ends_cut().map_err(|source| ReviewError::Write {
+            path: self.path.clone(),
+            source,
+        })? {
+            text.push(b'\n');
+        }
         for record in records {
             serde_json::to_writer(&mut text, record).map_err(|e| ReviewError::Write {
                 path: self.path.clone(),
@@ -239,6 +247,19 @@ impl ReviewLog {
             path: self.path.clone(),
             source,
         })
+    }
+
+    /// Whether the file's last byte ends a line (an empty file does).
+    fn ends_cut(&self) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let reader = std::fs::File::open(&self.path)?;
+        let len = reader.metadata()?.len();
+        if len == 0 {
+            return Ok(false);
+        }
+        let mut last = [0u8; 1];
+        reader.read_exact_at(&mut last, len - 1)?;
+        Ok(last[0] != b'\n')
     }
 }
 
@@ -284,5 +305,29 @@ mod tests {
         assert_eq!((again.records, again.damaged), (6, 1));
         // Nothing written was cut away (another reviewer's app may have been writing it).
         assert!(std::fs::read(&path).unwrap().starts_with(&bytes));
+    }
+
+    /// Two reviewers' apps run all along; one's note is cut (a full disk stops its write half
+    /// way); the other's next rating is still a line of its own, read back.
+    #[test]
+    fn a_line_cut_while_another_app_runs_does_not_swallow_its_next_rating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(REVIEWS);
+        let mut ann = ReviewLog::open(dir.path()).unwrap();
+        let mut bob = ReviewLog::open(dir.path()).unwrap();
+        ann.append(&[rating("a", Some(2), "ann")]).unwrap();
+        // What a write stopped by ENOSPC leaves: the start of ann's note.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(br#"{"type":"note","job":"a","text":"the li"#)
+            .unwrap();
+        bob.append(&[rating("a", Some(5), "bob")]).unwrap();
+        ann.append(&[rating("b", Some(3), "ann")]).unwrap();
+        let reviews = read(dir.path()).unwrap();
+        assert_eq!(reviews.clip("a").unwrap().mean_rating(), Some(3.5), "bob's 5 is in");
+        assert_eq!(reviews.clip("b").unwrap().mean_rating(), Some(3.0));
+        assert_eq!((reviews.records, reviews.damaged), (3, 1));
     }
 }
