@@ -42,9 +42,12 @@ pub(crate) fn failure(e: StateError) -> CommandFailure {
     CommandFailure::new(exit, e).hint(hint)
 }
 
-/// Connects and brings the schema up to date.
-pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, CommandFailure> {
-    let mut client = postgres::connect(url).await.map_err(failure)?;
+/// Connects (every wait within `deadline`) and brings the schema up to date.
+pub(crate) async fn connect(
+    url: &str,
+    deadline: std::time::Duration,
+) -> Result<tokio_postgres::Client, CommandFailure> {
+    let mut client = postgres::connect(url, deadline).await.map_err(failure)?;
     postgres::migrate(&mut client).await.map_err(failure)?;
     Ok(client)
 }

@@ -28,7 +28,7 @@ pub(super) fn read_state(dir: &Path, state: Option<String>, run_name: Option<&st
         .map_err(|e| CommandFailure::new(Exit::Failure, format!("cannot start the async runtime: {e}")))?;
     let name = crate::commands::state::sweep_name(run_name, dir);
     let (history, workers) = runtime.block_on(async {
-        let client = crate::commands::state::connect(&url).await?;
+        let client = crate::commands::state::connect(&url, crate::store::postgres::DEFAULT_DEADLINE).await?;
         let sweep = crate::commands::state::find(&client, &name).await?;
         let history = sweep.replay(&client).await.map_err(crate::commands::state::failure)?;
         let workers = sweep.workers(&client).await.map_err(crate::commands::state::failure)?;

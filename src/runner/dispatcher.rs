@@ -65,6 +65,9 @@ impl CapRule {
 pub struct SharedSettings {
     /// How long a claim holds without a heartbeat.
     pub lease: Duration,
+    /// `--state-outage`: how long the state database may answer nothing (heartbeats, claims)
+    /// before this worker stops, resumable.
+    pub outage: Duration,
 }
 
 /// Transient create failures tolerated before the job is left unresolved for a rerun.

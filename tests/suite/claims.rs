@@ -105,7 +105,9 @@ async fn check_case(url: String, case: usize, steps: Vec<Step>) -> Result<(), Te
         .enumerate()
         .map(|(i, j)| (j.id.clone(), i as i32))
         .collect();
-    let mut setup = kling_batch::store::postgres::connect(&url).await.unwrap();
+    let mut setup = kling_batch::store::postgres::connect(&url, kling_batch::store::postgres::DEFAULT_DEADLINE)
+        .await
+        .unwrap();
     kling_batch::store::postgres::migrate(&mut setup).await.unwrap();
     let sweep = Sweep::register(&mut setup, &format!("case-{case}"), &plan, "run", "m.yaml")
         .await
@@ -113,9 +115,11 @@ async fn check_case(url: String, case: usize, steps: Vec<Step>) -> Result<(), Te
     let mut workers = Vec::new();
     for w in 0..WORKERS {
         let name = format!("w{w}");
-        let writer = kling_batch::store::postgres::connect(&url).await.unwrap();
+        let writer = kling_batch::store::postgres::connect(&url, kling_batch::store::postgres::DEFAULT_DEADLINE)
+            .await
+            .unwrap();
         let store = PgRunStore::start(
-            Conn::new(&url, writer),
+            Conn::new(&url, writer, kling_batch::store::postgres::DEFAULT_DEADLINE),
             sweep.id,
             name.clone(),
             &HashMap::new(),
@@ -125,7 +129,9 @@ async fn check_case(url: String, case: usize, steps: Vec<Step>) -> Result<(), Te
         workers.push(Worker {
             name,
             store,
-            control: kling_batch::store::postgres::connect(&url).await.unwrap(),
+            control: kling_batch::store::postgres::connect(&url, kling_batch::store::postgres::DEFAULT_DEADLINE)
+                .await
+                .unwrap(),
             fences: HashMap::new(),
         });
     }

@@ -23,6 +23,7 @@ mod review;
 mod run;
 mod s3;
 mod shared;
+mod silent;
 mod sim;
 mod steps;
 mod uploads_in_time;

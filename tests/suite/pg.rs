@@ -164,6 +164,11 @@ impl Postgres {
         self.url(name)
     }
 
+    /// The port the cluster listens on (127.0.0.1).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     pub(crate) fn url(&self, database: &str) -> String {
         format!("postgres://kb@127.0.0.1:{}/{database}", self.port)
     }

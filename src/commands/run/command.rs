@@ -138,10 +138,10 @@ async fn run_async(
         &settled,
         opened.run_id.clone(),
         cap,
-        opened
-            .sweep
-            .as_ref()
-            .map(|_| crate::runner::SharedSettings { lease: request.lease }),
+        opened.sweep.as_ref().map(|_| crate::runner::SharedSettings {
+            lease: request.lease,
+            outage: request.state_outage,
+        }),
     );
     let dispatcher = Dispatcher::new(
         Arc::clone(&plan),

@@ -72,6 +72,13 @@ pub(super) struct Request {
 }
 
 impl Request {
+    /// How long one wait on the state database may last: `--state-outage`, at most the store's
+    /// own deadline (a statement silent that long is an outage), at least a second.
+    pub(super) fn state_deadline(&self) -> Duration {
+        self.state_outage
+            .clamp(Duration::from_secs(1), crate::store::postgres::DEFAULT_DEADLINE)
+    }
+
     /// Checks every flag and settles the output's place; consumes the flags.
     pub(super) fn new(args: RunArgs) -> Result<Request, CommandFailure> {
         let flags = Flags::check(&args)?;

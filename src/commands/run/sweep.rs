@@ -55,7 +55,7 @@ impl Registered {
         plan: &Plan,
         stderr: &mut dyn Write,
     ) -> Result<Registered, CommandFailure> {
-        let mut client = crate::commands::state::connect(url).await?;
+        let mut client = crate::commands::state::connect(url, request.state_deadline()).await?;
         let place = &request.place;
         let name = match (&place.bucket, &place.run_name) {
             (Some(url), None) => url.to_string(),
@@ -91,7 +91,12 @@ impl Registered {
         plan: &Plan,
     ) -> Result<(Arc<PgRunStore>, Replayed, SweepWorker), CommandFailure> {
         let worker = format!("{}-{}-{}", host_name(), std::process::id(), &new_run_id()[..6]);
-        let conn = Conn::new(&self.url, crate::commands::state::connect(&self.url).await?);
+        let deadline = request.state_deadline();
+        let conn = Conn::new(
+            &self.url,
+            crate::commands::state::connect(&self.url, deadline).await?,
+            deadline,
+        );
         let (store, history) = PgRunStore::open(conn, &self.sweep, worker.clone(), plan, request.state_outage)
             .await
             .map_err(failure)?;
@@ -278,7 +283,7 @@ impl SweepWorker {
             worker: self.worker.clone(),
             lease: request.lease,
             rate: settled.rate,
-            conn: tokio::sync::Mutex::new(Conn::new(&self.url, client)),
+            conn: tokio::sync::Mutex::new(Conn::new(&self.url, client, request.state_deadline())),
             store: Arc::clone(&self.store),
             pacer: Arc::clone(pacer),
         });
@@ -345,6 +350,10 @@ impl SweepWorker {
                 stderr,
                 "the state database could not be read at the end: results.csv and report.html were not rewritten (`kling-batch report --state …` writes them)"
             );
+            if let Some(stop) = &stop {
+                let _ = writeln!(stderr, "this worker {}", stopped_because(stop));
+            }
+            let _ = writeln!(stderr, "{}", resume_line(ending));
             return stop_exit.unwrap_or(Exit::TimedOut);
         };
         // One set of jobs at rest, the replay's facts moved into it, for the status and the
@@ -371,16 +380,7 @@ impl SweepWorker {
             elapsed.as_secs_f64()
         );
         if let Some(stop) = &stop {
-            // Why this worker ended as it did, whatever the sweep's state.
-            let why = match stop {
-                StopReason::CapReached { .. } => "stopped at the sweep's spend cap".to_string(),
-                StopReason::Credits(m) => format!("stopped: the account is out of credits ({m})"),
-                StopReason::Auth(m) => format!("stopped: the API key was refused ({m})"),
-                StopReason::Interrupted => "interrupted; what it did is saved".to_string(),
-                StopReason::MaxRuntime => "stopped submitting at --max-runtime".to_string(),
-                StopReason::Local(m) => format!("stopped: {m}"),
-            };
-            let _ = writeln!(stderr, "this worker {why}");
+            let _ = writeln!(stderr, "this worker {}", stopped_because(stop));
         }
         if lost > 0 {
             let _ = writeln!(
@@ -390,19 +390,35 @@ impl SweepWorker {
         }
         let _ = write!(stderr, "the sweep: {}", status.render(&self.sweep.name));
         if !status.finished {
-            let _ = writeln!(
-                stderr,
-                "resume (or add workers) with: {}{}",
-                resume_command(&ending.request.place, ending.resume),
-                if ending.request.place.database_from_flag {
-                    ""
-                } else {
-                    " (with the same KLING_BATCH_STATE)"
-                },
-            );
+            let _ = writeln!(stderr, "{}", resume_line(ending));
         }
         exit
     }
+}
+
+/// Why a worker ended as it did, whatever the sweep's state.
+fn stopped_because(stop: &StopReason) -> String {
+    match stop {
+        StopReason::CapReached { .. } => "stopped at the sweep's spend cap".to_string(),
+        StopReason::Credits(m) => format!("stopped: the account is out of credits ({m})"),
+        StopReason::Auth(m) => format!("stopped: the API key was refused ({m})"),
+        StopReason::Interrupted => "interrupted; what it did is saved".to_string(),
+        StopReason::MaxRuntime => "stopped submitting at --max-runtime".to_string(),
+        StopReason::Local(m) => format!("stopped: {m}"),
+    }
+}
+
+/// The line that says how to go on with the sweep.
+fn resume_line(ending: &Ending<'_>) -> String {
+    format!(
+        "resume (or add workers) with: {}{}",
+        resume_command(&ending.request.place, ending.resume),
+        if ending.request.place.database_from_flag {
+            ""
+        } else {
+            " (with the same KLING_BATCH_STATE)"
+        },
+    )
 }
 
 /// The failed jobs a worker started with `--retry-failed[=PATTERN]` (or a raised

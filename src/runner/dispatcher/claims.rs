@@ -50,6 +50,9 @@ pub(super) struct SharedRun {
     pub(super) suspect: bool,
     /// Jobs given up because another worker claimed them.
     pub(super) lost: u64,
+    /// When the state database last answered a heartbeat or a claim (or this worker began):
+    /// `--state-outage` counts from here, whatever the failure looks like.
+    last_answer: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -120,6 +123,7 @@ impl Dispatcher {
     /// Claims and heartbeats that are due.
     pub(super) fn shared_ops(&mut self, now: Instant, ops: &mut Vec<Op>) {
         let Some(lease) = self.lease() else { return };
+        self.shared.last_answer.get_or_insert(now);
         if !self.shared.beating && self.shared.next_heartbeat.is_some_and(|at| at <= now) {
             self.send_heartbeat(now, ops);
         }
@@ -174,9 +178,11 @@ impl Dispatcher {
             Err(message) => {
                 tracing::warn!(%message, "claiming jobs failed; trying again");
                 self.shared.next_claim = Some(now + Duration::from_secs(1));
+                self.outage_check(&message, now);
                 return;
             }
         };
+        self.shared.last_answer = Some(now);
         let mut facts: HashMap<&str, JobFacts> = HashMap::new();
         for record in &claimed.records {
             if let Some(job) = record.job() {
@@ -244,9 +250,11 @@ impl Dispatcher {
             Err(message) => {
                 tracing::warn!(%message, "the heartbeat failed; trying again");
                 self.shared.next_heartbeat = Some(now + Duration::from_secs(1));
+                self.outage_check(&message, now);
                 return;
             }
         };
+        self.shared.last_answer = Some(now);
         let (sent, sent_wall) = self
             .shared
             .beat_sent
@@ -298,6 +306,25 @@ impl Dispatcher {
                 show(totals.cap)
             );
             self.set_cap(totals.cap);
+        }
+    }
+
+    /// The state database has answered nothing for `--state-outage`: this worker stops at once,
+    /// resumable (it cannot record what it does, and its leases have run out; what it sent is in
+    /// the database as intents, which a rerun replays under the same keys).
+    fn outage_check(&mut self, message: &str, now: Instant) {
+        let Some(outage) = self.settings.shared.map(|s| s.outage) else {
+            return;
+        };
+        let silent = self
+            .shared
+            .last_answer
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        if silent >= outage {
+            self.stop_everything(StopReason::Local(format!(
+                "the state database answered nothing for {} s ({message}); everything so far is saved there, and a rerun resumes",
+                silent.as_secs()
+            )));
         }
     }
 

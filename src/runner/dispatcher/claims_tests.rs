@@ -22,6 +22,7 @@ fn worker(jobs: usize, cap_cents: Option<u64>) -> Dispatcher {
     let mut s = settings(4, cap_cents);
     s.shared = Some(SharedSettings {
         lease: Duration::from_secs(3),
+        outage: Duration::from_secs(30),
     });
     Dispatcher::new(
         plan,

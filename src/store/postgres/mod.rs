@@ -10,16 +10,19 @@
 
 mod changes;
 mod commit;
+mod link;
 mod schema;
 mod sweep;
 mod work;
 mod writer;
 
+pub use link::DEFAULT_DEADLINE;
 pub use schema::{SCHEMA_VERSION, migrate};
 pub use sweep::{CapChange, Sweep, plan_digest};
 pub use work::{Claimed, SweepTotals, WorkerRow};
 pub use writer::PgRunStore;
 
+use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 /// What working with the state database can fail with.
@@ -103,14 +106,70 @@ pub fn is_postgres_url(text: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
-/// Opens a connection; its driver runs as a task on the current runtime.
-pub async fn connect(url: &str) -> Result<Client, StateError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| StateError::Unreachable {
-            at: redact(url),
-            message: e.to_string(),
-        })?;
+/// Opens a connection within `deadline` — its socket and its start-up each — on which silence
+/// after a statement longer than `deadline` fails the connection (`link`); its driver runs as a
+/// task on the current runtime.
+pub async fn connect(url: &str, deadline: Duration) -> Result<Client, StateError> {
+    let unreachable = |message: String| StateError::Unreachable {
+        at: redact(url),
+        message,
+    };
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| unreachable(e.to_string()))?;
+    let within = |what: &str| unreachable(format!("{what} took longer than {} s", deadline.as_secs_f64()));
+    let ports = config.get_ports();
+    let mut last = String::from("the URL names no host");
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let opened = match host {
+            tokio_postgres::config::Host::Tcp(name) => {
+                match tokio::time::timeout(deadline, tokio::net::TcpStream::connect((name.as_str(), port))).await {
+                    Err(_) => Err(within("connecting")),
+                    Ok(Err(e)) => Err(unreachable(e.to_string())),
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        start(&config, link::Deadlined::new(stream, deadline), deadline)
+                            .await
+                            .map_err(unreachable)
+                    }
+                }
+            }
+            tokio_postgres::config::Host::Unix(dir) => {
+                let socket = dir.join(format!(".s.PGSQL.{port}"));
+                match tokio::time::timeout(deadline, tokio::net::UnixStream::connect(&socket)).await {
+                    Err(_) => Err(within("connecting")),
+                    Ok(Err(e)) => Err(unreachable(e.to_string())),
+                    Ok(Ok(stream)) => start(&config, link::Deadlined::new(stream, deadline), deadline)
+                        .await
+                        .map_err(unreachable),
+                }
+            }
+        };
+        match opened {
+            Ok(client) => return Ok(client),
+            Err(StateError::Unreachable { message, .. }) => last = message,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(unreachable(last))
+}
+
+/// The start-up on an open stream, within `deadline`; the driver spawned. `Err`: why not.
+async fn start<S>(config: &tokio_postgres::Config, stream: S, deadline: Duration) -> Result<Client, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = match tokio::time::timeout(deadline, config.connect_raw(stream, NoTls)).await {
+        Err(_) => {
+            return Err(format!(
+                "starting the session took longer than {} s",
+                deadline.as_secs_f64()
+            ));
+        }
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(pair)) => pair,
+    };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "state database connection ended");
@@ -123,6 +182,7 @@ pub async fn connect(url: &str) -> Result<Client, StateError> {
 pub struct Conn {
     url: String,
     client: Option<Client>,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -135,17 +195,19 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub fn new(url: &str, client: Client) -> Conn {
+    /// `client` (opened with `deadline`), and new ones opened alike when it breaks.
+    pub fn new(url: &str, client: Client, deadline: Duration) -> Conn {
         Conn {
             url: url.to_string(),
             client: Some(client),
+            deadline,
         }
     }
 
     pub async fn get(&mut self) -> Result<&mut Client, StateError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            self.client = Some(connect(&self.url).await?);
+            self.client = Some(connect(&self.url, self.deadline).await?);
         }
         self.client
             .as_mut()
