@@ -231,6 +231,17 @@ async fn one_cap_per_sweep_a_lower_one_applies_to_all_and_a_higher_one_needs_rai
         count(&pg, db, &records_of(pid, "submitted")) >= 1
     })
     .await;
+    // A cap below what A has already committed (a task in flight holds $0.70) cannot take the
+    // money back: refused, saying how much is committed; the sweep's cap stays $4.20.
+    let created = env.sim.stats().counters.tasks_created;
+    let below = worker("0.01", &[]).wait_with_output().await.unwrap();
+    assert_eq!(below.status.code(), Some(64), "{}", text(&below));
+    assert!(
+        text(&below).contains("committed") && text(&below).contains("cannot take that back"),
+        "{}",
+        text(&below)
+    );
+    assert_eq!(env.sim.stats().counters.tasks_created, created, "it created nothing");
     let second = worker("2.10", &[]).wait_with_output().await.unwrap();
     let first = first.wait_with_output().await.unwrap();
     assert!(

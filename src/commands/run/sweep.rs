@@ -178,6 +178,26 @@ impl SweepWorker {
                 )
                 .hint("add --raise-cap to raise the sweep's cap on purpose, or leave out --max-spend to keep it; nothing was spent"));
             }
+            CapChange::BelowCommitted {
+                current,
+                asked,
+                spent,
+                held,
+            } => {
+                let committed = spent.saturating_add(held);
+                return Err(CommandFailure::new(
+                    Exit::Usage,
+                    format!(
+                        "sweep `{}` has billed {spent} and holds {held} for tasks in flight ({committed} committed); a spend cap of {asked} cannot take that back",
+                        self.sweep.name
+                    ),
+                )
+                .hint(format!(
+                    "--max-spend {:.2} stops it where it stands (the tasks in flight may still bill up to {held}); the cap stays {}; nothing was spent",
+                    committed.usd_ceil_cents(),
+                    show(current)
+                )));
+            }
             CapChange::Set(Some(cap)) if settled.cap == Cap::Default => {
                 let _ = writeln!(
                     stderr,

@@ -51,6 +51,14 @@ pub enum CapChange {
         current: Option<Money>,
         asked: Option<Money>,
     },
+    /// Lower than what the sweep has billed and holds for tasks in flight: no cap can take back
+    /// money already committed, so nothing changed.
+    BelowCommitted {
+        current: Option<Money>,
+        asked: Money,
+        spent: Money,
+        held: Money,
+    },
 }
 
 impl CapChange {
@@ -59,7 +67,7 @@ impl CapChange {
         match self {
             CapChange::Set(c) | CapChange::Unchanged(c) => c,
             CapChange::Lowered { to, .. } | CapChange::Raised { to, .. } => to,
-            CapChange::Refused { current, .. } => current,
+            CapChange::Refused { current, .. } | CapChange::BelowCommitted { current, .. } => current,
         }
     }
 }
@@ -226,14 +234,24 @@ impl Sweep {
         let tx = client.transaction().await?;
         let row = tx
             .query_one(
-                "select cap, cap_set from kb_sweeps where id = $1 for update",
+                "select cap, cap_set, spent, reserved from kb_sweeps where id = $1 for update",
                 &[&self.id],
             )
             .await?;
         let money = |v: i64| Money::from_micro_cents(v.max(0) as u64);
         let current: Option<Money> = row.get::<_, Option<i64>>(0).map(money);
         let set: bool = row.get(1);
+        let (spent, held) = (money(row.get(2)), money(row.get(3)));
         let change = match (set, asked) {
+            // Checked in the same transaction as the change: what is committed cannot grow under it.
+            (true, Some(Some(asked))) if asked < spent.saturating_add(held) && below(Some(asked), current) => {
+                CapChange::BelowCommitted {
+                    current,
+                    asked,
+                    spent,
+                    held,
+                }
+            }
             (false, asked) => CapChange::Set(asked.unwrap_or(fallback)),
             (true, None) => CapChange::Unchanged(current),
             (true, Some(asked)) if asked == current => CapChange::Unchanged(current),
