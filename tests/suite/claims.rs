@@ -222,3 +222,41 @@ fn no_stale_write_is_ever_accepted_and_the_money_is_the_sum_of_accepted_facts() 
         runtime.block_on(check_case(url.clone(), n, steps))?;
     });
 }
+
+/// A heartbeat renews only the jobs its worker is still working on (issue 36): one it holds and no
+/// longer works on (counted done here, its record never reached the sweep) goes back, and another
+/// worker's claim takes it — the sweep cannot stay stuck on a job nobody works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_keeps_only_the_work_in_hand() {
+    let pg = Postgres::start();
+    let url = pg.database("in_hand");
+    let plan = crate::common::plan_from_yaml(
+        "defaults: { model: kling-3.0 }\nprompts: [\"a lake\", \"a river\", \"a sea\"]\n",
+    )
+    .unwrap();
+    let deadline = kling_batch::store::postgres::DEFAULT_DEADLINE;
+    let mut client = kling_batch::store::postgres::connect(&url, deadline).await.unwrap();
+    kling_batch::store::postgres::migrate(&mut client).await.unwrap();
+    let sweep = Sweep::register(&mut client, "in-hand", &plan, "run", "m.yaml")
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(60);
+    let first = sweep.claim(&mut client, "w0", JOBS, lease).await.unwrap();
+    assert_eq!(first.jobs.len(), JOBS, "w0 holds every job");
+    // w0 works on job 0 only now (it counted the others done).
+    let held = sweep.heartbeat(&client, "w0", lease, 1, &[0]).await.unwrap();
+    assert_eq!(
+        held.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![0],
+        "only job 0 is renewed"
+    );
+    let mut other = kling_batch::store::postgres::connect(&url, deadline).await.unwrap();
+    let second = sweep.claim(&mut other, "w1", JOBS, lease).await.unwrap();
+    let mut taken = second.jobs.clone();
+    taken.sort_unstable();
+    assert_eq!(
+        taken,
+        vec![1, 2],
+        "the jobs w0 no longer works on are claimed at once, within its lease"
+    );
+}

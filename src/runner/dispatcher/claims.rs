@@ -112,11 +112,21 @@ impl Dispatcher {
             })
     }
 
+    /// Whether job `i` is one this worker is still working on (what its heartbeat renews).
+    fn working_on(&self, i: usize) -> bool {
+        !matches!(
+            self.jobs[i].state,
+            JobState::Elsewhere | JobState::Done { .. } | JobState::Failed { .. } | JobState::Skipped { .. }
+        )
+    }
+
     fn send_heartbeat(&mut self, now: Instant, ops: &mut Vec<Op>) {
         self.shared.beating = true;
         self.shared.beat_sent = Some((now, std::time::SystemTime::now()));
+        let working = (0..self.jobs.len()).filter(|&i| self.working_on(i)).collect();
         ops.push(Op::Heartbeat {
             in_flight: self.in_flight,
+            working,
         });
     }
 
@@ -275,12 +285,8 @@ impl Dispatcher {
         });
         let held: HashMap<usize, Fence> = held.into_iter().collect();
         for i in 0..self.jobs.len() {
-            let ours = !matches!(
-                self.jobs[i].state,
-                JobState::Elsewhere | JobState::Done { .. } | JobState::Failed { .. } | JobState::Skipped { .. }
-            );
             // Held under another fence is not held: the job was claimed again since.
-            if ours && held.get(&i).copied() != self.jobs[i].fence {
+            if self.working_on(i) && held.get(&i).copied() != self.jobs[i].fence {
                 self.disown(i);
             }
         }
