@@ -286,7 +286,9 @@ pub struct RunArgs {
     #[arg(help_heading = "The output folder", long)]
     pub start_afresh: bool,
     /// Run this manifest in a folder an earlier run of another manifest wrote: its journal,
-    /// videos and spend carry over into this manifest's run.
+    /// videos and spend carry over into this manifest's run. For a shared sweep whose state
+    /// database no longer has it (restored to before it was registered): register it again
+    /// under the run id its folder's sweep.json records, so every create replays the first.
     #[arg(help_heading = "The output folder", long)]
     pub adopt_folder: bool,
     /// How long a download may stay under --min-download-speed (curl's --speed-time).

@@ -73,14 +73,39 @@ fn without_password(url: &str) -> String {
     postgres::redact(url).replace(":***@", "@")
 }
 
-/// Writes the marker into a shared sweep's folder (a failure is a warning: the database has it all).
+/// A shared sweep's identity, kept with its output: whatever path the folder is reached by, it is
+/// this sweep, in this database, whose idempotency keys all derive from this run id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SweepMarker {
+    pub sweep: String,
+    /// The database's address, without its password.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+/// The marker in `dir`, if there is one it can read.
+pub(crate) fn read_marker(dir: &Path) -> Option<SweepMarker> {
+    let text = std::fs::read_to_string(dir.join(SWEEP_MARKER)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes the marker into a shared sweep's folder once, at its first worker (a failure is a
+/// warning: the database has it all); a marker already there is the folder's identity and stays.
 pub(crate) fn write_marker(
     out: &crate::output::folder::OutDir,
-    sweep: &str,
+    sweep: &Sweep,
     url: &str,
     stderr: &mut dyn std::io::Write,
 ) {
-    let marker = serde_json::json!({ "sweep": sweep, "state": without_password(url) });
+    if read_marker(out.root()).is_some() {
+        return;
+    }
+    let marker = SweepMarker {
+        sweep: sweep.name.clone(),
+        state: without_password(url),
+        run_id: Some(sweep.run_id.clone()),
+    };
     let text = serde_json::to_string_pretty(&marker).unwrap_or_default() + "\n";
     if let Err(e) = out.write_atomic(SWEEP_MARKER, text.as_bytes()) {
         let _ = writeln!(stderr, "warning: cannot write {SWEEP_MARKER}: {e}");
@@ -90,11 +115,10 @@ pub(crate) fn write_marker(
 /// When `dir` is a shared sweep's folder, the failure that says where its state lives and how to
 /// point at it (`--state`, or `KLING_BATCH_STATE`); exit 64, the command line lacks it.
 pub(crate) fn shared_folder(dir: &Path) -> Option<CommandFailure> {
-    let text = std::fs::read_to_string(dir.join(SWEEP_MARKER)).ok()?;
-    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let sweep = marker["sweep"].as_str()?;
+    let marker = read_marker(dir)?;
+    let sweep = &marker.sweep;
     // (Whatever the file says, no password is shown.)
-    let state = without_password(marker["state"].as_str()?);
+    let state = without_password(&marker.state);
     Some(
         CommandFailure::new(
             Exit::Usage,

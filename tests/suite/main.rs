@@ -9,6 +9,7 @@ mod claims;
 mod common;
 mod expansion;
 mod hostile;
+mod identity;
 mod inputs;
 mod newcomer;
 mod newuser;

@@ -130,7 +130,7 @@ impl Origin {
                     None => Some(out_dir(&request.place.out, true)?),
                 };
                 if let Some(out) = &out {
-                    crate::commands::state::write_marker(out, &registered.sweep.name, &registered.url, stderr);
+                    crate::commands::state::write_marker(out, &registered.sweep, &registered.url, stderr);
                 }
                 let (store, history, worker) = registered.open(request, plan).await?;
                 let videos = videos_for(bucket.as_ref(), out.as_ref(), store.clone()).await?;

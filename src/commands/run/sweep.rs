@@ -57,19 +57,42 @@ impl Registered {
     ) -> Result<Registered, CommandFailure> {
         let mut client = crate::commands::state::connect(url, request.state_deadline()).await?;
         let place = &request.place;
-        let name = match (&place.bucket, &place.run_name) {
-            (Some(url), None) => url.to_string(),
+        // The folder's own marker names its sweep, whatever path it is reached by.
+        let marker = match place.bucket {
+            Some(_) => None,
+            None => crate::commands::state::read_marker(&place.out),
+        };
+        let name = match (&place.bucket, &place.run_name, &marker) {
+            (Some(url), None, _) => url.to_string(),
+            (None, None, Some(marker)) => marker.sweep.clone(),
             _ => crate::commands::state::sweep_name(place.run_name.as_deref(), &place.out),
+        };
+        let run_id = match &marker {
+            Some(marker) => marked_run_id(request, url, marker, &name, &client, stderr).await?,
+            None => new_run_id(),
         };
         let sweep = Sweep::register(
             &mut client,
             &name,
             plan,
-            &new_run_id(),
+            &run_id,
             &request.manifest.display().to_string(),
         )
         .await
         .map_err(failure)?;
+        if let Some(recorded) = marker.as_ref().and_then(|m| m.run_id.as_deref())
+            && recorded != sweep.run_id
+        {
+            return Err(fail(
+                format!(
+                    "{} is the folder of sweep `{name}` with run id {recorded}, but the state database's sweep of that name has run id {}: another sweep",
+                    place.out.display(),
+                    sweep.run_id
+                ),
+                "give this worker another --out (or the --state the folder's sweep.json names); nothing was sent",
+                Exit::Invalid,
+            ));
+        }
         let _ = writeln!(
             stderr,
             "{} sweep `{}` in the state database",
@@ -413,6 +436,55 @@ impl SweepWorker {
             let _ = writeln!(stderr, "{}", resume_line(ending));
         }
         exit
+    }
+}
+
+/// The run id a folder's marker records for its sweep, once the marker is checked against what
+/// this worker was given: a database that has the sweep (by name and run id — one database may
+/// be reached by several addresses, so the address is not compared), unless `--adopt-folder`
+/// says to register it again. A sweep registered again keeps the recorded run id, so
+/// every create it sends is a replay of the first one, never a second bill.
+async fn marked_run_id(
+    request: &Request,
+    url: &str,
+    marker: &crate::commands::state::SweepMarker,
+    name: &str,
+    client: &tokio_postgres::Client,
+    stderr: &mut dyn Write,
+) -> Result<String, CommandFailure> {
+    let out = request.place.out.display();
+    if request.place.run_name.as_deref().is_some_and(|n| n != marker.sweep) {
+        return Err(fail(
+            format!("{out} is the folder of sweep `{}`, not `{name}`", marker.sweep),
+            &format!("leave out --run (or give --run {}), or another --out", marker.sweep),
+            Exit::Invalid,
+        ));
+    }
+    let known = Sweep::find(client, name).await.map_err(failure)?;
+    let recorded = marker.run_id.clone();
+    match (known, recorded) {
+        (Some(sweep), _) => Ok(sweep.run_id),
+        (None, recorded) if !request.folder.adopt_folder => Err(fail(
+            format!(
+                "the state database at {} has no sweep `{name}`, though {out}/sweep.json says the folder is that sweep's (registered in the database at {}, run id {}): the database may have been restored to before the sweep was registered, or it is another one",
+                crate::store::postgres::redact(url),
+                marker.state,
+                recorded.as_deref().unwrap_or("not recorded")
+            ),
+            &format!(
+                "if the sweep lives elsewhere, give --state {}; to register it again here under its recorded run id (every create then replays the first, nothing is billed twice) add --adopt-folder; nothing was sent",
+                marker.state
+            ),
+            Exit::Invalid,
+        )),
+        (None, recorded) => {
+            let run_id = recorded.unwrap_or_else(new_run_id);
+            let _ = writeln!(
+                stderr,
+                "warning: the state database had no sweep `{name}`: registering it again under the run id its folder records ({run_id}, --adopt-folder); every create replays the first, and what the service did is learned again"
+            );
+            Ok(run_id)
+        }
     }
 }
 
