@@ -287,21 +287,51 @@ async fn upload(api: &RunApi, plain: &reqwest::Client, file: &LocalFile) -> Resu
 
 /// A confirmed upload's URL is reused for new creates until a sixth of its life is left (ten
 /// minutes of an hour), and a create naming it is sent (or re-sent) only until a twelfth is left
-/// (five minutes), so the service never sees it expired. Without dates: an hour from now.
+/// (five minutes), so the service never sees it expired. Its life is a duration on the service's
+/// clock (`expires_at − created_at`), counted on this machine's from now: the two clocks need not
+/// agree (a client 2 h ahead once judged every upload expired on arrival). Without both dates:
+/// an hour.
 fn windows(confirmed: &Value) -> (SystemTime, SystemTime) {
+    windows_from(confirmed, SystemTime::now())
+}
+
+fn windows_from(confirmed: &Value, now: SystemTime) -> (SystemTime, SystemTime) {
     let parse = |key: &str| {
         confirmed[key]
             .as_str()
             .and_then(crate::util::time_format::parse_rfc3339)
     };
-    let now = SystemTime::now();
-    let (created, expires) = match (parse("created_at"), parse("expires_at")) {
-        (Some(created), Some(expires)) if expires > created => (created, expires),
-        (_, Some(expires)) => (expires.checked_sub(Duration::from_secs(3600)).unwrap_or(now), expires),
-        _ => (now, now + Duration::from_secs(3600)),
+    let life = match (parse("created_at"), parse("expires_at")) {
+        (Some(created), Some(expires)) if expires > created => expires.duration_since(created).unwrap_or_default(),
+        _ => Duration::from_secs(3600),
     };
-    let life = expires.duration_since(created).unwrap_or_default();
-    (expires - life / 6, expires - life / 12)
+    (now + (life - life / 6), now + (life - life / 12))
+}
+
+#[cfg(test)]
+mod windows_tests {
+    use super::*;
+
+    /// The service's dates 2 h behind this machine's clock (or ahead): the windows are the same,
+    /// counted from now.
+    #[test]
+    fn an_uploads_life_is_counted_on_this_machines_clock_whatever_the_services_says() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for offset in [-7200i64, 0, 7200] {
+            let service_now = if offset < 0 {
+                now - Duration::from_secs(offset.unsigned_abs())
+            } else {
+                now + Duration::from_secs(offset as u64)
+            };
+            let confirmed = serde_json::json!({
+                "created_at": crate::util::time_format::rfc3339(service_now),
+                "expires_at": crate::util::time_format::rfc3339(service_now + Duration::from_secs(3600)),
+            });
+            let (reuse, send) = windows_from(&confirmed, now);
+            assert_eq!(reuse, now + Duration::from_secs(3000), "offset {offset}");
+            assert_eq!(send, now + Duration::from_secs(3300), "offset {offset}");
+        }
+    }
 }
 
 fn mime(file: &LocalFile) -> &'static str {

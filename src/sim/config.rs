@@ -169,6 +169,9 @@ pub struct Faults {
     pub trickle_bytes_per_second: u64,
     /// How long a confirmed upload's URL stays valid, in real seconds (one hour at RunAPI).
     pub upload_ttl_seconds: u64,
+    /// The service's clock, in seconds from the client's: the dates it gives (an upload's
+    /// `created_at` and `expires_at`) are that far off (-7200: the client's clock runs 2 h ahead).
+    pub clock_offset_seconds: i64,
     /// Probability that a `PUT` to an upload URL answers 500 without taking the bytes.
     pub upload_failure_rate: f64,
     /// Milliseconds the upload host waits after each chunk it receives (a slow upload).
@@ -209,6 +212,7 @@ impl Default for Faults {
             ignore_range: false,
             url_ttl_seconds: 3600,
             upload_ttl_seconds: 3600,
+            clock_offset_seconds: 0,
             upload_failure_rate: 0.0,
             upload_slow_ms: 0,
             upload_unchecked: false,

@@ -37,15 +37,24 @@ fn rfc3339(t: SystemTime) -> String {
     crate::util::time_format::rfc3339(t)
 }
 
-/// What a confirmed upload answers (§14).
-pub(super) fn file_view(base: &str, token: &str, file: &Confirmed) -> Value {
+/// What a confirmed upload answers (§14), its dates on a clock `offset` seconds from this
+/// machine's (the service's clock is not the client's).
+pub(super) fn file_view(base: &str, token: &str, file: &Confirmed, offset: i64) -> Value {
+    let shift = |t: SystemTime| {
+        let by = Duration::from_secs(offset.unsigned_abs());
+        if offset < 0 {
+            t.checked_sub(by).unwrap_or(t)
+        } else {
+            t + by
+        }
+    };
     json!({
         "file_name": file.file_name,
         "url": format!("{base}/uploaded/{token}"),
         "size_bytes": file.size,
         "mime_type": file.mime,
-        "created_at": rfc3339(file.created),
-        "expires_at": rfc3339(file.expires),
+        "created_at": rfc3339(shift(file.created)),
+        "expires_at": rfc3339(shift(file.expires)),
     })
 }
 

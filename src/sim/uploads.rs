@@ -204,7 +204,7 @@ pub(super) async fn confirm(
         .uploads
         .confirm(prepared.filename, prepared.byte_size, prepared.content_type, ttl);
     state.counters.uploads_confirmed += 1;
-    Json(file_view(&base, &token, &file)).into_response()
+    Json(file_view(&base, &token, &file, state.faults.clock_offset_seconds)).into_response()
 }
 
 /// `POST /api/v1/files {source: {type: "base64", data} | {type: "url", url}, file_name}`.
@@ -228,7 +228,7 @@ pub(super) async fn direct(State(shared): State<Arc<Shared>>, headers: HeaderMap
         .uploads
         .confirm(file_name, size, "application/octet-stream".into(), ttl);
     state.counters.uploads_confirmed += 1;
-    Json(file_view(&base, &token, &file)).into_response()
+    Json(file_view(&base, &token, &file, state.faults.clock_offset_seconds)).into_response()
 }
 
 /// `GET /uploaded/{token}`: a confirmed file's URL answers while it is valid (no body kept).

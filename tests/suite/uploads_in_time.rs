@@ -148,3 +148,19 @@ async fn a_lost_create_answer_resumed_after_its_uploads_expired_finds_its_task_b
     assert_eq!(stats.counters.uploads_confirmed, 1, "nothing uploaded again");
     env.check_invariants(None);
 }
+
+/// A client whose clock runs 2 h ahead of the service's (the service's dates are 2 h behind it):
+/// the upload's life is counted from the confirm on the client's own clock, so it uploads once,
+/// sends its create and completes (issue 36: it once judged every upload expired on arrival).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_clock_two_hours_ahead_uploads_once_and_completes() {
+    let env = TestEnv::new(|c| c.faults.clock_offset_seconds = -7200, ONE).await;
+    std::fs::write(env.dir.path().join("hero.png"), picture(2_000, 3)).unwrap();
+    let out = env.run(&["--max-spend", "none"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let stats = env.sim.stats();
+    assert_eq!(stats.counters.uploads_confirmed, 1, "uploaded once");
+    assert_eq!(stats.counters.creates_with_unusable_upload, 0);
+    assert_eq!(env.results()[0]["status"], "completed");
+    env.check_invariants(None);
+}
