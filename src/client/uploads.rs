@@ -308,6 +308,23 @@ fn windows_from(confirmed: &Value, now: SystemTime) -> (SystemTime, SystemTime) 
     (now + (life - life / 6), now + (life - life / 12))
 }
 
+fn mime(file: &LocalFile) -> &'static str {
+    let lower = file.written.to_ascii_lowercase();
+    let ext = lower.rsplit('.').next().unwrap_or_default();
+    match ext {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        _ => "application/octet-stream",
+    }
+}
+
 #[cfg(test)]
 mod windows_tests {
     use super::*;
@@ -331,22 +348,5 @@ mod windows_tests {
             assert_eq!(reuse, now + Duration::from_secs(3000), "offset {offset}");
             assert_eq!(send, now + Duration::from_secs(3300), "offset {offset}");
         }
-    }
-}
-
-fn mime(file: &LocalFile) -> &'static str {
-    let lower = file.written.to_ascii_lowercase();
-    let ext = lower.rsplit('.').next().unwrap_or_default();
-    match ext {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "m4a" => "audio/mp4",
-        "aac" => "audio/aac",
-        _ => "application/octet-stream",
     }
 }
