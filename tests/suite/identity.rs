@@ -4,6 +4,7 @@
 
 use crate::common::TestEnv;
 use crate::pg::Postgres;
+use crate::shared::check_once;
 
 /// 8 jobs of 5 s at 720p on kling-3.0: $0.70 each.
 const EIGHT: &str = r#"
@@ -19,18 +20,6 @@ fn args(url: &str) -> Vec<&str> {
 async fn output(mut cmd: tokio::process::Command) -> (Option<i32>, String) {
     let out = cmd.output().await.expect("the worker runs");
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// Every job once: one task per job, each billed once.
-fn once(env: &TestEnv, jobs: usize) {
-    let stats = env.sim.stats();
-    assert_eq!(stats.counters.billed_per_client_request_id.len(), jobs);
-    for (job, n) in &stats.counters.creates_per_client_request_id {
-        assert_eq!(*n, 1, "{job} made {n} tasks");
-    }
-    for (job, n) in &stats.counters.billed_per_client_request_id {
-        assert_eq!(*n, 1, "{job} was billed {n} times");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,8 +43,7 @@ async fn the_same_folder_under_a_second_path_is_the_same_sweep() {
     );
     let sweeps = pg.sql("two_paths", "select count(*) from kb_sweeps");
     assert_eq!(sweeps, "1", "one sweep in the database");
-    once(&env, 8);
-    env.check_invariants(None);
+    check_once(&env, 8);
     let after: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.out.join("sweep.json")).unwrap()).unwrap();
     assert_eq!(after, marker, "the marker is the folder's identity: never rewritten");
@@ -93,6 +81,5 @@ async fn a_database_that_forgot_the_sweep_is_refused_then_adopted_without_paying
     let (code, stderr) = output(env.command(&adopt)).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("registering it again under the run id"), "{stderr}");
-    once(&env, 8);
-    env.check_invariants(None);
+    check_once(&env, 8);
 }

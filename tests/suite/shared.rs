@@ -56,7 +56,7 @@ async fn exit_code(mut child: tokio::process::Child) -> Option<i32> {
 }
 
 /// Every job of the sweep completed exactly once: one task per job, its video on disk.
-fn check_once(env: &TestEnv, jobs: usize) {
+pub(crate) fn check_once(env: &TestEnv, jobs: usize) {
     env.check_invariants(None);
     let rows = env.results();
     assert_eq!(rows.len(), jobs);
