@@ -455,8 +455,20 @@ impl KlingBatchMcp {
             return Ok(self.result(summary, first));
         };
         let seen = progress_of(&now);
+        let mut marks = {
+            let id = p.sweep_id.clone();
+            self.blocking(move |s| s.marks(&id)).await?
+        };
         while tokio::time::Instant::now() < deadline && now["state"] == "running" {
             tokio::time::sleep(Duration::from_millis(250)).await;
+            // The whole status (the journal replayed, the plan loaded) only once something moved:
+            // a large sweep's is too dear to read four times a second for 50 s.
+            let id = p.sweep_id.clone();
+            let moved = self.blocking(move |s| s.marks(&id)).await?;
+            if moved == marks {
+                continue;
+            }
+            marks = moved;
             let id = p.sweep_id.clone();
             match self.blocking(move |s| s.status(&id)).await? {
                 Ok(v) => now = v,

@@ -19,6 +19,15 @@ pub(super) const ANSWER_BUDGET: usize = 7_000;
 /// The exit code the server notes for a run ended by a signal (SIGKILL, a power cut's reboot).
 pub(super) const KILLED: i32 = -1;
 
+/// What `sweep_status` watches while it waits: when any of it changes, the sweep moved.
+#[derive(Debug, PartialEq)]
+pub struct Marks {
+    record: SweepRecord,
+    running: bool,
+    /// Size and modification time of the journal and of summary.json.
+    files: [Option<(u64, std::time::SystemTime)>; 2],
+}
+
 /// The state an ended run leaves its sweep in.
 pub(super) fn ended_state(code: i32) -> &'static str {
     if code == KILLED {
@@ -60,6 +69,21 @@ impl Sweeps {
         let record = self.record(id)?;
         let folder = self.runs().join(&record.out);
         Ok(self.status_of(&record, &folder))
+    }
+
+    /// What changes whenever a sweep moves, read cheaply: its record, whether its process runs,
+    /// and the size and age of its journal and summary (`None` for an unknown sweep).
+    pub fn marks(&self, id: &str) -> Option<Marks> {
+        let record = self.book.sweep(id)?;
+        let folder = self.runs().join(&record.out);
+        let running = running(&folder) || alive(record.pid, &folder);
+        let stamp = |name: &str| {
+            std::fs::metadata(folder.join(name))
+                .ok()
+                .map(|m| (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)))
+        };
+        let files = [stamp(crate::output::folder::JOURNAL), stamp("summary.json")];
+        Some(Marks { record, running, files })
     }
 
     pub(super) fn status_of(&self, record: &SweepRecord, folder: &Path) -> Value {
