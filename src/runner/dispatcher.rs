@@ -72,6 +72,9 @@ pub struct SharedSettings {
 
 /// Transient create failures tolerated before the job is left unresolved for a rerun.
 const MAX_SUBMIT_RETRIES: u32 = 10;
+/// Re-sends of a create of unknown outcome refused outright (4xx) before the job is left for a
+/// rerun: a refused replay proves nothing about the first send, and ten tries took ~110 s a run.
+const MAX_REFUSED_REPLAYS: u32 = 3;
 const MAX_DOWNLOAD_RETRIES: u32 = 8;
 const MAX_REFETCHES: u32 = 4;
 /// Transient upload failures tolerated before the job fails (nothing was created for it).

@@ -144,6 +144,9 @@ pub struct Faults {
     /// status instead of the replay: 401 (a key rotated mid-run, or auth checked before the
     /// idempotency lookup), 402, 409 or 422.
     pub resend_error_status: Option<u16>,
+    /// With `resend_error_status`: every resend is answered with it, not only the first (a
+    /// service that checks an expired upload before it looks the key up, contract §17).
+    pub resend_error_always: bool,
     /// The first N status reads of every task answer 404 (an eventually consistent read).
     pub not_found_reads: u32,
     /// The first N status reads that find a task completed leave out `videos`.
@@ -218,6 +221,7 @@ impl Default for Faults {
             upload_unchecked: false,
             weird_answer_rate: 0.0,
             resend_error_status: None,
+            resend_error_always: false,
             not_found_reads: 0,
             completed_without_url_reads: 0,
             quote_factor: 1.0,

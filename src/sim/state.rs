@@ -285,7 +285,7 @@ impl State {
                 return Err(CreateRefusal::Conflict);
             }
             if let Some(status) = self.faults.resend_error_status
-                && self.resend_errored.insert(key.to_string())
+                && (self.resend_errored.insert(key.to_string()) || self.faults.resend_error_always)
             {
                 self.counters.resend_errors += 1;
                 return Err(CreateRefusal::ResendError(status));

@@ -604,3 +604,41 @@ async fn edge_values_of_the_run_flags_are_honoured_or_refused_clearly() {
     ]);
     assert_eq!(out.code, 64, "{}", out.stderr);
 }
+
+/// A service that refuses every re-send of a create whose answer was lost (it checks the uploads
+/// or the body before it looks the key up, contract §17): the job is left for a rerun after a few
+/// refusals — not ten tries and ~110 s a run — its money held, nothing created or billed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_replays_are_given_up_soon_with_their_money_held() {
+    let env = TestEnv::new(
+        |c| {
+            c.faults = Faults {
+                drop_after_create_rate: 1.0,
+                resend_error_status: Some(422),
+                resend_error_always: true,
+                ..Faults::default()
+            };
+        },
+        TWO_JOBS,
+    )
+    .await;
+    let out = env.run(&["--max-spend", "none"]).await;
+    assert_eq!(out.code, Some(5), "left for a rerun: {}", out.stderr);
+    let rows = env.results();
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "unresolved" && r["error"].contains("under the same key was refused")),
+        "{rows:?}"
+    );
+    let stats = env.sim.stats();
+    assert_eq!(
+        stats.counters.tasks_created, 2,
+        "one task per job, made by the first sends"
+    );
+    assert!(
+        stats.counters.resend_errors <= 2 * 3,
+        "{} refused re-sends for 2 jobs",
+        stats.counters.resend_errors
+    );
+    env.check_bills(None);
+}

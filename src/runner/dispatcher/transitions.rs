@@ -2,8 +2,8 @@
 //! change goes through `record` (the journal's fold); the rest is this run's bookkeeping.
 
 use super::{
-    Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_NOT_READY, MAX_REFETCHES, MAX_SUBMIT_RETRIES, MAX_UNSENT, MAX_UPLOAD_RETRIES,
-    Timer,
+    Dispatcher, MAX_DOWNLOAD_RETRIES, MAX_NOT_READY, MAX_REFETCHES, MAX_REFUSED_REPLAYS, MAX_SUBMIT_RETRIES,
+    MAX_UNSENT, MAX_UPLOAD_RETRIES, Timer,
 };
 use crate::client::uploads::{PreparedBody, UploadError};
 use crate::client::{ApiError, Class, CreatedTask, TaskStatus, TaskView};
@@ -181,7 +181,8 @@ impl Dispatcher {
                 Class::Credits => self.stop_submitting(StopReason::Credits(error.message())),
                 _ => {}
             }
-            if self.jobs[job].retries > MAX_SUBMIT_RETRIES {
+            let refused = class == Class::Invalid && self.jobs[job].retries > MAX_REFUSED_REPLAYS;
+            if refused || self.jobs[job].retries > MAX_SUBMIT_RETRIES {
                 let message = if class == Class::Invalid {
                     // The contract answers a replay (the same key, the same bytes) with the task
                     // the first send made; a refusal may only mean its uploads expired, which
