@@ -111,7 +111,7 @@ check(structured(answer).get("error") == "declined" and stats()["tasks_created"]
 human["answer"] = "once"
 text, answer = tool("start_sweep", {"manifest_yaml": SMALL, "max_spend_usd": plan["estimate_usd"], "approval": plan["approval"]})
 started = structured(answer)
-check(started.get("state") in ("running", "finished") and len(answers) == 2 and "estimated $" in answers[-1] or print(text[:600]),
+check(started.get("state") in ("running", "finished") and len(answers) == 2 and "estimated $" in answers[-1],
       f"with the human's yes at Hermes' prompt, it starts ({started.get('state')}: {answers[-1][:80] if answers else ''})")
 sid = started.get("sweep_id")
 deadline = time.monotonic() + 180
