@@ -15,7 +15,7 @@ use rmcp::model::{
     Implementation, InputRequest, InputRequests, InputRequiredResult, ProgressNotificationParam, ProtocolVersion,
     RequestMetaObject, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{ElicitationError, Peer, RequestContext, RoleServer};
+use rmcp::service::{Peer, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -161,8 +161,7 @@ impl KlingBatchMcp {
     /// The human's own yes to `binding`, asked in the client when it can ask. On protocol
     /// 2026-07-28 and later the question goes back as an input-required result, and the client
     /// calls again with the answer and the state sealed to `binding`; before it, the server asks
-    /// the client directly. A decline, a cancel, an answer without `start: true`, an answer sealed
-    /// to another question, or none in time is a no; defaults are never consent.
+    /// the client directly. Either way the answer is judged by one rule (`judged`).
     async fn ask_human(
         &self,
         context: &RequestContext<RoleServer>,
@@ -173,12 +172,13 @@ impl KlingBatchMcp {
         if !elicits(context) {
             return Asked::CannotAsk;
         }
-        let no = |how: &str| {
-            Asked::No(ToolError::new(
-                "declined",
-                format!("the human {how}; nothing was started"),
-                "ask the human what to change, or leave it",
-            ))
+        let Ok(schema) = ElicitationSchema::from_type::<HumanConsent>() else {
+            return declined("could not be asked");
+        };
+        let params = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: question,
+            requested_schema: schema,
         };
         let stateless = context
             .protocol_version()
@@ -186,18 +186,10 @@ impl KlingBatchMcp {
         if stateless {
             let (state, responses) = asked;
             let Some(state) = state else {
-                let schema = match ElicitationSchema::from_type::<HumanConsent>() {
-                    Ok(schema) => schema,
-                    Err(_) => return no("could not be asked"),
-                };
                 let mut requests = InputRequests::new();
                 requests.insert(
                     CONSENT.to_string(),
-                    InputRequest::Elicitation(ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
-                        meta: None,
-                        message: question,
-                        requested_schema: schema,
-                    })),
+                    InputRequest::Elicitation(ElicitRequest::new(params)),
                 );
                 return Asked::Ask(InputRequiredResult::new(
                     Some(requests),
@@ -205,29 +197,16 @@ impl KlingBatchMcp {
                 ));
             };
             if !self.sweeps.is_question(&state, binding) {
-                return no("was asked about another start (or too long ago)");
+                return declined("was asked about another start (or too long ago)");
             }
-            let answer = responses.as_ref().and_then(|r| r.get(CONSENT));
-            return match answer {
-                Some(a) if a["action"] == "accept" && said_yes(&a["content"]) => Asked::Yes,
-                Some(a) if a["action"] == "accept" => no("did not say yes"),
-                Some(a) if a["action"] == "cancel" => no("cancelled"),
-                Some(_) => no("declined"),
-                None => no("gave no answer"),
-            };
+            return judged(responses.as_ref().and_then(|r| r.get(CONSENT)));
         }
         match context
             .peer
-            .elicit_with_timeout::<HumanConsent>(question, Some(ELICIT_WAIT))
+            .create_elicitation_with_timeout(params, Some(ELICIT_WAIT))
             .await
         {
-            Ok(Some(HumanConsent {
-                start: Some(true) | None,
-            })) => Asked::Yes,
-            Ok(_) => no("did not say yes"),
-            Err(ElicitationError::UserDeclined) => no("declined"),
-            Err(ElicitationError::UserCancelled) => no("cancelled"),
-            Err(ElicitationError::CapabilityNotSupported) => Asked::CannotAsk,
+            Ok(result) => judged(serde_json::to_value(result).ok().as_ref()),
             Err(e) => Asked::No(ToolError::new(
                 "declined",
                 format!("the human's answer did not arrive ({e}); nothing was started"),
@@ -235,9 +214,7 @@ impl KlingBatchMcp {
             )),
         }
     }
-}
 
-impl KlingBatchMcp {
     /// Whose word a start or resume goes on — or, when the human said no or is being asked, the
     /// answer to give instead.
     async fn consent(
@@ -255,6 +232,27 @@ impl KlingBatchMcp {
             Asked::Ask(ask) => Err(ask.into()),
         }
     }
+}
+
+/// The human's answer (`{action, content}`, as either protocol carries it) judged: only an accept
+/// that says yes is consent; a decline, a cancel, `start: false`, anything else, or no answer at
+/// all is a no.
+fn judged(answer: Option<&Value>) -> Asked {
+    match answer {
+        Some(a) if a["action"] == "accept" && said_yes(&a["content"]) => Asked::Yes,
+        Some(a) if a["action"] == "accept" => declined("did not say yes"),
+        Some(a) if a["action"] == "cancel" => declined("cancelled"),
+        Some(_) => declined("declined"),
+        None => declined("gave no answer"),
+    }
+}
+
+fn declined(how: &str) -> Asked {
+    Asked::No(ToolError::new(
+        "declined",
+        format!("the human {how}; nothing was started"),
+        "ask the human what to change, or leave it",
+    ))
 }
 
 /// The one question's key in an input-required result.
@@ -629,5 +627,32 @@ impl ServerHandler for KlingBatchMcp {
             .with_instructions(
                 "kling-batch runs batches of Kling video generations within a human's spending limits. Validate and plan a manifest; show the human plan_sweep's estimate and get their approval; start_sweep with the approval token and a spend cap; follow it with sweep_status (wait_s waits for a change); read sweep_results. A refusal comes back as refused: true with a code and a hint.",
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// One rule for the human's answer, whichever protocol carried it: only an accept that says
+    /// yes (or a client's bare accept) is consent.
+    #[test]
+    fn only_an_accept_that_says_yes_is_consent() {
+        let yes = |a: Value| matches!(judged(Some(&a)), Asked::Yes);
+        assert!(yes(json!({"action": "accept", "content": {"start": true}})));
+        assert!(yes(json!({"action": "accept", "content": {}})), "Hermes' bare accept");
+        assert!(yes(json!({"action": "accept"})), "an accept without content");
+        for no in [
+            json!({"action": "accept", "content": {"start": false}}),
+            json!({"action": "accept", "content": {"confirm": true}}),
+            json!({"action": "accept", "content": {"start": "yes"}}),
+            json!({"action": "decline"}),
+            json!({"action": "cancel"}),
+            json!({}),
+        ] {
+            assert!(!yes(no.clone()), "{no}");
+        }
+        assert!(matches!(judged(None), Asked::No(_)));
     }
 }
