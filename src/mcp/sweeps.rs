@@ -329,10 +329,11 @@ impl Sweeps {
         let shown = Shown::of(plan, quotes);
         let expires = approval::now() + approval::LIFETIME_SECONDS;
         let digest = plan.content_digest();
+        let runs = self.runs().to_string_lossy();
         let approved = Approved {
             digest: &digest,
             estimate_micro: shown.total.micro_cents(),
-            runs: self.runs().to_str().unwrap_or(""),
+            runs: &runs,
         };
         let token = approval::issue(&self.secret, &approved, expires);
         let confirm = match (elicits, self.limits.confirm_above) {
@@ -383,7 +384,7 @@ impl Sweeps {
             &self.secret,
             token,
             &digest,
-            self.runs().to_str().unwrap_or(""),
+            &self.runs().to_string_lossy(),
             approval::now(),
         )
         .map_err(not_approved)?;
@@ -664,30 +665,7 @@ impl Sweeps {
                 "sweep_status (with wait_s) shows how far it is",
             ));
         }
-        let plan = self
-            .plan_of(&self.runs().join(&record.manifest))
-            .map_err(|e| ToolError {
-                code: if e.code == "outside_runs" {
-                    e.code
-                } else {
-                    "plan_changed"
-                },
-                ..e
-            })?;
-        if record.digest.is_empty() {
-            return Err(ToolError::new(
-                "plan_changed",
-                "this sweep was started by an older kling-batch whose approvals did not bind the plan's content; it cannot be resumed from here",
-                "plan_sweep the manifest and start it as a new sweep with a new approval (or resume it in a terminal with kling-batch run)",
-            ));
-        }
-        if plan.content_digest() != record.digest {
-            return Err(ToolError::new(
-                "plan_changed",
-                "the manifest or a file it names changed since this sweep was approved; a resume runs only the approved plan",
-                "put the manifest and its files back as they were, or plan_sweep the changed manifest and start it as a new sweep with a new approval",
-            ));
-        }
+        self.approved_plan_holds(&record)?;
         let status = self.status_of(&record, &folder);
         Ok((record, status))
     }
@@ -722,6 +700,39 @@ impl Sweeps {
         Ok(answer)
     }
 
+    /// Whether the manifest and every file it names are still what was approved for `record`
+    /// (the run checks again as it starts).
+    fn approved_plan_holds(&self, record: &SweepRecord) -> Result<(), ToolError> {
+        let changed = |message: &str| {
+            ToolError::new(
+                "plan_changed",
+                message,
+                "put the manifest and its files back as they were, or plan_sweep the changed manifest and start it as a new sweep with a new approval",
+            )
+        };
+        if record.digest.is_empty() {
+            return Err(changed(
+                "this sweep was started by an older kling-batch whose approvals did not bind the plan's content; it cannot be started from here (kling-batch run resumes it in a terminal)",
+            ));
+        }
+        let plan = self
+            .plan_of(&self.runs().join(&record.manifest))
+            .map_err(|e| ToolError {
+                code: if e.code == "outside_runs" {
+                    e.code
+                } else {
+                    "plan_changed"
+                },
+                ..e
+            })?;
+        if plan.content_digest() != record.digest {
+            return Err(changed(
+                "the manifest or a file it names changed since this sweep was approved; only the approved plan runs",
+            ));
+        }
+        Ok(())
+    }
+
     /// `kling-batch mcp confirm`: the human's own confirmation of a sweep that waits for it,
     /// given in a terminal; the run starts as `start_sweep` would have started it.
     pub fn confirm(&self, id: &str) -> Result<Value, ToolError> {
@@ -733,18 +744,19 @@ impl Sweeps {
                 "kling-batch mcp confirm is for sweeps start_sweep left awaiting_human",
             ));
         }
-        let plan = self.plan_of(&self.runs().join(&record.manifest))?;
-        if plan.content_digest() != record.digest {
-            return Err(ToolError::new(
-                "plan_changed",
-                "the manifest or a file it names changed since it was approved",
-                "nothing was started; ask the agent to plan it again",
-            ));
-        }
+        self.approved_plan_holds(&record)?;
         let mut record = record;
         let launch = self
             .book
             .locked(|| {
+                // Confirmed twice at once (two terminals): the second finds it started.
+                if !self.record(id)?.awaiting_human() {
+                    return Err(ToolError::new(
+                        "not_waiting",
+                        format!("sweep {id} was confirmed and started meanwhile"),
+                        "follow it with sweep_status",
+                    ));
+                }
                 record.consent = "terminal".into();
                 self.launch(&mut record, 0)
             })
