@@ -117,42 +117,47 @@ pub async fn connect(url: &str, deadline: Duration) -> Result<Client, StateError
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| unreachable(e.to_string()))?;
-    let within = |what: &str| unreachable(format!("{what} took longer than {} s", deadline.as_secs_f64()));
     let ports = config.get_ports();
     let mut last = String::from("the URL names no host");
     for (i, host) in config.get_hosts().iter().enumerate() {
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         let opened = match host {
             tokio_postgres::config::Host::Tcp(name) => {
-                match tokio::time::timeout(deadline, tokio::net::TcpStream::connect((name.as_str(), port))).await {
-                    Err(_) => Err(within("connecting")),
-                    Ok(Err(e)) => Err(unreachable(e.to_string())),
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        start(&config, link::Deadlined::new(stream, deadline), deadline)
-                            .await
-                            .map_err(unreachable)
-                    }
-                }
+                let stream = async {
+                    let stream = tokio::net::TcpStream::connect((name.as_str(), port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(stream)
+                };
+                attempt(&config, stream, deadline).await
             }
             tokio_postgres::config::Host::Unix(dir) => {
                 let socket = dir.join(format!(".s.PGSQL.{port}"));
-                match tokio::time::timeout(deadline, tokio::net::UnixStream::connect(&socket)).await {
-                    Err(_) => Err(within("connecting")),
-                    Ok(Err(e)) => Err(unreachable(e.to_string())),
-                    Ok(Ok(stream)) => start(&config, link::Deadlined::new(stream, deadline), deadline)
-                        .await
-                        .map_err(unreachable),
-                }
+                attempt(&config, tokio::net::UnixStream::connect(socket), deadline).await
             }
         };
         match opened {
             Ok(client) => return Ok(client),
-            Err(StateError::Unreachable { message, .. }) => last = message,
-            Err(e) => return Err(e),
+            Err(message) => last = message,
         }
     }
     Err(unreachable(last))
+}
+
+/// One host: its stream opened and its session started, each within `deadline`.
+async fn attempt<S>(
+    config: &tokio_postgres::Config,
+    stream: impl std::future::Future<Output = std::io::Result<S>>,
+    deadline: Duration,
+) -> Result<Client, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let stream = match tokio::time::timeout(deadline, stream).await {
+        Err(_) => return Err(format!("connecting took longer than {} s", deadline.as_secs_f64())),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(stream)) => stream,
+    };
+    start(config, link::Deadlined::new(stream, deadline), deadline).await
 }
 
 /// The start-up on an open stream, within `deadline`; the driver spawned. `Err`: why not.
