@@ -641,4 +641,12 @@ async fn refused_replays_are_given_up_soon_with_their_money_held() {
         stats.counters.resend_errors
     );
     env.check_bills(None);
+    // The tasks the first sends made are billed; what the run reports holds at least that.
+    let summary: Value = serde_json::from_slice(&std::fs::read(env.out.join("summary.json")).unwrap()).unwrap();
+    let held = summary["spent_usd"].as_f64().unwrap() + summary["reserved_usd"].as_f64().unwrap();
+    assert!(
+        held + 1e-9 >= stats.billed_usd,
+        "the run holds ${held} for ${} billed",
+        stats.billed_usd
+    );
 }
