@@ -122,9 +122,9 @@ fn start(op: Op, fence: Option<Fence>, ctx: &Context) -> BoxFuture<'static, Even
             Event::Claimed { result }
         }
         .boxed(),
-        Op::Heartbeat { in_flight, working } => async move {
+        Op::Heartbeat { in_flight, done } => async move {
             let result = match &ctx.shared {
-                Some(shared) => shared.heartbeat(in_flight, &working).await,
+                Some(shared) => shared.heartbeat(in_flight, &done).await,
                 None => Err("not a shared sweep".into()),
             };
             Event::Heartbeat { result }

@@ -173,11 +173,11 @@ pub enum Op {
     Claim {
         n: usize,
     },
-    /// A shared sweep: renew this worker's leases on the jobs it is `working` on (the rest it
-    /// holds go back), and hear how the sweep stands.
+    /// A shared sweep: renew this worker's leases, give back the jobs it is `done` with (any
+    /// still leased to it), and hear how the sweep stands.
     Heartbeat {
         in_flight: usize,
-        working: Vec<usize>,
+        done: Vec<usize>,
     },
 }
 

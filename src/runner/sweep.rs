@@ -44,14 +44,14 @@ impl SharedSweep {
     pub async fn heartbeat(
         &self,
         in_flight: usize,
-        working: &[usize],
+        done: &[usize],
     ) -> Result<(Vec<(usize, crate::store::Fence)>, SweepTotals), String> {
         let mut conn = self.conn.lock().await;
         let result = async {
             let client = conn.get().await?;
             let held = self
                 .sweep
-                .heartbeat(client, &self.worker, self.lease, in_flight, working)
+                .heartbeat(client, &self.worker, self.lease, in_flight, done)
                 .await?;
             let totals = self.sweep.totals(client).await?;
             let alive = self.sweep.live_workers(client, self.lease).await?;

@@ -223,9 +223,9 @@ fn no_stale_write_is_ever_accepted_and_the_money_is_the_sum_of_accepted_facts() 
     });
 }
 
-/// A heartbeat renews only the jobs its worker is still working on (issue 36): one it holds and no
-/// longer works on (counted done here, its record never reached the sweep) goes back, and another
-/// worker's claim takes it — the sweep cannot stay stuck on a job nobody works.
+/// A heartbeat gives back the jobs its worker is done with (issue 36): one it holds and no longer
+/// works on (counted done here, its record never reached the sweep) goes back, and another
+/// worker's claim takes it — the sweep cannot stay stuck on a job nobody works. The rest stay held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heartbeat_keeps_only_the_work_in_hand() {
     let pg = Postgres::start();
@@ -244,7 +244,7 @@ async fn a_heartbeat_keeps_only_the_work_in_hand() {
     let first = sweep.claim(&mut client, "w0", JOBS, lease).await.unwrap();
     assert_eq!(first.jobs.len(), JOBS, "w0 holds every job");
     // w0 works on job 0 only now (it counted the others done).
-    let held = sweep.heartbeat(&client, "w0", lease, 1, &[0]).await.unwrap();
+    let held = sweep.heartbeat(&client, "w0", lease, 1, &[1, 2]).await.unwrap();
     assert_eq!(
         held.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
         vec![0],

@@ -50,6 +50,10 @@ pub(super) struct SharedRun {
     pub(super) suspect: bool,
     /// Jobs given up because another worker claimed them.
     pub(super) lost: u64,
+    /// The jobs the heartbeat out now gives back (done here, their claim let go once it answers),
+    /// and those done here with a claim when the last heartbeat was sent (sorted).
+    giving_back: Vec<usize>,
+    done_at_last_beat: Vec<usize>,
     /// When the state database last answered a heartbeat or a claim (or this worker began):
     /// `--state-outage` counts from here, whatever the failure looks like.
     last_answer: Option<Instant>,
@@ -112,7 +116,8 @@ impl Dispatcher {
             })
     }
 
-    /// Whether job `i` is one this worker is still working on (what its heartbeat renews).
+    /// Whether job `i` is one this worker is still working on (its lease must hold; the others
+    /// it ever claimed its heartbeat gives back).
     fn working_on(&self, i: usize) -> bool {
         !matches!(
             self.jobs[i].state,
@@ -123,10 +128,20 @@ impl Dispatcher {
     fn send_heartbeat(&mut self, now: Instant, ops: &mut Vec<Op>) {
         self.shared.beating = true;
         self.shared.beat_sent = Some((now, std::time::SystemTime::now()));
-        let working = (0..self.jobs.len()).filter(|&i| self.working_on(i)).collect();
+        // Done here since at least the last heartbeat: its last records have had a beat's time to
+        // reach the sweep, so giving it back cannot race them to another worker's claim.
+        let now_done: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].fence.is_some() && !self.working_on(i))
+            .collect();
+        let before = std::mem::replace(&mut self.shared.done_at_last_beat, now_done);
+        let done: Vec<usize> = before
+            .into_iter()
+            .filter(|i| self.shared.done_at_last_beat.binary_search(i).is_ok())
+            .collect();
+        self.shared.giving_back.clone_from(&done);
         ops.push(Op::Heartbeat {
             in_flight: self.in_flight,
-            working,
+            done,
         });
     }
 
@@ -265,6 +280,12 @@ impl Dispatcher {
             }
         };
         self.shared.last_answer = Some(now);
+        // Given back: their claims are no longer this worker's to send again.
+        for i in std::mem::take(&mut self.shared.giving_back) {
+            if !self.working_on(i) {
+                self.jobs[i].fence = None;
+            }
+        }
         let (sent, sent_wall) = self
             .shared
             .beat_sent

@@ -131,31 +131,31 @@ impl Sweep {
 
     /// Renews this worker's leases and its heartbeat; returns the jobs it still holds, each with
     /// the fence of its claim (a job claimed by another worker since is not among them).
-    /// Renews the leases of the jobs this worker is still `working` on — only those: a job it
-    /// holds and no longer works on (one it counted done whose record never reached the sweep)
-    /// is given back, so another claim finishes it and the sweep always converges.
+    /// Renews the leases of the jobs this worker holds, and gives back those it is `done` with
+    /// here (counted done, failed or skipped, whatever the sweep has of them): a job whose record
+    /// never reached the sweep is then claimed again and finished, so the sweep always converges.
+    /// Only jobs named `done` are given back — never one a claim in flight just took.
     pub async fn heartbeat(
         &self,
         client: &Client,
         worker: &str,
         lease: Duration,
         in_flight: usize,
-        working: &[usize],
+        done: &[usize],
     ) -> Result<Vec<(usize, Fence)>, StateError> {
-        let working: Vec<i32> = working.iter().map(|&i| idx(i)).collect();
-        let rows = client
-            .query(
-                "update kb_jobs set lease_until = now() + $3 * interval '1 millisecond' \
-                 where sweep = $1 and owner = $2 and state in ('open', 'completed') and idx = any($4) \
-                 returning idx, fence",
-                &[&self.id, &worker, &millis(lease), &working],
-            )
-            .await?;
+        let done: Vec<i32> = done.iter().map(|&i| idx(i)).collect();
         client
             .execute(
                 "update kb_jobs set owner = null, lease_until = null \
-                 where sweep = $1 and owner = $2 and state in ('open', 'completed') and not (idx = any($3))",
-                &[&self.id, &worker, &working],
+                 where sweep = $1 and owner = $2 and state in ('open', 'completed') and idx = any($3)",
+                &[&self.id, &worker, &done],
+            )
+            .await?;
+        let rows = client
+            .query(
+                "update kb_jobs set lease_until = now() + $3 * interval '1 millisecond' \
+                 where sweep = $1 and owner = $2 and state in ('open', 'completed') returning idx, fence",
+                &[&self.id, &worker, &millis(lease)],
             )
             .await?;
         client
