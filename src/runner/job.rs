@@ -45,6 +45,8 @@ pub struct JobRun {
     /// A send of the current key may have made a task (a lost answer, or an intent found on
     /// resume): until a task id or a replay comes back, no error answer releases the job.
     pub(super) outcome_unknown: bool,
+    /// Re-sends of its create of unknown outcome the service refused outright (4xx), this run.
+    pub(super) refused_replays: u8,
     /// When the job last began waiting for its video (the download deadline counts from here).
     pub(super) downloading_since: Option<Instant>,
     /// Failed attempts that do not count against `--max-attempts` in this run (a job given new
@@ -75,6 +77,7 @@ impl JobRun {
             refetches: 0,
             busy: false,
             outcome_unknown: false,
+            refused_replays: 0,
             downloading_since: None,
             failures_before: 0,
             fence: None,

@@ -181,7 +181,12 @@ impl Dispatcher {
                 Class::Credits => self.stop_submitting(StopReason::Credits(error.message())),
                 _ => {}
             }
-            let refused = class == Class::Invalid && self.jobs[job].retries > MAX_REFUSED_REPLAYS;
+            if class == Class::Invalid {
+                self.jobs[job].refused_replays = self.jobs[job].refused_replays.saturating_add(1);
+            }
+            // Refused outright a few times (not a one-off refusal a later replay gets past): what
+            // the first send did cannot be learned this run.
+            let refused = u32::from(self.jobs[job].refused_replays) >= MAX_REFUSED_REPLAYS;
             if refused || self.jobs[job].retries > MAX_SUBMIT_RETRIES {
                 let message = if class == Class::Invalid {
                     // The contract answers a replay (the same key, the same bytes) with the task
